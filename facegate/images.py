@@ -1,0 +1,61 @@
+"""Decoding photos into the RGB uint8 arrays the pipeline works on.
+
+The format is recognised from the bytes, never from a file name: real photo dumps hold PGM,
+GIF and extension-less files. Pillow does the decoding; this module normalises what comes out
+(EXIF rotation, greyscale, alpha, palettes, 16-bit samples) and refuses what cannot be a photo
+of a face with a message that says why.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 80_000_000  # ~80 MP: larger is a decompression bomb, not a camera photo
+MIN_SIDE = 12  # the smallest face MTCNN can see
+
+
+class ImageError(ValueError):
+    """The bytes are not an image FaceGate can use."""
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode image bytes to an H x W x 3 uint8 RGB array (first frame of animations)."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP; the limit is "
+                                     f"{MAX_PIXELS / 1e6:.0f} MP (downscale it first)")
+                image = ImageOps.exif_transpose(image)
+                array = _to_rgb(image)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"not a recognised image format ({len(data)} bytes): {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"corrupt or truncated image: {exc}") from exc
+    if min(array.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"image is {array.shape[1]}x{array.shape[0]} px; need at least {MIN_SIDE} px per side")
+    return array
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit/float greyscale: Pillow's own RGB conversion clips instead of scaling.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels become white, not whatever colour they happen to store.
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

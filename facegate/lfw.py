@@ -1,0 +1,137 @@
+"""The LFW verification benchmark run through FaceGate's own pipeline.
+
+Each LFW image is already a 250x250 crop centred on its subject, so the face we keep is the
+detected face nearest the image centre. When the detector finds none (profile, occlusion,
+blur) we do what a deployment would do with a pre-cropped photo: align with the mean
+landmark positions of the faces that were found in this run (a centre crop in the model's
+geometry), and count how often that happened.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from facegate.images import decode_image
+from facegate.pipeline import FacePipeline
+from facegate.verification import VerificationReport, evaluate
+
+
+@dataclass(frozen=True)
+class Pair:
+    first: str  # path relative to the LFW root
+    second: str
+    same: bool
+    fold: int
+
+
+def _image(name: str, number: str) -> str:
+    return f"{name}/{name}_{int(number):04d}.jpg"
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    """Parse an LFW pairs file. With the "10<TAB>300" header the folds are the file's own blocks;
+    without it (View 1 files) every pair gets fold -1 and folds are assigned later."""
+    lines = [line.split("\t") for line in Path(path).read_text().splitlines() if line.strip()]
+    fold_size = 0
+    if len(lines[0]) == 2 and all(part.strip().isdigit() for part in lines[0]):
+        fold_size = 2 * int(lines[0][1])
+        lines = lines[1:]
+    pairs = []
+    for index, parts in enumerate(lines):
+        fold = index // fold_size if fold_size else -1
+        if len(parts) == 3:
+            pairs.append(Pair(_image(parts[0], parts[1]), _image(parts[0], parts[2]), True, fold))
+        elif len(parts) == 4:
+            pairs.append(Pair(_image(parts[0], parts[1]), _image(parts[2], parts[3]), False, fold))
+        else:
+            raise ValueError(f"{path}:{index + 1}: expected 3 or 4 tab-separated fields, got {len(parts)}")
+    return pairs
+
+
+def select_pairs(pairs: list[Pair], limit: int | None, seed: int) -> tuple[list[Pair], np.ndarray]:
+    """The pairs to evaluate and their fold numbers (the file's folds when complete)."""
+    chosen = pairs
+    if limit is not None and limit < len(pairs):
+        chosen = random.Random(seed).sample(pairs, limit)
+    if limit is None and all(p.fold >= 0 for p in chosen):
+        return chosen, np.array([p.fold for p in chosen])
+    same = np.array([p.same for p in chosen])
+    splits = min(10, int(min(same.sum(), (~same).sum())))
+    if splits < 2:
+        raise ValueError("need at least 2 matched and 2 mismatched pairs to cross-validate")
+    folds = np.zeros(len(chosen), dtype=int)
+    for fold, (_, test) in enumerate(StratifiedKFold(splits, shuffle=True, random_state=seed).split(same, same)):
+        folds[test] = fold
+    return chosen, folds
+
+
+@dataclass
+class EmbeddingRun:
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)
+
+
+def embed_images(
+    pipeline: FacePipeline, root: Path, names: list[str], progress: Callable[[int], None] | None = None
+) -> EmbeddingRun:
+    run = EmbeddingRun()
+    frames: dict[str, np.ndarray] = {}
+    landmarks: dict[str, tuple[tuple[float, float], ...]] = {}
+    batch = 16
+    for start in range(0, len(names), batch):
+        chunk = names[start : start + batch]
+        images = [decode_image((root / name).read_bytes()) for name in chunk]
+        for name, image, faces in zip(chunk, images, pipeline.detector.detect(images)):
+            frames[name] = image
+            if faces:
+                centre = np.array(image.shape[1::-1]) / 2
+                nearest = min(faces, key=lambda f: np.linalg.norm(np.mean(f.landmarks, 0) - centre))
+                landmarks[name] = nearest.landmarks
+            else:
+                run.missed.append(name)
+        crops = [pipeline.align(frames[n], landmarks[n]) for n in chunk if n in landmarks]
+        if crops:
+            vectors = pipeline.embedder.embed(np.stack(crops))
+            for name, vector in zip([n for n in chunk if n in landmarks], vectors):
+                run.embeddings[name] = vector
+        for name in chunk:
+            if name in landmarks:
+                del frames[name]
+        if progress:
+            progress(len(chunk))
+    if run.missed:
+        if not landmarks:
+            raise RuntimeError("the detector found no face in any image; cannot build a fallback crop")
+        mean_landmarks = tuple(map(tuple, np.mean([np.asarray(v) for v in landmarks.values()], axis=0)))
+        crops = np.stack([pipeline.align(frames[n], mean_landmarks) for n in run.missed])  # type: ignore[arg-type]
+        for name, vector in zip(run.missed, pipeline.embedder.embed(crops)):
+            run.embeddings[name] = vector
+    return run
+
+
+def evaluate_lfw(
+    pipeline: FacePipeline,
+    root: Path,
+    pairs_file: Path,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> tuple[VerificationReport, EmbeddingRun]:
+    pairs, folds = select_pairs(read_pairs(pairs_file), limit, seed)
+    names = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images named by {pairs_file} are not under {root}, e.g. {missing[0]}")
+    if on_total:
+        on_total(len(names))
+    run = embed_images(pipeline, root, names, progress)
+    distances = np.array([np.linalg.norm(run.embeddings[p.first] - run.embeddings[p.second]) for p in pairs])
+    same = np.array([p.same for p in pairs])
+    return evaluate(distances, same, folds), run

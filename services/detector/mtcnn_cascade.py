@@ -1,0 +1,263 @@
+"""MTCNN face detection (Zhang et al. 2016) on TensorFlow, with the weights the `mtcnn` package ships.
+
+We use the package's P/R/O-Net definitions and weights but drive the cascade ourselves: its
+own driver calls the Keras models eagerly (~10x slower than a compiled graph) and sizes the
+image pyramid from the image rather than from the minimum face size, which wastes time on
+scales that can only find faces smaller than asked for. Here every network runs inside a
+`tf.function` with a fixed input signature (no retracing), the pyramid starts at the scale
+where `min_face_size` maps to PNet's 12 px window, all frames of a batch go through each
+network together, and crops/NMS use OpenCV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from services.detector.faces import DetectedFace
+
+_PNET_WINDOW = 12
+_PNET_STRIDE = 2
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Detector knobs. `min_score` is the final (ONet) confidence a face must reach."""
+
+    min_face_size: int = 20
+    min_score: float = 0.9
+    # Larger frames are downscaled for detection (faces are mapped back to full resolution):
+    # a 7000 px photo would otherwise cost seconds in PNet. Sizes stay in full-resolution
+    # pixels, but a downscaled frame cannot show faces under 12 px at its working scale.
+    max_side: int = 1600
+    scale_factor: float = 0.709
+    pnet_threshold: float = 0.6
+    rnet_threshold: float = 0.7
+    pnet_nms: tuple[float, float] = (0.5, 0.7)  # within one scale, then across scales
+    rnet_nms: float = 0.7
+    onet_nms: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.min_face_size < _PNET_WINDOW:
+            raise ValueError(f"min_face_size must be >= {_PNET_WINDOW} px (PNet's window); got {self.min_face_size}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1]; got {self.min_score}")
+        if self.max_side < 4 * _PNET_WINDOW:
+            raise ValueError(f"max_side must be >= {4 * _PNET_WINDOW} px; got {self.max_side}")
+        if not 0.3 <= self.scale_factor < 0.95:
+            raise ValueError(f"scale_factor must be in [0.3, 0.95); got {self.scale_factor}")
+
+
+def _pyramid(height: int, width: int, min_face_size: float, scale_factor: float) -> list[float]:
+    """Scales at which PNet's 12 px window covers faces from `min_face_size` up to the frame."""
+    scale = _PNET_WINDOW / max(min_face_size, _PNET_WINDOW)
+    scales = []
+    while min(height, width) * scale >= _PNET_WINDOW:
+        scales.append(scale)
+        scale *= scale_factor
+    return scales
+
+
+def _nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices kept by non-maximum suppression; boxes are rows of x1, y1, x2, y2, score."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=int)
+    xywh = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), boxes[:, 4].tolist(), 0.0, threshold)
+    return np.asarray(keep, dtype=int).reshape(-1)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w / 2 - side / 2
+    out[:, 1] = boxes[:, 1] + h / 2 - side / 2
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    out[:, 0:4] = boxes[:, 0:4] + offsets * np.stack([w, h, w, h], 1)
+    return out
+
+
+def _crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Square crops of `frame` at `boxes`, zero-padded outside the frame, resized to size x size."""
+    height, width = frame.shape[:2]
+    out = np.zeros((len(boxes), size, size, 3), np.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(np.round(boxes[:, :4]).astype(int)):
+        if x2 <= x1 or y2 <= y1:
+            continue
+        patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
+        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+        if sx2 > sx1 and sy2 > sy1:
+            patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = frame[sy1:sy2, sx1:sx2]
+        interpolation = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
+        out[i] = cv2.resize(patch, (size, size), interpolation=interpolation)
+    return out
+
+
+def _rescaled(face: DetectedFace, factor: float) -> DetectedFace:
+    if factor == 1.0:
+        return face
+    return DetectedFace(
+        box=tuple(v * factor for v in face.box),  # type: ignore[arg-type]
+        score=face.score,
+        landmarks=tuple((x * factor, y * factor) for x, y in face.landmarks),
+    )
+
+
+class MtcnnDetector:
+    """Batch of RGB uint8 frames in, faces with 5 landmarks out."""
+
+    name = "mtcnn"
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        import tensorflow as tf
+        from mtcnn.network.onet import ONet
+        from mtcnn.network.pnet import PNet
+        from mtcnn.network.rnet import RNet
+        from mtcnn.utils.tensorflow import load_weights
+
+        self.settings = settings or DetectorSettings()
+        self._tf = tf
+        nets: dict[str, Any] = {}
+        for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+            net = cls()
+            net.build()
+            net.set_weights(load_weights(f"{name}.lz4"))
+            nets[name] = net
+
+        def normalized(images: Any) -> Any:
+            return (tf.cast(images, tf.float32) - 127.5) / 128.0
+
+        self._pnet = tf.function(
+            lambda x: nets["pnet"](normalized(x), training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
+        )
+        self._rnet = tf.function(
+            lambda x: nets["rnet"](normalized(x), training=False),
+            input_signature=[tf.TensorSpec([None, 24, 24, 3], tf.uint8)],
+        )
+        self._onet = tf.function(
+            lambda x: nets["onet"](normalized(x), training=False),
+            input_signature=[tf.TensorSpec([None, 48, 48, 3], tf.uint8)],
+        )
+
+    def warm_up(self) -> None:
+        """Trace the graphs once so the first real frame is not slow."""
+        self.detect([np.zeros((120, 160, 3), np.uint8)])
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[DetectedFace]]:
+        """Detect faces in each frame (H x W x 3, uint8, RGB)."""
+        for frame in frames:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"frames must be uint8 H x W x 3 (RGB); got {frame.dtype} {frame.shape}")
+        factors = [min(1.0, self.settings.max_side / max(f.shape[:2])) for f in frames]
+        work = [
+            f if k == 1.0 else cv2.resize(f, (round(f.shape[1] * k), round(f.shape[0] * k)), interpolation=cv2.INTER_AREA)
+            for f, k in zip(frames, factors)
+        ]
+        candidates = self._propose(work, [self.settings.min_face_size * k for k in factors])
+        candidates = self._refine(work, candidates)
+        # The pyramid only bounds what PNet looks for; box regression can still shrink a box
+        # below it, so the minimum is enforced on what we report.
+        return [
+            [_rescaled(face, 1.0 / k) for face in faces if face.size >= self.settings.min_face_size * k]
+            for faces, k in zip(self._output(work, candidates), factors)
+        ]
+
+    def _propose(self, frames: list[np.ndarray], min_face_sizes: list[float]) -> list[np.ndarray]:
+        """PNet over each frame's pyramid; frames whose scaled shapes match share one call."""
+        s = self.settings
+        groups: dict[tuple[int, int], list[tuple[int, float, np.ndarray]]] = {}
+        for index, (frame, min_face_size) in enumerate(zip(frames, min_face_sizes)):
+            height, width = frame.shape[:2]
+            for scale in _pyramid(height, width, min_face_size, s.scale_factor):
+                shape = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
+                scaled = cv2.resize(frame, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+                groups.setdefault(shape, []).append((index, scale, scaled))
+
+        per_frame: list[list[np.ndarray]] = [[] for _ in frames]
+        for members in groups.values():
+            offsets, probs = self._pnet(np.stack([m[2] for m in members]))
+            offsets, probs = offsets.numpy(), probs.numpy()[..., 1]
+            for (index, scale, _), offset, prob in zip(members, offsets, probs):
+                ys, xs = np.nonzero(prob > s.pnet_threshold)
+                if len(ys) == 0:
+                    continue
+                x1 = (_PNET_STRIDE * xs + 1) / scale
+                y1 = (_PNET_STRIDE * ys + 1) / scale
+                boxes = np.stack([x1, y1, x1 + _PNET_WINDOW / scale, y1 + _PNET_WINDOW / scale, prob[ys, xs]], 1)
+                boxes = np.concatenate([boxes, offset[ys, xs]], 1)
+                per_frame[index].append(boxes[_nms(boxes, s.pnet_nms[0])])
+
+        out = []
+        for boxes_list in per_frame:
+            boxes = np.concatenate(boxes_list) if boxes_list else np.zeros((0, 9))
+            boxes = boxes[_nms(boxes, s.pnet_nms[1])]
+            out.append(_square(_regress(boxes[:, :5], boxes[:, 5:9])))
+        return out
+
+    def _refine(self, frames: list[np.ndarray], candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """RNet rejects most PNet proposals and tightens the rest."""
+        counts = [len(c) for c in candidates]
+        if sum(counts) == 0:
+            return candidates
+        crops = np.concatenate([_crops(f, c, 24) for f, c in zip(frames, candidates)])
+        offsets, probs = (t.numpy() for t in self._rnet(crops))
+        out, start = [], 0
+        for boxes, count in zip(candidates, counts):
+            offset, prob = offsets[start : start + count], probs[start : start + count, 1]
+            start += count
+            keep = prob > self.settings.rnet_threshold
+            boxes = np.concatenate([boxes[keep, :4], prob[keep, None]], 1)
+            offset = offset[keep]
+            kept = _nms(boxes, self.settings.rnet_nms)
+            out.append(_square(_regress(boxes[kept], offset[kept])))
+        return out
+
+    def _output(self, frames: list[np.ndarray], candidates: list[np.ndarray]) -> list[list[DetectedFace]]:
+        """ONet scores, regresses and places the 5 landmarks."""
+        counts = [len(c) for c in candidates]
+        if sum(counts) == 0:
+            return [[] for _ in frames]
+        crops = np.concatenate([_crops(f, c, 48) for f, c in zip(frames, candidates)])
+        offsets, points, probs = (t.numpy() for t in self._onet(crops))
+        results: list[list[DetectedFace]] = []
+        start = 0
+        for frame, boxes, count in zip(frames, candidates, counts):
+            offset = offsets[start : start + count]
+            point, prob = points[start : start + count], probs[start : start + count, 1]
+            start += count
+            keep = prob > self.settings.min_score
+            boxes, offset, point, prob = boxes[keep], offset[keep], point[keep], prob[keep]
+            w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            xs = boxes[:, 0:1] + point[:, 0:5] * w[:, None]
+            ys = boxes[:, 1:2] + point[:, 5:10] * h[:, None]
+            boxes = _regress(np.concatenate([boxes[:, :4], prob[:, None]], 1), offset)
+            kept = _nms(boxes, self.settings.onet_nms)
+            height, width = frame.shape[:2]
+            faces = []
+            for i in kept:
+                x1, y1 = max(boxes[i, 0], 0.0), max(boxes[i, 1], 0.0)
+                x2, y2 = min(boxes[i, 2], width), min(boxes[i, 3], height)
+                if x2 - x1 < 1 or y2 - y1 < 1:
+                    continue
+                faces.append(
+                    DetectedFace(
+                        box=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
+                        score=float(prob[i]),
+                        landmarks=tuple((float(x), float(y)) for x, y in zip(xs[i], ys[i])),
+                    )
+                )
+            faces.sort(key=lambda f: f.score, reverse=True)
+            results.append(faces)
+        return results

