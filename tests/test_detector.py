@@ -75,3 +75,23 @@ def test__given_bad_settings__then_construction_fails_naming_the_field(kwargs, m
 def test__given_a_non_rgb_frame__then_detect_refuses_it_clearly(detector):
     with pytest.raises(ValueError, match="uint8 H x W x 3"):
         detector.detect([np.zeros((100, 100), np.uint8)])
+
+
+def test__given_door_camera_frames_with_110px_faces__at_min_face_size_60__then_recall_is_at_least_98_percent():
+    """Guards the fast setting the benchmark uses (a 60 px minimum once found nothing in the
+    upstream driver): LFW faces (~110 px) pasted into 640x480 frames."""
+    import random
+
+    from services.detector.mtcnn_cascade import MtcnnDetector
+
+    root = shared_path("lfw-deepfunneled")
+    files = sorted(root.glob("*/*.jpg"))
+    random.Random(5).shuffle(files)
+    detector = MtcnnDetector(DetectorSettings(min_face_size=60))
+    hits = 0
+    for path in files[:200]:
+        frame = np.zeros((480, 640, 3), np.uint8)
+        frame[100:350, 200:450] = decode_image(path.read_bytes())
+        hits += any(face.contains(325, 225) for face in detector.detect([frame])[0])
+
+    assert hits / 200 >= 0.98
