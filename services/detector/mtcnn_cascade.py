@@ -155,28 +155,28 @@ class MtcnnDetector:
         """Trace the graphs once so the first real frame is not slow."""
         self.detect([np.zeros((120, 160, 3), np.uint8)])
 
-    def detect(self, frames: list[np.ndarray]) -> list[list[DetectedFace]]:
-        """Detect faces in each frame (H x W x 3, uint8, RGB)."""
+    def detect(self, frames: list[np.ndarray], settings: DetectorSettings | None = None) -> list[list[DetectedFace]]:
+        """Detect faces in each frame (H x W x 3, uint8, RGB); `settings` overrides the detector's."""
+        s = settings or self.settings
         for frame in frames:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frames must be uint8 H x W x 3 (RGB); got {frame.dtype} {frame.shape}")
-        factors = [min(1.0, self.settings.max_side / max(f.shape[:2])) for f in frames]
+        factors = [min(1.0, s.max_side / max(f.shape[:2])) for f in frames]
         work = [
             f if k == 1.0 else cv2.resize(f, (round(f.shape[1] * k), round(f.shape[0] * k)), interpolation=cv2.INTER_AREA)
             for f, k in zip(frames, factors)
         ]
-        candidates = self._propose(work, [self.settings.min_face_size * k for k in factors])
-        candidates = self._refine(work, candidates)
+        candidates = self._propose(work, [s.min_face_size * k for k in factors], s)
+        candidates = self._refine(work, candidates, s)
         # The pyramid only bounds what PNet looks for; box regression can still shrink a box
         # below it, so the minimum is enforced on what we report.
         return [
-            [_rescaled(face, 1.0 / k) for face in faces if face.size >= self.settings.min_face_size * k]
-            for faces, k in zip(self._output(work, candidates), factors)
+            [_rescaled(face, 1.0 / k) for face in faces if face.size >= s.min_face_size * k]
+            for faces, k in zip(self._output(work, candidates, s), factors)
         ]
 
-    def _propose(self, frames: list[np.ndarray], min_face_sizes: list[float]) -> list[np.ndarray]:
+    def _propose(self, frames: list[np.ndarray], min_face_sizes: list[float], s: DetectorSettings) -> list[np.ndarray]:
         """PNet over each frame's pyramid; frames whose scaled shapes match share one call."""
-        s = self.settings
         groups: dict[tuple[int, int], list[tuple[int, float, np.ndarray]]] = {}
         for index, (frame, min_face_size) in enumerate(zip(frames, min_face_sizes)):
             height, width = frame.shape[:2]
@@ -206,7 +206,7 @@ class MtcnnDetector:
             out.append(_square(_regress(boxes[:, :5], boxes[:, 5:9])))
         return out
 
-    def _refine(self, frames: list[np.ndarray], candidates: list[np.ndarray]) -> list[np.ndarray]:
+    def _refine(self, frames: list[np.ndarray], candidates: list[np.ndarray], s: DetectorSettings) -> list[np.ndarray]:
         """RNet rejects most PNet proposals and tightens the rest."""
         counts = [len(c) for c in candidates]
         if sum(counts) == 0:
@@ -217,14 +217,16 @@ class MtcnnDetector:
         for boxes, count in zip(candidates, counts):
             offset, prob = offsets[start : start + count], probs[start : start + count, 1]
             start += count
-            keep = prob > self.settings.rnet_threshold
+            keep = prob > s.rnet_threshold
             boxes = np.concatenate([boxes[keep, :4], prob[keep, None]], 1)
             offset = offset[keep]
-            kept = _nms(boxes, self.settings.rnet_nms)
+            kept = _nms(boxes, s.rnet_nms)
             out.append(_square(_regress(boxes[kept], offset[kept])))
         return out
 
-    def _output(self, frames: list[np.ndarray], candidates: list[np.ndarray]) -> list[list[DetectedFace]]:
+    def _output(
+        self, frames: list[np.ndarray], candidates: list[np.ndarray], s: DetectorSettings
+    ) -> list[list[DetectedFace]]:
         """ONet scores, regresses and places the 5 landmarks."""
         counts = [len(c) for c in candidates]
         if sum(counts) == 0:
@@ -237,13 +239,13 @@ class MtcnnDetector:
             offset = offsets[start : start + count]
             point, prob = points[start : start + count], probs[start : start + count, 1]
             start += count
-            keep = prob > self.settings.min_score
+            keep = prob > s.min_score
             boxes, offset, point, prob = boxes[keep], offset[keep], point[keep], prob[keep]
             w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
             xs = boxes[:, 0:1] + point[:, 0:5] * w[:, None]
             ys = boxes[:, 1:2] + point[:, 5:10] * h[:, None]
             boxes = _regress(np.concatenate([boxes[:, :4], prob[:, None]], 1), offset)
-            kept = _nms(boxes, self.settings.onet_nms)
+            kept = _nms(boxes, s.onet_nms)
             height, width = frame.shape[:2]
             faces = []
             for i in kept:

@@ -195,6 +195,16 @@ def prepare_model(name: str = DEFAULT_MODEL) -> Path:
     return target
 
 
+def load_card(name_or_dir: str = DEFAULT_MODEL) -> ModelCard:
+    """A model's card without loading its weights (for services that only need its geometry)."""
+    if name_or_dir in PREPARERS:
+        return bundled_card(name_or_dir)
+    card_path = Path(name_or_dir) / "model_card.json"
+    if not card_path.is_file():
+        raise ModelError(f"{name_or_dir!r} is neither a known model {sorted(PREPARERS)} nor a model directory")
+    return ModelCard.from_json(card_path.read_text())
+
+
 def load_embedder(name_or_dir: str = DEFAULT_MODEL) -> SavedModelEmbedder:
     """Load a known model by name (preparing it on first use) or a model directory by path.
 
@@ -214,6 +224,7 @@ __all__ = [
     "ModelError",
     "SavedModelEmbedder",
     "bundled_card",
+    "load_card",
     "load_embedder",
     "model_dir",
     "prepare_model",

@@ -1,0 +1,129 @@
+"""Run the four services as separate local processes on 127.0.0.1 (for `make run` and tests).
+
+Each service is `python -m services.<name>` on free ports, logging to `<workdir>/<name>.log`;
+`start()` returns when every one reports SERVING on the standard health service.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("detector", "embedder", "matcher", "gateway")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_status(address: str, timeout: float = 1.0) -> int | None:
+    """The health service's status for the whole server, or None if it does not answer."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return None
+    return int(reply.status)
+
+
+class ServiceProcess:
+    """One service subprocess with its ports and log."""
+
+    def __init__(self, name: str, workdir: Path, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.port, self.metrics_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}.log"
+        self._args = args
+        self._env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", f"services.{self.name}", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--metrics-port", str(self.metrics_port), *self._args]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_serving(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if health_status(self.address) == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} not SERVING on {self.address} in time:\n{self.log_tail()}")
+
+
+class LocalStack:
+    """Detector, embedder, matcher (Milvus Lite file in `workdir` by default) and gateway."""
+
+    def __init__(self, workdir: Path, milvus_uri: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        base_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+        self.services: dict[str, ServiceProcess] = {}
+        for name in ("detector", "embedder"):
+            self.services[name] = ServiceProcess(name, self.workdir, [], base_env)
+        self.services["matcher"] = ServiceProcess(
+            "matcher", self.workdir, ["--milvus-uri", milvus_uri or str(self.workdir / "gallery.db")], base_env)
+        self.services["gateway"] = ServiceProcess("gateway", self.workdir, [
+            "--detector-address", self.services["detector"].address,
+            "--embedder-address", self.services["embedder"].address,
+            "--matcher-address", self.services["matcher"].address,
+        ], base_env)
+
+    def address(self, name: str) -> str:
+        return self.services[name].address
+
+    def start(self, timeout: float = 180.0) -> "LocalStack":
+        for service in self.services.values():
+            service.start()
+        deadline = time.monotonic() + timeout
+        try:
+            for service in self.services.values():
+                service.wait_serving(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for service in reversed(list(self.services.values())):
+            service.stop()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

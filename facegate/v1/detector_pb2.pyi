@@ -1,0 +1,42 @@
+from facegate.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DetectRequest(_message.Message):
+    __slots__ = ("frames", "min_face_size", "min_score", "return_crops")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_CROPS_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
+    min_face_size: int
+    min_score: float
+    return_crops: bool
+    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., min_face_size: _Optional[int] = ..., min_score: _Optional[float] = ..., return_crops: _Optional[bool] = ...) -> None: ...
+
+class DetectedFace(_message.Message):
+    __slots__ = ("face", "crop")
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    face: _common_pb2.Face
+    crop: _common_pb2.NDArray
+    def __init__(self, face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ...) -> None: ...
+
+class FrameFaces(_message.Message):
+    __slots__ = ("faces",)
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[DetectedFace]
+    def __init__(self, faces: _Optional[_Iterable[_Union[DetectedFace, _Mapping]]] = ...) -> None: ...
+
+class DetectResponse(_message.Message):
+    __slots__ = ("frames", "model_key")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[FrameFaces]
+    model_key: str
+    def __init__(self, frames: _Optional[_Iterable[_Union[FrameFaces, _Mapping]]] = ..., model_key: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,109 @@
+import datetime
+
+from facegate.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CameraFrame(_message.Message):
+    __slots__ = ("door_id", "frame", "captured_at", "sequence", "site")
+    DOOR_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    door_id: str
+    frame: _common_pb2.NDArray
+    captured_at: _timestamp_pb2.Timestamp
+    sequence: int
+    site: str
+    def __init__(self, door_id: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., site: _Optional[str] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("decision_id", "door_id", "site", "outcome", "identity_id", "display_name", "distance", "face", "frame_sequence", "captured_at", "decided_at", "reason", "model_key")
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[Decision.Outcome]
+        OUTCOME_GRANTED: _ClassVar[Decision.Outcome]
+        OUTCOME_DENIED_UNKNOWN: _ClassVar[Decision.Outcome]
+        OUTCOME_DENIED_POLICY: _ClassVar[Decision.Outcome]
+        OUTCOME_REVIEW: _ClassVar[Decision.Outcome]
+        OUTCOME_ERROR: _ClassVar[Decision.Outcome]
+    OUTCOME_UNSPECIFIED: Decision.Outcome
+    OUTCOME_GRANTED: Decision.Outcome
+    OUTCOME_DENIED_UNKNOWN: Decision.Outcome
+    OUTCOME_DENIED_POLICY: Decision.Outcome
+    OUTCOME_REVIEW: Decision.Outcome
+    OUTCOME_ERROR: Decision.Outcome
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    DOOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    door_id: str
+    site: str
+    outcome: Decision.Outcome
+    identity_id: str
+    display_name: str
+    distance: float
+    face: _common_pb2.Face
+    frame_sequence: int
+    captured_at: _timestamp_pb2.Timestamp
+    decided_at: _timestamp_pb2.Timestamp
+    reason: str
+    model_key: str
+    def __init__(self, decision_id: _Optional[str] = ..., door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., frame_sequence: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., model_key: _Optional[str] = ...) -> None: ...
+
+class EnrollFromImagesRequest(_message.Message):
+    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    identity_id: str
+    display_name: str
+    site: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    images: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ...) -> None: ...
+
+class EnrollFromImagesResponse(_message.Message):
+    __slots__ = ("image_errors", "templates_added", "identity_id")
+    IMAGE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    image_errors: _containers.RepeatedScalarFieldContainer[str]
+    templates_added: int
+    identity_id: str
+    def __init__(self, image_errors: _Optional[_Iterable[str]] = ..., templates_added: _Optional[int] = ..., identity_id: _Optional[str] = ...) -> None: ...
+
+class WatchDecisionsRequest(_message.Message):
+    __slots__ = ("door_ids",)
+    DOOR_IDS_FIELD_NUMBER: _ClassVar[int]
+    door_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, door_ids: _Optional[_Iterable[str]] = ...) -> None: ...

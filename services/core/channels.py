@@ -1,0 +1,48 @@
+"""Client channels to FaceGate services: the one place their options are set.
+
+Every channel gets the raised message limits (frames exceed gRPC's 4 MiB default), keepalive,
+round-robin load balancing over every address DNS returns (so a Kubernetes headless Service
+spreads calls over replicas), and retries with backoff for the idempotent methods named by
+the caller. Callers still pass a deadline on every call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import grpc
+
+from services.core.server import message_options
+
+
+def service_config(service: str, idempotent_methods: Iterable[str]) -> str:
+    names = [{"service": service, "method": m} for m in idempotent_methods]
+    config: dict[str, object] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if names:
+        config["methodConfig"] = [{
+            "name": names,
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }]
+    return json.dumps(config)
+
+
+def open_channel(
+    address: str, service: str, idempotent_methods: Iterable[str] = (), max_message_mb: int = 64
+) -> grpc.aio.Channel:
+    """An insecure aio channel to `address` ("host:port", or any gRPC target with a scheme)."""
+    target = address if "://" in address or address.startswith(("dns:", "unix:")) else f"dns:///{address}"
+    options = message_options(max_message_mb) + [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config(service, idempotent_methods)),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    return grpc.aio.insecure_channel(target, options=options)

@@ -1,0 +1,101 @@
+"""Service configuration: flags, then environment variables, then validated defaults.
+
+A settings class is a frozen dataclass whose fields are declared with `setting(...)`; each
+field is `--field-name` on the command line and `FACEGATE_<FIELD_NAME>` in the environment.
+`__post_init__` validation runs on the merged values, so a bad value from either source stops
+the service at start with a message naming the flag and the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """A settings field: `check(value)` returns an error message or None."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def valid_port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a TCP port (0-65535; 0 = pick a free one)"
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def in_range(low: float, high: float) -> Callable[[float], str | None]:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def one_of(*choices: str) -> Callable[[str], str | None]:
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """What every service has."""
+
+    host: str = setting("127.0.0.1", "address to bind the gRPC and metrics ports to")
+    port: int = setting(0, "gRPC port (0 = pick a free one)", valid_port)
+    metrics_port: int = setting(0, "Prometheus /metrics port (0 = pick a free one)", valid_port)
+    max_message_mb: int = setting(64, "largest gRPC message accepted or sent, in MiB", in_range(4, 1024))
+    grace_seconds: float = setting(5.0, "on SIGTERM, how long in-flight RPCs may finish", positive)
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR", one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def env_name(field: str) -> str:
+    return "FACEGATE_" + field.upper()
+
+
+def load_settings(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
+    """Parse flags and environment into `cls`, or exit 2 with a message saying what is wrong."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    for f in fields:
+        kind = type(f.default)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                            help=f"{f.metadata.get('help', '')} (env {env_name(f.name)}; default {f.default!r})")
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    for f in fields:
+        raw = getattr(args, f.name)
+        source = f"--{f.name.replace('_', '-')}"
+        if raw is None and env_name(f.name) in os.environ:
+            raw, source = os.environ[env_name(f.name)], env_name(f.name)
+        if raw is None:
+            values[f.name] = f.default
+            continue
+        kind = type(f.default)
+        try:
+            if kind is bool:
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("1", "true", "yes")
+            else:
+                value = kind(raw)
+        except ValueError:
+            parser.error(f"{source}={raw!r}: not a valid {kind.__name__}")
+        check = f.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            parser.error(f"{source}={raw!r}: {problem}")
+        values[f.name] = value
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        parser.error(str(exc))
+    raise AssertionError("unreachable")
+
+
+def fail(message: str) -> None:
+    """Stop a service at start-up with a clear message."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

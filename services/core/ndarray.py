@@ -1,0 +1,106 @@
+"""The NDArray codec: numpy arrays <-> `facegate.v1.NDArray`, with every check in one place.
+
+Raw arrays travel as little-endian C-order bytes with dtype and shape; frames may instead be
+JPEG/PNG-encoded and are decoded back to the same uint8 H x W x 3 RGB contract. Anything that
+does not add up raises `InvalidArgument` (-> INVALID_ARGUMENT) with a message naming the field.
+Raw decoding is zero-copy (a read-only view on the message's bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facegate.v1 import common_pb2
+from services.core.errors import InvalidArgument
+
+ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "float32", "float64"})
+
+
+@dataclass(frozen=True)
+class ArrayLimits:
+    """What a receiver accepts. `max_bytes` bounds the decoded array, not just the message."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_dims: int = 4
+    max_side: int = 8192
+
+
+DEFAULT_LIMITS = ArrayLimits()
+
+
+def encode(array: np.ndarray, encoding: str = "raw", jpeg_quality: int = 90) -> common_pb2.NDArray:
+    """numpy -> NDArray. `encoding` is "raw", "jpeg" or "png" (images: uint8 H x W x 3 RGB)."""
+    if encoding == "raw":
+        little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        return common_pb2.NDArray(dtype=array.dtype.name, shape=list(array.shape),
+                                  data=np.ascontiguousarray(little).tobytes())
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"{encoding} encoding needs a uint8 H x W x 3 image; got {array.dtype} {array.shape}")
+    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if encoding == "jpeg":
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        kind = common_pb2.NDArray.ENCODING_JPEG
+    elif encoding == "png":
+        ok, data = cv2.imencode(".png", bgr)
+        kind = common_pb2.NDArray.ENCODING_PNG
+    else:
+        raise ValueError(f"unknown encoding {encoding!r}; use raw, jpeg or png")
+    if not ok:
+        raise ValueError(f"OpenCV could not {encoding}-encode the image")
+    return common_pb2.NDArray(dtype="uint8", shape=list(array.shape), data=data.tobytes(), encoding=kind)
+
+
+def decode(message: common_pb2.NDArray, field: str = "array", limits: ArrayLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """NDArray -> numpy, validated. `field` names the request field in error messages."""
+    if message.encoding in (common_pb2.NDArray.ENCODING_JPEG, common_pb2.NDArray.ENCODING_PNG):
+        return _decode_image(message, field, limits)
+    if message.encoding != common_pb2.NDArray.ENCODING_RAW:
+        raise InvalidArgument(f"{field}.encoding: unknown value {message.encoding}")
+    if message.dtype not in ALLOWED_DTYPES:
+        raise InvalidArgument(f"{field}.dtype: {message.dtype!r} is not accepted; use one of {sorted(ALLOWED_DTYPES)}")
+    shape = tuple(message.shape)
+    if not 1 <= len(shape) <= limits.max_dims:
+        raise InvalidArgument(f"{field}.shape: {len(shape)} dimensions; need 1 to {limits.max_dims}")
+    if any(side < 0 for side in shape):
+        raise InvalidArgument(f"{field}.shape: negative dimension in {list(shape)}")
+    dtype = np.dtype(message.dtype).newbyteorder("<")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if expected > limits.max_bytes:
+        raise InvalidArgument(f"{field}: {expected} bytes exceeds the limit of {limits.max_bytes}")
+    if len(message.data) != expected:
+        raise InvalidArgument(
+            f"{field}.data: {len(message.data)} bytes, but shape {list(shape)} of {message.dtype} needs {expected}"
+        )
+    return np.frombuffer(message.data, dtype=dtype).reshape(shape)
+
+
+def decode_frame(message: common_pb2.NDArray, field: str = "frame", limits: ArrayLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """A frame: uint8 H x W x 3 RGB, each side at least 12 and at most `limits.max_side` px."""
+    array = decode(message, field, limits)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise InvalidArgument(f"{field}: frames must be uint8 H x W x 3 RGB; got {array.dtype} {list(array.shape)}")
+    if min(array.shape[:2]) < 12 or max(array.shape[:2]) > limits.max_side:
+        raise InvalidArgument(
+            f"{field}: {array.shape[1]}x{array.shape[0]} px; each side must be 12..{limits.max_side} px"
+        )
+    return array
+
+
+def _decode_image(message: common_pb2.NDArray, field: str, limits: ArrayLimits) -> np.ndarray:
+    if len(message.data) > limits.max_bytes:
+        raise InvalidArgument(f"{field}: {len(message.data)} encoded bytes exceeds the limit of {limits.max_bytes}")
+    # Read the header first so a small file cannot claim a huge image.
+    from facegate.images import ImageError, decode_image
+
+    try:
+        array = decode_image(message.data)
+    except ImageError as exc:
+        raise InvalidArgument(f"{field}.data: {exc}") from exc
+    if array.nbytes > limits.max_bytes or max(array.shape[:2]) > limits.max_side:
+        raise InvalidArgument(f"{field}: decoded image {array.shape[1]}x{array.shape[0]} exceeds the limits")
+    if message.shape and tuple(message.shape) != array.shape:
+        raise InvalidArgument(f"{field}.shape: says {list(message.shape)} but the image decodes to {list(array.shape)}")
+    return array

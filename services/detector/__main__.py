@@ -1,0 +1,5 @@
+"""`python -m services.detector`."""
+
+from services.detector.server import main
+
+main()

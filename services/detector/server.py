@@ -1,0 +1,107 @@
+"""The Detector gRPC service: frames in, faces (box, score, 5 landmarks, quality) and aligned crops out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+
+import grpc
+import numpy as np
+
+from facegate.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+from services.core import ndarray
+from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
+from services.core.errors import InvalidArgument, Unavailable
+from services.core.server import run_service
+from services.detector.alignment import align_face
+from services.detector.faces import DetectedFace
+from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
+from services.detector.quality import face_quality
+from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorServiceSettings(ServerSettings):
+    """Detector service settings."""
+
+    port: int = setting(50051, "gRPC port", valid_port)
+    model: str = setting(DEFAULT_MODEL, "embedding model whose crop geometry to cut (name or model directory)")
+    min_face_size: int = setting(40, "default smallest face side reported, px", in_range(12, 4096))
+    min_score: float = setting(0.9, "default detector confidence threshold", in_range(0.0, 1.0))
+    max_frames: int = setting(64, "most frames in one Detect call", in_range(1, 1024))
+
+
+def face_message(face: DetectedFace, quality: float) -> common_pb2.Face:
+    x, y, w, h = face.box
+    return common_pb2.Face(
+        box=common_pb2.Box(x=x, y=y, width=w, height=h),
+        score=face.score,
+        landmarks=[common_pb2.Point(x=px, y=py) for px, py in face.landmarks],
+        quality=quality,
+    )
+
+
+class DetectorServicer(detector_pb2_grpc.DetectorServicer):
+    def __init__(self, settings: DetectorServiceSettings) -> None:
+        self._settings = settings
+        self._defaults = DetectorSettings(min_face_size=settings.min_face_size, min_score=settings.min_score)
+        self._detector: MtcnnDetector | None = None
+        self._card: ModelCard | None = None
+
+    async def start(self) -> None:
+        self._card = load_card(self._settings.model)
+        self._detector = await asyncio.to_thread(MtcnnDetector, self._defaults)
+        await asyncio.to_thread(self._detector.warm_up)
+
+    async def Detect(
+        self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
+    ) -> detector_pb2.DetectResponse:
+        if self._detector is None or self._card is None:
+            raise Unavailable("detector is still loading its model; retry shortly")
+        if not request.frames:
+            raise InvalidArgument("frames: at least one frame is required")
+        if len(request.frames) > self._settings.max_frames:
+            raise InvalidArgument(f"frames: {len(request.frames)} frames; at most {self._settings.max_frames} per call")
+        try:
+            options = dataclasses.replace(
+                self._defaults,
+                min_face_size=request.min_face_size or self._defaults.min_face_size,
+                min_score=request.min_score or self._defaults.min_score,
+            )
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        frames = [ndarray.decode_frame(f, f"frames[{i}]") for i, f in enumerate(request.frames)]
+        return await asyncio.to_thread(self._detect, frames, options, request.return_crops)
+
+    def _detect(self, frames: list[np.ndarray], options: DetectorSettings, crops: bool) -> detector_pb2.DetectResponse:
+        assert self._detector is not None and self._card is not None
+        card = self._card
+        response = detector_pb2.DetectResponse(model_key=card.model_key if crops else "")
+        for frame, faces in zip(frames, self._detector.detect(frames, options)):
+            out = response.frames.add()
+            for face in faces:
+                crop = align_face(frame, face.landmarks, card.landmark_template, card.input_size)
+                item = out.faces.add(face=face_message(face, face_quality(face, crop)))
+                if crops:
+                    item.crop.CopyFrom(ndarray.encode(crop))
+        return response
+
+
+async def serve(settings: DetectorServiceSettings) -> None:
+    servicer = DetectorServicer(settings)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        detector_pb2_grpc.add_DetectorServicer_to_server(servicer, server)
+        return [detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name]
+
+    await run_service("detector", settings, register, start=servicer.start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(DetectorServiceSettings, argv, prog="facegate-detector")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,106 @@
+"""The Embedder gRPC service: aligned crops in, unit-length embeddings out (micro-batched)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+
+import grpc
+
+from facegate.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
+from services.core import ndarray
+from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
+from services.core.errors import InvalidArgument, Unavailable
+from services.core.server import run_service
+from services.embedder.batcher import MicroBatcher
+from services.embedder.models import DEFAULT_MODEL, ModelCard, SavedModelEmbedder, load_embedder
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedderServiceSettings(ServerSettings):
+    """Embedder service settings."""
+
+    port: int = setting(50052, "gRPC port", valid_port)
+    model: str = setting(DEFAULT_MODEL, "model name (prepared on first use) or model directory")
+    max_batch: int = setting(32, "most crops per model call", in_range(1, 512))
+    max_wait_ms: float = setting(4.0, "how long a batch waits for more requests, ms", in_range(0.0, 100.0))
+    max_crops: int = setting(256, "most crops in one Embed call", in_range(1, 4096))
+
+
+def model_info(card: ModelCard) -> common_pb2.ModelInfo:
+    return common_pb2.ModelInfo(
+        model_id=card.model_id,
+        model_version=card.version,
+        input_size=card.input_size,
+        embedding_dim=card.embedding_dim,
+        distance_threshold=card.distance_threshold,
+        threshold_source=card.threshold_source,
+        landmark_template=[common_pb2.Point(x=x, y=y) for x, y in card.landmark_template],
+    )
+
+
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
+    def __init__(self, settings: EmbedderServiceSettings) -> None:
+        self._settings = settings
+        self._model: SavedModelEmbedder | None = None
+        self._batcher: MicroBatcher | None = None
+
+    async def start(self) -> None:
+        model = await asyncio.to_thread(load_embedder, self._settings.model)
+        size = model.card.input_size
+        import numpy as np
+
+        await asyncio.to_thread(model.embed, np.zeros((1, size, size, 3), np.uint8))  # trace once
+        self._batcher = MicroBatcher(model.embed, self._settings.max_batch, self._settings.max_wait_ms / 1000)
+        self._batcher.start()
+        self._model = model
+
+    async def stop(self) -> None:
+        if self._batcher:
+            await self._batcher.stop()
+
+    async def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
+        if self._model is None or self._batcher is None:
+            raise Unavailable("embedder is still loading its model; retry shortly")
+        card = self._model.card
+        crops = ndarray.decode(request.crops, "crops")
+        expected = (card.input_size, card.input_size, 3)
+        if crops.dtype.name != "uint8" or crops.ndim != 4 or crops.shape[1:] != expected:
+            raise InvalidArgument(
+                f"crops: need uint8 N x {' x '.join(map(str, expected))} aligned crops for {card.model_key}; "
+                f"got {crops.dtype.name} {list(crops.shape)}"
+            )
+        if len(crops) == 0:
+            raise InvalidArgument("crops: empty batch (N = 0); send at least one crop")
+        if len(crops) > self._settings.max_crops:
+            raise InvalidArgument(f"crops: {len(crops)} crops; at most {self._settings.max_crops} per call")
+        vectors = await self._batcher.submit(crops)
+        return embedder_pb2.EmbedResponse(embeddings=[
+            common_pb2.Embedding(vector=v.tolist(), model_id=card.model_id, model_version=card.version)
+            for v in vectors
+        ])
+
+    async def GetModel(self, request: embedder_pb2.GetModelRequest, context: grpc.aio.ServicerContext) -> common_pb2.ModelInfo:
+        if self._model is None:
+            raise Unavailable("embedder is still loading its model; retry shortly")
+        return model_info(self._model.card)
+
+
+async def serve(settings: EmbedderServiceSettings) -> None:
+    servicer = EmbedderServicer(settings)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        embedder_pb2_grpc.add_EmbedderServicer_to_server(servicer, server)
+        return [embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name]
+
+    await run_service("embedder", settings, register, start=servicer.start, stop=servicer.stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(EmbedderServiceSettings, argv, prog="facegate-embedder")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,85 @@
+"""The gateway's clients for the detector, embedder and matcher: one channel each, a deadline on every call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from facegate.v1 import (
+    common_pb2,
+    detector_pb2,
+    detector_pb2_grpc,
+    embedder_pb2,
+    embedder_pb2_grpc,
+    matcher_pb2,
+    matcher_pb2_grpc,
+)
+from services.core import ndarray
+from services.core.channels import open_channel
+
+
+class BackendError(Exception):
+    """A backend call failed; `service` says which, the message says how."""
+
+    def __init__(self, service: str, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(f"{service} {error.code().name}: {error.details()}")
+        self.service = service
+        self.code = error.code()
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    face: common_pb2.Face
+    crop: common_pb2.NDArray
+
+
+class Backends:
+    def __init__(self, detector: str, embedder: str, matcher: str, deadline: float, max_message_mb: int) -> None:
+        self.deadline = deadline
+        self._channels = [
+            open_channel(detector, "facegate.v1.Detector", ["Detect"], max_message_mb),
+            open_channel(embedder, "facegate.v1.Embedder", ["Embed", "GetModel"], max_message_mb),
+            open_channel(matcher, "facegate.v1.Matcher", ["Identify", "Verify", "GetIdentity", "ListIdentities"],
+                         max_message_mb),
+        ]
+        self.detector = detector_pb2_grpc.DetectorStub(self._channels[0])
+        self.embedder = embedder_pb2_grpc.EmbedderStub(self._channels[1])
+        self.matcher = matcher_pb2_grpc.MatcherStub(self._channels[2])
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def detect(self, frames: list[np.ndarray | common_pb2.NDArray]) -> list[list[FaceCrop]]:
+        messages = [f if isinstance(f, common_pb2.NDArray) else ndarray.encode(f) for f in frames]
+        try:
+            response = await self.detector.Detect(
+                detector_pb2.DetectRequest(frames=messages, return_crops=True), timeout=self.deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError("detector", exc) from exc
+        return [[FaceCrop(f.face, f.crop) for f in frame.faces] for frame in response.frames]
+
+    async def embed(self, crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
+        stacked = np.stack([ndarray.decode(c, "crop") for c in crops])
+        try:
+            response = await self.embedder.Embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(stacked)),
+                                                 timeout=self.deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError("embedder", exc) from exc
+        return list(response.embeddings)
+
+    async def identify(self, embeddings: list[common_pb2.Embedding], site: str) -> list[matcher_pb2.IdentifyResult]:
+        try:
+            response = await self.matcher.Identify(
+                matcher_pb2.IdentifyRequest(probes=embeddings, top_k=3, site=site), timeout=self.deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError("matcher", exc) from exc
+        return list(response.results)
+
+    async def enroll(self, request: matcher_pb2.EnrollRequest) -> matcher_pb2.EnrollResponse:
+        try:
+            return await self.matcher.Enroll(request, timeout=self.deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError("matcher", exc) from exc

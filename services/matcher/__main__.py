@@ -1,0 +1,5 @@
+"""`python -m services.matcher`."""
+
+from services.matcher.server import main
+
+main()

@@ -1,0 +1,152 @@
+"""The Matcher gRPC service: the gallery as a product API (enroll, identify, verify, manage)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+
+import grpc
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from services.core.config import ServerSettings, valid_port, in_range, load_settings, one_of, setting
+from services.core.errors import InvalidArgument, Unavailable
+from services.core.server import run_service
+from services.embedder.models import DEFAULT_MODEL, load_card
+from services.matcher.gallery import Gallery, Identity
+
+
+@dataclasses.dataclass(frozen=True)
+class MatcherServiceSettings(ServerSettings):
+    """Matcher service settings."""
+
+    port: int = setting(50053, "gRPC port", valid_port)
+    milvus_uri: str = setting("./facegate-gallery.db",
+                              "Milvus Lite file (embedded) or http://host:19530 for a Milvus server (env MILVUS_URI too)")
+    collection: str = setting("facegate_gallery", "Milvus collection name")
+    index_type: str = setting("FLAT", "vector index", one_of("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"))
+    model: str = setting(DEFAULT_MODEL, "embedding model the gallery holds (its card gives dim and threshold)")
+    max_top_k: int = setting(100, "largest top_k accepted", in_range(1, 1000))
+
+
+def identity_message(identity: Identity) -> matcher_pb2.Identity:
+    created = Timestamp()
+    created.FromMilliseconds(identity.created_ms)
+    return matcher_pb2.Identity(
+        identity_id=identity.identity_id, display_name=identity.display_name, site=identity.site,
+        groups=list(identity.groups), metadata=identity.metadata, template_count=identity.template_count,
+        model_key=identity.model_key, created_at=created,
+    )
+
+
+def vectors_of(embeddings: list[common_pb2.Embedding], field: str) -> tuple[np.ndarray, str]:
+    """Stack embeddings into a matrix; they must share one model and one length."""
+    if not embeddings:
+        raise InvalidArgument(f"{field}: at least one embedding is required")
+    keys = {f"{e.model_id}@{e.model_version}" for e in embeddings}
+    if len(keys) > 1:
+        raise InvalidArgument(f"{field}: embeddings from several models {sorted(keys)}; send one model's")
+    lengths = {len(e.vector) for e in embeddings}
+    if len(lengths) > 1:
+        raise InvalidArgument(f"{field}: embeddings of different lengths {sorted(lengths)}")
+    return np.asarray([list(e.vector) for e in embeddings], np.float32), keys.pop()
+
+
+class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
+    def __init__(self, settings: MatcherServiceSettings) -> None:
+        self._settings = settings
+        self._gallery: Gallery | None = None
+
+    async def start(self) -> None:
+        card = load_card(self._settings.model)
+        self._gallery = await asyncio.to_thread(
+            Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
+            self._settings.collection, self._settings.index_type,
+        )
+
+    async def stop(self) -> None:
+        if self._gallery:
+            await asyncio.to_thread(self._gallery.close)
+
+    def _ready(self) -> Gallery:
+        if self._gallery is None:
+            raise Unavailable("matcher is still opening its gallery; retry shortly")
+        return self._gallery
+
+    async def Enroll(self, request: matcher_pb2.EnrollRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
+        gallery = self._ready()
+        vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
+        identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
+                            dict(request.metadata))
+        stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key)
+        return matcher_pb2.EnrollResponse(identity=identity_message(stored), templates_added=added)
+
+    async def Identify(self, request: matcher_pb2.IdentifyRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.IdentifyResponse:
+        gallery = self._ready()
+        top_k = request.top_k or 5
+        if not 1 <= top_k <= self._settings.max_top_k:
+            raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
+        if request.max_distance < 0 or request.max_distance > 2:
+            raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the model default")
+        probes, model_key = vectors_of(list(request.probes), "probes")
+        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site,
+                                          request.max_distance or None, model_key)
+        return matcher_pb2.IdentifyResponse(results=[
+            matcher_pb2.IdentifyResult(
+                unknown=r.unknown, threshold=r.threshold,
+                candidates=[matcher_pb2.Candidate(identity_id=c.identity_id, display_name=c.display_name,
+                                                  distance=c.distance, similarity=c.similarity) for c in r.candidates],
+            ) for r in results
+        ])
+
+    async def Verify(self, request: matcher_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.VerifyResponse:
+        gallery = self._ready()
+        if not request.HasField("probe"):
+            raise InvalidArgument("probe: required")
+        if request.max_distance < 0 or request.max_distance > 2:
+            raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the model default")
+        probe, model_key = vectors_of([request.probe], "probe")
+        distance = await asyncio.to_thread(gallery.verify, request.identity_id, probe, model_key)
+        threshold = request.max_distance or gallery.threshold
+        return matcher_pb2.VerifyResponse(match=distance <= threshold, distance=distance, threshold=threshold)
+
+    async def DeleteIdentity(self, request: matcher_pb2.DeleteIdentityRequest,
+                             context: grpc.aio.ServicerContext) -> matcher_pb2.DeleteIdentityResponse:
+        removed = await asyncio.to_thread(self._ready().delete, request.identity_id)
+        return matcher_pb2.DeleteIdentityResponse(templates_removed=removed)
+
+    async def GetIdentity(self, request: matcher_pb2.GetIdentityRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.Identity:
+        return identity_message(await asyncio.to_thread(self._ready().get, request.identity_id))
+
+    async def ListIdentities(self, request: matcher_pb2.ListIdentitiesRequest,
+                             context: grpc.aio.ServicerContext) -> matcher_pb2.ListIdentitiesResponse:
+        size = request.page_size or 100
+        if not 1 <= size <= 1000:
+            raise InvalidArgument(f"page_size: {request.page_size}; must be 1..1000 (0 = 100)")
+        identities, token = await asyncio.to_thread(self._ready().list, size, request.page_token, request.site)
+        return matcher_pb2.ListIdentitiesResponse(identities=[identity_message(i) for i in identities],
+                                                  next_page_token=token)
+
+
+async def serve(settings: MatcherServiceSettings) -> None:
+    servicer = MatcherServicer(settings)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        matcher_pb2_grpc.add_MatcherServicer_to_server(servicer, server)
+        return [matcher_pb2.DESCRIPTOR.services_by_name["Matcher"].full_name]
+
+    await run_service("matcher", settings, register, start=servicer.start, stop=servicer.stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    if "MILVUS_URI" in os.environ and "FACEGATE_MILVUS_URI" not in os.environ:
+        os.environ["FACEGATE_MILVUS_URI"] = os.environ["MILVUS_URI"]  # the name Milvus users expect
+    settings = load_settings(MatcherServiceSettings, argv, prog="facegate-matcher")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
