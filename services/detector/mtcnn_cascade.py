@@ -28,7 +28,7 @@ class DetectorSettings:
     """Detector knobs. `min_score` is the final (ONet) confidence a face must reach."""
 
     min_face_size: int = 20
-    min_score: float = 0.9
+    min_score: float = 0.95
     # Larger frames are downscaled for detection (faces are mapped back to full resolution):
     # a 7000 px photo would otherwise cost seconds in PNet. Sizes stay in full-resolution
     # pixels, but a downscaled frame cannot show faces under 12 px at its working scale.

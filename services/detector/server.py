@@ -28,7 +28,7 @@ class DetectorServiceSettings(ServerSettings):
     port: int = setting(50051, "gRPC port", valid_port)
     model: str = setting(DEFAULT_MODEL, "embedding model whose crop geometry to cut (name or model directory)")
     min_face_size: int = setting(40, "default smallest face side reported, px", in_range(12, 4096))
-    min_score: float = setting(0.9, "default detector confidence threshold", in_range(0.0, 1.0))
+    min_score: float = setting(0.95, "default detector confidence threshold", in_range(0.0, 1.0))
     max_frames: int = setting(64, "most frames in one Detect call", in_range(1, 1024))
 
 

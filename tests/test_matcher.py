@@ -1,0 +1,192 @@
+"""The matcher as a product API, on a real Milvus Lite gallery in its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2
+
+from facegate.stack import ServiceProcess, health_status
+from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from tests.conftest import channel
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def unit(seed: int, near: np.ndarray | None = None, noise: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(128) if near is None else near + noise * rng.standard_normal(128)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def emb(vector: np.ndarray) -> common_pb2.Embedding:
+    return common_pb2.Embedding(vector=vector.tolist(), model_id="dlib-resnet-v1", model_version="1.0")
+
+
+def start_matcher(workdir, name: str = "matcher") -> ServiceProcess:
+    service = ServiceProcess("matcher", workdir, ["--milvus-uri", str(workdir / "gallery.db")], ENV)
+    service.log_path = workdir / f"{name}.log"
+    service.start()
+    service.wait_serving(time.monotonic() + 60)
+    return service
+
+
+@pytest.fixture(scope="module")
+def matcher_process(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("matcher")
+    service = start_matcher(workdir)
+    yield service, workdir
+    service.stop()
+
+
+@pytest.fixture
+def matcher(matcher_process):
+    return matcher_pb2_grpc.MatcherStub(channel(matcher_process[0].address))
+
+
+ALICE, BOB = unit(1), unit(2)
+
+
+def test__given_enrolments__then_identify_aggregates_templates_per_identity_and_rejects_strangers(matcher):
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="alice", display_name="Alice", site="hq",
+                                             embeddings=[emb(ALICE), emb(unit(3, ALICE, 0.01))]), timeout=10)
+    again = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="alice", embeddings=[emb(unit(4, ALICE, 0.01))]),
+                           timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="bob", display_name="Bob", site="lab", embeddings=[emb(BOB)]),
+                   timeout=10)
+
+    reply = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(5, ALICE, 0.02)), emb(unit(99))], top_k=5),
+                             timeout=10)
+
+    assert again.templates_added == 1 and again.identity.template_count == 3
+    assert again.identity.display_name == "Alice" and again.identity.site == "hq"  # kept when not re-sent
+    alice, stranger = reply.results
+    assert not alice.unknown and alice.candidates[0].identity_id == "alice"
+    assert [c.identity_id for c in alice.candidates].count("alice") == 1  # one entry per identity
+    assert alice.candidates[0].distance < alice.threshold
+    assert alice.candidates[0].similarity == pytest.approx(1 - alice.candidates[0].distance ** 2 / 2, abs=1e-5)
+    assert stranger.unknown and stranger.candidates  # nearest still reported, for review
+
+
+def test__given_a_site__then_identify_only_matches_that_sites_people(matcher):
+    probe = emb(unit(6, BOB, 0.02))
+
+    at_hq = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[probe], site="hq"), timeout=10).results[0]
+    at_lab = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[probe], site="lab"), timeout=10).results[0]
+
+    assert at_hq.unknown and all(c.identity_id != "bob" for c in at_hq.candidates)
+    assert not at_lab.unknown and at_lab.candidates[0].identity_id == "bob"
+
+
+def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
+    same = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=emb(unit(7, BOB, 0.02))), timeout=10)
+    other = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=emb(ALICE)), timeout=10)
+    strict = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=emb(unit(7, BOB, 0.02)),
+                                                      max_distance=same.distance / 2), timeout=10)
+
+    assert same.match and not other.match and not strict.match
+    assert same.threshold == pytest.approx(0.4226, abs=1e-4)
+
+
+def test__metadata_upsert_keeps_templates_and_list_pages_in_id_order(matcher):
+    for i in range(5):
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=f"page-{i}", embeddings=[emb(unit(100 + i))]), timeout=10)
+    updated = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="bob", groups=["night-shift"],
+                                                       metadata={"badge": "42"}, embeddings=[emb(unit(8, BOB, 0.01))]),
+                             timeout=10)
+
+    pages, token = [], ""
+    while True:
+        page = matcher.ListIdentities(matcher_pb2.ListIdentitiesRequest(page_size=3, page_token=token), timeout=10)
+        pages.append([i.identity_id for i in page.identities])
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert updated.identity.template_count == 2 and list(updated.identity.groups) == ["night-shift"]
+    assert dict(updated.identity.metadata) == {"badge": "42"} and updated.identity.display_name == "Bob"
+    flat = [i for p in pages for i in p]
+    assert flat == sorted(flat) and {"alice", "bob", "page-0", "page-4"} <= set(flat)
+    assert all(len(p) <= 3 for p in pages) and len(flat) == len(set(flat))
+
+
+def test__delete_removes_every_template(matcher):
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="carol", embeddings=[emb(unit(9)), emb(unit(10))]), timeout=10)
+
+    removed = matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="carol"), timeout=10)
+    probe = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(9))], top_k=10), timeout=10).results[0]
+
+    assert removed.templates_removed == 2
+    assert all(c.identity_id != "carol" for c in probe.candidates)
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="carol"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test__the_gallery_survives_a_matcher_restart_and_a_second_matcher_cannot_open_it(tmp_path):
+    first = start_matcher(tmp_path)
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(first.address))
+        stub.Enroll(matcher_pb2.EnrollRequest(identity_id="dave", embeddings=[emb(unit(11))]), timeout=10)
+
+        second = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db")], ENV)
+        second.log_path = tmp_path / "second.log"
+        second.start()
+        assert second.process is not None
+        code = second.process.wait(timeout=60)
+        assert code != 0
+        assert "one process at a time" in second.log_tail()
+        assert stub.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="dave"), timeout=10).template_count == 1
+    finally:
+        assert first.stop() == 0  # graceful on SIGTERM
+
+    restarted = start_matcher(tmp_path, "restarted")
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(restarted.address))
+        assert stub.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="dave"), timeout=10).template_count == 1
+    finally:
+        restarted.stop()
+
+
+def test__health_is_not_serving_until_the_model_is_loaded(tmp_path):
+    service = ServiceProcess("embedder", tmp_path, [], ENV)
+    service.start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = health_status(service.address, timeout=0.5)
+            if status is not None and (not seen or seen[-1] != status):
+                seen.append(status)
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            time.sleep(0.05)
+    finally:
+        service.stop()
+
+    assert seen == [health_pb2.HealthCheckResponse.NOT_SERVING, health_pb2.HealthCheckResponse.SERVING]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port='70000': must be a TCP port"),
+    (["--index-type", "LSH"], "--index-type='LSH': must be one of"),
+    (["--max-top-k", "many"], "not a valid int"),
+])
+def test__given_a_bad_setting__then_the_service_refuses_to_start_naming_it(args, message):
+    result = subprocess.run([sys.executable, "-m", "services.matcher", *args], capture_output=True, text=True,
+                            timeout=60, env=ENV)
+
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test__given_a_bad_environment_variable__then_the_message_names_the_variable():
+    result = subprocess.run([sys.executable, "-m", "services.gateway"], capture_output=True, text=True, timeout=60,
+                            env={**ENV, "FACEGATE_DEADLINE_SECONDS": "-1"})
+
+    assert result.returncode == 2 and "FACEGATE_DEADLINE_SECONDS='-1': must be > 0" in result.stderr

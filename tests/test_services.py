@@ -1,0 +1,211 @@
+"""The four services as separate processes over real gRPC, end to end and one by one."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from facegate.images import decode_image
+from facegate.v1 import (
+    common_pb2,
+    detector_pb2,
+    detector_pb2_grpc,
+    embedder_pb2,
+    embedder_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    matcher_pb2,
+    matcher_pb2_grpc,
+)
+from services.core import ndarray
+from tests.conftest import channel
+
+Outcome = gateway_pb2.Decision.Outcome
+
+
+def photo(demo_photos, name: str, encoding: str = "jpeg") -> common_pb2.NDArray:
+    return ndarray.encode(decode_image(demo_photos[name].read_bytes()), encoding)
+
+
+def stubs(stack):
+    return (
+        detector_pb2_grpc.DetectorStub(channel(stack.address("detector"))),
+        embedder_pb2_grpc.EmbedderStub(channel(stack.address("embedder"))),
+        matcher_pb2_grpc.MatcherStub(channel(stack.address("matcher"))),
+        gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway"))),
+    )
+
+
+def assert_status(call, code: grpc.StatusCode, *fragments: str) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == code, caught.value.details()
+    for fragment in fragments:
+        assert fragment in caught.value.details()
+
+
+def test__given_an_enrolled_person__when_a_camera_streams__then_they_are_granted_and_a_stranger_is_unknown(
+    stack, demo_photos
+):
+    _, _, _, gateway = stubs(stack)
+    watched: list[gateway_pb2.Decision] = []
+    watch = gateway.WatchDecisions(gateway_pb2.WatchDecisionsRequest(door_ids=["lobby"]))
+
+    def collect() -> None:
+        try:
+            watched.extend(watch)
+        except grpc.RpcError:  # cancelled at the end of the test
+            pass
+
+    watcher = threading.Thread(target=collect, daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+
+    enrolled = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+        identity_id="obama-e2e", display_name="Barack Obama", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+    frames = [gateway_pb2.CameraFrame(door_id="lobby", sequence=i, frame=photo(demo_photos, name))
+              for i, name in enumerate(["obama2.jpg", "biden.jpg", "obama3.jpg"])]
+    decisions = list(gateway.StreamCamera(iter(frames), timeout=60))
+    time.sleep(0.5)
+    watch.cancel()
+
+    assert enrolled.templates_added == 1 and list(enrolled.image_errors) == [""]
+    by_frame = {d.frame_sequence: d for d in decisions}
+    assert set(by_frame) == {0, 1, 2}
+    assert by_frame[0].outcome == Outcome.OUTCOME_GRANTED and by_frame[0].identity_id == "obama-e2e"
+    assert by_frame[2].outcome == Outcome.OUTCOME_GRANTED and by_frame[2].identity_id == "obama-e2e"
+    assert by_frame[1].outcome == Outcome.OUTCOME_DENIED_UNKNOWN and by_frame[1].identity_id == ""
+    assert all(d.door_id == "lobby" and d.model_key == "dlib-resnet-v1@1.0" for d in decisions)
+    assert [d.decision_id for d in watched] == [d.decision_id for d in decisions]
+
+
+def test__given_the_detector__when_detecting_with_crops__then_faces_carry_landmarks_and_aligned_crops(stack, demo_photos):
+    detector, embedder, _, _ = stubs(stack)
+    reply = detector.Detect(detector_pb2.DetectRequest(
+        frames=[photo(demo_photos, "obama.jpg", "raw"), photo(demo_photos, "biden.jpg")], return_crops=True), timeout=30)
+    model = embedder.GetModel(embedder_pb2.GetModelRequest(), timeout=10)
+
+    assert [len(f.faces) for f in reply.frames] == [1, 1]
+    face = reply.frames[0].faces[0]
+    assert len(face.face.landmarks) == 5 and 0 < face.face.quality <= 1
+    assert list(face.crop.shape) == [model.input_size, model.input_size, 3]
+    assert reply.model_key == f"{model.model_id}@{model.model_version}"
+
+
+def test__given_concurrent_embed_calls__then_each_gets_its_own_vectors(stack, demo_photos):
+    detector, embedder, _, _ = stubs(stack)
+    crops = [f.crop for frame in detector.Detect(detector_pb2.DetectRequest(
+        frames=[photo(demo_photos, n) for n in ("obama.jpg", "biden.jpg", "obama2.jpg")], return_crops=True),
+        timeout=30).frames for f in frame.faces]
+    singles = [embedder.Embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(ndarray.decode(c)[None])), timeout=30)
+               for c in crops]
+    futures = [embedder.Embed.future(embedder_pb2.EmbedRequest(crops=ndarray.encode(ndarray.decode(c)[None])),
+                                     timeout=30) for c in crops * 4]
+    results = [f.result() for f in futures]
+
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result.embeddings[0].vector, singles[i % len(crops)].embeddings[0].vector, atol=1e-5)
+
+
+def test__every_service_reports_serving_and_exposes_rpc_metrics(stack):
+    for name, service in stack.services.items():
+        with channel(service.address) as ch:
+            status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING, name
+    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.services['detector'].metrics_port}/metrics").read().decode()
+    assert 'facegate_rpc_total{code="OK",method="Detect",service="detector"}' in text
+    assert "facegate_rpc_duration_seconds_bucket" in text
+
+
+class TestBadInput:
+    """Each RPC refuses malformed input with the right status and a precise message, and the
+    service goes on serving."""
+
+    def test_detector(self, stack, demo_photos):
+        detector, *_ = stubs(stack)
+        good = photo(demo_photos, "obama.jpg", "raw")
+        bad_bytes = common_pb2.NDArray(dtype="uint8", shape=[480, 640, 3], data=b"\0" * 100)
+        floats = ndarray.encode(np.zeros((64, 64, 3), np.float32))
+        huge = common_pb2.NDArray(dtype="uint8", shape=[9000, 9000, 3], data=b"")
+        detect = detector.Detect
+        code = grpc.StatusCode.INVALID_ARGUMENT
+
+        assert_status(lambda: detect(detector_pb2.DetectRequest(), timeout=10), code, "frames: at least one")
+        assert_status(lambda: detect(detector_pb2.DetectRequest(frames=[good, bad_bytes]), timeout=10),
+                      code, "frames[1].data: 100 bytes")
+        assert_status(lambda: detect(detector_pb2.DetectRequest(frames=[floats]), timeout=10), code, "uint8 H x W x 3")
+        assert_status(lambda: detect(detector_pb2.DetectRequest(frames=[huge]), timeout=10), code, "exceeds the limit")
+        assert_status(lambda: detect(detector_pb2.DetectRequest(frames=[good], min_score=3), timeout=10),
+                      code, "min_score")
+        assert len(detect(detector_pb2.DetectRequest(frames=[good]), timeout=30).frames[0].faces) == 1
+
+    def test_embedder(self, stack):
+        _, embedder, *_ = stubs(stack)
+        embed = embedder.Embed
+        code = grpc.StatusCode.INVALID_ARGUMENT
+
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((0, 150, 150, 3), np.uint8))),
+                                    timeout=10), code, "empty batch")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((1, 112, 112, 3), np.uint8))),
+                                    timeout=10), code, "150 x 150 x 3")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((1, 150, 150, 3), np.float32))),
+                                    timeout=10), code, "got float32")
+        ok = embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((2, 150, 150, 3), np.uint8))), timeout=30)
+        assert len(ok.embeddings) == 2 and len(ok.embeddings[0].vector) == 128
+
+    def test_matcher(self, stack):
+        _, _, matcher, _ = stubs(stack)
+        unit = np.zeros(128, np.float32)
+        unit[0] = 1
+
+        def emb(vector, model_id="dlib-resnet-v1", version="1.0"):
+            return common_pb2.Embedding(vector=list(vector), model_id=model_id, model_version=version)
+
+        bad = grpc.StatusCode.INVALID_ARGUMENT
+        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb([np.nan] * 128)]),
+                                             timeout=10), bad, "NaN")
+        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit[:64])]),
+                                             timeout=10), bad, "64 values", "needs 128")
+        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x"), timeout=10), bad,
+                      "at least one embedding")
+        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id='x" or 1', embeddings=[emb(unit)]),
+                                             timeout=10), bad, "identity_id")
+        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit * 3)]),
+                                             timeout=10), bad, "not unit length")
+        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit, "facenet")]),
+                                             timeout=10), grpc.StatusCode.FAILED_PRECONDITION, "not comparable")
+        assert_status(lambda: matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit)], top_k=5000), timeout=10),
+                      bad, "top_k")
+        missing = grpc.StatusCode.NOT_FOUND
+        assert_status(lambda: matcher.Verify(matcher_pb2.VerifyRequest(identity_id="nobody", probe=emb(unit)), timeout=10),
+                      missing, "'nobody' is not enrolled")
+        assert_status(lambda: matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="nobody"), timeout=10),
+                      missing)
+        assert_status(lambda: matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="nobody"), timeout=10), missing)
+        assert_status(lambda: matcher.ListIdentities(matcher_pb2.ListIdentitiesRequest(page_size=5000), timeout=10),
+                      bad, "page_size")
+        assert matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit)]), timeout=10).results[0].unknown
+
+    def test_gateway(self, stack, demo_photos):
+        *_, gateway = stubs(stack)
+        bad = grpc.StatusCode.INVALID_ARGUMENT
+        frame = photo(demo_photos, "obama.jpg")
+        blank = ndarray.encode(np.full((200, 200, 3), 128, np.uint8), "png")
+
+        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(frame=frame)]), timeout=30)),
+                      bad, "door_id: required")
+        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(
+            door_id="d", frame=common_pb2.NDArray(dtype="uint8", shape=[10, 10, 3], data=b"x"))]), timeout=30)),
+            bad, "frame.data: 1 bytes")
+        assert_status(lambda: gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="wall", images=[blank]), timeout=30), bad, "images[0]: no face found")
+        assert_status(lambda: gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="bad id!", images=[frame]), timeout=30), bad, "identity_id")
+        decisions = list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=frame)]), timeout=30))
+        assert len(decisions) == 1
