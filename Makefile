@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test run bench eval-lfw clean
+.PHONY: setup test run bench bench-services eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -30,6 +30,18 @@ run: setup
 ## bench: detector and embedder latency tables
 bench: setup
 	$(PY) bench/pipeline_bench.py
+
+## bench-services: per-RPC and end-to-end latency over gRPC against a local stack
+bench-services: setup
+	$(PY) bench/services_bench.py
+
+## proto: regenerate facegate/v1/ from protos/ (never edit the generated files)
+proto: $(STAMP)
+	$(PY) tools/gen_proto.py
+
+## proto-check: fail if facegate/v1/ is stale
+proto-check: $(STAMP)
+	$(PY) tools/gen_proto.py --check
 
 ## eval-lfw: the LFW 10-fold verification benchmark (about 3 minutes on 2 cores)
 eval-lfw: setup

@@ -142,13 +142,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> Any:
-    import grpc
-
     from facegate.v1 import gateway_pb2_grpc
-    from services.core.server import message_options
+    from services.core.channels import blocking_channel
 
-    channel = grpc.insecure_channel(args.gateway, options=message_options(64))
-    return gateway_pb2_grpc.GatewayStub(channel)
+    return gateway_pb2_grpc.GatewayStub(blocking_channel(args.gateway))
 
 
 def _encoded_photo(path: str) -> Any:

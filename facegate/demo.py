@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from facegate import assets
@@ -25,7 +24,7 @@ from facegate.images import decode_image
 from facegate.stack import LocalStack
 from facegate.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
-from services.core.server import message_options
+from services.core.channels import blocking_channel
 
 CAMERA = ["obama2.jpg", "biden.jpg", "obama3.jpg", None, "obama_partial_face.jpg", "obama_partial_face2.jpg"]
 
@@ -58,8 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, service in stack.services.items():
                 print(f"  {name:9s} {service.address}  metrics http://127.0.0.1:{service.metrics_port}/metrics")
             print(f"up in {time.monotonic() - started:.1f} s; logs in {workdir}")
-            gateway = gateway_pb2_grpc.GatewayStub(
-                grpc.insecure_channel(stack.address("gateway"), options=message_options(64)))
+            gateway = gateway_pb2_grpc.GatewayStub(blocking_channel(stack.address("gateway")))
             reply = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
                 identity_id="obama", display_name="Barack Obama", groups=["staff"],
                 images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]), timeout=60)

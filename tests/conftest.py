@@ -71,8 +71,6 @@ def stack(tmp_path_factory):
 
 
 def channel(address: str):
-    import grpc
+    from services.core.channels import blocking_channel
 
-    from services.core.server import message_options
-
-    return grpc.insecure_channel(address, options=message_options(64))
+    return blocking_channel(address)

@@ -46,3 +46,8 @@ def open_channel(
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     return grpc.aio.insecure_channel(target, options=options)
+
+
+def blocking_channel(address: str, max_message_mb: int = 64) -> grpc.Channel:
+    """A synchronous channel for command-line tools, tests and benchmarks (same message limits)."""
+    return grpc.insecure_channel(address, options=message_options(max_message_mb))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -94,8 +93,3 @@ def load_settings(cls: type[T], argv: list[str] | None = None, prog: str | None 
         parser.error(str(exc))
     raise AssertionError("unreachable")
 
-
-def fail(message: str) -> None:
-    """Stop a service at start-up with a clear message."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 
 import grpc
+import numpy as np
 
 from facegate.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.core import ndarray
@@ -49,8 +50,6 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     async def start(self) -> None:
         model = await asyncio.to_thread(load_embedder, self._settings.model)
         size = model.card.input_size
-        import numpy as np
-
         await asyncio.to_thread(model.embed, np.zeros((1, size, size, 3), np.uint8))  # trace once
         self._batcher = MicroBatcher(model.embed, self._settings.max_batch, self._settings.max_wait_ms / 1000)
         self._batcher.start()

@@ -1,0 +1,155 @@
+"""Per-RPC latency over real gRPC against a local stack (four processes on 127.0.0.1).
+
+    python bench/services_bench.py [--repeats 40] [--gallery 1000 10000]
+
+Prints a Markdown table: Detect (one 640x480 frame), Embed (batch 1 and 16), Identify on a
+Milvus Lite gallery of each size (synthetic unit vectors, one template per identity), and the
+end-to-end gateway decision latency for one camera at 5 frames/s (client send -> decision).
+Bounded: a fixed number of calls, loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from pipeline_bench import letterbox  # noqa: E402
+
+from facegate import assets  # noqa: E402
+from facegate.images import decode_image  # noqa: E402
+from facegate.stack import LocalStack  # noqa: E402
+from facegate.v1 import (  # noqa: E402
+    common_pb2,
+    detector_pb2,
+    detector_pb2_grpc,
+    embedder_pb2,
+    embedder_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    matcher_pb2,
+    matcher_pb2_grpc,
+)
+from services.core import ndarray  # noqa: E402
+from services.core.channels import blocking_channel as channel  # noqa: E402
+
+
+def timed(call, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def row(name: str, samples: list[float]) -> str:
+    values = sorted(samples)
+    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    return f"| {name} | {statistics.median(values):.1f} | {p95:.1f} | {len(values)} |"
+
+
+def unit_vectors(count: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((count, 128)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def embedding(vector: np.ndarray) -> common_pb2.Embedding:
+    return common_pb2.Embedding(vector=vector.tolist(), model_id="dlib-resnet-v1", model_version="1.0")
+
+
+def grow_gallery(matcher, start: int, stop: int) -> None:
+    vectors = unit_vectors(stop - start, seed=start)
+    futures = []
+    for i, vector in enumerate(vectors, start):
+        futures.append(matcher.Enroll.future(matcher_pb2.EnrollRequest(
+            identity_id=f"bench-{i:06d}", embeddings=[embedding(vector)]), timeout=60))
+        if len(futures) >= 64:
+            [f.result() for f in futures]
+            futures = []
+    [f.result() for f in futures]
+
+
+def camera_latency(gateway, frame: common_pb2.NDArray, frames: int, fps: float) -> list[float]:
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+
+    def source():
+        for sequence in range(frames):
+            time.sleep(1 / fps)
+            sent[sequence] = time.perf_counter()
+            yield gateway_pb2.CameraFrame(door_id="bench-door", sequence=sequence, frame=frame)
+
+    seen: set[int] = set()
+    for decision in gateway.StreamCamera(source(), timeout=frames / fps + 60):
+        if decision.frame_sequence not in seen:
+            seen.add(decision.frame_sequence)
+            latencies.append((time.perf_counter() - sent[decision.frame_sequence]) * 1000)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--gallery", type=int, nargs="+", default=[1000, 10000])
+    args = parser.parse_args()
+
+    photo = letterbox(decode_image(assets.demo_photos()["obama.jpg"].read_bytes()))
+    with tempfile.TemporaryDirectory(prefix="facegate-bench-") as workdir, LocalStack(Path(workdir)) as stack:
+        detector = detector_pb2_grpc.DetectorStub(channel(stack.address("detector")))
+        embedder = embedder_pb2_grpc.EmbedderStub(channel(stack.address("embedder")))
+        matcher = matcher_pb2_grpc.MatcherStub(channel(stack.address("matcher")))
+        gateway = gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway")))
+
+        raw_frame = ndarray.encode(photo)
+        detect = detector_pb2.DetectRequest(frames=[raw_frame], return_crops=True)
+        crop = ndarray.decode(detector.Detect(detect, timeout=30).frames[0].faces[0].crop)
+        embed_1 = embedder_pb2.EmbedRequest(crops=ndarray.encode(crop[None]))
+        embed_16 = embedder_pb2.EmbedRequest(crops=ndarray.encode(np.repeat(crop[None], 16, axis=0)))
+        for request in (embed_1, embed_16):
+            embedder.Embed(request, timeout=30)
+
+        rows = [
+            row("Detect, one 640x480 frame (raw), with crops", timed(lambda: detector.Detect(detect, timeout=30),
+                                                                     args.repeats)),
+            row("Embed, batch 1", timed(lambda: embedder.Embed(embed_1, timeout=30), args.repeats)),
+            row("Embed, batch 16 (whole call)", timed(lambda: embedder.Embed(embed_16, timeout=30), args.repeats)),
+        ]
+        probes = [embedding(v) for v in unit_vectors(args.repeats, seed=999_999)]
+        size = 0
+        for target in sorted(args.gallery):
+            started = time.perf_counter()
+            grow_gallery(matcher, size, target)
+            size = target
+            build = time.perf_counter() - started
+            iterator = iter(probes)
+            samples = timed(lambda: matcher.Identify(matcher_pb2.IdentifyRequest(probes=[next(iterator)], top_k=5),
+                                                     timeout=30), args.repeats)
+            rows.append(row(f"Identify, gallery {target:,} (Milvus Lite, FLAT; grown in {build:.0f} s)", samples))
+
+        gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="obama", images=[ndarray.encode(photo, "jpeg")]), timeout=60)
+        jpeg_frame = ndarray.encode(photo, "jpeg")
+        rows.append(row("Gateway decision, 1 camera at 5 fps (JPEG frames), send -> decision",
+                        camera_latency(gateway, jpeg_frame, args.repeats, fps=5.0)))
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          "all four services and the client on this machine, loopback gRPC")
+    print()
+    print("| call | median ms | p95 ms | samples |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The Kubernetes manifests hold what the SRE team relies on for every container."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.conftest import REPO
+
+K8S = REPO / "deploy" / "k8s"
+
+
+def documents():
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                yield path.name, doc
+
+
+def test__kustomization_lists_every_manifest():
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test__every_container_has_grpc_probes_limits_and_a_locked_down_security_context():
+    workloads = [(name, doc) for name, doc in documents() if doc["kind"] in ("Deployment", "StatefulSet")]
+
+    assert {doc["metadata"]["name"] for _, doc in workloads} == {"detector", "embedder", "matcher", "gateway"}
+    for name, doc in workloads:
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for container in pod["containers"]:
+            assert "grpc" in container["readinessProbe"] and "grpc" in container["livenessProbe"], name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"], name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+
+
+def test__backends_are_headless_so_clients_balance_over_replicas():
+    services = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "Service"}
+
+    for name in ("detector", "embedder", "matcher"):
+        assert services[name]["spec"]["clusterIP"] == "None"
