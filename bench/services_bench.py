@@ -132,6 +132,7 @@ def main() -> None:
             grow_gallery(matcher, size, target)
             size = target
             build = time.perf_counter() - started
+            time.sleep(2.0)  # the matcher seals new rows ~1 s after writes; measure the steady state
             iterator = iter(probes)
             samples = timed(lambda: matcher.Identify(matcher_pb2.IdentifyRequest(probes=[next(iterator)], top_k=5),
                                                      timeout=30), args.repeats)

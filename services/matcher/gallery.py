@@ -101,6 +101,7 @@ class Gallery:
         self._identities = f"{collection}_identities"
         self._templates = f"{collection}_templates"
         self._lock = threading.RLock()
+        self._unflushed = 0  # rows written since the last flush
         try:
             self._client = MilvusClient(uri)
         except Exception as exc:  # pymilvus raises its own types; all mean "cannot open"
@@ -150,7 +151,19 @@ class Gallery:
         self._client.create_collection(self._templates, schema=schema, index_params=index)
 
     def close(self) -> None:
+        self.flush()
         self._client.close()
+
+    def flush(self) -> bool:
+        """Seal recent writes. Milvus Lite searches unsealed (growing) rows ~20x slower (420 vs
+        18 ms at 10k), so the matcher flushes shortly after writes; returns whether it did."""
+        with self._lock:
+            if not self._unflushed:
+                return False
+            self._client.flush(self._templates)
+            self._client.flush(self._identities)
+            self._unflushed = 0
+            return True
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -195,6 +208,7 @@ class Gallery:
                 raise
             if moved:
                 self._client.delete(self._templates, ids=[m["pk"] for m in moved])
+            self._unflushed += len(new_pks)
         added = len(new_pks) - len(moved)
         return replace(merged, template_count=len(kept) + len(new_pks)), added
 
@@ -208,6 +222,7 @@ class Gallery:
             if pks:
                 self._client.delete(self._templates, ids=pks)
             self._client.delete(self._identities, ids=[identity_id])
+            self._unflushed += len(pks) + 1
         return len(pks)
 
     # -- reads --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import sys
 
@@ -30,6 +31,8 @@ class MatcherServiceSettings(ServerSettings):
     index_type: str = setting("FLAT", "vector index", one_of("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"))
     model: str = setting(DEFAULT_MODEL, "embedding model the gallery holds (its card gives dim and threshold)")
     max_top_k: int = setting(100, "largest top_k accepted", in_range(1, 1000))
+    flush_seconds: float = setting(1.0, "seal writes this long after they happen (searches on unsealed rows are slow)",
+                                   in_range(0.05, 60.0))
 
 
 def identity_message(identity: Identity) -> matcher_pb2.Identity:
@@ -59,6 +62,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     def __init__(self, settings: MatcherServiceSettings) -> None:
         self._settings = settings
         self._gallery: Gallery | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         card = load_card(self._settings.model)
@@ -66,8 +70,19 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
             self._settings.collection, self._settings.index_type,
         )
+        self._flusher = asyncio.create_task(self._flush_periodically(self._gallery))
+
+    async def _flush_periodically(self, gallery: Gallery) -> None:
+        while True:
+            await asyncio.sleep(self._settings.flush_seconds)
+            try:
+                await asyncio.to_thread(gallery.flush)
+            except Exception:  # a failed flush is retried on the next tick; writes are already stored
+                logging.getLogger("facegate.matcher").exception("flush failed")
 
     async def stop(self) -> None:
+        if self._flusher:
+            self._flusher.cancel()
         if self._gallery:
             await asyncio.to_thread(self._gallery.close)
 
