@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from pipeline_bench import letterbox  # noqa: E402
+from pipeline_bench import letterbox, row, timed  # noqa: E402
 
 from facegate import assets  # noqa: E402
 from facegate.images import decode_image  # noqa: E402
@@ -42,21 +41,6 @@ from facegate.v1 import (  # noqa: E402
 )
 from services.core import ndarray  # noqa: E402
 from services.core.channels import blocking_channel as channel  # noqa: E402
-
-
-def timed(call, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
-
-
-def row(name: str, samples: list[float]) -> str:
-    values = sorted(samples)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    return f"| {name} | {statistics.median(values):.1f} | {p95:.1f} | {len(values)} |"
 
 
 def unit_vectors(count: int, seed: int) -> np.ndarray:
