@@ -4,6 +4,7 @@
     facegate embed IMAGE...               one JSON line per image: faces, landmarks, embeddings
     facegate compare IMAGE_A IMAGE_B      distance between the main faces and same/different
     facegate eval lfw --data D --pairs F  the LFW verification protocol through our pipeline
+    facegate calibrate --data D --pairs F thresholds for target false-accept rates (all pairs of F's images)
 
     Talking to a running stack (the gateway, default 127.0.0.1:50050):
     facegate enroll --id ID [--name N] IMAGE...   enroll a person from photos
@@ -129,6 +130,47 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
     print(f"  threshold (mean over folds) {report.threshold:.4f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from facegate.calibration import calibrate, pair_distances, plot
+    from facegate.lfw import embed_images, read_pairs
+
+    if not args.data.is_dir() or not args.pairs.is_file():
+        print(f"facegate calibrate: need an image folder (--data {args.data}) and a pairs file (--pairs {args.pairs})",
+              file=sys.stderr)
+        return 2
+    pairs = read_pairs(args.pairs)
+    names = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    pipeline = _pipeline(args)
+    bar = tqdm(total=len(names), unit="img", disable=not sys.stderr.isatty(), desc="embedding")
+    run = embed_images(pipeline, args.data, names, bar.update)
+    bar.close()
+    labels = np.array([name.split("/")[0] for name in names])  # LFW layout: <person>/<person>_NNNN.jpg
+    genuine, impostor = pair_distances(np.stack([run.embeddings[n] for n in names]), labels)
+    try:
+        report = calibrate(genuine, impostor, tuple(args.far))
+    except ValueError as exc:
+        print(f"facegate calibrate: {exc}", file=sys.stderr)
+        return 2
+    card = pipeline.embedder.card
+    print(f"{card.model_key} on {len(names)} images of {args.pairs.name}: {report.genuine_pairs:,} genuine and "
+          f"{report.impostor_pairs:,} impostor pairs; AUC {report.auc:.5f}, EER {100 * report.eer:.2f}%; "
+          f"{len(run.missed)} faces missed (centre crop)")
+    print("| target FAR | threshold | measured FAR | FRR |")
+    print("|---|---|---|---|")
+    for point in report.points:
+        print(f"| {point.far_target:g} | {point.threshold:.4f} | {point.far:.2e} | {100 * point.frr:.2f}% |")
+    if args.json:
+        args.json.write_text(json.dumps({"model": card.model_key, "pairs_file": args.pairs.name,
+                                         "images": len(names), "missed_faces": len(run.missed),
+                                         **report.to_dict()}, indent=2))
+    if args.plot:
+        plot(report, args.plot, f"{card.model_key} on {args.pairs.name} images")
     return 0
 
 
@@ -266,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_options(p, min_face=40)
     p.set_defaults(func=cmd_eval_lfw)
 
+    p = sub.add_parser("calibrate", help="distance thresholds for target false-accept rates")
+    p.add_argument("--data", type=Path, required=True, help="image root in LFW layout (<person>/<person>_NNNN.jpg)")
+    p.add_argument("--pairs", type=Path, required=True,
+                   help="pairs file naming the images to use (e.g. pairsDevTrain.txt; never the test pairs)")
+    p.add_argument("--far", type=float, action="append", default=None, help="target FAR (repeatable)")
+    p.add_argument("--json", type=Path, default=None, help="write the report (points, histograms) here")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG of the distance distributions here")
+    pipeline_options(p, min_face=40)
+    p.set_defaults(func=cmd_calibrate)
+
     def gateway_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--gateway", default=os.environ.get("FACEGATE_GATEWAY", "127.0.0.1:50050"),
                        help="gateway host:port (env FACEGATE_GATEWAY)")
@@ -296,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "calibrate" and not args.far:
+        args.far = [1e-2, 1e-3, 1e-4]
     try:
         from services.detector.mtcnn_cascade import DetectorSettings  # validates early, before TF loads
 

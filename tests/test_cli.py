@@ -95,3 +95,22 @@ def test__given_lfw__when_evaluating_a_seeded_subset__then_the_report_has_the_pr
     assert {"std", "folds"} <= set(report["accuracy"]) and len(report["accuracy"]["folds"]) == 10
     assert {"auc", "eer", "threshold", "missed_faces"} <= set(report)
     assert "0.001" in report["tar_at_far"]
+
+
+def test__given_lfw_images__when_calibrating__then_thresholds_report_and_plot_are_written(tmp_path):
+    data = shared_path("lfw-deepfunneled")
+    dev = shared_path("lfw-pairs", "pairsDevTrain.txt").read_text().splitlines()
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(dev[:30] + dev[1100:1130]) + "\n")  # 30 matched + 30 mismatched
+    report, plot = tmp_path / "calibration.json", tmp_path / "calibration.png"
+
+    result = facegate("calibrate", "--data", str(data), "--pairs", str(pairs), "--far", "0.01",
+                      "--json", str(report), "--plot", str(plot))
+    calibration = json.loads(report.read_text())
+
+    assert result.returncode == 0, result.stderr
+    assert "| 0.01 |" in result.stdout
+    assert calibration["genuine_pairs"] >= 30 and calibration["impostor_pairs"] > 1000
+    point = calibration["points"][0]
+    assert point["far"] <= 0.01 and 0.2 < point["threshold"] < 0.6
+    assert plot.read_bytes()[:4] == b"\x89PNG"

@@ -85,13 +85,28 @@ def test__given_a_site__then_identify_only_matches_that_sites_people(matcher):
 
 
 def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
-    same = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=emb(unit(7, BOB, 0.02))), timeout=10)
+    from services.embedder.models import bundled_card
+
+    card = bundled_card("dlib-resnet-v1")
+    probe = emb(unit(7, BOB, 0.02))
+    same = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=probe), timeout=10)
     other = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=emb(ALICE)), timeout=10)
-    strict = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=emb(unit(7, BOB, 0.02)),
-                                                      max_distance=same.distance / 2), timeout=10)
+    strict = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=probe, max_distance=same.distance / 2),
+                            timeout=10)
+    server_room = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="bob", probe=probe, target_far=1e-4), timeout=10)
 
     assert same.match and not other.match and not strict.match
-    assert same.threshold == pytest.approx(0.4222, abs=1e-4)
+    assert same.threshold == pytest.approx(card.distance_threshold, abs=1e-6)
+    assert server_room.threshold == pytest.approx(card.far_thresholds["0.0001"], abs=1e-6)
+    assert server_room.threshold < same.threshold
+
+
+def test__given_a_far_without_calibration__then_identify_says_which_are_calibrated(matcher):
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(ALICE)], target_far=0.05), timeout=10)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no threshold calibrated for FAR 0.05" in caught.value.details() and "0.0001" in caught.value.details()
 
 
 def test__metadata_upsert_keeps_templates_and_list_pages_in_id_order(matcher):

@@ -70,7 +70,14 @@ class Embedding(_message.Message):
     def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template")
+    __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far")
+    class FarThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +85,8 @@ class ModelInfo(_message.Message):
     DISTANCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     LANDMARK_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    FAR_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FAR_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: str
     input_size: int
@@ -85,4 +94,6 @@ class ModelInfo(_message.Message):
     distance_threshold: float
     threshold_source: str
     landmark_template: _containers.RepeatedCompositeFieldContainer[Point]
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., input_size: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., distance_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_template: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
+    far_thresholds: _containers.ScalarMap[str, float]
+    default_far: float
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., input_size: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., distance_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_template: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., far_thresholds: _Optional[_Mapping[str, float]] = ..., default_far: _Optional[float] = ...) -> None: ...

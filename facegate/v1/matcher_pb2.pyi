@@ -69,16 +69,18 @@ class EnrollResponse(_message.Message):
     def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ..., templates_added: _Optional[int] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("probes", "top_k", "site", "max_distance")
+    __slots__ = ("probes", "top_k", "site", "max_distance", "target_far")
     PROBES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FAR_FIELD_NUMBER: _ClassVar[int]
     probes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     top_k: int
     site: str
     max_distance: float
-    def __init__(self, probes: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., site: _Optional[str] = ..., max_distance: _Optional[float] = ...) -> None: ...
+    target_far: float
+    def __init__(self, probes: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., site: _Optional[str] = ..., max_distance: _Optional[float] = ..., target_far: _Optional[float] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("identity_id", "display_name", "distance", "similarity")
@@ -109,14 +111,16 @@ class IdentifyResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[IdentifyResult, _Mapping]]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("identity_id", "probe", "max_distance")
+    __slots__ = ("identity_id", "probe", "max_distance", "target_far")
     IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FAR_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     probe: _common_pb2.Embedding
     max_distance: float
-    def __init__(self, identity_id: _Optional[str] = ..., probe: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., max_distance: _Optional[float] = ...) -> None: ...
+    target_far: float
+    def __init__(self, identity_id: _Optional[str] = ..., probe: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., max_distance: _Optional[float] = ..., target_far: _Optional[float] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("match", "distance", "threshold")

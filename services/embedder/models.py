@@ -46,10 +46,22 @@ class ModelCard:
     input_size: int
     embedding_dim: int
     landmark_template: tuple[tuple[float, float], ...]  # 5 points in crop pixels
-    distance_threshold: float  # Euclidean distance between unit embeddings
+    distance_threshold: float  # Euclidean distance between unit embeddings: the default operating point
     threshold_source: str
     flip_average: bool = True
     source: dict[str, str] = field(default_factory=dict)
+    far_thresholds: dict[str, float] = field(default_factory=dict)  # "0.001" -> threshold meeting that FAR
+    default_far: float | None = None  # the FAR `distance_threshold` was calibrated for, if any
+
+    def threshold_for(self, far: float | None) -> float:
+        """The threshold calibrated for a false-accept rate, or the default one for None/0."""
+        if not far:
+            return self.distance_threshold
+        key = f"{far:g}"
+        if key not in self.far_thresholds:
+            raise ValueError(f"{self.model_key} has no threshold calibrated for FAR {key}; "
+                             f"calibrated: {', '.join(sorted(self.far_thresholds, key=float)) or 'none'}")
+        return self.far_thresholds[key]
 
     @property
     def model_key(self) -> str:
@@ -70,6 +82,8 @@ class ModelCard:
                 threshold_source=str(raw["threshold_source"]),
                 flip_average=bool(raw.get("flip_average", True)),
                 source={str(k): str(v) for k, v in raw.get("source", {}).items()},
+                far_thresholds={f"{float(k):g}": float(v) for k, v in raw.get("far_thresholds", {}).items()},
+                default_far=float(raw["default_far"]) if raw.get("default_far") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
@@ -86,6 +100,8 @@ class ModelCard:
                 "threshold_source": self.threshold_source,
                 "flip_average": self.flip_average,
                 "source": self.source,
+                "far_thresholds": self.far_thresholds,
+                "default_far": self.default_far,
             },
             indent=2,
         )

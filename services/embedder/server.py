@@ -38,6 +38,8 @@ def model_info(card: ModelCard) -> common_pb2.ModelInfo:
         distance_threshold=card.distance_threshold,
         threshold_source=card.threshold_source,
         landmark_template=[common_pb2.Point(x=x, y=y) for x, y in card.landmark_template],
+        far_thresholds=card.far_thresholds,
+        default_far=card.default_far or 0.0,
     )
 
 

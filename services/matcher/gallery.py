@@ -256,6 +256,8 @@ class Gallery:
 
     def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None,
                  model_key: str) -> list[Identification]:
+        """Nearest identities per probe; unknown when the best is farther than `threshold`
+        (None = the gallery's default)."""
         self._check_model(model_key)
         check_label(site, "site")
         probes = self._check_vectors(probes, "probes")

@@ -16,7 +16,7 @@ from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from services.core.config import ServerSettings, valid_port, in_range, load_settings, one_of, setting
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.server import run_service
-from services.embedder.models import DEFAULT_MODEL, load_card
+from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
 from services.matcher.gallery import Gallery, Identity
 
 
@@ -63,9 +63,10 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         self._settings = settings
         self._gallery: Gallery | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._card: ModelCard | None = None
 
     async def start(self) -> None:
-        card = load_card(self._settings.model)
+        card = self._card = load_card(self._settings.model)
         self._gallery = await asyncio.to_thread(
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
             self._settings.collection, self._settings.index_type,
@@ -91,6 +92,20 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             raise Unavailable("matcher is still opening its gallery; retry shortly")
         return self._gallery
 
+    def _threshold(self, max_distance: float, target_far: float) -> float:
+        """An explicit distance, else the model's threshold for the FAR asked for, else its default."""
+        assert self._card is not None
+        if not 0 <= max_distance <= 2:
+            raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, 2], or 0 to use target_far")
+        if max_distance:
+            return max_distance
+        if not 0 <= target_far < 1:
+            raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), or 0 for the model default")
+        try:
+            return self._card.threshold_for(target_far or None)
+        except ValueError as exc:
+            raise InvalidArgument(f"target_far: {exc}") from exc
+
     async def Enroll(self, request: matcher_pb2.EnrollRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
         gallery = self._ready()
         vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
@@ -104,11 +119,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         top_k = request.top_k or 5
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
-        if request.max_distance < 0 or request.max_distance > 2:
-            raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the model default")
+        threshold = self._threshold(request.max_distance, request.target_far)
         probes, model_key = vectors_of(list(request.probes), "probes")
-        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site,
-                                          request.max_distance or None, model_key)
+        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key)
         return matcher_pb2.IdentifyResponse(results=[
             matcher_pb2.IdentifyResult(
                 unknown=r.unknown, threshold=r.threshold,
@@ -121,11 +134,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         gallery = self._ready()
         if not request.HasField("probe"):
             raise InvalidArgument("probe: required")
-        if request.max_distance < 0 or request.max_distance > 2:
-            raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the model default")
+        threshold = self._threshold(request.max_distance, request.target_far)
         probe, model_key = vectors_of([request.probe], "probe")
         distance = await asyncio.to_thread(gallery.verify, request.identity_id, probe, model_key)
-        threshold = request.max_distance or gallery.threshold
         return matcher_pb2.VerifyResponse(match=distance <= threshold, distance=distance, threshold=threshold)
 
     async def DeleteIdentity(self, request: matcher_pb2.DeleteIdentityRequest,
