@@ -205,3 +205,19 @@ def test__given_a_bad_environment_variable__then_the_message_names_the_variable(
                             env={**ENV, "FACEGATE_DEADLINE_SECONDS": "-1"})
 
     assert result.returncode == 2 and "FACEGATE_DEADLINE_SECONDS='-1': must be > 0" in result.stderr
+
+
+def test__given_a_new_site_on_re_enrolment__then_every_template_moves_with_the_person(matcher):
+    erin = unit(20)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="hq", embeddings=[emb(erin), emb(unit(21, erin, 0.01))]),
+                   timeout=10)
+
+    moved = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="lab", embeddings=[emb(unit(22, erin, 0.01))]),
+                           timeout=10)
+    at_lab = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(erin)], site="lab"), timeout=10).results[0]
+    at_hq = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(erin)], site="hq"), timeout=10).results[0]
+
+    assert moved.templates_added == 1 and moved.identity.template_count == 3 and moved.identity.site == "lab"
+    assert not at_lab.unknown and at_lab.candidates[0].identity_id == "erin"
+    assert at_lab.candidates[0].distance < 1e-3  # the original template moved, not only the new one
+    assert all(c.identity_id != "erin" for c in at_hq.candidates)
