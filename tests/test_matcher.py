@@ -72,6 +72,7 @@ def test__given_enrolments__then_identify_aggregates_templates_per_identity_and_
     assert alice.candidates[0].distance < alice.threshold
     assert alice.candidates[0].similarity == pytest.approx(1 - alice.candidates[0].distance ** 2 / 2, abs=1e-5)
     assert stranger.unknown and stranger.candidates  # nearest still reported, for review
+    assert not alice.ambiguous and not stranger.ambiguous
 
 
 def test__given_a_site__then_identify_only_matches_that_sites_people(matcher):
@@ -221,3 +222,16 @@ def test__given_a_new_site_on_re_enrolment__then_every_template_moves_with_the_p
     assert not at_lab.unknown and at_lab.candidates[0].identity_id == "erin"
     assert at_lab.candidates[0].distance < 1e-3  # the original template moved, not only the new one
     assert all(c.identity_id != "erin" for c in at_hq.candidates)
+
+
+def test__given_two_people_who_fit_a_probe_equally__then_the_match_is_ambiguous_and_not_accepted(matcher):
+    twin = unit(30)
+    for name, seed in (("twin-a", 31), ("twin-b", 32)):
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=name, embeddings=[emb(unit(seed, twin, 0.005))]),
+                       timeout=10)
+
+    result = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(twin)]), timeout=10).results[0]
+
+    assert result.ambiguous and result.unknown
+    assert {c.identity_id for c in result.candidates[:2]} == {"twin-a", "twin-b"}
+    assert result.candidates[0].distance <= result.threshold

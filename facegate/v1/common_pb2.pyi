@@ -70,7 +70,7 @@ class Embedding(_message.Message):
     def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far")
+    __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far", "ambiguity_gap")
     class FarThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class ModelInfo(_message.Message):
     LANDMARK_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     FAR_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_FAR_FIELD_NUMBER: _ClassVar[int]
+    AMBIGUITY_GAP_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: str
     input_size: int
@@ -96,4 +97,5 @@ class ModelInfo(_message.Message):
     landmark_template: _containers.RepeatedCompositeFieldContainer[Point]
     far_thresholds: _containers.ScalarMap[str, float]
     default_far: float
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., input_size: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., distance_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_template: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., far_thresholds: _Optional[_Mapping[str, float]] = ..., default_far: _Optional[float] = ...) -> None: ...
+    ambiguity_gap: float
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., input_size: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., distance_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_template: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., far_thresholds: _Optional[_Mapping[str, float]] = ..., default_far: _Optional[float] = ..., ambiguity_gap: _Optional[float] = ...) -> None: ...

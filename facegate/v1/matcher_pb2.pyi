@@ -95,14 +95,16 @@ class Candidate(_message.Message):
     def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ...) -> None: ...
 
 class IdentifyResult(_message.Message):
-    __slots__ = ("unknown", "candidates", "threshold")
+    __slots__ = ("unknown", "candidates", "threshold", "ambiguous")
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AMBIGUOUS_FIELD_NUMBER: _ClassVar[int]
     unknown: bool
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     threshold: float
-    def __init__(self, unknown: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ...) -> None: ...
+    ambiguous: bool
+    def __init__(self, unknown: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ..., ambiguous: _Optional[bool] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
     __slots__ = ("results",)

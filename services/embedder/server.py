@@ -40,6 +40,7 @@ def model_info(card: ModelCard) -> common_pb2.ModelInfo:
         landmark_template=[common_pb2.Point(x=x, y=y) for x, y in card.landmark_template],
         far_thresholds=card.far_thresholds,
         default_far=card.default_far or 0.0,
+        ambiguity_gap=card.ambiguity_gap,
     )
 
 

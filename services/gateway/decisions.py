@@ -24,13 +24,21 @@ def now_timestamp() -> Timestamp:
 
 def decide(frame: gateway_pb2.CameraFrame, site: str, face: common_pb2.Face,
            result: matcher_pb2.IdentifyResult, model_key: str) -> gateway_pb2.Decision:
-    """A known face within the threshold is granted; anyone else is denied as unknown."""
+    """A known face within the threshold is granted; a near tie between two people goes to
+    review; anyone else is denied as unknown."""
     best = result.candidates[0] if result.candidates else None
     decision = _base(frame, site, model_key)
     decision.face.CopyFrom(face)
     if best is not None:
         decision.distance = best.distance
-    if best is not None and not result.unknown:
+    if best is not None and result.ambiguous:
+        runner_up = result.candidates[1] if len(result.candidates) > 1 else None
+        decision.outcome = Outcome.OUTCOME_REVIEW
+        decision.identity_id, decision.display_name = best.identity_id, best.display_name
+        decision.reason = (f"ambiguous: {best.identity_id} at {best.distance:.3f} and "
+                           f"{runner_up.identity_id if runner_up else '?'} at "
+                           f"{runner_up.distance if runner_up else float('nan'):.3f}; needs review")
+    elif best is not None and not result.unknown:
         decision.outcome = Outcome.OUTCOME_GRANTED
         decision.identity_id, decision.display_name = best.identity_id, best.display_name
         decision.reason = f"{best.identity_id}: distance {best.distance:.3f} <= threshold {result.threshold:.3f}"

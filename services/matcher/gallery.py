@@ -61,9 +61,10 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Identification:
-    unknown: bool
+    unknown: bool  # nothing accepted: no identity within the threshold, or ambiguous
     candidates: tuple[Candidate, ...]
     threshold: float
+    ambiguous: bool = False
 
 
 def check_id(value: str, name: str = "identity_id") -> str:
@@ -92,12 +93,13 @@ class Gallery:
                         "template_pks"]
 
     def __init__(self, uri: str, model_key: str, dim: int, threshold: float,
-                 collection: str = "facegate_gallery", index_type: str = "FLAT") -> None:
+                 collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0) -> None:
         from pymilvus import MilvusClient
 
         self.model_key = model_key
         self.dim = dim
         self.threshold = threshold
+        self.ambiguity_gap = ambiguity_gap
         self._identities = f"{collection}_identities"
         self._templates = f"{collection}_templates"
         self._lock = threading.RLock()
@@ -257,7 +259,8 @@ class Gallery:
     def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None,
                  model_key: str) -> list[Identification]:
         """Nearest identities per probe; unknown when the best is farther than `threshold`
-        (None = the gallery's default)."""
+        (None = the gallery's default) or when the second-best identity is within the ambiguity
+        gap of the best (a near tie between two people is not a match)."""
         self._check_model(model_key)
         check_label(site, "site")
         probes = self._check_vectors(probes, "probes")
@@ -277,9 +280,10 @@ class Gallery:
                 if entity["identity_id"] not in best:
                     best[entity["identity_id"]] = Candidate(
                         entity["identity_id"], entity["display_name"], cosine_to_distance(hit["distance"]))
-            candidates = sorted(best.values(), key=lambda c: c.distance)[:top_k]
-            unknown = not candidates or candidates[0].distance > threshold
-            results.append(Identification(unknown, tuple(candidates), threshold))
+            ranked = sorted(best.values(), key=lambda c: c.distance)
+            within = bool(ranked) and ranked[0].distance <= threshold
+            ambiguous = within and len(ranked) > 1 and ranked[1].distance - ranked[0].distance < self.ambiguity_gap
+            results.append(Identification(not within or ambiguous, tuple(ranked[:top_k]), threshold, ambiguous))
         return results
 
     def verify(self, identity_id: str, probe: np.ndarray, model_key: str) -> float:

@@ -69,7 +69,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         card = self._card = load_card(self._settings.model)
         self._gallery = await asyncio.to_thread(
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
-            self._settings.collection, self._settings.index_type,
+            self._settings.collection, self._settings.index_type, card.ambiguity_gap,
         )
         self._flusher = asyncio.create_task(self._flush_periodically(self._gallery))
 
@@ -124,7 +124,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key)
         return matcher_pb2.IdentifyResponse(results=[
             matcher_pb2.IdentifyResult(
-                unknown=r.unknown, threshold=r.threshold,
+                unknown=r.unknown, threshold=r.threshold, ambiguous=r.ambiguous,
                 candidates=[matcher_pb2.Candidate(identity_id=c.identity_id, display_name=c.display_name,
                                                   distance=c.distance, similarity=c.similarity) for c in r.candidates],
             ) for r in results
