@@ -209,3 +209,28 @@ class TestBadInput:
             identity_id="bad id!", images=[frame]), timeout=30), bad, "identity_id")
         decisions = list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=frame)]), timeout=30))
         assert len(decisions) == 1
+
+
+def test__given_the_embedder_is_down__then_the_gateway_decides_error_and_the_door_stays_locked(stack, demo_photos, tmp_path):
+    import os
+
+    from facegate.stack import ServiceProcess, free_port
+
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens here
+    gateway = ServiceProcess("gateway", tmp_path, [
+        "--detector-address", stack.address("detector"), "--embedder-address", dead,
+        "--matcher-address", stack.address("matcher"), "--deadline-seconds", "1"], {**os.environ})
+    gateway.start()
+    try:
+        gateway.wait_serving(time.monotonic() + 60)
+        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
+        started = time.monotonic()
+        decisions = list(stub.StreamCamera(iter([gateway_pb2.CameraFrame(
+            door_id="back-door", frame=photo(demo_photos, "obama.jpg"))]), timeout=30))
+        elapsed = time.monotonic() - started
+    finally:
+        gateway.stop()
+
+    assert [d.outcome for d in decisions] == [Outcome.OUTCOME_ERROR]
+    assert "door stays locked" in decisions[0].reason and "embedder UNAVAILABLE" in decisions[0].reason
+    assert elapsed < 10  # within the backend deadline and its retries, not hanging
