@@ -10,6 +10,10 @@
     facegate enroll --id ID [--name N] IMAGE...   enroll a person from photos
     facegate identify IMAGE...                    decisions for photos, as a camera frame each
     facegate watch [--door D]                     every decision as it is made (JSON lines)
+
+    Talking to a matcher (default 127.0.0.1:50053):
+    facegate gallery export FILE                  every identity and template as JSON lines
+    facegate gallery import FILE                  enroll them again (into an empty gallery)
 """
 
 from __future__ import annotations
@@ -271,6 +275,63 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matcher(args: argparse.Namespace) -> Any:
+    from facegate.v1 import matcher_pb2_grpc
+    from services.core.channels import blocking_channel
+
+    return matcher_pb2_grpc.MatcherStub(blocking_channel(args.matcher))
+
+
+def cmd_gallery_export(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from facegate.v1 import matcher_pb2
+
+    count = 0
+    try:
+        with open(args.file, "w") as out:
+            for item in _matcher(args).ExportIdentities(matcher_pb2.ExportIdentitiesRequest(site=args.site),
+                                                       timeout=args.timeout):
+                out.write(json.dumps(MessageToDict(item, preserving_proto_field_name=True)) + "\n")
+                count += 1
+    except grpc.RpcError as exc:
+        return _rpc_failed("gallery export", exc)
+    print(f"exported {count} identities to {args.file}")
+    return 0
+
+
+def cmd_gallery_import(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import ParseDict, ParseError
+
+    from facegate.v1 import matcher_pb2
+
+    stub = _matcher(args)
+    imported = 0
+    with open(args.file) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = ParseDict(json.loads(line), matcher_pb2.IdentityExport())
+            except (ValueError, ParseError) as exc:
+                print(f"facegate gallery import: {args.file}:{number}: not an exported identity: {exc}", file=sys.stderr)
+                return 2
+            who = item.identity
+            try:
+                stub.Enroll(matcher_pb2.EnrollRequest(
+                    identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,
+                    metadata=who.metadata, embeddings=item.templates), timeout=args.timeout)
+            except grpc.RpcError as exc:
+                print(f"facegate gallery import: {args.file}:{number}: {who.identity_id}: "
+                      f"{exc.code().name}: {exc.details()} ({imported} imported before it)", file=sys.stderr)
+                return 2
+            imported += 1
+    print(f"imported {imported} identities from {args.file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -338,6 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     gateway_options(p)
     p.set_defaults(func=cmd_identify)
+
+    gallery = sub.add_parser("gallery", help="export or import a matcher's gallery").add_subparsers(
+        dest="action", required=True)
+    for action, func, text in (("export", cmd_gallery_export, "write every identity and template as JSON lines"),
+                               ("import", cmd_gallery_import, "enroll identities from an export")):
+        p = gallery.add_parser(action, help=text)
+        p.add_argument("file", type=Path)
+        p.add_argument("--matcher", default=os.environ.get("FACEGATE_MATCHER", "127.0.0.1:50053"),
+                       help="matcher host:port (env FACEGATE_MATCHER)")
+        p.add_argument("--timeout", type=float, default=300.0, help="RPC deadline, s")
+        if action == "export":
+            p.add_argument("--site", default="", help="only this site")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("watch", help="print every decision as it is made")
     p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")

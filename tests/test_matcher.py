@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +236,41 @@ def test__given_two_people_who_fit_a_probe_equally__then_the_match_is_ambiguous_
     assert result.ambiguous and result.unknown
     assert {c.identity_id for c in result.candidates[:2]} == {"twin-a", "twin-b"}
     assert result.candidates[0].distance <= result.threshold
+
+
+def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_templates_carry_over(
+    matcher, matcher_process, tmp_path
+):
+    from tests.test_cli import facegate
+
+    dump = tmp_path / "gallery.jsonl"
+    exported = facegate("gallery", "export", "--matcher", matcher_process[0].address, str(dump))
+    records = [json.loads(line) for line in dump.read_text().splitlines()]
+    target = start_matcher(tmp_path, "target")
+    try:
+        imported = facegate("gallery", "import", "--matcher", target.address, str(dump))
+        copy = matcher_pb2_grpc.MatcherStub(channel(target.address))
+        original = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="alice"), timeout=10)
+        restored = copy.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="alice"), timeout=10)
+        found = copy.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(5, ALICE, 0.02))]), timeout=10).results[0]
+    finally:
+        target.stop()
+
+    assert exported.returncode == 0 and imported.returncode == 0, exported.stderr + imported.stderr
+    ids = [r["identity"]["identity_id"] for r in records]
+    assert ids == sorted(ids) and "alice" in ids
+    assert all(len(r["templates"]) == r["identity"]["template_count"] for r in records)
+    assert (restored.template_count, restored.display_name, restored.site) == (
+        original.template_count, original.display_name, original.site)
+    assert not found.unknown and found.candidates[0].identity_id == "alice"
+
+
+def test__given_a_corrupt_export_line__then_import_stops_naming_the_line(matcher_process, tmp_path):
+    from tests.test_cli import facegate
+
+    dump = tmp_path / "bad.jsonl"
+    dump.write_text('{"identity": {"identity_id": "x"}, "templates": [{"vector": "oops"}]}\n')
+
+    result = facegate("gallery", "import", "--matcher", matcher_process[0].address, str(dump))
+
+    assert result.returncode == 2 and "bad.jsonl:1" in result.stderr

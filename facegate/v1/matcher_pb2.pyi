@@ -169,3 +169,17 @@ class ListIdentitiesResponse(_message.Message):
     identities: _containers.RepeatedCompositeFieldContainer[Identity]
     next_page_token: str
     def __init__(self, identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ExportIdentitiesRequest(_message.Message):
+    __slots__ = ("site",)
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    def __init__(self, site: _Optional[str] = ...) -> None: ...
+
+class IdentityExport(_message.Message):
+    __slots__ = ("identity", "templates")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    identity: Identity
+    templates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
+    def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ...) -> None: ...

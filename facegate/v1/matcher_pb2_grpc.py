@@ -70,6 +70,11 @@ class MatcherStub:
                 request_serializer=facegate_dot_v1_dot_matcher__pb2.ListIdentitiesRequest.SerializeToString,
                 response_deserializer=facegate_dot_v1_dot_matcher__pb2.ListIdentitiesResponse.FromString,
                 _registered_method=True)
+        self.ExportIdentities = channel.unary_stream(
+                '/facegate.v1.Matcher/ExportIdentities',
+                request_serializer=facegate_dot_v1_dot_matcher__pb2.ExportIdentitiesRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_matcher__pb2.IdentityExport.FromString,
+                _registered_method=True)
 
 
 class MatcherServicer:
@@ -125,6 +130,14 @@ class MatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportIdentities(self, request, context):
+        """Every identity with its templates, ordered by id: backup and migration. Re-import with
+        Enroll (which adds templates, so import into an empty gallery). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +170,11 @@ def add_MatcherServicer_to_server(servicer, server):
                     servicer.ListIdentities,
                     request_deserializer=facegate_dot_v1_dot_matcher__pb2.ListIdentitiesRequest.FromString,
                     response_serializer=facegate_dot_v1_dot_matcher__pb2.ListIdentitiesResponse.SerializeToString,
+            ),
+            'ExportIdentities': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportIdentities,
+                    request_deserializer=facegate_dot_v1_dot_matcher__pb2.ExportIdentitiesRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_matcher__pb2.IdentityExport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -327,6 +345,33 @@ class Matcher:
             '/facegate.v1.Matcher/ListIdentities',
             facegate_dot_v1_dot_matcher__pb2.ListIdentitiesRequest.SerializeToString,
             facegate_dot_v1_dot_matcher__pb2.ListIdentitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facegate.v1.Matcher/ExportIdentities',
+            facegate_dot_v1_dot_matcher__pb2.ExportIdentitiesRequest.SerializeToString,
+            facegate_dot_v1_dot_matcher__pb2.IdentityExport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -256,6 +256,17 @@ class Gallery:
         token = page[-1]["identity_id"] if len(rows) > page_size else ""
         return [self._identity_of(r) for r in page], token
 
+    def export_page(self, page_token: str, site: str, page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
+        """A page of identities with their template vectors, and the token of the next page."""
+        identities, token = self.list(page_size, page_token, site)
+        page = []
+        for identity in identities:
+            row = self._identity_row(identity.identity_id)
+            pks = list(row["template_pks"]) if row else []
+            templates = self._client.get(self._templates, ids=pks, output_fields=["vector"]) if pks else []
+            page.append((identity, np.asarray([t["vector"] for t in templates], np.float32).reshape(-1, self.dim)))
+        return page, token
+
     def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None,
                  model_key: str) -> list[Identification]:
         """Nearest identities per probe; unknown when the best is farther than `threshold`

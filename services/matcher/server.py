@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
@@ -155,6 +156,20 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         identities, token = await asyncio.to_thread(self._ready().list, size, request.page_token, request.site)
         return matcher_pb2.ListIdentitiesResponse(identities=[identity_message(i) for i in identities],
                                                   next_page_token=token)
+
+
+    async def ExportIdentities(self, request: matcher_pb2.ExportIdentitiesRequest,
+                               context: grpc.aio.ServicerContext) -> AsyncIterator[matcher_pb2.IdentityExport]:
+        gallery = self._ready()
+        model_id, _, version = gallery.model_key.partition("@")
+        token = ""
+        while True:
+            page, token = await asyncio.to_thread(gallery.export_page, token, request.site)
+            for identity, vectors in page:
+                yield matcher_pb2.IdentityExport(identity=identity_message(identity), templates=[
+                    common_pb2.Embedding(vector=v.tolist(), model_id=model_id, model_version=version) for v in vectors])
+            if not token:
+                return
 
 
 async def serve(settings: MatcherServiceSettings) -> None:
