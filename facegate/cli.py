@@ -5,6 +5,7 @@
     facegate compare IMAGE_A IMAGE_B      distance between the main faces and same/different
     facegate eval lfw --data D --pairs F  the LFW verification protocol through our pipeline
     facegate calibrate --data D --pairs F thresholds for target false-accept rates (all pairs of F's images)
+    facegate cluster FACES.jsonl          group the faces of `facegate embed` output into likely-same people
 
     Talking to a running stack (the gateway, default 127.0.0.1:50050):
     facegate enroll --id ID [--name N] IMAGE...   enroll a person from photos
@@ -175,6 +176,34 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                          **report.to_dict()}, indent=2))
     if args.plot:
         plot(report, args.plot, f"{card.model_key} on {args.pairs.name} images")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from services.matcher.clustering import MAX_FACES, cluster_faces
+
+    faces, vectors = [], []
+    with open(args.faces) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                for index, face in enumerate(record.get("faces") or []):
+                    faces.append({"file": record["file"], "face": index, "box": face["box"]})
+                    vectors.append(face["embedding"])
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"facegate cluster: {args.faces}:{number}: not a `facegate embed` line: {exc}", file=sys.stderr)
+                return 2
+    if len(vectors) > MAX_FACES:
+        print(f"facegate cluster: {len(vectors)} faces; at most {MAX_FACES}", file=sys.stderr)
+        return 2
+    labels = cluster_faces(np.asarray(vectors, np.float32).reshape(-1, 128), args.max_distance, args.min_size)
+    for cluster in sorted(set(labels.tolist()), key=lambda c: (c < 0, c)):
+        members = [f for f, label in zip(faces, labels) if label == cluster]
+        print(json.dumps({"cluster": cluster, "size": len(members), "faces": members}))
     return 0
 
 
@@ -368,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write the full report here")
     pipeline_options(p, min_face=40)
     p.set_defaults(func=cmd_eval_lfw)
+
+    p = sub.add_parser("cluster", help="group faces from `facegate embed` output into likely-same people")
+    p.add_argument("faces", type=Path, help="JSON lines written by `facegate embed`")
+    p.add_argument("--max-distance", type=float, default=0.35, help="cut distance (mean pairwise, average linkage)")
+    p.add_argument("--min-size", type=int, default=1, help="smaller clusters are reported as cluster -1")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("calibrate", help="distance thresholds for target false-accept rates")
     p.add_argument("--data", type=Path, required=True, help="image root in LFW layout (<person>/<person>_NNNN.jpg)")

@@ -183,3 +183,21 @@ class IdentityExport(_message.Message):
     identity: Identity
     templates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ...) -> None: ...
+
+class ClusterRequest(_message.Message):
+    __slots__ = ("embeddings", "max_distance", "min_cluster_size")
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_CLUSTER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    embeddings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
+    max_distance: float
+    min_cluster_size: int
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., max_distance: _Optional[float] = ..., min_cluster_size: _Optional[int] = ...) -> None: ...
+
+class ClusterResponse(_message.Message):
+    __slots__ = ("labels", "clusters")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    clusters: int
+    def __init__(self, labels: _Optional[_Iterable[int]] = ..., clusters: _Optional[int] = ...) -> None: ...

@@ -75,6 +75,11 @@ class MatcherStub:
                 request_serializer=facegate_dot_v1_dot_matcher__pb2.ExportIdentitiesRequest.SerializeToString,
                 response_deserializer=facegate_dot_v1_dot_matcher__pb2.IdentityExport.FromString,
                 _registered_method=True)
+        self.Cluster = channel.unary_unary(
+                '/facegate.v1.Matcher/Cluster',
+                request_serializer=facegate_dot_v1_dot_matcher__pb2.ClusterRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_matcher__pb2.ClusterResponse.FromString,
+                _registered_method=True)
 
 
 class MatcherServicer:
@@ -138,6 +143,14 @@ class MatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Cluster(self, request, context):
+        """Group embeddings (e.g. the unknown faces seen at a door over a day) into likely-same
+        people. Uses no gallery data. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +188,11 @@ def add_MatcherServicer_to_server(servicer, server):
                     servicer.ExportIdentities,
                     request_deserializer=facegate_dot_v1_dot_matcher__pb2.ExportIdentitiesRequest.FromString,
                     response_serializer=facegate_dot_v1_dot_matcher__pb2.IdentityExport.SerializeToString,
+            ),
+            'Cluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cluster,
+                    request_deserializer=facegate_dot_v1_dot_matcher__pb2.ClusterRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_matcher__pb2.ClusterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -372,6 +390,33 @@ class Matcher:
             '/facegate.v1.Matcher/ExportIdentities',
             facegate_dot_v1_dot_matcher__pb2.ExportIdentitiesRequest.SerializeToString,
             facegate_dot_v1_dot_matcher__pb2.IdentityExport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Matcher/Cluster',
+            facegate_dot_v1_dot_matcher__pb2.ClusterRequest.SerializeToString,
+            facegate_dot_v1_dot_matcher__pb2.ClusterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -177,8 +177,8 @@ class Gallery:
             check_label(group, f"groups[{i}]")
         if len(identity.display_name) > 512:
             raise InvalidArgument("display_name: at most 512 characters")
-        self._check_model(model_key)
-        vectors = self._check_vectors(vectors, "embeddings")
+        self.check_model(model_key)
+        vectors = self.check_vectors(vectors, "embeddings")
         if len(vectors) > MAX_TEMPLATES_PER_CALL:
             raise InvalidArgument(f"embeddings: {len(vectors)} templates; at most {MAX_TEMPLATES_PER_CALL} per call")
 
@@ -272,9 +272,9 @@ class Gallery:
         """Nearest identities per probe; unknown when the best is farther than `threshold`
         (None = the gallery's default) or when the second-best identity is within the ambiguity
         gap of the best (a near tie between two people is not a match)."""
-        self._check_model(model_key)
+        self.check_model(model_key)
         check_label(site, "site")
-        probes = self._check_vectors(probes, "probes")
+        probes = self.check_vectors(probes, "probes")
         threshold = threshold or self.threshold
         clauses = [f'model_key == "{self.model_key}"']
         if site:
@@ -300,8 +300,8 @@ class Gallery:
     def verify(self, identity_id: str, probe: np.ndarray, model_key: str) -> float:
         """Distance from the probe to the identity's nearest template."""
         check_id(identity_id)
-        self._check_model(model_key)
-        probe = self._check_vectors(probe[None, :] if probe.ndim == 1 else probe, "probe")[0]
+        self.check_model(model_key)
+        probe = self.check_vectors(probe[None, :] if probe.ndim == 1 else probe, "probe")[0]
         row = self._identity_row(identity_id)
         templates = list(self._client.get(self._templates, ids=list(row["template_pks"]), output_fields=["vector"])) \
             if row is not None and row["template_pks"] else []
@@ -315,14 +315,16 @@ class Gallery:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _check_model(self, model_key: str) -> None:
+    def check_model(self, model_key: str) -> None:
+        """FailedPrecondition unless the embeddings come from the gallery's model."""
         if model_key != self.model_key:
             raise FailedPrecondition(
                 f"embedding from model {model_key!r}, but this gallery holds {self.model_key!r} templates: "
                 "vectors of different models are not comparable; re-embed with the gallery's model"
             )
 
-    def _check_vectors(self, vectors: np.ndarray, name: str) -> np.ndarray:
+    def check_vectors(self, vectors: np.ndarray, name: str) -> np.ndarray:
+        """Unit vectors of the gallery's dimension, or InvalidArgument naming the field."""
         vectors = np.asarray(vectors, np.float32)
         if vectors.ndim != 2 or len(vectors) == 0:
             raise InvalidArgument(f"{name}: at least one embedding is required")

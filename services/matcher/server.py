@@ -18,6 +18,7 @@ from services.core.config import ServerSettings, valid_port, in_range, load_sett
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.server import run_service
 from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
+from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
 from services.matcher.gallery import Gallery, Identity
 
 
@@ -170,6 +171,22 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                     common_pb2.Embedding(vector=v.tolist(), model_id=model_id, model_version=version) for v in vectors])
             if not token:
                 return
+
+
+    async def Cluster(self, request: matcher_pb2.ClusterRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.ClusterResponse:
+        gallery = self._ready()
+        if len(request.embeddings) > MAX_FACES:
+            raise InvalidArgument(f"embeddings: {len(request.embeddings)} faces; at most {MAX_FACES} per call")
+        if not 0 <= request.max_distance <= 2:
+            raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the default")
+        if request.min_cluster_size < 0:
+            raise InvalidArgument(f"min_cluster_size: {request.min_cluster_size}; must be >= 0")
+        vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
+        gallery.check_model(model_key)
+        vectors = gallery.check_vectors(vectors, "embeddings")
+        labels = await asyncio.to_thread(cluster_faces, vectors, request.max_distance or DEFAULT_MAX_DISTANCE,
+                                         request.min_cluster_size or 1)
+        return matcher_pb2.ClusterResponse(labels=labels.tolist(), clusters=int(labels.max(initial=-1)) + 1)
 
 
 async def serve(settings: MatcherServiceSettings) -> None:
