@@ -78,20 +78,25 @@ def identity_distances(probes: np.ndarray, templates: np.ndarray, owner: np.ndar
     return best, names
 
 
+def nearest_two(best: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per probe: the nearest identity's index, its distance, and the second-nearest's distance."""
+    order = np.argsort(best, axis=1)[:, :2]
+    rows = np.arange(len(best))
+    return order[:, 0], best[rows, order[:, 0]], best[rows, order[:, 1]]
+
+
 def scores(best: np.ndarray, margin_weight: float, cohort: tuple[np.ndarray, np.ndarray] | None,
            min_gap: float = 0.0):
     """A rejection score per probe (lower = more confident) and its nearest identity index.
     `margin_weight` folds the gap to the second identity into the score; `min_gap` instead
     rejects outright (score = inf) when the second identity is within that distance."""
-    order = np.argsort(best, axis=1)[:, :2]
-    d1 = np.take_along_axis(best, order[:, :1], 1)[:, 0]
-    d2 = np.take_along_axis(best, order[:, 1:2], 1)[:, 0]
+    top, d1, d2 = nearest_two(best)
     score = d1 - margin_weight * (d2 - d1)  # a near second identity makes the match ambiguous
     score = np.where(d2 - d1 < min_gap, np.inf, score)
     if cohort is not None:
         mean, std = cohort
         score = (score - mean) / std
-    return score, order[:, 0]
+    return score, top
 
 
 def dir_at_far(genuine_score, genuine_correct, impostor_score, far: float) -> float:
@@ -176,10 +181,9 @@ def main() -> None:
             outcomes = []
             for probes in (genuine, impostor):
                 best, names = identity_distances(embeddings[probes], embeddings[gallery], owner)
-                order = np.argsort(best, axis=1)[:, :2]
-                d1, d2 = best[np.arange(len(best)), order[:, 0]], best[np.arange(len(best)), order[:, 1]]
+                top, d1, d2 = nearest_two(best)
                 accepted = (d1 <= threshold) & (d2 - d1 >= card.ambiguity_gap)
-                outcomes.append((accepted, names[order[:, 0]]))
+                outcomes.append((accepted, names[top]))
             (acc_g, who_g), (acc_i, _) = outcomes
             fixed.append((np.mean(acc_g & (who_g == labels[genuine])), np.mean(acc_i)))
         dir_fixed, far_fixed = np.mean(fixed, axis=0)

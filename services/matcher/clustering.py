@@ -26,8 +26,8 @@ def cluster_faces(vectors: np.ndarray, max_distance: float, min_size: int = 1) -
     raw = AgglomerativeClustering(n_clusters=None, distance_threshold=max_distance, metric="euclidean",
                                   linkage="average").fit_predict(vectors)
     ids, counts = np.unique(raw, return_counts=True)
-    order = ids[np.argsort(-counts, kind="stable")]
-    relabel = {old: new for new, old in enumerate(o for o in order if counts[ids == o][0] >= min_size)}
+    by_size = np.argsort(-counts, kind="stable")
+    relabel = {ids[i]: new for new, i in enumerate(i for i in by_size if counts[i] >= min_size)}
     return np.array([relabel.get(label, -1) for label in raw])
 
 

@@ -197,7 +197,8 @@ class Gallery:
                 moved = list(self._client.get(self._templates, ids=pks, output_fields=["vector"]))
                 vectors = np.concatenate([vectors, np.asarray([m["vector"] for m in moved], np.float32)])
                 new_pks += [secrets.randbits(63) for _ in moved]
-            kept = [pk for pk in pks if pk not in {m["pk"] for m in moved}]
+            moved_pks = {m["pk"] for m in moved}
+            kept = [pk for pk in pks if pk not in moved_pks]
             self._client.upsert(self._identities, [self._identity_record(merged, kept + new_pks)])
             try:
                 self._client.insert(self._templates,
@@ -237,6 +238,22 @@ class Gallery:
         return self._identity_of(row)
 
     def list(self, page_size: int, page_token: str, site: str) -> tuple[list[Identity], str]:
+        rows, token = self._page_rows(page_size, page_token, site)
+        return [self._identity_of(r) for r in rows], token
+
+    def export_page(self, page_token: str, site: str, page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
+        """A page of identities with their template vectors, and the token of the next page."""
+        rows, token = self._page_rows(page_size, page_token, site)
+        page = []
+        for row in rows:
+            pks = list(row["template_pks"] or ())
+            templates = self._client.get(self._templates, ids=pks, output_fields=["vector"]) if pks else []
+            vectors = np.asarray([t["vector"] for t in templates], np.float32).reshape(-1, self.dim)
+            page.append((self._identity_of(row), vectors))
+        return page, token
+
+    def _page_rows(self, page_size: int, page_token: str, site: str) -> tuple[list[dict], str]:
+        """Identity rows after `page_token` (by id), at most `page_size`, and the next token."""
         if page_token:
             check_id(page_token, "page_token")
         check_label(site, "site")
@@ -253,19 +270,7 @@ class Gallery:
             iterator.close()
         rows.sort(key=lambda r: r["identity_id"])
         page = rows[:page_size]
-        token = page[-1]["identity_id"] if len(rows) > page_size else ""
-        return [self._identity_of(r) for r in page], token
-
-    def export_page(self, page_token: str, site: str, page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
-        """A page of identities with their template vectors, and the token of the next page."""
-        identities, token = self.list(page_size, page_token, site)
-        page = []
-        for identity in identities:
-            row = self._identity_row(identity.identity_id)
-            pks = list(row["template_pks"]) if row else []
-            templates = self._client.get(self._templates, ids=pks, output_fields=["vector"]) if pks else []
-            page.append((identity, np.asarray([t["vector"] for t in templates], np.float32).reshape(-1, self.dim)))
-        return page, token
+        return page, (page[-1]["identity_id"] if len(rows) > page_size else "")
 
     def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None,
                  model_key: str) -> list[Identification]:
