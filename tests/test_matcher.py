@@ -238,6 +238,38 @@ def test__given_two_people_who_fit_a_probe_equally__then_the_match_is_ambiguous_
     assert result.candidates[0].distance <= result.threshold
 
 
+def test__with_knn_vote__the_person_most_of_the_nearest_templates_belong_to_ranks_first(matcher):
+    probe = unit(40)
+    # One template of "single" nearest the probe; three of "several" a little farther.
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="single", embeddings=[emb(unit(41, probe, 0.002))]),
+                   timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="several", embeddings=[
+        emb(unit(seed, probe, 0.004)) for seed in (42, 43, 44)]), timeout=10)
+
+    def identify(**options):
+        return matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(probe)], **options), timeout=10).results[0]
+
+    nearest = identify()
+    voted = identify(classifier=matcher_pb2.CLASSIFIER_KNN_VOTE, k=4)
+
+    assert nearest.candidates[0].identity_id == "single" and nearest.candidates[0].vote == 0
+    assert [c.identity_id for c in voted.candidates[:2]] == ["several", "single"]
+    assert voted.candidates[0].vote == pytest.approx(3.0, abs=0.01)
+    assert voted.unknown and voted.ambiguous  # two people this close to a probe is never a match
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"classifier": 7}, "classifier: 7"),
+    ({"k": 1000}, "k: 1000"),
+])
+def test__given_a_bad_classifier_option__then_identify_says_which(matcher, options, message):
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(45))], **options), timeout=10)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+
+
 def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_templates_carry_over(
     matcher, matcher_process, tmp_path
 ):

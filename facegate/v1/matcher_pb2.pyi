@@ -3,12 +3,20 @@ import datetime
 from facegate.v1 import common_pb2 as _common_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Classifier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLASSIFIER_NEAREST: _ClassVar[Classifier]
+    CLASSIFIER_KNN_VOTE: _ClassVar[Classifier]
+CLASSIFIER_NEAREST: Classifier
+CLASSIFIER_KNN_VOTE: Classifier
 
 class Identity(_message.Message):
     __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "template_count", "model_key", "created_at")
@@ -69,30 +77,36 @@ class EnrollResponse(_message.Message):
     def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ..., templates_added: _Optional[int] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("probes", "top_k", "site", "max_distance", "target_far")
+    __slots__ = ("probes", "top_k", "site", "max_distance", "target_far", "classifier", "k")
     PROBES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FAR_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
     probes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     top_k: int
     site: str
     max_distance: float
     target_far: float
-    def __init__(self, probes: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., site: _Optional[str] = ..., max_distance: _Optional[float] = ..., target_far: _Optional[float] = ...) -> None: ...
+    classifier: Classifier
+    k: int
+    def __init__(self, probes: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., site: _Optional[str] = ..., max_distance: _Optional[float] = ..., target_far: _Optional[float] = ..., classifier: _Optional[_Union[Classifier, str]] = ..., k: _Optional[int] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("identity_id", "display_name", "distance", "similarity")
+    __slots__ = ("identity_id", "display_name", "distance", "similarity", "vote")
     IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    VOTE_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     display_name: str
     distance: float
     similarity: float
-    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ...) -> None: ...
+    vote: float
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., vote: _Optional[float] = ...) -> None: ...
 
 class IdentifyResult(_message.Message):
     __slots__ = ("unknown", "candidates", "threshold", "ambiguous")

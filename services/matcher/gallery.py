@@ -14,7 +14,8 @@ its identity (at worst an identity lists a template that was never written, whic
 `uri` is a local file for embedded Milvus Lite (the default; one process at a time: Lite locks
 its data) or `http://host:19530` for a Milvus server or cluster: same code either way.
 Metric: cosine on unit vectors (reported as Euclidean distance, sqrt(2 - 2 cos)); index FLAT
-(exact search) unless configured otherwise.
+(exact search) unless configured otherwise. With Lite, searches run on an exact in-memory copy
+of the templates (`exact_index.py` says why); with a server, in Milvus.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.matcher.exact_index import ExactIndex, TemplateHit
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
 MAX_TEMPLATES_PER_CALL = 100
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
+CLASSIFIERS = ("nearest", "knn")
+SEARCH_MODES = ("auto", "memory", "milvus")
+
+
+def is_lite(uri: str) -> bool:
+    """A local file (Milvus Lite) rather than a server address."""
+    return re.match(r"^[a-z][a-z0-9+.-]*://", uri) is None
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ class Identity:
 class Candidate:
     identity_id: str
     display_name: str
-    distance: float
+    distance: float  # to the identity's nearest template
+    vote: float = 0.0  # k-NN vote: summed similarity of its templates among the k nearest
 
     @property
     def similarity(self) -> float:
@@ -93,7 +103,8 @@ class Gallery:
                         "template_pks"]
 
     def __init__(self, uri: str, model_key: str, dim: int, threshold: float,
-                 collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0) -> None:
+                 collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0,
+                 search: str = "auto") -> None:
         from pymilvus import MilvusClient
 
         self.model_key = model_key
@@ -117,6 +128,29 @@ class Gallery:
             self._create_templates(index_type)
         for name in (self._identities, self._templates):
             self._client.load_collection(name)
+        if search not in SEARCH_MODES:
+            raise ValueError(f"search={search!r}: must be one of {SEARCH_MODES}")
+        in_memory = search == "memory" or (search == "auto" and is_lite(uri))
+        self._exact = self._load_exact_index() if in_memory else None
+
+    @property
+    def search_mode(self) -> str:
+        return "memory" if self._exact is not None else "milvus"
+
+    def _load_exact_index(self) -> ExactIndex:
+        """Copy this model's template vectors out of Milvus (the store of record)."""
+        index = ExactIndex(self.dim)
+        iterator = self._client.query_iterator(
+            self._templates, batch_size=4096, filter=f'model_key == "{self.model_key}"',
+            output_fields=["identity_id", "display_name", "site", "vector"])
+        try:
+            while batch := iterator.next():
+                for row in batch:
+                    index.add([row["pk"]], np.asarray([row["vector"]], np.float32), row["identity_id"],
+                              row["display_name"], row["site"])
+        finally:
+            iterator.close()
+        return index
 
     def _create_identities(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -209,8 +243,12 @@ class Gallery:
                 else:
                     self._client.upsert(self._identities, [self._identity_record(current, pks)])
                 raise
+            if self._exact is not None:
+                self._exact.add(new_pks, vectors, merged.identity_id, merged.display_name, merged.site)
             if moved:
                 self._client.delete(self._templates, ids=[m["pk"] for m in moved])
+                if self._exact is not None:
+                    self._exact.remove([m["pk"] for m in moved])
             self._unflushed += len(new_pks)
         added = len(new_pks) - len(moved)
         return replace(merged, template_count=len(kept) + len(new_pks)), added
@@ -224,6 +262,8 @@ class Gallery:
             pks = list(row["template_pks"])
             if pks:
                 self._client.delete(self._templates, ids=pks)
+                if self._exact is not None:
+                    self._exact.remove(pks)
             self._client.delete(self._identities, ids=[identity_id])
             self._unflushed += len(pks) + 1
         return len(pks)
@@ -272,35 +312,59 @@ class Gallery:
         page = rows[:page_size]
         return page, (page[-1]["identity_id"] if len(rows) > page_size else "")
 
-    def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None,
-                 model_key: str) -> list[Identification]:
+    def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None, model_key: str,
+                 classifier: str = "nearest", k: int = 3) -> list[Identification]:
         """Nearest identities per probe; unknown when the best is farther than `threshold`
         (None = the gallery's default) or when the second-best identity is within the ambiguity
-        gap of the best (a near tie between two people is not a match)."""
+        gap of the best (a near tie between two people is not a match).
+        `classifier` picks who ranks first: "nearest" (the identity of the nearest template) or
+        "knn" (the identity the k nearest templates vote for, weighted by similarity); the
+        threshold and the ambiguity rule apply to the winner's nearest template either way."""
         self.check_model(model_key)
         check_label(site, "site")
+        if classifier not in CLASSIFIERS:
+            raise InvalidArgument(f"classifier: {classifier!r}; must be one of {CLASSIFIERS}")
         probes = self.check_vectors(probes, "probes")
         threshold = threshold or self.threshold
+        window = min(SEARCH_WINDOW, max(top_k * 16, k))
+        results = []
+        for hits in self._search(probes, window, site):
+            best: dict[str, Candidate] = {}
+            for hit in hits:  # templates, nearest first: keep each identity's best
+                if hit.identity_id not in best:
+                    best[hit.identity_id] = Candidate(hit.identity_id, hit.display_name,
+                                                      cosine_to_distance(hit.similarity))
+            ranked = sorted(best.values(), key=lambda c: (c.distance, c.identity_id))  # ties: stable order
+            if classifier == "knn":
+                ranked = self._by_vote(ranked, hits[:k])
+            within = bool(ranked) and ranked[0].distance <= threshold
+            ambiguous = within and any(
+                c.distance - ranked[0].distance < self.ambiguity_gap for c in ranked[1:])
+            results.append(Identification(not within or ambiguous, tuple(ranked[:top_k]), threshold, ambiguous))
+        return results
+
+    @staticmethod
+    def _by_vote(candidates: list[Candidate], voters: list[TemplateHit]) -> list[Candidate]:
+        """Candidates ordered by their k-NN vote (then by distance); non-voters keep distance order."""
+        votes: dict[str, float] = {}
+        for hit in voters:
+            votes[hit.identity_id] = votes.get(hit.identity_id, 0.0) + hit.similarity
+        voted = [replace(c, vote=votes.get(c.identity_id, 0.0)) for c in candidates]
+        return sorted(voted, key=lambda c: (-c.vote, c.distance, c.identity_id))
+
+    def _search(self, probes: np.ndarray, limit: int, site: str) -> list[list[TemplateHit]]:
+        """The `limit` nearest templates of this model per probe (of `site` or no site, if given)."""
+        if self._exact is not None:
+            return self._exact.search(probes, limit, site)
         clauses = [f'model_key == "{self.model_key}"']
         if site:
             clauses.append(f'(site == "{site}" or site == "")')
         hits = self._client.search(
-            self._templates, probes.tolist(), limit=min(SEARCH_WINDOW, top_k * 16), filter=" and ".join(clauses),
+            self._templates, probes.tolist(), limit=limit, filter=" and ".join(clauses),
             output_fields=["identity_id", "display_name"], search_params={"metric_type": "COSINE"},
         )
-        results = []
-        for probe_hits in hits:
-            best: dict[str, Candidate] = {}
-            for hit in probe_hits:  # templates, nearest first: keep each identity's best
-                entity = hit["entity"]
-                if entity["identity_id"] not in best:
-                    best[entity["identity_id"]] = Candidate(
-                        entity["identity_id"], entity["display_name"], cosine_to_distance(hit["distance"]))
-            ranked = sorted(best.values(), key=lambda c: c.distance)
-            within = bool(ranked) and ranked[0].distance <= threshold
-            ambiguous = within and len(ranked) > 1 and ranked[1].distance - ranked[0].distance < self.ambiguity_gap
-            results.append(Identification(not within or ambiguous, tuple(ranked[:top_k]), threshold, ambiguous))
-        return results
+        return [[TemplateHit(h["entity"]["identity_id"], h["entity"]["display_name"], float(h["distance"]))
+                 for h in probe_hits] for probe_hits in hits]
 
     def verify(self, identity_id: str, probe: np.ndarray, model_key: str) -> float:
         """Distance from the probe to the identity's nearest template."""

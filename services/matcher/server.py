@@ -19,7 +19,7 @@ from services.core.errors import InvalidArgument, Unavailable
 from services.core.server import run_service
 from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
-from services.matcher.gallery import Gallery, Identity
+from services.matcher.gallery import SEARCH_MODES, Gallery, Identity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +31,15 @@ class MatcherServiceSettings(ServerSettings):
                               "Milvus Lite file (embedded) or http://host:19530 for a Milvus server (env MILVUS_URI too)")
     collection: str = setting("facegate_gallery", "Milvus collection name")
     index_type: str = setting("FLAT", "vector index", one_of("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"))
+    search: str = setting("auto", "where Identify searches: memory (exact, in-process copy of the templates), "
+                          "milvus, or auto (memory for a Lite file, milvus for a server)", one_of(*SEARCH_MODES))
     model: str = setting(DEFAULT_MODEL, "embedding model the gallery holds (its card gives dim and threshold)")
     max_top_k: int = setting(100, "largest top_k accepted", in_range(1, 1000))
     flush_seconds: float = setting(1.0, "seal writes this long after they happen (searches on unsealed rows are slow)",
                                    in_range(0.05, 60.0))
+
+
+CLASSIFIER_NAMES = {matcher_pb2.CLASSIFIER_NEAREST: "nearest", matcher_pb2.CLASSIFIER_KNN_VOTE: "knn"}
 
 
 def identity_message(identity: Identity) -> matcher_pb2.Identity:
@@ -71,8 +76,10 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         card = self._card = load_card(self._settings.model)
         self._gallery = await asyncio.to_thread(
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
-            self._settings.collection, self._settings.index_type, card.ambiguity_gap,
+            self._settings.collection, self._settings.index_type, card.ambiguity_gap, self._settings.search,
         )
+        logging.getLogger("facegate.matcher").info(
+            "gallery open", extra={"fields": {"templates": self._gallery.count(), "search": self._gallery.search_mode}})
         self._flusher = asyncio.create_task(self._flush_periodically(self._gallery))
 
     async def _flush_periodically(self, gallery: Gallery) -> None:
@@ -122,13 +129,21 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
         threshold = self._threshold(request.max_distance, request.target_far)
+        k = request.k or 3
+        if not 1 <= k <= self._settings.max_top_k:
+            raise InvalidArgument(f"k: {request.k}; must be 1..{self._settings.max_top_k} (0 = 3)")
+        classifier = CLASSIFIER_NAMES.get(request.classifier)
+        if classifier is None:
+            raise InvalidArgument(f"classifier: {request.classifier} is not a known Classifier value")
         probes, model_key = vectors_of(list(request.probes), "probes")
-        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key)
+        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key,
+                                          classifier, k)
         return matcher_pb2.IdentifyResponse(results=[
             matcher_pb2.IdentifyResult(
                 unknown=r.unknown, threshold=r.threshold, ambiguous=r.ambiguous,
                 candidates=[matcher_pb2.Candidate(identity_id=c.identity_id, display_name=c.display_name,
-                                                  distance=c.distance, similarity=c.similarity) for c in r.candidates],
+                                                  distance=c.distance, similarity=c.similarity, vote=c.vote)
+                            for c in r.candidates],
             ) for r in results
         ])
 

@@ -1,0 +1,80 @@
+"""The matcher's in-memory exact search agrees with Milvus' own search on the same gallery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.matcher.exact_index import ExactIndex
+from services.matcher.gallery import Gallery, Identity
+
+MODEL = "dlib-resnet-v1@1.0"
+
+
+def units(count: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((count, 128)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test__search_returns_the_most_similar_templates_first_after_adds_and_removals():
+    vectors = units(300, 0)
+    index = ExactIndex(128, capacity=8)  # forces several growths
+    for i in range(0, 300, 3):
+        index.add([i, i + 1, i + 2], vectors[i:i + 3], f"p{i // 3}", f"Person {i // 3}", "hq" if i % 2 else "")
+    removed = list(range(0, 300, 7))
+    index.remove(removed + [10_000])  # an unknown key is ignored
+    kept = np.array(sorted(set(range(300)) - set(removed)))
+    probe = units(1, 1)
+
+    hits = index.search(probe, 10)[0]
+
+    expected = kept[np.argsort(-(vectors[kept] @ probe[0]))[:10]]
+    assert len(index) == len(kept)
+    assert [h.identity_id for h in hits] == [f"p{i // 3}" for i in expected]
+    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+
+
+def test__a_site_search_sees_that_site_and_people_of_no_site_only():
+    index = ExactIndex(128)
+    vectors = units(3, 2)
+    index.add([1], vectors[:1], "lobby-person", "", "lobby")
+    index.add([2], vectors[1:2], "hq-person", "", "hq")
+    index.add([3], vectors[2:3], "everywhere", "", "")
+
+    assert {h.identity_id for h in index.search(vectors[:1], 10, site="hq")[0]} == {"hq-person", "everywhere"}
+    assert {h.identity_id for h in index.search(vectors[:1], 10, site="nowhere")[0]} == {"everywhere"}
+
+
+@pytest.mark.parametrize("classifier", ["nearest", "knn"])
+def test__after_enrol_move_and_delete__memory_and_milvus_search_give_the_same_answers(tmp_path, classifier):
+    vectors = units(120, 3)
+    path = str(tmp_path / "gallery.db")
+    gallery = Gallery(path, MODEL, 128, 0.3746, ambiguity_gap=0.08, search="memory")
+    for i in range(40):
+        gallery.enroll(Identity(f"p{i}", site="hq" if i % 2 else ""), vectors[3 * i:3 * i + 3], MODEL)
+    gallery.enroll(Identity("p1", site="lobby", display_name="moved"), units(1, 5), MODEL)  # rewrites p1's rows
+    gallery.delete("p2")
+    probes = units(30, 4) * 0.3 + vectors[:90:3] * 0.7
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+
+    def answers(g: Gallery, site: str):
+        return [(r.unknown, r.ambiguous, [(c.identity_id, c.display_name, round(c.distance, 4)) for c in r.candidates])
+                for r in g.identify(probes, 5, site, None, MODEL, classifier)]
+
+    in_memory = {site: answers(gallery, site) for site in ("", "hq", "lobby")}
+    gallery.close()
+    reopened = Gallery(path, MODEL, 128, 0.3746, ambiguity_gap=0.08, search="milvus")
+    try:
+        in_milvus = {site: answers(reopened, site) for site in ("", "hq", "lobby")}
+    finally:
+        reopened.close()
+    reloaded = Gallery(path, MODEL, 128, 0.3746, ambiguity_gap=0.08)  # auto: memory for a Lite file
+    try:
+        assert reloaded.search_mode == "memory"
+        assert {site: answers(reloaded, site) for site in ("", "hq", "lobby")} == in_memory
+    finally:
+        reloaded.close()
+
+    assert in_memory == in_milvus
+    assert all(c[0] != "p2" for result in in_memory[""] for c in result[2])
+    assert ("p1", "moved") in {c[:2] for result in in_memory["lobby"] for c in result[2]}
