@@ -70,6 +70,23 @@ def stack(tmp_path_factory):
     local.stop()
 
 
+@pytest.fixture(scope="session")
+def milvus_server_uri(tmp_path_factory):
+    """With FACEGATE_TEST_MILVUS=server (`make test-milvus-server`), a real Milvus 2.3.5 server
+    started for the session in a private network namespace, and its URI; otherwise None: each
+    matcher gets its own Milvus Lite file (the embedded default)."""
+    backend = os.environ.get("FACEGATE_TEST_MILVUS", "lite")
+    if backend == "lite":
+        yield None
+        return
+    if backend != "server":
+        pytest.fail(f"FACEGATE_TEST_MILVUS={backend!r}: must be 'lite' or 'server'")
+    from facegate.milvus_server import MilvusServer
+
+    with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
+        yield server.uri
+
+
 def channel(address: str):
     from services.core.channels import blocking_channel
 

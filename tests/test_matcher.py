@@ -1,9 +1,11 @@
-"""The matcher as a product API, on a real Milvus Lite gallery in its own process."""
+"""The matcher as a product API, in its own process, on a real Milvus Lite gallery (the embedded
+default) or, under `make test-milvus-server`, on a real Milvus 2.3.5 server."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,8 +32,19 @@ def emb(vector: np.ndarray) -> common_pb2.Embedding:
     return common_pb2.Embedding(vector=vector.tolist(), model_id="dlib-resnet-v1", model_version="1.0")
 
 
-def start_matcher(workdir, name: str = "matcher") -> ServiceProcess:
-    service = ServiceProcess("matcher", workdir, ["--milvus-uri", str(workdir / "gallery.db")], ENV)
+@pytest.fixture(scope="session")
+def gallery_args(milvus_server_uri):
+    """Matcher flags for a gallery of its own per work directory: a Lite file in it, or a
+    collection named after it on the Milvus server."""
+    def args(workdir) -> list[str]:
+        if milvus_server_uri is None:
+            return ["--milvus-uri", str(workdir / "gallery.db")]
+        return ["--milvus-uri", milvus_server_uri, "--collection", "t_" + re.sub(r"\W", "_", workdir.name)]
+    return args
+
+
+def start_matcher(workdir, gallery: list[str], name: str = "matcher") -> ServiceProcess:
+    service = ServiceProcess("matcher", workdir, gallery, ENV)
     service.log_path = workdir / f"{name}.log"
     service.start()
     service.wait_serving(time.monotonic() + 60)
@@ -39,9 +52,9 @@ def start_matcher(workdir, name: str = "matcher") -> ServiceProcess:
 
 
 @pytest.fixture(scope="module")
-def matcher_process(tmp_path_factory):
+def matcher_process(tmp_path_factory, gallery_args):
     workdir = tmp_path_factory.mktemp("matcher")
-    service = start_matcher(workdir)
+    service = start_matcher(workdir, gallery_args(workdir))
     yield service, workdir
     service.stop()
 
@@ -146,8 +159,28 @@ def test__delete_removes_every_template(matcher):
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test__the_gallery_survives_a_matcher_restart_and_a_second_matcher_cannot_open_it(tmp_path):
-    first = start_matcher(tmp_path)
+def test__the_gallery_survives_a_matcher_restart(tmp_path, gallery_args):
+    first = start_matcher(tmp_path, gallery_args(tmp_path))
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(first.address))
+        stub.Enroll(matcher_pb2.EnrollRequest(identity_id="dave", embeddings=[emb(unit(11))]), timeout=10)
+    finally:
+        assert first.stop() == 0  # graceful on SIGTERM
+
+    restarted = start_matcher(tmp_path, gallery_args(tmp_path), "restarted")
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(restarted.address))
+        assert stub.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="dave"), timeout=10).template_count == 1
+        found = stub.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(11))]), timeout=10).results[0]
+        assert not found.unknown and found.candidates[0].identity_id == "dave"
+    finally:
+        restarted.stop()
+
+
+def test__a_second_matcher_cannot_open_a_lite_file_in_use_and_says_why(tmp_path, milvus_server_uri):
+    if milvus_server_uri is not None:
+        pytest.skip("Milvus Lite only: a Milvus server serves several matchers")
+    first = start_matcher(tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db")])
     try:
         stub = matcher_pb2_grpc.MatcherStub(channel(first.address))
         stub.Enroll(matcher_pb2.EnrollRequest(identity_id="dave", embeddings=[emb(unit(11))]), timeout=10)
@@ -161,14 +194,7 @@ def test__the_gallery_survives_a_matcher_restart_and_a_second_matcher_cannot_ope
         assert "one process at a time" in second.log_tail()
         assert stub.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="dave"), timeout=10).template_count == 1
     finally:
-        assert first.stop() == 0  # graceful on SIGTERM
-
-    restarted = start_matcher(tmp_path, "restarted")
-    try:
-        stub = matcher_pb2_grpc.MatcherStub(channel(restarted.address))
-        assert stub.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="dave"), timeout=10).template_count == 1
-    finally:
-        restarted.stop()
+        first.stop()
 
 
 def test__health_is_not_serving_until_the_model_is_loaded(tmp_path):
@@ -271,14 +297,14 @@ def test__given_a_bad_classifier_option__then_identify_says_which(matcher, optio
 
 
 def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_templates_carry_over(
-    matcher, matcher_process, tmp_path
+    matcher, matcher_process, tmp_path, gallery_args
 ):
     from tests.test_cli import facegate
 
     dump = tmp_path / "gallery.jsonl"
     exported = facegate("gallery", "export", "--matcher", matcher_process[0].address, str(dump))
     records = [json.loads(line) for line in dump.read_text().splitlines()]
-    target = start_matcher(tmp_path, "target")
+    target = start_matcher(tmp_path, gallery_args(tmp_path), "target")
     try:
         imported = facegate("gallery", "import", "--matcher", target.address, str(dump))
         copy = matcher_pb2_grpc.MatcherStub(channel(target.address))

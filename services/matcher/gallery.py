@@ -36,6 +36,9 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
 MAX_TEMPLATES_PER_CALL = 100
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
+# Every read sees every write acknowledged before it: a door must not match a person deleted a
+# moment ago (a Milvus server's default, "Bounded", lags writes by up to seconds).
+STRONG = {"consistency_level": "Strong"}
 CLASSIFIERS = ("nearest", "knn")
 SEARCH_MODES = ("auto", "memory", "milvus")
 
@@ -89,6 +92,13 @@ def check_label(value: str, name: str) -> str:
     return value
 
 
+def template_pks(row: dict) -> list[int]:
+    """The primary keys of an identity's templates. Stored as {"pks": [...]}: a Milvus server's
+    JSON field takes objects only (galleries written before that stored a bare list)."""
+    value = row["template_pks"] or {}
+    return list(value.get("pks", ()) if isinstance(value, dict) else value)
+
+
 def cosine_to_distance(similarity: float) -> float:
     return math.sqrt(max(0.0, 2.0 - 2.0 * similarity))
 
@@ -114,6 +124,7 @@ class Gallery:
         self._identities = f"{collection}_identities"
         self._templates = f"{collection}_templates"
         self._lock = threading.RLock()
+        self._lite = is_lite(uri)
         self._unflushed = 0  # rows written since the last flush
         try:
             self._client = MilvusClient(uri)
@@ -142,7 +153,7 @@ class Gallery:
         index = ExactIndex(self.dim)
         iterator = self._client.query_iterator(
             self._templates, batch_size=4096, filter=f'model_key == "{self.model_key}"',
-            output_fields=["identity_id", "display_name", "site", "vector"])
+            output_fields=["identity_id", "display_name", "site", "vector"], **STRONG)
         try:
             while batch := iterator.next():
                 for row in batch:
@@ -168,7 +179,7 @@ class Gallery:
         schema.add_field("placeholder", DataType.FLOAT_VECTOR, dim=len(self._PLACEHOLDER))
         index = self._client.prepare_index_params()
         index.add_index("placeholder", index_type="FLAT", metric_type="L2")
-        self._client.create_collection(self._identities, schema=schema, index_params=index)
+        self._client.create_collection(self._identities, schema=schema, index_params=index, **STRONG)
 
     def _create_templates(self, index_type: str) -> None:
         from pymilvus import DataType, MilvusClient
@@ -184,17 +195,19 @@ class Gallery:
         schema.add_field("created_ms", DataType.INT64)
         index = self._client.prepare_index_params()
         index.add_index("vector", index_type=index_type, metric_type="COSINE")
-        self._client.create_collection(self._templates, schema=schema, index_params=index)
+        self._client.create_collection(self._templates, schema=schema, index_params=index, **STRONG)
 
     def close(self) -> None:
         self.flush()
         self._client.close()
 
     def flush(self) -> bool:
-        """Seal recent writes. Milvus Lite searches unsealed (growing) rows ~20x slower (420 vs
-        18 ms at 10k), so the matcher flushes shortly after writes; returns whether it did."""
+        """Seal recent writes. Milvus Lite searches and reads unsealed (growing) rows ~20x slower
+        (420 vs 18 ms at 10k), so the matcher flushes shortly after writes; returns whether it did.
+        A Milvus server seals segments itself (writes are durable in its log already): a flush per
+        second of writes would only fragment it into small segments, so none is sent there."""
         with self._lock:
-            if not self._unflushed:
+            if not self._unflushed or not self._lite:
                 return False
             self._client.flush(self._templates)
             self._client.flush(self._identities)
@@ -222,13 +235,13 @@ class Gallery:
             if row is None:
                 current, pks = Identity(identity.identity_id, model_key=self.model_key, created_ms=now), []
             else:
-                current, pks = self._identity_of(row), list(row["template_pks"])
+                current, pks = self._identity_of(row), template_pks(row)
             merged = self._merge(current, identity)
             new_pks = [secrets.randbits(63) for _ in vectors]
             moved: list[dict] = []
             if row is not None and (merged.site, merged.display_name) != (current.site, current.display_name):
                 # Template rows carry site and name for search: rewrite them under new keys.
-                moved = list(self._client.get(self._templates, ids=pks, output_fields=["vector"]))
+                moved = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **STRONG))
                 vectors = np.concatenate([vectors, np.asarray([m["vector"] for m in moved], np.float32)])
                 new_pks += [secrets.randbits(63) for _ in moved]
             moved_pks = {m["pk"] for m in moved}
@@ -259,7 +272,7 @@ class Gallery:
             row = self._identity_row(identity_id)
             if row is None:
                 raise NotFound(f"identity {identity_id!r} is not enrolled")
-            pks = list(row["template_pks"])
+            pks = template_pks(row)
             if pks:
                 self._client.delete(self._templates, ids=pks)
                 if self._exact is not None:
@@ -286,8 +299,8 @@ class Gallery:
         rows, token = self._page_rows(page_size, page_token, site)
         page = []
         for row in rows:
-            pks = list(row["template_pks"] or ())
-            templates = self._client.get(self._templates, ids=pks, output_fields=["vector"]) if pks else []
+            pks = template_pks(row)
+            templates = self._client.get(self._templates, ids=pks, output_fields=["vector"], **STRONG) if pks else []
             vectors = np.asarray([t["vector"] for t in templates], np.float32).reshape(-1, self.dim)
             page.append((self._identity_of(row), vectors))
         return page, token
@@ -302,7 +315,7 @@ class Gallery:
             clauses.append(f'site == "{site}"')
         rows: list[dict] = []
         iterator = self._client.query_iterator(self._identities, batch_size=1000, filter=" and ".join(clauses),
-                                               output_fields=self._IDENTITY_FIELDS)
+                                               output_fields=self._IDENTITY_FIELDS, **STRONG)
         try:
             while batch := iterator.next():
                 rows.extend(batch)
@@ -361,7 +374,7 @@ class Gallery:
             clauses.append(f'(site == "{site}" or site == "")')
         hits = self._client.search(
             self._templates, probes.tolist(), limit=limit, filter=" and ".join(clauses),
-            output_fields=["identity_id", "display_name"], search_params={"metric_type": "COSINE"},
+            output_fields=["identity_id", "display_name"], search_params={"metric_type": "COSINE"}, **STRONG,
         )
         return [[TemplateHit(h["entity"]["identity_id"], h["entity"]["display_name"], float(h["distance"]))
                  for h in probe_hits] for probe_hits in hits]
@@ -372,8 +385,8 @@ class Gallery:
         self.check_model(model_key)
         probe = self.check_vectors(probe[None, :] if probe.ndim == 1 else probe, "probe")[0]
         row = self._identity_row(identity_id)
-        templates = list(self._client.get(self._templates, ids=list(row["template_pks"]), output_fields=["vector"])) \
-            if row is not None and row["template_pks"] else []
+        pks = template_pks(row) if row is not None else []
+        templates = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **STRONG)) if pks else []
         if not templates:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
         vectors = np.asarray([t["vector"] for t in templates], np.float32)
@@ -408,14 +421,14 @@ class Gallery:
         return vectors / norms[:, None]
 
     def _identity_row(self, identity_id: str) -> dict | None:
-        rows = self._client.get(self._identities, ids=[identity_id], output_fields=self._IDENTITY_FIELDS)
+        rows = self._client.get(self._identities, ids=[identity_id], output_fields=self._IDENTITY_FIELDS, **STRONG)
         return dict(rows[0]) if rows else None
 
     def _identity_record(self, identity: Identity, template_pks: list[int]) -> dict:
         return {
             "identity_id": identity.identity_id, "display_name": identity.display_name, "site": identity.site,
             "groups": list(identity.groups), "metadata": dict(identity.metadata), "model_key": identity.model_key,
-            "created_ms": identity.created_ms, "template_pks": template_pks, "placeholder": self._PLACEHOLDER,
+            "created_ms": identity.created_ms, "template_pks": {"pks": template_pks}, "placeholder": self._PLACEHOLDER,
         }
 
     def _template_record(self, identity: Identity, pk: int, vector: np.ndarray) -> dict:
@@ -430,7 +443,7 @@ class Gallery:
         return Identity(
             identity_id=row["identity_id"], display_name=row["display_name"], site=row["site"],
             groups=tuple(row["groups"] or ()), metadata=dict(row["metadata"] or {}),
-            template_count=len(row["template_pks"] or ()), model_key=row["model_key"], created_ms=int(row["created_ms"]),
+            template_count=len(template_pks(row)), model_key=row["model_key"], created_ms=int(row["created_ms"]),
         )
 
     @staticmethod
