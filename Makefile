@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-milvus-server run bench bench-services eval-lfw proto proto-check clean
+.PHONY: setup test test-milvus-server run bench bench-services bench-index eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -41,6 +41,11 @@ bench: setup
 ## bench-services: per-RPC and end-to-end latency over gRPC against a local stack
 bench-services: setup
 	$(PY) bench/services_bench.py
+
+## bench-index: Identify latency and recall@1 at 1k/10k/100k for Milvus Lite and a Milvus server
+## (the server runs in a private network namespace; ~10 minutes)
+bench-index: setup
+	tools/private_net.sh $(PY) bench/index_bench.py
 
 ## proto: regenerate facegate/v1/ from protos/ (never edit the generated files)
 proto: $(STAMP)

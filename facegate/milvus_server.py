@@ -8,7 +8,10 @@ up), and `make test-milvus-server` / `make bench-index` use it. Nothing outside 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -65,14 +68,25 @@ class MilvusServer:
         raise TimeoutError(f"milvus-server not healthy after {self._timeout:.0f} s; see {self.data_dir / 'logs'}")
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
+        """Stop the launcher and the `milvus` process it starts: they share a process group
+        (signalling the launcher alone leaves the server running)."""
+        if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(60)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        group = self._process.pid  # start_new_session: the launcher leads its own group
+        for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self._process.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            if sig == signal.SIGTERM:  # the launcher is gone; make sure its server is too
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
+            break
+        self._process = None
 
     def __enter__(self) -> "MilvusServer":
         return self.start()

@@ -1,37 +1,84 @@
-"""How the gateway turns a matcher result into an outcome."""
+"""How the gateway turns a face track's frames into one outcome, under the door's policy."""
 
 from __future__ import annotations
 
-from facegate.v1 import common_pb2, gateway_pb2, matcher_pb2
+import datetime as dt
+
+from facegate.v1 import common_pb2, gateway_pb2
 from services.gateway.decisions import decide, error_decision
+from services.gateway.doors import Door, TimeWindow
+from services.gateway.policy import may_pass
+from services.gateway.tracking import DoorTracks, Observation, Track, fuse
 
 Outcome = gateway_pb2.Decision.Outcome
 FRAME = gateway_pb2.CameraFrame(door_id="lobby", sequence=7)
-FACE = common_pb2.Face(score=0.99)
+LOBBY = Door("lobby", "hq", groups=frozenset({"staff"}), frames_needed=2)
+MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
 
 
-def result(unknown: bool, ambiguous: bool = False) -> matcher_pb2.IdentifyResult:
-    return matcher_pb2.IdentifyResult(unknown=unknown, ambiguous=ambiguous, threshold=0.37, candidates=[
-        matcher_pb2.Candidate(identity_id="alice", display_name="Alice", distance=0.30),
-        matcher_pb2.Candidate(identity_id="bob", display_name="Bob", distance=0.33),
-    ])
+def seen(identity: str = "alice", distance: float = 0.30, accepted: bool = True, ambiguous: bool = False) -> Observation:
+    return Observation(identity, identity.title(), distance, accepted, ambiguous, 0.37)
 
 
-def test__a_match_within_threshold_is_granted_to_that_person():
-    decision = decide(FRAME, "hq", FACE, result(unknown=False), "m@1")
-
-    assert decision.outcome == Outcome.OUTCOME_GRANTED and decision.identity_id == "alice"
-    assert decision.door_id == "lobby" and decision.site == "hq" and decision.frame_sequence == 7
+def track() -> Track:
+    return Track("lobby#1", common_pb2.Box(x=10, y=10, width=100, height=100), 0.0, 0.0)
 
 
-def test__an_ambiguous_match_goes_to_review_naming_both_people():
-    decision = decide(FRAME, "hq", FACE, result(unknown=True, ambiguous=True), "m@1")
+def test__a_person_is_matched_only_when_enough_frames_agree():
+    assert fuse([seen()], frames_needed=2, max_embeddings=4) is None
+    verdict = fuse([seen(distance=0.33), seen(distance=0.29)], 2, 4)
 
-    assert decision.outcome == Outcome.OUTCOME_REVIEW
-    assert "alice" in decision.reason and "bob" in decision.reason
+    assert verdict is not None and verdict.kind == "match" and verdict.frames == 2
+    assert verdict.observation.distance == 0.29  # the best frame is reported
 
 
-def test__no_match_is_denied_as_unknown_and_a_backend_failure_keeps_the_door_locked():
-    assert decide(FRAME, "hq", FACE, result(unknown=True), "m@1").outcome == Outcome.OUTCOME_DENIED_UNKNOWN
+def test__strangers_need_as_many_frames_and_disagreement_goes_to_review():
+    unknown = fuse([seen("bob", 0.6, accepted=False), seen("bob", 0.7, accepted=False)], 2, 4)
+    mixed = fuse([seen("alice"), seen("bob", 0.5, accepted=False), seen("carol"), seen("bob", 0.6, False)], 2, 4)
+    tie = fuse([seen(accepted=False, ambiguous=True)] * 2, 2, 4)
+
+    assert unknown is not None and unknown.kind == "unknown" and "nearest bob" in unknown.reason
+    assert mixed is not None and mixed.kind == "review" and "disagree" in mixed.reason
+    assert tie is not None and tie.kind == "review" and "ambiguous" in tie.reason
+
+
+def test__a_match_is_granted_if_the_policy_allows_and_denied_for_policy_otherwise():
+    verdict = fuse([seen(), seen()], 2, 4)
+    assert verdict is not None
+
+    granted = decide(FRAME, LOBBY, track(), verdict, "m@1", may_pass(LOBBY, ["staff"], MONDAY_NOON))
+    refused = decide(FRAME, LOBBY, track(), verdict, "m@1", may_pass(LOBBY, ["visitors"], MONDAY_NOON))
+
+    assert granted.outcome == Outcome.OUTCOME_GRANTED and granted.identity_id == "alice" and granted.frames == 2
+    assert granted.track_id == "lobby#1" and granted.site == "hq" and granted.frame_sequence == 7
+    assert refused.outcome == Outcome.OUTCOME_DENIED_POLICY and "not in a group allowed here" in refused.reason
+
+
+def test__a_door_schedule_is_read_in_its_sites_time_zone():
+    office_hours = Door("front", "paris", timezone="Europe/Paris",
+                        schedule=(TimeWindow(frozenset(range(5)), dt.time(8), dt.time(18)),))
+
+    assert may_pass(office_hours, [], dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc)).allowed  # 08:30
+    late = may_pass(office_hours, [], dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.timezone.utc))  # 18:30 Paris
+    assert not late.allowed and "outside the door's schedule (Mon 18:30 Europe/Paris)" in late.reason
+    assert not may_pass(office_hours, [], dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc)).allowed  # Sunday
+
+
+def test__faces_keep_their_track_while_they_overlap_and_a_track_ends_when_unseen():
+    tracks = DoorTracks("lobby", timeout=1.0)
+    left, right = common_pb2.Box(x=0, y=0, width=100, height=100), common_pb2.Box(x=300, y=0, width=100, height=100)
+    moved = common_pb2.Box(x=10, y=5, width=100, height=100)
+
+    first = tracks.update([left, right], now=0.0)
+    second = tracks.update([right, moved], now=0.2)  # order changes, the left face moves a little
+    tracks.update([moved], now=0.6)
+    fourth = tracks.update([moved], now=1.3)  # the right face has been gone since 0.2
+
+    assert [t.track_id for t in second] == [first[1].track_id, first[0].track_id]
+    assert fourth[0].track_id == first[0].track_id and fourth[0].frames_seen == 4
+    assert [t.track_id for t in tracks.ended] == [first[1].track_id]
+
+
+def test__a_backend_failure_keeps_the_door_locked_and_says_why():
     failed = error_decision(FRAME, "hq", "embedder UNAVAILABLE: connection refused")
     assert failed.outcome == Outcome.OUTCOME_ERROR and "door stays locked" in failed.reason

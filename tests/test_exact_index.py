@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.core.errors import InvalidArgument, NotFound
 from services.matcher.exact_index import ExactIndex
 from services.matcher.gallery import Gallery, Identity
 
@@ -85,3 +86,22 @@ def test__after_enrol_move_and_delete__memory_and_milvus_search_give_the_same_an
     assert in_memory == in_milvus
     assert all(c[0] != "p2" for result in in_memory[""] for c in result[2])
     assert ("p1", "moved") in {c[:2] for result in in_memory["lobby"] for c in result[2]}
+
+
+def test__a_bulk_load_of_new_people_is_searchable_and_refuses_anyone_enrolled_already(tmp_path, milvus_server_uri):
+    uri = milvus_server_uri or str(tmp_path / "gallery.db")
+    vectors = units(50, 6)
+    gallery = Gallery(uri, MODEL, 128, 0.3746, "bulk", ambiguity_gap=0.08)
+    try:
+        added = gallery.enroll_new([(Identity(f"b{i}", site="hq"), vectors[i:i + 1]) for i in range(50)], MODEL)
+        with pytest.raises(InvalidArgument, match="'b7' is enrolled already"):
+            gallery.enroll_new([(Identity("new-one"), vectors[:1]), (Identity("b7"), vectors[:1])], MODEL)
+        found = gallery.identify(vectors[10:11], 5, "hq", None, MODEL)[0]
+        template_counts = [gallery.get(f"b{i}").template_count for i in range(50)]
+        with pytest.raises(NotFound):
+            gallery.get("new-one")  # nothing of the refused call was written
+    finally:
+        gallery.close()
+
+    assert added == 50 and template_counts == [1] * 50
+    assert not found.unknown and found.candidates[0].identity_id == "b10"

@@ -54,7 +54,7 @@ def start_matcher(workdir, gallery: list[str], name: str = "matcher") -> Service
 @pytest.fixture(scope="module")
 def matcher_process(tmp_path_factory, gallery_args):
     workdir = tmp_path_factory.mktemp("matcher")
-    service = start_matcher(workdir, gallery_args(workdir))
+    service = start_matcher(workdir, gallery_args(workdir) + ["--site-far", SITE_FAR])
     yield service, workdir
     service.stop()
 
@@ -65,6 +65,7 @@ def matcher(matcher_process):
 
 
 ALICE, BOB = unit(1), unit(2)
+SITE_FAR = '{"server-room": 0.0001}'
 
 
 def test__given_enrolments__then_identify_aggregates_templates_per_identity_and_rejects_strangers(matcher):
@@ -114,6 +115,26 @@ def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
     assert same.threshold == pytest.approx(card.distance_threshold, abs=1e-6)
     assert server_room.threshold == pytest.approx(card.far_thresholds["0.0001"], abs=1e-6)
     assert server_room.threshold < same.threshold
+
+
+def test__a_site_configured_stricter_gets_its_threshold_unless_the_call_asks_for_one(matcher):
+    def threshold(site: str, target_far: float = 0.0) -> float:
+        request = matcher_pb2.IdentifyRequest(probes=[emb(ALICE)], site=site, target_far=target_far)
+        return matcher.Identify(request, timeout=10).results[0].threshold
+
+    assert threshold("server-room") == pytest.approx(0.3339, abs=1e-4)  # FAR 1e-4, from --site-far
+    assert threshold("lobby") == pytest.approx(0.3746, abs=1e-4)  # the model's default, FAR 1e-3
+    assert threshold("server-room", target_far=0.01) == pytest.approx(0.4220, abs=1e-4)
+
+
+def test__given_a_site_far_without_calibration__then_the_matcher_refuses_to_start_naming_the_site(tmp_path):
+    service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "g.db"),
+                                                   "--site-far", '{"vault": 0.5}'], ENV)
+    service.start()
+    assert service.process is not None
+
+    assert service.process.wait(timeout=60) != 0
+    assert "--site-far: site 'vault'" in service.log_tail() and "calibrated: " in service.log_tail()
 
 
 def test__given_a_far_without_calibration__then_identify_says_which_are_calibrated(matcher):
@@ -220,6 +241,8 @@ def test__health_is_not_serving_until_the_model_is_loaded(tmp_path):
     (["--port", "70000"], "--port='70000': must be a TCP port"),
     (["--index-type", "LSH"], "--index-type='LSH': must be one of"),
     (["--max-top-k", "many"], "not a valid int"),
+    (["--search-params", "nprobe=32"], "--search-params='nprobe=32': not valid JSON"),
+    (["--index-params", "[16]"], "must be a JSON object"),
 ])
 def test__given_a_bad_setting__then_the_service_refuses_to_start_naming_it(args, message):
     result = subprocess.run([sys.executable, "-m", "services.matcher", *args], capture_output=True, text=True,

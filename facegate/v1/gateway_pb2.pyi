@@ -26,7 +26,7 @@ class CameraFrame(_message.Message):
     def __init__(self, door_id: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "door_id", "site", "outcome", "identity_id", "display_name", "distance", "face", "frame_sequence", "captured_at", "decided_at", "reason", "model_key")
+    __slots__ = ("decision_id", "door_id", "site", "outcome", "identity_id", "display_name", "distance", "face", "frame_sequence", "captured_at", "decided_at", "reason", "model_key", "frames", "track_id")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[Decision.Outcome]
@@ -54,6 +54,8 @@ class Decision(_message.Message):
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     door_id: str
     site: str
@@ -67,7 +69,9 @@ class Decision(_message.Message):
     decided_at: _timestamp_pb2.Timestamp
     reason: str
     model_key: str
-    def __init__(self, decision_id: _Optional[str] = ..., door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., frame_sequence: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., model_key: _Optional[str] = ...) -> None: ...
+    frames: int
+    track_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., frame_sequence: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., model_key: _Optional[str] = ..., frames: _Optional[int] = ..., track_id: _Optional[str] = ...) -> None: ...
 
 class EnrollFromImagesRequest(_message.Message):
     __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images")
@@ -107,3 +111,25 @@ class WatchDecisionsRequest(_message.Message):
     DOOR_IDS_FIELD_NUMBER: _ClassVar[int]
     door_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, door_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListDecisionsRequest(_message.Message):
+    __slots__ = ("door_id", "site", "outcome", "since", "until", "limit")
+    DOOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    door_id: str
+    site: str
+    outcome: Decision.Outcome
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    limit: int
+    def __init__(self, door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListDecisionsResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...

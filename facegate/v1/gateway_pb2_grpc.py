@@ -51,6 +51,11 @@ class GatewayStub:
                 request_serializer=facegate_dot_v1_dot_gateway__pb2.WatchDecisionsRequest.SerializeToString,
                 response_deserializer=facegate_dot_v1_dot_gateway__pb2.Decision.FromString,
                 _registered_method=True)
+        self.ListDecisions = channel.unary_unary(
+                '/facegate.v1.Gateway/ListDecisions',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -59,7 +64,8 @@ class GatewayServicer:
     """
 
     def StreamCamera(self, request_iterator, context):
-        """A door camera streams frames; the gateway streams back a decision per face seen.
+        """A door camera streams frames; the gateway streams back a decision per face track (a person
+        followed across frames), once enough frames agree.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,7 +79,15 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchDecisions(self, request, context):
-        """Every decision as it is made (for dashboards and door controllers).
+        """Every decision as it is made (for dashboards and door controllers). A decision is in the
+        audit log before it is sent here: an unlock never happens without its record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDecisions(self, request, context):
+        """Past decisions from the audit log, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +110,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.WatchDecisions,
                     request_deserializer=facegate_dot_v1_dot_gateway__pb2.WatchDecisionsRequest.FromString,
                     response_serializer=facegate_dot_v1_dot_gateway__pb2.Decision.SerializeToString,
+            ),
+            'ListDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDecisions,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +200,33 @@ class Gateway:
             '/facegate.v1.Gateway/WatchDecisions',
             facegate_dot_v1_dot_gateway__pb2.WatchDecisionsRequest.SerializeToString,
             facegate_dot_v1_dot_gateway__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/ListDecisions',
+            facegate_dot_v1_dot_gateway__pb2.ListDecisionsRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.ListDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -36,6 +37,17 @@ def in_range(low: float, high: float) -> Callable[[float], str | None]:
 
 def one_of(*choices: str) -> Callable[[str], str | None]:
     return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
+
+
+def json_object(value: str) -> str | None:
+    """A JSON object, e.g. '{"nprobe": 32}' ('' = none)."""
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
+    return None if isinstance(parsed, dict) else 'must be a JSON object, e.g. {"nprobe": 32}'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -18,6 +19,9 @@ from facegate.v1 import (
 )
 from services.core import ndarray
 from services.core.channels import open_channel
+
+
+GROUPS_TTL = 10.0
 
 
 class BackendError(Exception):
@@ -47,6 +51,7 @@ class Backends:
         self.detector = detector_pb2_grpc.DetectorStub(self._channels[0])
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._channels[1])
         self.matcher = matcher_pb2_grpc.MatcherStub(self._channels[2])
+        self._groups: dict[str, tuple[float, tuple[str, ...]]] = {}
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -70,13 +75,34 @@ class Backends:
             raise BackendError("embedder", exc) from exc
         return list(response.embeddings)
 
-    async def identify(self, embeddings: list[common_pb2.Embedding], site: str) -> list[matcher_pb2.IdentifyResult]:
+    async def identify(self, embeddings: list[common_pb2.Embedding], site: str,
+                       target_far: float = 0.0) -> list[matcher_pb2.IdentifyResult]:
         try:
             response = await self.matcher.Identify(
-                matcher_pb2.IdentifyRequest(probes=embeddings, top_k=3, site=site), timeout=self.deadline)
+                matcher_pb2.IdentifyRequest(probes=embeddings, top_k=3, site=site, target_far=target_far),
+                timeout=self.deadline)
         except grpc.aio.AioRpcError as exc:
             raise BackendError("matcher", exc) from exc
         return list(response.results)
+
+    async def groups_of(self, identity_id: str) -> tuple[str, ...]:
+        """The identity's access groups (cached for `GROUPS_TTL` s: one lookup per person passing,
+        not per frame; a change of groups takes effect within that time)."""
+        cached = self._groups.get(identity_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < GROUPS_TTL:
+            return cached[1]
+        try:
+            identity = await self.matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id=identity_id),
+                                                      timeout=self.deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise BackendError("matcher", exc) from exc
+        groups = tuple(identity.groups)
+        self._groups[identity_id] = (now, groups)
+        if len(self._groups) > 10_000:  # bounded: forget the oldest entries
+            for key in sorted(self._groups, key=lambda k: self._groups[k][0])[:5_000]:
+                del self._groups[key]
+        return groups
 
     async def enroll(self, request: matcher_pb2.EnrollRequest) -> matcher_pb2.EnrollResponse:
         try:

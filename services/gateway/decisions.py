@@ -1,4 +1,4 @@
-"""Decisions: how one face becomes an outcome, and the hub that publishes them to watchers."""
+"""Decisions: how a face track's verdict becomes an outcome, and the hub that publishes them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import uuid
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
-from facegate.v1 import common_pb2, gateway_pb2, matcher_pb2
+from facegate.v1 import gateway_pb2
+from services.gateway.doors import Door
+from services.gateway.policy import PolicyAnswer
+from services.gateway.tracking import Track, Verdict
 
 Outcome = gateway_pb2.Decision.Outcome
 DECISIONS = Counter("facegate_gateway_decisions_total", "Decisions made", ["door", "site", "outcome"])
@@ -22,30 +25,26 @@ def now_timestamp() -> Timestamp:
     return stamp
 
 
-def decide(frame: gateway_pb2.CameraFrame, site: str, face: common_pb2.Face,
-           result: matcher_pb2.IdentifyResult, model_key: str) -> gateway_pb2.Decision:
-    """A known face within the threshold is granted; a near tie between two people goes to
-    review; anyone else is denied as unknown."""
-    best = result.candidates[0] if result.candidates else None
-    decision = _base(frame, site, model_key)
-    decision.face.CopyFrom(face)
-    if best is not None:
-        decision.distance = best.distance
-    if best is not None and result.ambiguous:
-        runner_up = result.candidates[1] if len(result.candidates) > 1 else None
-        decision.outcome = Outcome.OUTCOME_REVIEW
+def decide(frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict, model_key: str,
+           policy: PolicyAnswer | None) -> gateway_pb2.Decision:
+    """A track's verdict as an outcome: a match the policy allows is granted, a match it does not
+    is denied_policy, no one is denied_unknown, an unsure verdict goes to review."""
+    best = verdict.observation
+    decision = _base(frame, door.site, model_key)
+    decision.track_id, decision.frames, decision.distance = track.track_id, verdict.frames, best.distance
+    decision.face.box.CopyFrom(track.box)
+    if verdict.kind == "match":
         decision.identity_id, decision.display_name = best.identity_id, best.display_name
-        decision.reason = (f"ambiguous: {best.identity_id} at {best.distance:.3f} and "
-                           f"{runner_up.identity_id if runner_up else '?'} at "
-                           f"{runner_up.distance if runner_up else float('nan'):.3f}; needs review")
-    elif best is not None and not result.unknown:
-        decision.outcome = Outcome.OUTCOME_GRANTED
+        if policy is not None and policy.allowed:
+            decision.outcome, decision.reason = Outcome.OUTCOME_GRANTED, verdict.reason
+        else:
+            decision.outcome = Outcome.OUTCOME_DENIED_POLICY
+            decision.reason = f"{verdict.reason}; {policy.reason if policy else 'no policy answer'}"
+    elif verdict.kind == "review":
         decision.identity_id, decision.display_name = best.identity_id, best.display_name
-        decision.reason = f"{best.identity_id}: distance {best.distance:.3f} <= threshold {result.threshold:.3f}"
+        decision.outcome, decision.reason = Outcome.OUTCOME_REVIEW, verdict.reason
     else:
-        decision.outcome = Outcome.OUTCOME_DENIED_UNKNOWN
-        nearest = f"nearest {best.identity_id} at {best.distance:.3f}" if best else "gallery empty"
-        decision.reason = f"no identity within threshold {result.threshold:.3f} ({nearest})"
+        decision.outcome, decision.reason = Outcome.OUTCOME_DENIED_UNKNOWN, verdict.reason
     return decision
 
 

@@ -1,24 +1,34 @@
-"""The Gateway gRPC service: camera streams in, one decision per face out, published to watchers."""
+"""The Gateway gRPC service: camera streams in; faces tracked, embedded a few times per track and
+decided once per track under the door's policy; every decision audited, then published."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from facegate.v1 import gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
-from services.core.config import ServerSettings, valid_port, in_range, load_settings, positive, setting
-from services.core.errors import InvalidArgument, Unavailable
+from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
+from services.core.errors import InvalidArgument, NotFound, Unavailable
 from services.core.server import run_service
+from services.embedder.models import DEFAULT_MODEL, bundled_card
+from services.gateway.audit import AuditLog, EventQuery
 from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
+from services.gateway.doors import Door, DoorConfig, DoorConfigError, load_doors
+from services.gateway.policy import PolicyAnswer, may_pass
+from services.gateway.tracking import DoorTracks, Track, Verdict, fuse, observation
 
+log = logging.getLogger("facegate.gateway")
 FRAMES_IN = Counter("facegate_gateway_frames_total", "Frames received", ["door", "site"])
 FRAMES_DROPPED = Counter("facegate_gateway_frames_dropped_total", "Stale frames dropped before processing",
                          ["door", "site"])
@@ -26,6 +36,15 @@ FACES = Counter("facegate_gateway_faces_total", "Faces detected", ["door", "site
 BACKEND_ERRORS = Counter("facegate_gateway_backend_errors_total", "Failed backend calls", ["service", "code"])
 DECISION_SECONDS = Histogram("facegate_gateway_decision_seconds", "Frame arrival to decision", ["site"],
                              buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5))
+
+
+TRACKS = Counter("facegate_gateway_tracks_total", "Face tracks started", ["door", "site"])
+EMBEDDED = Counter("facegate_gateway_embedded_faces_total", "Faces sent to the embedder", ["door", "site"])
+DETECTIONS_SKIPPED = Counter("facegate_gateway_detections_skipped_total",
+                             "Frames not run through the detector (every track in view already decided)",
+                             ["door", "site"])
+QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
+CONFIG_RELOADS = Counter("facegate_gateway_config_reloads_total", "Door configuration reloads", ["result"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +55,33 @@ class GatewayServiceSettings(ServerSettings):
     detector_address: str = setting("127.0.0.1:50051", "detector host:port (a DNS name spreads over replicas)")
     embedder_address: str = setting("127.0.0.1:50052", "embedder host:port")
     matcher_address: str = setting("127.0.0.1:50053", "matcher host:port")
+    doors: str = setting("", "door configuration YAML (reloaded when it changes); empty = any door, anyone "
+                             "enrolled, the defaults below")
+    audit_db: str = setting("./facegate-audit.db", "SQLite file of the audit log (every decision)")
     default_site: str = setting("default", "site of doors that do not name one")
+    frames_needed: int = setting(2, "agreeing frames per face track, for doors not in the configuration",
+                                 in_range(1, 10))
+    max_embeddings: int = setting(4, "frames of one track embedded at most before it goes to review",
+                                  in_range(1, 20))
+    track_timeout: float = setting(1.5, "a face track ends after this many seconds unseen", in_range(0.1, 60))
+    decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
+                                           "n-th frame only", in_range(1, 30))
     deadline_seconds: float = setting(2.0, "deadline of each backend call, s", positive)
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
+    reload_seconds: float = setting(5.0, "how often to check the door configuration for changes", in_range(0.1, 3600))
+
+
+class DoorStream:
+    """One camera stream: its tracks, frame count and backend-error state."""
+
+    def __init__(self, door_id: str, timeout: float) -> None:
+        self.tracks = DoorTracks(door_id, timeout=timeout)
+        self.since_detection = 0  # frames
+        self.detected_at = 0.0  # frame time of the last detection
+        self.failing_since = 0.0  # while backends fail: one error decision per ERROR_REPEAT seconds
+
+
+ERROR_REPEAT = 5.0
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -46,25 +89,76 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._settings = settings
         self._hub = DecisionHub()
         self._backends: Backends | None = None
+        self._audit: AuditLog | None = None
+        self._doors = DoorConfig()
+        self._doors_mtime = 0.0
+        self._calibrated: tuple[float, ...] = ()
+        self._reloader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self._settings
+        card = bundled_card(DEFAULT_MODEL)
+        self._calibrated = tuple(float(f) for f in card.far_thresholds)
+        if s.doors:
+            self._reload_doors(initial=True)
+            self._reloader = asyncio.create_task(self._watch_doors())
+        self._audit = await asyncio.to_thread(AuditLog, s.audit_db)
         self._backends = Backends(s.detector_address, s.embedder_address, s.matcher_address,
                                   s.deadline_seconds, s.max_message_mb)
 
     async def stop(self) -> None:
+        if self._reloader:
+            self._reloader.cancel()
         if self._backends:
             await self._backends.close()
+        if self._audit:
+            self._audit.close()
 
-    def _ready(self) -> Backends:
-        if self._backends is None:
+    def _reload_doors(self, initial: bool = False) -> None:
+        """Read the door file if it changed; keep the previous configuration if it is invalid
+        (at start, an invalid file stops the gateway)."""
+        path = Path(self._settings.doors)
+        try:
+            mtime = path.stat().st_mtime
+            if mtime == self._doors_mtime:
+                return
+            self._doors = load_doors(path, self._calibrated)
+            self._doors_mtime = mtime
+            CONFIG_RELOADS.labels("ok").inc()
+            log.info("doors loaded", extra={"fields": {"path": str(path), "doors": len(self._doors.doors)}})
+        except (OSError, DoorConfigError) as exc:
+            CONFIG_RELOADS.labels("invalid").inc()
+            if initial:
+                raise SystemExit(f"--doors: {exc}") from exc
+            log.error("door configuration not reloaded, keeping the previous one: %s", exc)
+
+    async def _watch_doors(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reload_seconds)
+            self._reload_doors()
+
+    def _door(self, frame: gateway_pb2.CameraFrame) -> Door:
+        if not frame.door_id:
+            raise InvalidArgument(f"door_id: required on every frame (frame sequence {frame.sequence})")
+        if self._settings.doors:
+            door = self._doors.door(frame.door_id)
+            if door is None:
+                raise NotFound(f"door {frame.door_id!r} is not in the door configuration {self._settings.doors}; "
+                               "add it there or fix the camera's door_id")
+            return door
+        return Door(frame.door_id, frame.site or self._settings.default_site,
+                    frames_needed=self._settings.frames_needed)
+
+    def _ready(self) -> tuple[Backends, AuditLog]:
+        if self._backends is None or self._audit is None:
             raise Unavailable("gateway is starting; retry shortly")
-        return self._backends
+        return self._backends, self._audit
 
     async def StreamCamera(self, request_iterator: AsyncIterator[gateway_pb2.CameraFrame],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.Decision]:
         self._ready()
         waiting: asyncio.Queue[tuple[gateway_pb2.CameraFrame, float] | None] = asyncio.Queue(self._settings.frame_queue)
+        stream: DoorStream | None = None
 
         async def receive() -> None:
             try:
@@ -75,45 +169,125 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         waiting.get_nowait()
                         FRAMES_DROPPED.labels(frame.door_id, site).inc()
                     waiting.put_nowait((frame, time.perf_counter()))
+                    QUEUE_DEPTH.labels(frame.door_id).set(waiting.qsize())
             finally:
                 if waiting.full():
                     waiting.get_nowait()
                 waiting.put_nowait(None)
 
         receiver = asyncio.create_task(receive())
+        last: gateway_pb2.CameraFrame | None = None
         try:
             while (item := await waiting.get()) is not None:
                 frame, arrived = item
-                for decision in await self._decide(frame):
+                door = self._door(frame)
+                if stream is None or stream.tracks.door_id != door.door_id:
+                    stream = DoorStream(door.door_id, self._settings.track_timeout)
+                last = frame
+                for decision in await self._process(stream, door, frame):
                     DECISION_SECONDS.labels(decision.site).observe(time.perf_counter() - arrived)
-                    self._hub.publish(decision)
                     yield decision
             await receiver  # surfaces a broken request stream
+            if stream is not None and last is not None:  # the camera stopped: decide what is left
+                for decision in await self._finish(stream, self._door(last), last, stream.tracks.tracks):
+                    yield decision
         finally:
             receiver.cancel()
 
-    async def _decide(self, frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
-        if not frame.door_id:
-            raise InvalidArgument(f"door_id: required on every frame (frame sequence {frame.sequence})")
-        site = frame.site or self._settings.default_site
+    async def _process(self, stream: DoorStream, door: Door, frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
+        """Detect (unless every face in view is decided), follow tracks, embed the faces of
+        undecided tracks, fuse, and decide; decisions are in the audit log when this returns."""
+        backends, _ = self._ready()
         image = ndarray.decode_frame(frame.frame, "frame")
-        backends = self._ready()
+        now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
+        tracks = stream.tracks
+        stream.since_detection += 1
+        if (tracks.tracks and tracks.all_decided and stream.since_detection < self._settings.decided_detect_every
+                and now - stream.detected_at < self._settings.track_timeout / 3):
+            DETECTIONS_SKIPPED.labels(door.door_id, door.site).inc()
+            return []
+        stream.since_detection, stream.detected_at = 0, now
         try:
             faces = (await backends.detect([image]))[0]
-            if not faces:
-                return []
-            FACES.labels(frame.door_id, site).inc(len(faces))
-            embeddings = await backends.embed([f.crop for f in faces])
-            results = await backends.identify(embeddings, site)
         except BackendError as exc:
-            BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
-            return [error_decision(frame, site, str(exc))]
+            return await self._failed(stream, frame, door, exc)
+        FACES.labels(door.door_id, door.site).inc(len(faces))
+        before = {t.track_id for t in tracks.tracks}
+        assigned = tracks.update([f.face.box for f in faces], now)
+        TRACKS.labels(door.door_id, door.site).inc(len({t.track_id for t in assigned} - before))
+        wanted = [(f, t) for f, t in zip(faces, assigned) if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
+        decisions = await self._finish(stream, door, frame, tracks.ended)
+        if not wanted:
+            return decisions
+        try:
+            embeddings = await backends.embed([f.crop for f, _ in wanted])
+            EMBEDDED.labels(door.door_id, door.site).inc(len(wanted))
+            results = await backends.identify(embeddings, door.site, door.target_far)
+        except BackendError as exc:
+            return decisions + await self._failed(stream, frame, door, exc)
+        stream.failing_since = 0.0
         model_key = f"{embeddings[0].model_id}@{embeddings[0].model_version}"
-        return [decide(frame, site, f.face, r, model_key) for f, r in zip(faces, results)]
+        fresh = []
+        for (face, track), result in zip(wanted, results):
+            verdict = track.observe(observation(result), face.face.quality, door.frames_needed,
+                                    self._settings.max_embeddings)
+            if verdict is not None:
+                fresh.append(await self._decision(frame, door, track, verdict, model_key))
+        return decisions + await self._publish(fresh)
+
+    async def _finish(self, stream: DoorStream, door: Door, frame: gateway_pb2.CameraFrame,
+                      tracks: list[Track]) -> list[gateway_pb2.Decision]:
+        """Tracks that left undecided but were embedded at least once: decided on what was seen,
+        never granted (one frame is not enough to open a door)."""
+        decisions = []
+        for track in tracks:
+            if track.decided or not track.observations:
+                continue
+            verdict = fuse(track.observations, 1, len(track.observations))
+            assert verdict is not None
+            if verdict.kind == "match":
+                verdict = Verdict("review", verdict.observation, verdict.frames,
+                                  f"left after {len(track.observations)} frame(s), fewer than the "
+                                  f"{door.frames_needed} needed: {verdict.reason}")
+            track.verdict = verdict
+            decisions.append(await self._decision(frame, door, track, verdict, ""))
+        return await self._publish(decisions)
+
+    async def _decision(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
+                        model_key: str) -> gateway_pb2.Decision:
+        policy = None
+        if verdict.kind == "match":
+            backends, _ = self._ready()
+            try:
+                groups = await backends.groups_of(verdict.observation.identity_id)
+                policy = may_pass(door, groups, dt.datetime.now(dt.timezone.utc))
+            except BackendError as exc:
+                policy = PolicyAnswer(False, f"access groups unavailable ({exc}); door stays locked")
+        return decide(frame, door, track, verdict, model_key, policy)
+
+    async def _failed(self, stream: DoorStream, frame: gateway_pb2.CameraFrame, door: Door,
+                      exc: BackendError) -> list[gateway_pb2.Decision]:
+        """A backend failed: say so (an error decision, door locked), at most every ERROR_REPEAT s."""
+        BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
+        now = time.monotonic()
+        if stream.failing_since and now - stream.failing_since < ERROR_REPEAT:
+            return []
+        stream.failing_since = now
+        return await self._publish([error_decision(frame, door.site, str(exc))])
+
+    async def _publish(self, decisions: list[gateway_pb2.Decision]) -> list[gateway_pb2.Decision]:
+        """Audit first (durable), then tell watchers and door controllers."""
+        if not decisions:
+            return decisions
+        _, audit = self._ready()
+        await asyncio.to_thread(audit.record, decisions)
+        for decision in decisions:
+            self._hub.publish(decision)
+        return decisions
 
     async def EnrollFromImages(self, request: gateway_pb2.EnrollFromImagesRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.EnrollFromImagesResponse:
-        backends = self._ready()
+        backends, _ = self._ready()
         if not request.images:
             raise InvalidArgument("images: at least one photo is required")
         errors = [""] * len(request.images)
@@ -160,6 +334,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     yield decision
         finally:
             self._hub.unsubscribe(queue)
+
+    async def ListDecisions(self, request: gateway_pb2.ListDecisionsRequest,
+                            context: grpc.aio.ServicerContext) -> gateway_pb2.ListDecisionsResponse:
+        _, audit = self._ready()
+        limit = request.limit or 1000
+        if not 1 <= limit <= 10_000:
+            raise InvalidArgument(f"limit: {request.limit}; must be 1..10000 (0 = 1000)")
+        query = EventQuery(
+            door_id=request.door_id, site=request.site,
+            outcome=gateway_pb2.Decision.Outcome.Name(request.outcome) if request.outcome else "",
+            since_ns=request.since.ToNanoseconds() if request.HasField("since") else 0,
+            until_ns=request.until.ToNanoseconds() if request.HasField("until") else 0, limit=limit)
+        return gateway_pb2.ListDecisionsResponse(decisions=await asyncio.to_thread(audit.query, query))
 
 
 async def serve(settings: GatewayServiceSettings) -> None:

@@ -36,9 +36,13 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
 MAX_TEMPLATES_PER_CALL = 100
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
-# Every read sees every write acknowledged before it: a door must not match a person deleted a
-# moment ago (a Milvus server's default, "Bounded", lags writes by up to seconds).
+# Consistency on a Milvus server (Lite has one process and sees its writes at once).
+# Read-modify-write (enrol, delete) reads Strong: it sees every write acknowledged before it.
+# Searches and verification read Session: this matcher's own writes at once (a person it deleted
+# never matches again), other matchers' within Milvus' bounded staleness (about a second). Strong
+# there would wait for the server's next time tick: 200-400 ms a query, measured.
 STRONG = {"consistency_level": "Strong"}
+SESSION = {"consistency_level": "Session"}
 CLASSIFIERS = ("nearest", "knn")
 SEARCH_MODES = ("auto", "memory", "milvus")
 
@@ -114,7 +118,7 @@ class Gallery:
 
     def __init__(self, uri: str, model_key: str, dim: int, threshold: float,
                  collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0,
-                 search: str = "auto") -> None:
+                 search: str = "auto", index_params: dict | None = None, search_params: dict | None = None) -> None:
         from pymilvus import MilvusClient
 
         self.model_key = model_key
@@ -125,6 +129,7 @@ class Gallery:
         self._templates = f"{collection}_templates"
         self._lock = threading.RLock()
         self._lite = is_lite(uri)
+        self._search_params = dict(search_params or {})
         self._unflushed = 0  # rows written since the last flush
         try:
             self._client = MilvusClient(uri)
@@ -136,7 +141,7 @@ class Gallery:
         if not self._client.has_collection(self._identities):
             self._create_identities()
         if not self._client.has_collection(self._templates):
-            self._create_templates(index_type)
+            self._create_templates(index_type, index_params or {})
         for name in (self._identities, self._templates):
             self._client.load_collection(name)
         if search not in SEARCH_MODES:
@@ -181,7 +186,7 @@ class Gallery:
         index.add_index("placeholder", index_type="FLAT", metric_type="L2")
         self._client.create_collection(self._identities, schema=schema, index_params=index, **STRONG)
 
-    def _create_templates(self, index_type: str) -> None:
+    def _create_templates(self, index_type: str, params: dict) -> None:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -194,7 +199,7 @@ class Gallery:
         schema.add_field("site", DataType.VARCHAR, max_length=128)
         schema.add_field("created_ms", DataType.INT64)
         index = self._client.prepare_index_params()
-        index.add_index("vector", index_type=index_type, metric_type="COSINE")
+        index.add_index("vector", index_type=index_type, metric_type="COSINE", params=params)
         self._client.create_collection(self._templates, schema=schema, index_params=index, **STRONG)
 
     def close(self) -> None:
@@ -218,16 +223,7 @@ class Gallery:
 
     def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str) -> tuple[Identity, int]:
         """Add templates (validated first: nothing is written unless everything is valid)."""
-        check_id(identity.identity_id)
-        check_label(identity.site, "site")
-        for i, group in enumerate(identity.groups):
-            check_label(group, f"groups[{i}]")
-        if len(identity.display_name) > 512:
-            raise InvalidArgument("display_name: at most 512 characters")
-        self.check_model(model_key)
-        vectors = self.check_vectors(vectors, "embeddings")
-        if len(vectors) > MAX_TEMPLATES_PER_CALL:
-            raise InvalidArgument(f"embeddings: {len(vectors)} templates; at most {MAX_TEMPLATES_PER_CALL} per call")
+        vectors = self._check_enrolment(identity, vectors, model_key)
 
         with self._lock:
             row = self._identity_row(identity.identity_id)
@@ -265,6 +261,48 @@ class Gallery:
             self._unflushed += len(new_pks)
         added = len(new_pks) - len(moved)
         return replace(merged, template_count=len(kept) + len(new_pks)), added
+
+    def _check_enrolment(self, identity: Identity, vectors: np.ndarray, model_key: str) -> np.ndarray:
+        check_id(identity.identity_id)
+        check_label(identity.site, "site")
+        for i, group in enumerate(identity.groups):
+            check_label(group, f"groups[{i}]")
+        if len(identity.display_name) > 512:
+            raise InvalidArgument("display_name: at most 512 characters")
+        self.check_model(model_key)
+        vectors = self.check_vectors(vectors, "embeddings")
+        if len(vectors) > MAX_TEMPLATES_PER_CALL:
+            raise InvalidArgument(f"embeddings: {len(vectors)} templates; at most {MAX_TEMPLATES_PER_CALL} per call")
+        return vectors
+
+    def enroll_new(self, people: list[tuple[Identity, np.ndarray]], model_key: str, chunk: int = 2000) -> int:
+        """Enrol people who are not in the gallery yet in a few large writes (bulk loads: an
+        enrolment at a time costs a read and two writes each). Everything is validated, and
+        checked to be new, before anything is written. Returns the templates added."""
+        checked = [(replace(identity, model_key=self.model_key, created_ms=int(time.time() * 1000)),
+                    self._check_enrolment(identity, vectors, model_key)) for identity, vectors in people]
+        ids = [identity.identity_id for identity, _ in checked]
+        if len(set(ids)) != len(ids):
+            raise InvalidArgument("people: an identity_id appears twice")
+        with self._lock:
+            for start in range(0, len(ids), chunk):
+                present = self._client.get(self._identities, ids=ids[start:start + chunk], output_fields=["identity_id"],
+                                           **STRONG)
+                if present:
+                    raise InvalidArgument(f"people: {present[0]['identity_id']!r} is enrolled already; use enroll")
+            pks = [[secrets.randbits(63) for _ in vectors] for _, vectors in checked]
+            identity_rows = [self._identity_record(identity, keys) for (identity, _), keys in zip(checked, pks)]
+            template_rows = [self._template_record(identity, pk, v)
+                             for (identity, vectors), keys in zip(checked, pks) for pk, v in zip(keys, vectors)]
+            for start in range(0, len(identity_rows), chunk):  # identities before their templates
+                self._client.insert(self._identities, identity_rows[start:start + chunk])
+            for start in range(0, len(template_rows), chunk):
+                self._client.insert(self._templates, template_rows[start:start + chunk])
+            if self._exact is not None:
+                for (identity, vectors), keys in zip(checked, pks):
+                    self._exact.add(keys, vectors, identity.identity_id, identity.display_name, identity.site)
+            self._unflushed += len(template_rows)
+        return len(template_rows)
 
     def delete(self, identity_id: str) -> int:
         check_id(identity_id)
@@ -365,6 +403,12 @@ class Gallery:
         voted = [replace(c, vote=votes.get(c.identity_id, 0.0)) for c in candidates]
         return sorted(voted, key=lambda c: (-c.vote, c.distance, c.identity_id))
 
+    def _milvus_search_params(self, limit: int) -> dict:
+        params = dict(self._search_params)
+        if "ef" in params:  # HNSW needs ef >= the number of results asked for
+            params["ef"] = max(int(params["ef"]), limit)
+        return {"metric_type": "COSINE", "params": params}
+
     def _search(self, probes: np.ndarray, limit: int, site: str) -> list[list[TemplateHit]]:
         """The `limit` nearest templates of this model per probe (of `site` or no site, if given)."""
         if self._exact is not None:
@@ -374,7 +418,7 @@ class Gallery:
             clauses.append(f'(site == "{site}" or site == "")')
         hits = self._client.search(
             self._templates, probes.tolist(), limit=limit, filter=" and ".join(clauses),
-            output_fields=["identity_id", "display_name"], search_params={"metric_type": "COSINE"}, **STRONG,
+            output_fields=["identity_id", "display_name"], search_params=self._milvus_search_params(limit), **SESSION,
         )
         return [[TemplateHit(h["entity"]["identity_id"], h["entity"]["display_name"], float(h["distance"]))
                  for h in probe_hits] for probe_hits in hits]
@@ -384,9 +428,9 @@ class Gallery:
         check_id(identity_id)
         self.check_model(model_key)
         probe = self.check_vectors(probe[None, :] if probe.ndim == 1 else probe, "probe")[0]
-        row = self._identity_row(identity_id)
+        row = self._identity_row(identity_id, SESSION)
         pks = template_pks(row) if row is not None else []
-        templates = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **STRONG)) if pks else []
+        templates = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **SESSION)) if pks else []
         if not templates:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
         vectors = np.asarray([t["vector"] for t in templates], np.float32)
@@ -420,8 +464,9 @@ class Gallery:
             raise InvalidArgument(f"{name}[{bad}]: not unit length (norm {norms[bad]:.4f}); send L2-normalised embeddings")
         return vectors / norms[:, None]
 
-    def _identity_row(self, identity_id: str) -> dict | None:
-        rows = self._client.get(self._identities, ids=[identity_id], output_fields=self._IDENTITY_FIELDS, **STRONG)
+    def _identity_row(self, identity_id: str, consistency: dict = STRONG) -> dict | None:
+        rows = self._client.get(self._identities, ids=[identity_id], output_fields=self._IDENTITY_FIELDS,
+                                **consistency)
         return dict(rows[0]) if rows else None
 
     def _identity_record(self, identity: Identity, template_pks: list[int]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
-from services.core.config import ServerSettings, valid_port, in_range, load_settings, one_of, setting
+from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.server import run_service
 from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
@@ -31,6 +32,11 @@ class MatcherServiceSettings(ServerSettings):
                               "Milvus Lite file (embedded) or http://host:19530 for a Milvus server (env MILVUS_URI too)")
     collection: str = setting("facegate_gallery", "Milvus collection name")
     index_type: str = setting("FLAT", "vector index", one_of("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"))
+    index_params: str = setting("", 'index build parameters as JSON, e.g. {"M": 16, "efConstruction": 200} '
+                                "(used when the collection is created)", json_object)
+    search_params: str = setting("", 'search parameters as JSON, e.g. {"ef": 128} or {"nprobe": 32}', json_object)
+    site_far: str = setting("", 'per-site default false-accept rate as JSON, e.g. {"server-room": 0.0001}: '
+                            "Identify calls for that site without their own target use it", json_object)
     search: str = setting("auto", "where Identify searches: memory (exact, in-process copy of the templates), "
                           "milvus, or auto (memory for a Lite file, milvus for a server)", one_of(*SEARCH_MODES))
     model: str = setting(DEFAULT_MODEL, "embedding model the gallery holds (its card gives dim and threshold)")
@@ -71,12 +77,20 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         self._gallery: Gallery | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._card: ModelCard | None = None
+        self._site_far: dict[str, float] = {}
 
     async def start(self) -> None:
         card = self._card = load_card(self._settings.model)
+        self._site_far = json.loads(self._settings.site_far or "{}")
+        for site, far in self._site_far.items():
+            try:
+                card.threshold_for(float(far))
+            except (TypeError, ValueError) as exc:
+                raise SystemExit(f"--site-far: site {site!r}: {exc}") from exc
         self._gallery = await asyncio.to_thread(
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
             self._settings.collection, self._settings.index_type, card.ambiguity_gap, self._settings.search,
+            json.loads(self._settings.index_params or "{}"), json.loads(self._settings.search_params or "{}"),
         )
         logging.getLogger("facegate.matcher").info(
             "gallery open", extra={"fields": {"templates": self._gallery.count(), "search": self._gallery.search_mode}})
@@ -101,8 +115,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             raise Unavailable("matcher is still opening its gallery; retry shortly")
         return self._gallery
 
-    def _threshold(self, max_distance: float, target_far: float) -> float:
-        """An explicit distance, else the model's threshold for the FAR asked for, else its default."""
+    def _threshold(self, max_distance: float, target_far: float, site: str = "") -> float:
+        """An explicit distance, else the model's threshold for the FAR asked for, else the site's
+        configured FAR (--site-far), else the model's default."""
         assert self._card is not None
         if not 0 <= max_distance <= 2:
             raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, 2], or 0 to use target_far")
@@ -111,7 +126,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if not 0 <= target_far < 1:
             raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), or 0 for the model default")
         try:
-            return self._card.threshold_for(target_far or None)
+            return self._card.threshold_for(target_far or self._site_far.get(site) or None)
         except ValueError as exc:
             raise InvalidArgument(f"target_far: {exc}") from exc
 
@@ -128,7 +143,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         top_k = request.top_k or 5
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
-        threshold = self._threshold(request.max_distance, request.target_far)
+        threshold = self._threshold(request.max_distance, request.target_far, request.site)
         k = request.k or 3
         if not 1 <= k <= self._settings.max_top_k:
             raise InvalidArgument(f"k: {request.k}; must be 1..{self._settings.max_top_k} (0 = 3)")

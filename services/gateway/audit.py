@@ -1,0 +1,112 @@
+"""The audit log: every decision, durable before anyone acts on it.
+
+SQLite by default (a file path in the gateway's settings; WAL journal, `synchronous=FULL`, so a
+committed event survives a crash or power loss). The gateway writes a decision here *before*
+publishing it to door controllers and watchers: an unlock never happens without its record.
+No face images are stored: door, site, times, outcome, identity or unknown, distance, the
+number of frames the decision rests on, the reason, the model version and the track id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from facegate.v1 import gateway_pb2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    decided_at_ns INTEGER NOT NULL,
+    captured_at_ns INTEGER NOT NULL,
+    door_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    identity_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    distance REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    track_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    model_key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_door_time ON decisions (door_id, decided_at_ns);
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at_ns);
+"""
+COLUMNS = ("decision_id", "decided_at_ns", "captured_at_ns", "door_id", "site", "outcome", "identity_id",
+           "display_name", "distance", "frames", "track_id", "reason", "model_key")
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    door_id: str = ""
+    site: str = ""
+    outcome: str = ""  # e.g. "OUTCOME_GRANTED"
+    since_ns: int = 0
+    until_ns: int = 0  # 0 = now
+    limit: int = 1000
+
+
+class AuditLog:
+    """Append decisions, query them back. Thread-safe; one connection per log."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def record(self, decisions: list[gateway_pb2.Decision]) -> None:
+        """Store decisions in one transaction (all or none)."""
+        rows = [(
+            d.decision_id, d.decided_at.ToNanoseconds(), d.captured_at.ToNanoseconds(), d.door_id, d.site,
+            gateway_pb2.Decision.Outcome.Name(d.outcome), d.identity_id, d.display_name, float(d.distance), d.frames,
+            d.track_id, d.reason, d.model_key,
+        ) for d in decisions]
+        with self._lock:
+            with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
+                self._db.execute("BEGIN")
+                self._db.executemany(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
+                                     f"({', '.join('?' * len(COLUMNS))})", rows)
+
+    def query(self, query: EventQuery) -> list[gateway_pb2.Decision]:
+        """Decisions matching `query`, newest first."""
+        clauses, args = ["decided_at_ns >= ?"], [query.since_ns]
+        if query.until_ns:
+            clauses.append("decided_at_ns < ?")
+            args.append(query.until_ns)
+        for column, value in (("door_id", query.door_id), ("site", query.site), ("outcome", query.outcome)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM decisions WHERE {' AND '.join(clauses)} "
+               "ORDER BY decided_at_ns DESC LIMIT ?")
+        with self._lock:
+            rows = self._db.execute(sql, [*args, query.limit]).fetchall()
+        return [self._decision(dict(zip(COLUMNS, row))) for row in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    @staticmethod
+    def _decision(row: dict) -> gateway_pb2.Decision:
+        decision = gateway_pb2.Decision(
+            decision_id=row["decision_id"], door_id=row["door_id"], site=row["site"],
+            outcome=gateway_pb2.Decision.Outcome.Value(row["outcome"]), identity_id=row["identity_id"],
+            display_name=row["display_name"], distance=row["distance"], frames=row["frames"],
+            track_id=row["track_id"], reason=row["reason"], model_key=row["model_key"],
+        )
+        decision.decided_at.FromNanoseconds(row["decided_at_ns"])
+        decision.captured_at.FromNanoseconds(row["captured_at_ns"])
+        return decision

@@ -1,0 +1,221 @@
+"""Doors and sites as configuration: who may pass where and when, and how sure the gateway must be.
+
+A YAML file (a ConfigMap in Kubernetes), e.g.:
+
+    defaults:                 # every door inherits these unless it says otherwise
+      target_far: 0.001       # the matcher's calibrated false-accept rate for this door
+      frames_needed: 2        # agreeing frames of one face track before deciding
+    sites:
+      hq: {timezone: Europe/Paris}
+    doors:
+      - id: hq-lobby
+        site: hq
+        camera: rtsp://10.0.0.12/stream1   # optional: pulled by `facegate camera`
+        groups: [staff, visitors]          # who may pass; empty or absent = anyone enrolled
+        schedule:                          # when; absent = always (in the site's time zone)
+          - {days: mon-fri, from: "07:00", to: "19:30"}
+          - {days: sat, from: "09:00", to: "13:00"}
+      - id: hq-server-room
+        site: hq
+        groups: [it-ops]
+        target_far: 0.0001
+        frames_needed: 3
+
+`load_doors(path)` validates everything and raises `DoorConfigError` naming the bad field
+(`doors[1].schedule[0].from: '25:00' is not a time (HH:MM)`); the gateway keeps its previous
+configuration when a reload is invalid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+TIME_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class DoorConfigError(ValueError):
+    """The door configuration is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Days of the week and a time range (`until` may be 24:00 for the end of the day)."""
+
+    days: frozenset[int]  # 0 = Monday
+    start: dt.time
+    end: dt.time | None  # None = midnight at the end of the day
+
+    def contains(self, moment: dt.datetime) -> bool:
+        clock = moment.time()
+        return moment.weekday() in self.days and self.start <= clock and (self.end is None or clock < self.end)
+
+
+@dataclass(frozen=True)
+class Door:
+    door_id: str
+    site: str
+    timezone: str = "UTC"
+    camera: str = ""
+    groups: frozenset[str] = frozenset()  # empty = anyone enrolled
+    schedule: tuple[TimeWindow, ...] = ()  # empty = always
+    target_far: float = 0.001
+    frames_needed: int = 2
+
+    def schedule_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def open_now(self, moment: dt.datetime) -> bool:
+        """Whether the schedule lets anyone through at `moment` (converted to the site's zone)."""
+        if not self.schedule:
+            return True
+        local = moment.astimezone(self.schedule_zone())
+        return any(window.contains(local) for window in self.schedule)
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    doors: dict[str, Door] = field(default_factory=dict)
+    source: str = ""  # where it was read from, for messages
+
+    def door(self, door_id: str) -> Door | None:
+        return self.doors.get(door_id)
+
+
+def load_doors(path: Path, calibrated_fars: tuple[float, ...]) -> DoorConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise DoorConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DoorConfigError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return parse_doors(data, calibrated_fars, str(path))
+    except DoorConfigError as exc:
+        raise DoorConfigError(f"{path}: {exc}") from None
+
+
+def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "") -> DoorConfig:
+    """`calibrated_fars`: the false-accept rates the model card has thresholds for."""
+
+    def _far(value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) not in calibrated_fars:
+            raise DoorConfigError(f"{where}: {value!r}; must be a FAR the model is calibrated for: "
+                                  f"{', '.join(f'{f:g}' for f in sorted(calibrated_fars))}")
+        return float(value)
+
+    root = _mapping(data if data is not None else {}, "the file", {"defaults", "sites", "doors"})
+    defaults = _mapping(root.get("defaults") or {}, "defaults", {"target_far", "frames_needed"})
+    default_far = _far(defaults.get("target_far", 0.001), "defaults.target_far")
+    default_frames = _frames(defaults.get("frames_needed", 2), "defaults.frames_needed")
+    zones: dict[str, str] = {}
+    for name, site in _mapping(root.get("sites") or {}, "sites", None).items():
+        site = _mapping(site or {}, f"sites.{name}", {"timezone"})
+        zones[_identifier(name, "sites key")] = _timezone(site.get("timezone", "UTC"), f"sites.{name}.timezone")
+    doors: dict[str, Door] = {}
+    entries = root.get("doors") or []
+    if not isinstance(entries, list):
+        raise DoorConfigError("doors: must be a list of doors")
+    for i, entry in enumerate(entries):
+        where = f"doors[{i}]"
+        entry = _mapping(entry, where, {"id", "site", "camera", "groups", "schedule", "target_far", "frames_needed"})
+        if "id" not in entry:
+            raise DoorConfigError(f"{where}.id: required")
+        door_id = _identifier(entry["id"], f"{where}.id")
+        if door_id in doors:
+            raise DoorConfigError(f"{where}.id: {door_id!r} appears twice")
+        site = _identifier(entry.get("site", "default"), f"{where}.site")
+        if zones and site not in zones:
+            raise DoorConfigError(f"{where}.site: {site!r} is not under sites ({', '.join(sorted(zones))})")
+        groups = entry.get("groups") or []
+        if not isinstance(groups, list):
+            raise DoorConfigError(f"{where}.groups: must be a list of group names")
+        schedule = entry.get("schedule") or []
+        if not isinstance(schedule, list):
+            raise DoorConfigError(f"{where}.schedule: must be a list of {{days, from, to}} windows")
+        doors[door_id] = Door(
+            door_id=door_id, site=site, timezone=zones.get(site, "UTC"),
+            camera=str(entry.get("camera", "")),
+            groups=frozenset(_identifier(g, f"{where}.groups[{j}]") for j, g in enumerate(groups)),
+            schedule=tuple(_window(w, f"{where}.schedule[{j}]") for j, w in enumerate(schedule)),
+            target_far=_far(entry.get("target_far", default_far), f"{where}.target_far"),
+            frames_needed=_frames(entry.get("frames_needed", default_frames), f"{where}.frames_needed"),
+        )
+    return DoorConfig(doors, source)
+
+
+def _mapping(value: Any, where: str, allowed: set[str] | None) -> dict:
+    if not isinstance(value, dict):
+        raise DoorConfigError(f"{where}: must be a mapping (key: value)")
+    if allowed is not None and (unknown := sorted(set(map(str, value)) - allowed)):
+        raise DoorConfigError(f"{where}: unknown key {unknown[0]!r}; expected {', '.join(sorted(allowed))}")
+    return value
+
+
+def _identifier(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise DoorConfigError(f"{where}: {value!r} must be 1-128 letters, digits or ._:@-")
+    return value
+
+
+def _frames(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+        raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 1 to 10")
+    return value
+
+
+def _timezone(value: Any, where: str) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise DoorConfigError(f"{where}: {value!r} is not an IANA time zone (e.g. Europe/Paris)") from exc
+    return str(value)
+
+
+def _clock(value: Any, where: str, allow_midnight_end: bool = False) -> dt.time | None:
+    text = str(value)
+    if allow_midnight_end and text == "24:00":
+        return None
+    match = TIME_PATTERN.match(text)
+    if not match:
+        raise DoorConfigError(f"{where}: {value!r} is not a time (HH:MM{', or 24:00' if allow_midnight_end else ''})")
+    return dt.time(int(match[1]), int(match[2]))
+
+
+def _days(value: Any, where: str) -> frozenset[int]:
+    """'mon-fri', 'sat', 'mon,wed,fri', or 'all'."""
+    text = str(value).lower().replace(" ", "")
+    if text in ("all", "daily", "*"):
+        return frozenset(range(7))
+    days: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        if first not in DAYS or (last and last not in DAYS):
+            raise DoorConfigError(f"{where}: {value!r}; use day names like mon-fri, sat or mon,wed,fri")
+        a, b = DAYS.index(first), DAYS.index(last or first)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return frozenset(days)
+
+
+def _window(value: Any, where: str) -> TimeWindow:
+    window = _mapping(value, where, {"days", "from", "to"})
+    for key in ("from", "to"):
+        if key not in window:
+            raise DoorConfigError(f"{where}.{key}: required")
+    start = _clock(window["from"], f"{where}.from")
+    end = _clock(window["to"], f"{where}.to", allow_midnight_end=True)
+    assert start is not None
+    if end is not None and end <= start:
+        raise DoorConfigError(f"{where}: from {window['from']} must be before to {window['to']} "
+                              "(split a window that crosses midnight in two)")
+    return TimeWindow(_days(window.get("days", "all"), f"{where}.days"), start, end)

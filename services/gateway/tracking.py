@@ -1,0 +1,155 @@
+"""Face tracks at one door, and the multi-frame verdict of a track.
+
+One frame is a poor witness. Faces are followed across a door's frames by box overlap (IoU), so
+the gateway embeds a few good frames of each track instead of every face of every frame, and
+decides once per track when enough frames agree (`frames_needed`, per door). A decided track is
+not embedded again while it stays in view; a track nobody saw for `timeout` seconds ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from facegate.v1 import common_pb2, matcher_pb2
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the matcher said about one embedded frame of a track."""
+
+    identity_id: str  # the nearest identity ("" if the gallery is empty)
+    display_name: str
+    distance: float
+    accepted: bool  # within the threshold and not ambiguous
+    ambiguous: bool
+    threshold: float
+
+
+def observation(result: matcher_pb2.IdentifyResult) -> Observation:
+    best = result.candidates[0] if result.candidates else None
+    return Observation(best.identity_id if best else "", best.display_name if best else "",
+                       best.distance if best else 2.0, not result.unknown, result.ambiguous, result.threshold)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # "match", "unknown" or "review"
+    observation: Observation  # the deciding (best) observation
+    frames: int  # embedded frames the verdict rests on
+    reason: str
+
+
+@dataclass
+class Track:
+    track_id: str
+    box: common_pb2.Box
+    first_seen: float
+    last_seen: float
+    frames_seen: int = 1
+    observations: list[Observation] = field(default_factory=list)
+    best_quality: float = 0.0
+    verdict: Verdict | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict is not None
+
+    def wants_embedding(self, quality: float, max_embeddings: int) -> bool:
+        """Embed an undecided track's face while the budget lasts, skipping frames clearly worse
+        than the best one already embedded (blur, a turned or shrinking face)."""
+        if self.decided or len(self.observations) >= max_embeddings:
+            return False
+        return not self.observations or quality >= 0.8 * self.best_quality
+
+    def observe(self, observation: Observation, quality: float, frames_needed: int, max_embeddings: int) -> Verdict | None:
+        self.observations.append(observation)
+        self.best_quality = max(self.best_quality, quality)
+        self.verdict = fuse(self.observations, frames_needed, max_embeddings)
+        return self.verdict
+
+
+def fuse(observations: list[Observation], frames_needed: int, max_embeddings: int) -> Verdict | None:
+    """A verdict once `frames_needed` frames agree: the same accepted person (match), no one
+    (unknown) or a near tie (review); review as well when the budget is spent without agreement.
+    None while more frames are needed."""
+    accepted: dict[str, list[Observation]] = {}
+    for o in observations:
+        if o.accepted:
+            accepted.setdefault(o.identity_id, []).append(o)
+    for identity_id, votes in accepted.items():
+        if len(votes) >= frames_needed:
+            best = min(votes, key=lambda o: o.distance)
+            return Verdict("match", best, len(observations),
+                           f"{identity_id} in {len(votes)} of {len(observations)} frames, best distance "
+                           f"{best.distance:.3f} <= {best.threshold:.3f}")
+    unknown = [o for o in observations if not o.accepted and not o.ambiguous]
+    if len(unknown) >= frames_needed and not accepted:
+        nearest = min(unknown, key=lambda o: o.distance)
+        who = f"nearest {nearest.identity_id} at {nearest.distance:.3f}" if nearest.identity_id else "gallery empty"
+        return Verdict("unknown", nearest, len(observations),
+                       f"no identity within threshold {nearest.threshold:.3f} in {len(unknown)} frames ({who})")
+    ambiguous = [o for o in observations if o.ambiguous]
+    if len(ambiguous) >= frames_needed:
+        best = min(ambiguous, key=lambda o: o.distance)
+        return Verdict("review", best, len(observations),
+                       f"ambiguous in {len(ambiguous)} frames: {best.identity_id} and another person fit about "
+                       "equally; needs review")
+    if len(observations) >= max_embeddings:
+        best = min(observations, key=lambda o: o.distance)
+        seen = sorted({o.identity_id or "unknown" for o in observations})
+        return Verdict("review", best, len(observations),
+                       f"{len(observations)} frames disagree ({', '.join(seen)}); needs review")
+    return None
+
+
+def iou(a: common_pb2.Box, b: common_pb2.Box) -> float:
+    x1, y1 = max(a.x, b.x), max(a.y, b.y)
+    x2, y2 = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+class DoorTracks:
+    """The live tracks of one door camera."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, door_id: str, min_iou: float = 0.3, timeout: float = 1.5) -> None:
+        self.door_id = door_id
+        self._min_iou = min_iou
+        self._timeout = timeout
+        self.tracks: list[Track] = []
+        self.ended: list[Track] = []  # tracks the last update ended
+
+    def update(self, boxes: list[common_pb2.Box], now: float) -> list[Track]:
+        """Assign this frame's faces to tracks (greedy by overlap; new tracks for the rest) and
+        end tracks not seen for `timeout` seconds. Returns the track of each face, in order."""
+        self.ended = [t for t in self.tracks if now - t.last_seen > self._timeout]
+        self.tracks = [t for t in self.tracks if now - t.last_seen <= self._timeout]
+        pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
+                       reverse=True)
+        assigned: dict[int, Track] = {}
+        used: set[int] = set()
+        for overlap, ti, bi in pairs:
+            if overlap < self._min_iou:
+                break
+            if ti in used or bi in assigned:
+                continue
+            used.add(ti)
+            assigned[bi] = self.tracks[ti]
+        result = []
+        for bi, box in enumerate(boxes):
+            track = assigned.get(bi)
+            if track is None:
+                track = Track(f"{self.door_id}#{next(self._ids)}", box, now, now, frames_seen=0)
+                self.tracks.append(track)
+            track.box, track.last_seen = box, now
+            track.frames_seen += 1
+            result.append(track)
+        return result
+
+    @property
+    def all_decided(self) -> bool:
+        return all(t.decided for t in self.tracks)

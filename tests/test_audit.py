@@ -1,0 +1,47 @@
+"""The audit log keeps every decision, durably, and answers questions about them."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from facegate.v1 import gateway_pb2
+from services.gateway.audit import AuditLog, EventQuery
+
+Outcome = gateway_pb2.Decision.Outcome
+
+
+def decision(n: int, door: str = "lobby", outcome: int = Outcome.OUTCOME_GRANTED) -> gateway_pb2.Decision:
+    d = gateway_pb2.Decision(decision_id=f"d{n}", door_id=door, site="hq", outcome=outcome, identity_id="alice",
+                             distance=0.3, frames=2, track_id=f"{door}#{n}", reason="ok", model_key="m@1")
+    d.decided_at.FromNanoseconds(n * 1_000_000_000)
+    d.captured_at.FromNanoseconds(n * 1_000_000_000 - 100)
+    return d
+
+
+def test__decisions_survive_reopening_and_come_back_newest_first_by_door_time_and_outcome(tmp_path):
+    log = AuditLog(tmp_path / "audit.db")
+    log.record([decision(1), decision(2, "garage"), decision(3, outcome=Outcome.OUTCOME_DENIED_UNKNOWN)])
+    log.record([decision(4)])
+    log.close()
+
+    reopened = AuditLog(tmp_path / "audit.db")
+    lobby = reopened.query(EventQuery(door_id="lobby"))
+    recent = reopened.query(EventQuery(since_ns=2_000_000_000))
+    unknown = reopened.query(EventQuery(outcome="OUTCOME_DENIED_UNKNOWN"))
+
+    assert [d.decision_id for d in lobby] == ["d4", "d3", "d1"]
+    assert [d.decision_id for d in recent] == ["d4", "d3", "d2"]
+    assert [d.decision_id for d in unknown] == ["d3"]
+    assert lobby[-1] == decision(1)  # every field round-trips
+
+
+def test__a_batch_is_written_whole_or_not_at_all(tmp_path):
+    log = AuditLog(tmp_path / "audit.db")
+    log.record([decision(1)])
+
+    with pytest.raises(sqlite3.IntegrityError):
+        log.record([decision(2), decision(1)])  # d1 again: the whole batch fails
+
+    assert log.count() == 1

@@ -1,0 +1,69 @@
+"""Door configuration: what a security team writes, and the messages a mistake gets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from services.gateway.doors import DoorConfigError, load_doors, parse_doors
+
+FARS = (0.01, 0.001, 0.0001)
+EXAMPLE = """
+defaults: {target_far: 0.001, frames_needed: 2}
+sites:
+  hq: {timezone: Europe/Paris}
+doors:
+  - id: hq-lobby
+    site: hq
+    camera: rtsp://10.0.0.12/stream1
+    groups: [staff, visitors]
+    schedule:
+      - {days: mon-fri, from: "07:00", to: "19:30"}
+      - {days: sat, from: "09:00", to: "24:00"}
+  - id: hq-server-room
+    site: hq
+    groups: [it-ops]
+    target_far: 0.0001
+    frames_needed: 3
+"""
+
+
+def test__the_documented_example_parses_with_defaults_applied(tmp_path):
+    path = tmp_path / "doors.yaml"
+    path.write_text(EXAMPLE)
+
+    config = load_doors(path, FARS)
+
+    lobby, server_room = config.door("hq-lobby"), config.door("hq-server-room")
+    assert lobby is not None and server_room is not None
+    assert (lobby.site, lobby.timezone, lobby.target_far, lobby.frames_needed) == ("hq", "Europe/Paris", 0.001, 2)
+    assert lobby.groups == {"staff", "visitors"} and len(lobby.schedule) == 2 and lobby.schedule[1].end is None
+    assert (server_room.target_far, server_room.frames_needed) == (0.0001, 3)
+
+
+@pytest.mark.parametrize("change, message", [
+    (("0.001, frames", "0.05, frames"), "defaults.target_far: 0.05; must be a FAR the model is calibrated for"),
+    (('from: "07:00"', 'from: "25:00"'), "doors[0].schedule[0].from: '25:00' is not a time (HH:MM)"),
+    (("days: mon-fri", "days: weekdays"), "doors[0].schedule[0].days: 'weekdays'; use day names"),
+    (("to: \"19:30\"", "to: \"06:00\""), "doors[0].schedule[0]: from 07:00 must be before to 06:00"),
+    (("site: hq\n    groups: [it", "site: paris\n    groups: [it"), "doors[1].site: 'paris' is not under sites"),
+    (("frames_needed: 3", "frames_needed: 30"), "doors[1].frames_needed: 30; must be a whole number from 1 to 10"),
+    (("id: hq-server-room", "id: hq-lobby"), "doors[1].id: 'hq-lobby' appears twice"),
+    (("Europe/Paris", "Mars/Olympus"), "sites.hq.timezone: 'Mars/Olympus' is not an IANA time zone"),
+    (("groups: [staff", "grups: [staff"), "doors[0]: unknown key 'grups'"),
+])
+def test__a_mistake_is_rejected_naming_the_field(change, message):
+    data = yaml.safe_load(EXAMPLE.replace(*change))
+
+    with pytest.raises(DoorConfigError, match=re.escape(message)):
+        parse_doors(data, FARS)
+
+
+def test__a_file_that_is_not_yaml_says_so_with_its_path(tmp_path):
+    path = tmp_path / "doors.yaml"
+    path.write_text("doors: [\n")
+
+    with pytest.raises(DoorConfigError, match=f"{re.escape(str(path))}: not valid YAML"):
+        load_doors(path, FARS)
