@@ -101,6 +101,7 @@ class LocalStack:
             "--detector-address", self.services["detector"].address,
             "--embedder-address", self.services["embedder"].address,
             "--matcher-address", self.services["matcher"].address,
+            "--audit-db", str(self.workdir / "audit.db"),
         ], base_env)
 
     def address(self, name: str) -> str:

@@ -229,7 +229,8 @@ def test__given_the_embedder_is_down__then_the_gateway_decides_error_and_the_doo
     dead = f"127.0.0.1:{free_port()}"  # nothing listens here
     gateway = ServiceProcess("gateway", tmp_path, [
         "--detector-address", stack.address("detector"), "--embedder-address", dead,
-        "--matcher-address", stack.address("matcher"), "--deadline-seconds", "1"], {**os.environ})
+        "--matcher-address", stack.address("matcher"), "--deadline-seconds", "1",
+        "--audit-db", str(tmp_path / "audit.db")], {**os.environ})
     gateway.start()
     try:
         gateway.wait_serving(time.monotonic() + 60)
