@@ -9,8 +9,10 @@
 
     Talking to a running stack (the gateway, default 127.0.0.1:50050):
     facegate enroll --id ID [--name N] IMAGE...   enroll a person from photos
-    facegate identify IMAGE...                    decisions for photos, as a camera frame each
+    facegate identify IMAGE...                    decisions for photos, each shown to a camera briefly
+    facegate camera --door D --source URL|FILE|N  edge agent: stream a camera to the gateway
     facegate watch [--door D]                     every decision as it is made (JSON lines)
+    facegate events [--door D] [--since 1h]       decisions from the audit log
 
     Talking to a matcher (default 127.0.0.1:50053):
     facegate gallery export FILE                  every identity and template as JSON lines
@@ -20,9 +22,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -271,21 +275,84 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from facegate.v1 import gateway_pb2
 
     stub = _gateway(args)
-    for sequence, path in enumerate(args.images):
+    for path in args.images:
         try:
-            frame = gateway_pb2.CameraFrame(door_id=args.door, site=args.site, sequence=sequence,
-                                            frame=_encoded_photo(path))
+            encoded = _encoded_photo(path)
         except (OSError, ImageError) as exc:
             print(f"facegate identify: {path}: {exc}", file=sys.stderr)
             continue
+        frames = []
+        for sequence in range(args.frames):  # the photo held in front of the camera for a moment
+            frame = gateway_pb2.CameraFrame(door_id=args.door, site=args.site, sequence=sequence, frame=encoded)
+            frame.captured_at.FromNanoseconds(time.time_ns() + sequence * 200_000_000)
+            frames.append(frame)
         try:  # one stream per photo: a live camera stream would drop photos sent faster than decided
-            decisions = list(stub.StreamCamera(iter([frame]), timeout=args.timeout))
+            decisions = list(stub.StreamCamera(iter(frames), timeout=args.timeout))
         except grpc.RpcError as exc:
             return _rpc_failed("identify", exc)
         if not decisions:
             print(json.dumps({"file": path, "decision": None, "reason": "no face found"}))
         for decision in decisions:
             print(json.dumps({"file": path, "decision": json.loads(_decision_json(decision))}))
+    return 0
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    import grpc
+
+    from facegate.camera import CameraSettings, run
+
+    settings = CameraSettings(door_id=args.door, source=args.source, gateway=args.gateway, site=args.site,
+                              fps=args.fps, realtime=not args.fast)
+    try:
+        sent = run(settings, lambda d: print(_decision_json(d), flush=True))
+    except OSError as exc:
+        print(f"facegate camera: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        return _rpc_failed("camera", exc)
+    except KeyboardInterrupt:
+        return 0
+    print(f"facegate camera: {sent} frames sent from {args.source}", file=sys.stderr)
+    return 0
+
+
+def parse_since(text: str) -> int:
+    """'90s', '15m', '1h', '2d' ago, or an ISO 8601 time, as nanoseconds since the epoch."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time_ns() - int(float(text[:-1]) * units[text[-1]] * 1e9)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use 90s, 15m, 1h, 2d or an ISO time like 2026-11-22T08:00+01:00")
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time
+    return int(moment.timestamp() * 1e9)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import grpc
+
+    from facegate.v1 import gateway_pb2
+
+    request = gateway_pb2.ListDecisionsRequest(door_id=args.door, site=args.site, limit=args.limit)
+    if args.outcome:
+        request.outcome = gateway_pb2.Decision.Outcome.Value(f"OUTCOME_{args.outcome.upper()}")
+    if args.since:
+        request.since.FromNanoseconds(args.since)
+    try:
+        reply = _gateway(args).ListDecisions(request, timeout=args.timeout)
+    except grpc.RpcError as exc:
+        return _rpc_failed("events", exc)
+    for decision in reply.decisions:
+        if args.json:
+            print(_decision_json(decision))
+            continue
+        when = decision.decided_at.ToDatetime(tzinfo=datetime.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_").lower()
+        print(f"{when}  {decision.door_id:16s} {outcome:15s} {decision.identity_id or '-':20s} "
+              f"frames={decision.frames}  {decision.reason}")
     return 0
 
 
@@ -430,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("identify", help="send photos to the gateway as camera frames; print decisions")
     p.add_argument("--door", default="cli", help="door id the frames come from")
+    p.add_argument("--frames", type=int, default=2, help="frames each photo is shown for (a decision needs the "
+                                                          "door's frames_needed; default 2)")
     p.add_argument("--site", default="", help="site of that door (empty = the gateway's default)")
     p.add_argument("images", nargs="+")
     gateway_options(p)
@@ -447,6 +516,26 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "export":
             p.add_argument("--site", default="", help="only this site")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("camera", help="edge agent: stream a camera (URL, video file or device) to the gateway")
+    p.add_argument("--door", required=True, help="door id (as in the gateway's door configuration)")
+    p.add_argument("--source", required=True, help="rtsp://..., http://..., a video file, or a device number")
+    p.add_argument("--site", default="", help="site of the door (when the gateway has no door configuration)")
+    p.add_argument("--fps", type=float, default=5.0, help="frames sent per second (default 5)")
+    p.add_argument("--fast", action="store_true", help="a video file as fast as the gateway takes it, not in real time")
+    gateway_options(p)
+    p.set_defaults(func=cmd_camera)
+
+    outcomes = ["granted", "denied_unknown", "denied_policy", "review", "error"]
+    p = sub.add_parser("events", help="decisions from the gateway's audit log, newest first")
+    p.add_argument("--door", default="", help="only this door")
+    p.add_argument("--site", default="", help="only this site")
+    p.add_argument("--outcome", choices=outcomes, help="only this outcome")
+    p.add_argument("--since", type=parse_since, help="e.g. 15m, 1h, 2d, or 2026-11-22T08:00")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    gateway_options(p)
+    p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("watch", help="print every decision as it is made")
     p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")

@@ -40,6 +40,7 @@ DECISION_SECONDS = Histogram("facegate_gateway_decision_seconds", "Frame arrival
 
 TRACKS = Counter("facegate_gateway_tracks_total", "Face tracks started", ["door", "site"])
 EMBEDDED = Counter("facegate_gateway_embedded_faces_total", "Faces sent to the embedder", ["door", "site"])
+EMBED_CALLS = Counter("facegate_gateway_embed_calls_total", "Frames that needed an embedder call", ["door", "site"])
 DETECTIONS_SKIPPED = Counter("facegate_gateway_detections_skipped_total",
                              "Frames not run through the detector (every track in view already decided)",
                              ["door", "site"])
@@ -222,6 +223,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             embeddings = await backends.embed([f.crop for f, _ in wanted])
             EMBEDDED.labels(door.door_id, door.site).inc(len(wanted))
+            EMBED_CALLS.labels(door.door_id, door.site).inc()
             results = await backends.identify(embeddings, door.site, door.target_far)
         except BackendError as exc:
             return decisions + await self._failed(stream, frame, door, exc)
@@ -247,8 +249,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             assert verdict is not None
             if verdict.kind == "match":
                 verdict = Verdict("review", verdict.observation, verdict.frames,
-                                  f"left after {len(track.observations)} frame(s), fewer than the "
-                                  f"{door.frames_needed} needed: {verdict.reason}")
+                                  f"left before {door.frames_needed} frames agreed: {verdict.reason}")
             track.verdict = verdict
             decisions.append(await self._decision(frame, door, track, verdict, ""))
         return await self._publish(decisions)

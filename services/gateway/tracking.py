@@ -103,6 +103,20 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
     return None
 
 
+def affinity(a: common_pb2.Box, b: common_pb2.Box) -> float:
+    """How likely two boxes are the same face one frame apart: their overlap (IoU), or, for a
+    face that moved more than it overlaps (fast walkers at 5 fps), a lower score for a box of
+    similar size whose centre is within 0.6 face widths."""
+    overlap = iou(a, b)
+    size_a, size_b = max(a.width, a.height), max(b.width, b.height)
+    if overlap >= 0.3 or min(size_a, size_b) <= 0 or not 0.7 <= size_a / size_b <= 1.4:
+        return overlap
+    dx = (a.x + a.width / 2) - (b.x + b.width / 2)
+    dy = (a.y + a.height / 2) - (b.y + b.height / 2)
+    shift = (dx * dx + dy * dy) ** 0.5 / max(size_a, size_b)
+    return max(overlap, 0.3 * (1 - shift / 0.6)) if shift < 0.6 else overlap
+
+
 def iou(a: common_pb2.Box, b: common_pb2.Box) -> float:
     x1, y1 = max(a.x, b.x), max(a.y, b.y)
     x2, y2 = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
@@ -116,24 +130,24 @@ class DoorTracks:
 
     _ids = itertools.count(1)
 
-    def __init__(self, door_id: str, min_iou: float = 0.3, timeout: float = 1.5) -> None:
+    def __init__(self, door_id: str, min_affinity: float = 0.1, timeout: float = 1.5) -> None:
         self.door_id = door_id
-        self._min_iou = min_iou
+        self._min_affinity = min_affinity
         self._timeout = timeout
         self.tracks: list[Track] = []
         self.ended: list[Track] = []  # tracks the last update ended
 
     def update(self, boxes: list[common_pb2.Box], now: float) -> list[Track]:
-        """Assign this frame's faces to tracks (greedy by overlap; new tracks for the rest) and
+        """Assign this frame's faces to tracks (greedy by affinity; new tracks for the rest) and
         end tracks not seen for `timeout` seconds. Returns the track of each face, in order."""
         self.ended = [t for t in self.tracks if now - t.last_seen > self._timeout]
         self.tracks = [t for t in self.tracks if now - t.last_seen <= self._timeout]
-        pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
-                       reverse=True)
+        pairs = sorted(((affinity(t.box, b), ti, bi) for ti, t in enumerate(self.tracks)
+                        for bi, b in enumerate(boxes)), reverse=True)
         assigned: dict[int, Track] = {}
         used: set[int] = set()
         for overlap, ti, bi in pairs:
-            if overlap < self._min_iou:
+            if overlap < self._min_affinity:
                 break
             if ti in used or bi in assigned:
                 continue
