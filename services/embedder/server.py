@@ -14,7 +14,7 @@ from services.core import ndarray
 from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.server import run_service
-from services.embedder.batcher import MicroBatcher
+from services.core.batching import MicroBatcher
 from services.embedder.models import DEFAULT_MODEL, ModelCard, SavedModelEmbedder, load_embedder
 
 
@@ -48,13 +48,17 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     def __init__(self, settings: EmbedderServiceSettings) -> None:
         self._settings = settings
         self._model: SavedModelEmbedder | None = None
-        self._batcher: MicroBatcher | None = None
+        self._batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
 
     async def start(self) -> None:
         model = await asyncio.to_thread(load_embedder, self._settings.model)
         size = model.card.input_size
         await asyncio.to_thread(model.embed, np.zeros((1, size, size, 3), np.uint8))  # trace once
-        self._batcher = MicroBatcher(model.embed, self._settings.max_batch, self._settings.max_wait_ms / 1000)
+        async def embed(crops: list[np.ndarray]) -> list[np.ndarray]:
+            return list(await asyncio.to_thread(model.embed, np.stack(crops)))
+
+        self._batcher = MicroBatcher("embedder_model", embed, self._settings.max_batch,
+                                     self._settings.max_wait_ms / 1000)
         self._batcher.start()
         self._model = model
 
@@ -77,7 +81,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
             raise InvalidArgument("crops: empty batch (N = 0); send at least one crop")
         if len(crops) > self._settings.max_crops:
             raise InvalidArgument(f"crops: {len(crops)} crops; at most {self._settings.max_crops} per call")
-        vectors = await self._batcher.submit(crops)
+        vectors = await self._batcher.submit(list(crops))
         return embedder_pb2.EmbedResponse(embeddings=[
             common_pb2.Embedding(vector=v.tolist(), model_id=card.model_id, model_version=card.version)
             for v in vectors

@@ -13,16 +13,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from facegate.v1 import gateway_pb2, gateway_pb2_grpc, matcher_pb2
+from facegate.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
+from services.core.batching import R, T, MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
 from services.core.errors import InvalidArgument, NotFound, Unavailable
 from services.core.server import run_service
 from services.embedder.models import DEFAULT_MODEL, bundled_card
 from services.gateway.audit import AuditLog, EventQuery
-from services.gateway.backends import BackendError, Backends
+from services.gateway.backends import BackendError, Backends, FaceCrop
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.doors import Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.policy import PolicyAnswer, may_pass
@@ -68,6 +70,11 @@ class GatewayServiceSettings(ServerSettings):
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
                                            "n-th frame only", in_range(1, 30))
     deadline_seconds: float = setting(2.0, "deadline of each backend call, s", positive)
+    detect_batch: int = setting(8, "frames from all doors sent in one Detect call at most", in_range(1, 64))
+    embed_batch: int = setting(32, "face crops from all doors sent in one Embed call at most", in_range(1, 256))
+    batch_wait_ms: float = setting(5.0, "how long a call waits for other doors' work to join it, ms", in_range(0, 100))
+    detect_concurrency: int = setting(1, "Detect calls in flight at once (raise with detector replicas)",
+                                      in_range(1, 64))
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
     reload_seconds: float = setting(5.0, "how often to check the door configuration for changes", in_range(0.1, 3600))
 
@@ -95,6 +102,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._doors_mtime = 0.0
         self._calibrated: tuple[float, ...] = ()
         self._reloader: asyncio.Task[None] | None = None
+        self._detect: MicroBatcher[np.ndarray, list[FaceCrop]] | None = None
+        self._embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding] | None = None
 
     async def start(self) -> None:
         s = self._settings
@@ -104,12 +113,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._reload_doors(initial=True)
             self._reloader = asyncio.create_task(self._watch_doors())
         self._audit = await asyncio.to_thread(AuditLog, s.audit_db)
-        self._backends = Backends(s.detector_address, s.embedder_address, s.matcher_address,
-                                  s.deadline_seconds, s.max_message_mb)
+        backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
+                            s.max_message_mb)
+        # Work from every door shares calls: 32 doors cost much less than 32 times one door.
+        self._detect = MicroBatcher("gateway_detect", backends.detect, s.detect_batch, s.batch_wait_ms / 1000,
+                                    s.detect_concurrency)
+        self._embed = MicroBatcher("gateway_embed", backends.embed, s.embed_batch, s.batch_wait_ms / 1000,
+                                   s.detect_concurrency)
+        self._detect.start()
+        self._embed.start()
+        self._backends = backends
 
     async def stop(self) -> None:
         if self._reloader:
             self._reloader.cancel()
+        for batcher in (self._detect, self._embed):
+            if batcher:
+                await batcher.stop()
         if self._backends:
             await self._backends.close()
         if self._audit:
@@ -149,6 +169,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             return door
         return Door(frame.door_id, frame.site or self._settings.default_site,
                     frames_needed=self._settings.frames_needed)
+
+    @staticmethod
+    def _batched(batcher: MicroBatcher[T, R] | None) -> MicroBatcher[T, R]:
+        if batcher is None:
+            raise Unavailable("gateway is starting; retry shortly")
+        return batcher
 
     def _ready(self) -> tuple[Backends, AuditLog]:
         if self._backends is None or self._audit is None:
@@ -209,7 +235,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             return []
         stream.since_detection, stream.detected_at = 0, now
         try:
-            faces = (await backends.detect([image]))[0]
+            faces = (await self._batched(self._detect).submit([image]))[0]
         except BackendError as exc:
             return await self._failed(stream, frame, door, exc)
         FACES.labels(door.door_id, door.site).inc(len(faces))
@@ -221,7 +247,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not wanted:
             return decisions
         try:
-            embeddings = await backends.embed([f.crop for f, _ in wanted])
+            embeddings = await self._batched(self._embed).submit([f.crop for f, _ in wanted])
             EMBEDDED.labels(door.door_id, door.site).inc(len(wanted))
             EMBED_CALLS.labels(door.door_id, door.site).inc()
             results = await backends.identify(embeddings, door.site, door.target_far)

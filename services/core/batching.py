@@ -1,0 +1,89 @@
+"""Micro-batching: concurrent callers share one call of a batch function.
+
+A batch costs a fraction per item of single calls (the detector at 8 frames: 18 ms per frame
+instead of 38; the embedder at 16 crops: 6 ms per face instead of 14), so items submitted close
+together run together: a worker takes the first waiting request, adds whatever else arrives
+within `max_wait` seconds up to `max_items`, and makes one call. While a call is in flight new
+requests queue up, so batches grow by themselves under load and stay small when idle. Used by
+the embedder (model calls) and by the gateway (Detect, Embed and Identify across doors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from prometheus_client import Histogram
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BATCH_ITEMS = Histogram("facegate_batch_items", "Items per batched call", ["batcher"],
+                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_REQUESTS = Histogram("facegate_batch_requests", "Requests merged into one batched call", ["batcher"],
+                           buckets=(1, 2, 4, 8, 16, 32))
+
+
+class MicroBatcher(Generic[T, R]):
+    """`run(items) -> results` (one result per item, in order) over merged concurrent `submit`s."""
+
+    def __init__(self, name: str, run: Callable[[list[T]], Awaitable[list[R]]], max_items: int = 32,
+                 max_wait: float = 0.004, concurrency: int = 1) -> None:
+        self.name = name
+        self._run_batch = run
+        self._max_items = max_items
+        self._max_wait = max_wait
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[tuple[list[T], asyncio.Future[list[R]]]] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+
+    async def submit(self, items: list[T]) -> list[R]:
+        """The results for `items`; raises what the batch call raised."""
+        if not items:
+            return []
+        future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((items, future))
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self._queue.get()]
+            size = len(pending[0][0])
+            deadline = loop.time() + self._max_wait
+            while size < self._max_items:
+                timeout = deadline - loop.time()
+                if timeout <= 0 and self._queue.empty():
+                    break
+                try:
+                    item = self._queue.get_nowait() if not self._queue.empty() else \
+                        await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                pending.append(item)
+                size += len(item[0])
+            live = [(items, future) for items, future in pending if not future.cancelled()]
+            if not live:
+                continue
+            BATCH_ITEMS.labels(self.name).observe(size)
+            BATCH_REQUESTS.labels(self.name).observe(len(live))
+            try:
+                results = await self._run_batch([item for items, _ in live for item in items])
+            except Exception as exc:  # every waiting caller learns of the failure
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for items, future in live:
+                if not future.done():
+                    future.set_result(results[start:start + len(items)])
+                start += len(items)

@@ -1,0 +1,200 @@
+"""Fail secure and heal: a backend dies mid-stream, the door says error and stays locked, the
+gateway keeps serving, and recovers by itself; no audit event is lost when the gateway dies."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+
+import grpc
+import pytest
+
+from facegate.stack import ServiceProcess
+from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from tests.conftest import channel
+from tests.test_services import photo
+
+Outcome = gateway_pb2.Decision.Outcome
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+class Door:
+    """A camera stream kept open for the whole test: each `visit()` shows a person for three
+    frames (0.2 s apart, real time), five camera-seconds after the previous visit, so every
+    visit is a new track; decisions are collected with the time they arrived."""
+
+    def __init__(self, gateway: gateway_pb2_grpc.GatewayStub, frame, door_id: str) -> None:
+        self._commands: queue.Queue[str | None] = queue.Queue()
+        self._frame, self._door = frame, door_id
+        self.decisions: list[tuple[float, gateway_pb2.Decision]] = []
+        self.call = gateway.StreamCamera(self._frames(), timeout=300)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _frames(self):
+        camera_clock, sequence = time.time(), 0
+        while self._commands.get() is not None:
+            camera_clock += 5
+            for i in range(3):
+                frame = gateway_pb2.CameraFrame(door_id=self._door, sequence=sequence, frame=self._frame)
+                frame.captured_at.FromNanoseconds(int((camera_clock + 0.2 * i) * 1e9))
+                sequence += 1
+                time.sleep(0.2)
+                yield frame
+
+    def _read(self) -> None:
+        try:
+            for decision in self.call:
+                self.decisions.append((time.monotonic(), decision))
+        except grpc.RpcError:
+            pass
+
+    def visit(self, wait_for: int, timeout: float = 30) -> list[gateway_pb2.Decision]:
+        """Show the person; return the decisions that arrive (waiting for `wait_for` of them)."""
+        before = len(self.decisions)
+        self._commands.put("visit")
+        deadline = time.monotonic() + timeout
+        while len(self.decisions) < before + wait_for and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [d for _, d in self.decisions[before:]]
+
+    def close(self) -> None:
+        self._commands.put(None)
+        self._reader.join(30)
+
+
+@pytest.fixture
+def matcher(tmp_path):
+    """A matcher with a gallery of this test's own (the session stack's has other people)."""
+    service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db")], ENV)
+    service.start()
+    service.wait_serving(time.monotonic() + 60)
+    yield service
+    service.stop()
+
+
+def test__a_dead_matcher_locks_the_door_with_an_error_and_the_door_heals_when_it_returns(
+    stack, demo_photos, tmp_path, matcher
+):
+    gateway = ServiceProcess("gateway", tmp_path, [
+        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
+        "--matcher-address", matcher.address, "--deadline-seconds", "1", "--audit-db", str(tmp_path / "audit.db"),
+    ], ENV)
+    gateway.start()
+    try:
+        gateway.wait_serving(time.monotonic() + 60)
+        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
+        stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="obama", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+        door = Door(stub, photo(demo_photos, "obama2.jpg"), "fault-door")
+
+        healthy = door.visit(wait_for=1)
+        matcher.kill()
+        killed_at = time.monotonic()
+        during = door.visit(wait_for=1)
+        error_after = door.decisions[-1][0] - killed_at if during else None
+        audit_while_down = stub.ListDecisions(gateway_pb2.ListDecisionsRequest(door_id="fault-door"), timeout=10)
+        matcher.start()  # same port, same gallery file
+        matcher.wait_serving(time.monotonic() + 60)
+        healed = door.visit(wait_for=1)
+        door.close()
+    finally:
+        gateway.stop()
+
+    assert [d.outcome for d in healthy] == [Outcome.OUTCOME_GRANTED]
+    assert [d.outcome for d in during] == [Outcome.OUTCOME_ERROR]
+    assert "door stays locked" in during[0].reason and "matcher" in during[0].reason
+    assert error_after is not None and error_after < 5  # the deadline is 1 s, plus the visit's frames
+    assert [d.outcome for d in audit_while_down.decisions] == [Outcome.OUTCOME_ERROR, Outcome.OUTCOME_GRANTED]
+    assert [d.outcome for d in healed] == [Outcome.OUTCOME_GRANTED] and healed[0].identity_id == "obama"
+
+
+def test__every_decision_a_door_received_is_in_the_audit_log_after_the_gateway_is_killed(stack, demo_photos, tmp_path):
+    def start_gateway(name: str) -> ServiceProcess:
+        service = ServiceProcess("gateway", tmp_path, [
+            "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
+            "--matcher-address", stack.address("matcher"), "--audit-db", str(tmp_path / "audit.db")], ENV)
+        service.log_path = tmp_path / f"{name}.log"
+        service.start()
+        service.wait_serving(time.monotonic() + 60)
+        return service
+
+    first = start_gateway("first")
+    try:
+        door = Door(gateway_pb2_grpc.GatewayStub(channel(first.address)), photo(demo_photos, "biden.jpg"), "audit-door")
+        received = [d for _ in range(3) for d in door.visit(wait_for=1)]
+    finally:
+        first.kill()  # SIGKILL: no shutdown hook runs
+    door.close()
+
+    second = start_gateway("second")
+    try:
+        logged = gateway_pb2_grpc.GatewayStub(channel(second.address)).ListDecisions(
+            gateway_pb2.ListDecisionsRequest(door_id="audit-door"), timeout=10).decisions
+    finally:
+        second.stop()
+
+    assert len(received) == 3
+    assert sorted(d.decision_id for d in logged) == sorted(d.decision_id for d in received)
+
+
+DOORS = """
+sites:
+  hq: {timezone: Europe/Paris}
+doors:
+  - id: lab
+    site: hq
+    groups: [GROUP]
+"""
+
+
+def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good_one(
+    stack, demo_photos, tmp_path, matcher
+):
+    doors = tmp_path / "doors.yaml"
+    doors.write_text(DOORS.replace("GROUP", "staff"))
+    gateway = ServiceProcess("gateway", tmp_path, [
+        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
+        "--matcher-address", matcher.address, "--audit-db", str(tmp_path / "audit.db"),
+        "--doors", str(doors), "--reload-seconds", "0.2"], ENV)
+    gateway.start()
+    try:
+        gateway.wait_serving(time.monotonic() + 60)
+        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
+        stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="obama-visitor", groups=["visitors"], images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+        door = Door(stub, photo(demo_photos, "obama2.jpg"), "lab")
+        refused = door.visit(wait_for=1)
+        doors.write_text(DOORS.replace("GROUP", "visitors"))
+        time.sleep(1.5)
+        allowed = door.visit(wait_for=1)
+        doors.write_text(DOORS.replace("GROUP", "visitors") + "  - id: lab\n")  # a duplicate door: invalid
+        time.sleep(1.5)
+        still_allowed = door.visit(wait_for=1)
+        door.close()
+        with_unknown_door = Door(stub, photo(demo_photos, "obama2.jpg"), "no-such-door")
+        with_unknown_door.visit(wait_for=1, timeout=5)
+        with_unknown_door.close()
+        unknown_door_error = with_unknown_door.call.code(), with_unknown_door.call.details()
+    finally:
+        gateway.stop()
+
+    assert [d.outcome for d in refused] == [Outcome.OUTCOME_DENIED_POLICY]
+    assert "not in a group allowed here (staff; has visitors)" in refused[0].reason
+    assert [d.outcome for d in allowed] == [Outcome.OUTCOME_GRANTED]
+    assert [d.outcome for d in still_allowed] == [Outcome.OUTCOME_GRANTED]
+    assert "doors[1].id: 'lab' appears twice" in gateway.log_tail(100)
+    assert unknown_door_error[0] == grpc.StatusCode.NOT_FOUND and "'no-such-door' is not in the door" in unknown_door_error[1]
+
+
+def test__an_invalid_door_file_stops_the_gateway_at_start_naming_the_field(tmp_path):
+    doors = tmp_path / "doors.yaml"
+    doors.write_text("doors:\n  - id: lab\n    frames_needed: 0\n")
+    gateway = ServiceProcess("gateway", tmp_path, ["--doors", str(doors), "--audit-db", str(tmp_path / "a.db")], ENV)
+    gateway.start()
+    assert gateway.process is not None
+
+    assert gateway.process.wait(timeout=60) != 0
+    assert "doors[0].frames_needed: 0; must be a whole number from 1 to 10" in gateway.log_tail()
