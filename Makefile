@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-milvus-server run bench bench-services bench-index eval-lfw proto proto-check clean
+.PHONY: setup test test-milvus-server run bench bench-services bench-index bench-doors eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -46,6 +46,10 @@ bench-services: setup
 ## (the server runs in a private network namespace; ~10 minutes)
 bench-index: setup
 	tools/private_net.sh $(PY) bench/index_bench.py
+
+## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
+bench-doors: setup
+	$(PY) bench/doors_bench.py
 
 ## proto: regenerate facegate/v1/ from protos/ (never edit the generated files)
 proto: $(STAMP)

@@ -57,11 +57,12 @@ class Backends:
         for channel in self._channels:
             await channel.close()
 
-    async def detect(self, frames: list[np.ndarray | common_pb2.NDArray]) -> list[list[FaceCrop]]:
+    async def detect(self, frames: list[np.ndarray | common_pb2.NDArray], min_face_size: int = 0) -> list[list[FaceCrop]]:
         messages = [f if isinstance(f, common_pb2.NDArray) else ndarray.encode(f) for f in frames]
         try:
             response = await self.detector.Detect(
-                detector_pb2.DetectRequest(frames=messages, return_crops=True), timeout=self.deadline)
+                detector_pb2.DetectRequest(frames=messages, return_crops=True, min_face_size=min_face_size),
+                timeout=self.deadline)
         except grpc.aio.AioRpcError as exc:
             raise BackendError("detector", exc) from exc
         return [[FaceCrop(f.face, f.crop) for f in frame.faces] for frame in response.frames]

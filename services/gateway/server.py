@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from facegate.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
@@ -70,7 +69,9 @@ class GatewayServiceSettings(ServerSettings):
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
                                            "n-th frame only", in_range(1, 30))
     deadline_seconds: float = setting(2.0, "deadline of each backend call, s", positive)
-    detect_batch: int = setting(8, "frames from all doors sent in one Detect call at most", in_range(1, 64))
+    min_face_size: int = setting(60, "smallest face side looked for at doors, px (a person at a door is close; "
+                                     "smaller costs detector time on every frame)", in_range(12, 1000))
+    detect_batch: int = setting(16, "frames from all doors sent in one Detect call at most", in_range(1, 64))
     embed_batch: int = setting(32, "face crops from all doors sent in one Embed call at most", in_range(1, 256))
     batch_wait_ms: float = setting(5.0, "how long a call waits for other doors' work to join it, ms", in_range(0, 100))
     detect_concurrency: int = setting(1, "Detect calls in flight at once (raise with detector replicas)",
@@ -102,7 +103,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._doors_mtime = 0.0
         self._calibrated: tuple[float, ...] = ()
         self._reloader: asyncio.Task[None] | None = None
-        self._detect: MicroBatcher[np.ndarray, list[FaceCrop]] | None = None
+        self._detect: MicroBatcher[common_pb2.NDArray, list[FaceCrop]] | None = None
         self._embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding] | None = None
 
     async def start(self) -> None:
@@ -116,7 +117,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
                             s.max_message_mb)
         # Work from every door shares calls: 32 doors cost much less than 32 times one door.
-        self._detect = MicroBatcher("gateway_detect", backends.detect, s.detect_batch, s.batch_wait_ms / 1000,
+        async def detect(frames: list[common_pb2.NDArray]) -> list[list[FaceCrop]]:
+            return await backends.detect(frames, s.min_face_size)
+
+        self._detect = MicroBatcher("gateway_detect", detect, s.detect_batch, s.batch_wait_ms / 1000,
                                     s.detect_concurrency)
         self._embed = MicroBatcher("gateway_embed", backends.embed, s.embed_batch, s.batch_wait_ms / 1000,
                                    s.detect_concurrency)
@@ -225,7 +229,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """Detect (unless every face in view is decided), follow tracks, embed the faces of
         undecided tracks, fuse, and decide; decisions are in the audit log when this returns."""
         backends, _ = self._ready()
-        image = ndarray.decode_frame(frame.frame, "frame")
+        ndarray.decode_frame(frame.frame, "frame")  # a malformed frame is this camera's error, not the batch's
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracks = stream.tracks
         stream.since_detection += 1
@@ -235,7 +239,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             return []
         stream.since_detection, stream.detected_at = 0, now
         try:
-            faces = (await self._batched(self._detect).submit([image]))[0]
+            faces = (await self._batched(self._detect).submit([frame.frame]))[0]  # as sent: JPEG is smaller
         except BackendError as exc:
             return await self._failed(stream, frame, door, exc)
         FACES.labels(door.door_id, door.site).inc(len(faces))

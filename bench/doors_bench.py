@@ -1,0 +1,155 @@
+"""How many doors one 2-core machine serves: N simulated door cameras at 5 fps each.
+
+    python bench/doors_bench.py [--doors 4 8 16 24] [--seconds 30] [--fps 5]
+    (or `make bench-doors`)
+
+All four services and the cameras run on this machine, on loopback. Each door streams 640x480
+JPEG frames: a visit of 1 s (a person's photo: enrolled Obama or stranger Biden, alternating),
+then 2 s of an empty corridor, again and again; doors start out of phase. Per door count, for
+`--seconds` (bounded):
+- decision latency: a decision's arrival minus the send time of the frame it was made on
+  (p50/p95), and decisions per visit;
+- frames dropped by the gateway's per-door queue (it keeps the newest 2; nothing grows);
+- CPU seconds used by each process (the per-stage split), from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from pipeline_bench import letterbox  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from facegate import assets  # noqa: E402
+from facegate.images import decode_image  # noqa: E402
+from facegate.stack import LocalStack  # noqa: E402
+from facegate.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
+from services.core import ndarray  # noqa: E402
+from services.core.channels import blocking_channel  # noqa: E402
+
+VISIT_S, EMPTY_S = 1.0, 2.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def metric(stack: LocalStack, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.services['gateway'].metrics_port}/metrics").read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+class DoorCamera(threading.Thread):
+    def __init__(self, gateway, door: str, frames: dict[str, gateway_pb2.CameraFrame], fps: float,
+                 seconds: float, phase: float) -> None:
+        super().__init__(daemon=True)
+        self._gateway, self._door, self._frames = gateway, door, frames
+        self._fps, self._seconds, self._phase = fps, seconds, phase
+        self.sent: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.visits = 0
+        self._in_visit = False
+        self.decisions = 0
+        self.error: str = ""
+
+    def _source(self):
+        start = time.perf_counter() + self._phase
+        sequence = 0
+        while time.perf_counter() - start < self._seconds:
+            t = sequence / self._fps
+            time.sleep(max(0.0, start + t - time.perf_counter()))
+            cycle = int(t // (VISIT_S + EMPTY_S))
+            in_visit = t % (VISIT_S + EMPTY_S) < VISIT_S
+            name = ("obama" if cycle % 2 == 0 else "biden") if in_visit else "empty"
+            self.visits += in_visit and not self._in_visit
+            self._in_visit = in_visit
+            frame = gateway_pb2.CameraFrame()
+            frame.CopyFrom(self._frames[name])
+            frame.door_id, frame.sequence = self._door, sequence
+            frame.captured_at.FromNanoseconds(time.time_ns())
+            self.sent[sequence] = time.perf_counter()
+            sequence += 1
+            yield frame
+
+    def run(self) -> None:
+        try:
+            for decision in self._gateway.StreamCamera(self._source(), timeout=self._seconds + 120):
+                self.decisions += 1
+                sent = self.sent.get(decision.frame_sequence)
+                if sent is not None:
+                    self.latencies.append(time.perf_counter() - sent)
+        except Exception as exc:  # reported in the table, not raised from a thread
+            self.error = str(exc)
+
+
+def run_doors(stack: LocalStack, gateway, frames, doors: int, fps: float, seconds: float) -> str:
+    pids = {name: s.process.pid for name, s in stack.services.items() if s.process}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    sent_before, dropped_before = metric(stack, "facegate_gateway_frames_total"), \
+        metric(stack, "facegate_gateway_frames_dropped_total")
+    cameras = [DoorCamera(gateway, f"door-{doors}-{i:02d}", frames, fps, seconds,
+                          phase=(VISIT_S + EMPTY_S) * i / doors) for i in range(doors)]
+    started = time.perf_counter()
+    for camera in cameras:
+        camera.start()
+    for camera in cameras:
+        camera.join()
+    wall = time.perf_counter() - started
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    frames_in = metric(stack, "facegate_gateway_frames_total") - sent_before
+    dropped = metric(stack, "facegate_gateway_frames_dropped_total") - dropped_before
+    latencies = sorted(x for c in cameras for x in c.latencies)
+    errors = [c.error for c in cameras if c.error]
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p95 = latencies[int(0.95 * (len(latencies) - 1))] * 1000 if latencies else float("nan")
+    visits = sum(c.visits for c in cameras)
+    total_cpu = sum(cpu.values())
+    split = ", ".join(f"{name} {100 * value / total_cpu:.0f}%" for name, value in cpu.items())
+    return (f"| {doors} | {frames_in / wall:.0f} | {100 * dropped / max(frames_in, 1):.1f}% | "
+            f"{sum(c.decisions for c in cameras)} / {visits} | {p50:.0f} | {p95:.0f} | "
+            f"{total_cpu / wall:.2f} | {split} |" + (f" errors: {errors[0][:80]}" if errors else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--doors", type=int, nargs="+", default=[4, 8, 16, 24])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--fps", type=float, default=5.0)
+    args = parser.parse_args()
+    photos = assets.demo_photos()
+    images = {"obama": letterbox(decode_image(photos["obama2.jpg"].read_bytes())),
+              "biden": letterbox(decode_image(photos["biden.jpg"].read_bytes())),
+              "empty": np.full((480, 640, 3), 70, np.uint8)}
+    frames = {name: gateway_pb2.CameraFrame(frame=ndarray.encode(image, "jpeg")) for name, image in images.items()}
+    print(f"{platform.machine()}, {os.cpu_count()} CPUs; {args.fps:g} fps per door, {args.seconds:g} s per row; "
+          f"visits of {VISIT_S:g} s every {VISIT_S + EMPTY_S:g} s")
+    print("| doors | frames/s in | dropped | decisions / visits | latency p50 ms | p95 ms | CPU cores used | "
+          "CPU split |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="facegate-doors-") as workdir, LocalStack(Path(workdir)) as stack:
+        gateway = gateway_pb2_grpc.GatewayStub(blocking_channel(stack.address("gateway")))
+        gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="obama", images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]),
+            timeout=60)
+        for doors in args.doors:
+            print(run_doors(stack, gateway, frames, doors, args.fps, args.seconds), flush=True)
+
+
+if __name__ == "__main__":
+    main()
