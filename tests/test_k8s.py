@@ -43,3 +43,15 @@ def test__backends_are_headless_so_clients_balance_over_replicas():
 
     for name in ("detector", "embedder", "matcher"):
         assert services[name]["spec"]["clusterIP"] == "None"
+
+
+def test__the_shipped_door_configmap_is_a_valid_door_configuration():
+    from services.embedder.models import DEFAULT_MODEL, bundled_card
+    from services.gateway.doors import parse_doors
+
+    configmap = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "facegate-doors")
+    calibrated = tuple(float(f) for f in bundled_card(DEFAULT_MODEL).far_thresholds)
+
+    config = parse_doors(yaml.safe_load(configmap["data"]["doors.yaml"]), calibrated)
+
+    assert set(config.doors) == {"hq-lobby", "hq-server-room"}
