@@ -2,7 +2,8 @@
 
 Starts detector, embedder, matcher (Milvus Lite) and gateway on 127.0.0.1, enrolls Obama from
 one photo, then plays a simulated door camera (other photos of Obama, Biden, partial faces,
-an empty corridor) into the gateway at 2 frames/s and prints each decision as it arrives.
+an empty corridor between visitors) into the gateway at 4 frames/s and prints each decision
+(one per person in view, once two frames agree) as it arrives.
 Ctrl-C stops everything. Photos come from the `face_recognition` sdist on PyPI, so nothing
 from ../shared is needed.
 """
@@ -26,26 +27,27 @@ from facegate.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from services.core.channels import blocking_channel
 
-CAMERA = ["obama2.jpg", "biden.jpg", "obama3.jpg", None, "obama_partial_face.jpg", "obama_partial_face2.jpg"]
+CAMERA = ["obama2.jpg", "biden.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg"]
+VISIT_S, CORRIDOR_S = 1.5, 2.0  # each person in view, then the empty corridor (their track ends)
 
 
 def camera(photos: dict[str, Path], door: str, fps: float, rounds: int | None) -> Iterator[gateway_pb2.CameraFrame]:
-    """Frames of a door camera: each photo (None = nobody there) for one second."""
-    frames = {name: decode_image(photos[name].read_bytes()) if name else np.full((480, 640, 3), 90, np.uint8)
-              for name in CAMERA}
+    """Frames of a door camera: each photo for VISIT_S seconds, then an empty corridor."""
+    encoded = {name: ndarray.encode(decode_image(photos[name].read_bytes()), "jpeg") for name in CAMERA}
+    corridor = ndarray.encode(np.full((480, 640, 3), 90, np.uint8), "jpeg")
     sequence = itertools.count()
     for _ in itertools.count() if rounds is None else range(rounds):
         for name in CAMERA:
-            for _ in range(max(1, int(fps))):
-                time.sleep(1.0 / fps)
-                yield gateway_pb2.CameraFrame(door_id=door, sequence=next(sequence),
-                                              frame=ndarray.encode(frames[name], "jpeg"))
+            for frame, seconds in ((encoded[name], VISIT_S), (corridor, CORRIDOR_S)):
+                for _ in range(max(1, round(seconds * fps))):
+                    time.sleep(1.0 / fps)
+                    yield gateway_pb2.CameraFrame(door_id=door, sequence=next(sequence), frame=frame)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=None, help="camera loops to play (default: until Ctrl-C)")
-    parser.add_argument("--fps", type=float, default=2.0)
+    parser.add_argument("--fps", type=float, default=4.0)
     args = parser.parse_args(argv)
 
     photos = assets.demo_photos()
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             for decision in gateway.StreamCamera(camera(photos, "front-door", args.fps, args.rounds)):
                 outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_")
                 who = decision.display_name or "-"
-                print(f"  frame {decision.frame_sequence:3d}  {outcome:15s} {who:14s} {decision.reason}", flush=True)
+                print(f"  {decision.track_id:16s} {outcome:15s} {who:14s} {decision.reason}", flush=True)
         except KeyboardInterrupt:
             print("\nstopping ...")
         finally:

@@ -38,9 +38,11 @@ MAX_TEMPLATES_PER_CALL = 100
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
 # Consistency on a Milvus server (Lite has one process and sees its writes at once).
 # Read-modify-write (enrol, delete) reads Strong: it sees every write acknowledged before it.
-# Searches and verification read Session: this matcher's own writes at once (a person it deleted
-# never matches again), other matchers' within Milvus' bounded staleness (about a second). Strong
-# there would wait for the server's next time tick: 200-400 ms a query, measured.
+# Searches and verification read Session: this matcher's own writes at once, other matchers'
+# after Milvus' staleness (a deletion showed up 0.2-0.4 s later, measured). Strong there would wait for the server's
+# next time tick: 200-400 ms a query, measured. Session reads were seen to return rows this
+# same client had just deleted (server 2.3.5, pymilvus 3), so deletions are also applied on
+# the matcher's side (`RecentDeletes`): a person it deleted never matches again.
 STRONG = {"consistency_level": "Strong"}
 SESSION = {"consistency_level": "Session"}
 CLASSIFIERS = ("nearest", "knn")
@@ -96,6 +98,28 @@ def check_label(value: str, name: str) -> str:
     return value
 
 
+class RecentDeletes:
+    """Primary keys this matcher deleted in the last `horizon` seconds (far longer than Milvus'
+    staleness), to drop from Session reads. Thread-safe enough under the gallery's lock for
+    writes; reads tolerate a concurrent add."""
+
+    def __init__(self, horizon: float = 60.0) -> None:
+        self._horizon = horizon
+        self._at: dict[int | str, float] = {}
+
+    def add(self, keys: list[int] | list[str]) -> None:
+        now = time.monotonic()
+        self._at = {k: t for k, t in self._at.items() if now - t < self._horizon}
+        self._at.update((k, now) for k in keys)
+
+    def discard(self, key: int | str) -> None:
+        self._at.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        at = self._at.get(key)  # type: ignore[call-overload]
+        return at is not None and time.monotonic() - at < self._horizon
+
+
 def template_pks(row: dict) -> list[int]:
     """The primary keys of an identity's templates. Stored as {"pks": [...]}: a Milvus server's
     JSON field takes objects only (galleries written before that stored a bare list)."""
@@ -130,6 +154,7 @@ class Gallery:
         self._lock = threading.RLock()
         self._lite = is_lite(uri)
         self._search_params = dict(search_params or {})
+        self._deleted = RecentDeletes()
         self._unflushed = 0  # rows written since the last flush
         try:
             self._client = MilvusClient(uri)
@@ -254,8 +279,10 @@ class Gallery:
                 raise
             if self._exact is not None:
                 self._exact.add(new_pks, vectors, merged.identity_id, merged.display_name, merged.site)
+            self._deleted.discard(identity.identity_id)
             if moved:
                 self._client.delete(self._templates, ids=[m["pk"] for m in moved])
+                self._deleted.add([m["pk"] for m in moved])
                 if self._exact is not None:
                     self._exact.remove([m["pk"] for m in moved])
             self._unflushed += len(new_pks)
@@ -313,9 +340,11 @@ class Gallery:
             pks = template_pks(row)
             if pks:
                 self._client.delete(self._templates, ids=pks)
+                self._deleted.add(pks)
                 if self._exact is not None:
                     self._exact.remove(pks)
             self._client.delete(self._identities, ids=[identity_id])
+            self._deleted.add([identity_id])
             self._unflushed += len(pks) + 1
         return len(pks)
 
@@ -421,15 +450,15 @@ class Gallery:
             output_fields=["identity_id", "display_name"], search_params=self._milvus_search_params(limit), **SESSION,
         )
         return [[TemplateHit(h["entity"]["identity_id"], h["entity"]["display_name"], float(h["distance"]))
-                 for h in probe_hits] for probe_hits in hits]
+                 for h in probe_hits if h["id"] not in self._deleted] for probe_hits in hits]
 
     def verify(self, identity_id: str, probe: np.ndarray, model_key: str) -> float:
         """Distance from the probe to the identity's nearest template."""
         check_id(identity_id)
         self.check_model(model_key)
         probe = self.check_vectors(probe[None, :] if probe.ndim == 1 else probe, "probe")[0]
-        row = self._identity_row(identity_id, SESSION)
-        pks = template_pks(row) if row is not None else []
+        row = self._identity_row(identity_id, SESSION) if identity_id not in self._deleted else None
+        pks = [pk for pk in template_pks(row) if pk not in self._deleted] if row is not None else []
         templates = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **SESSION)) if pks else []
         if not templates:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
