@@ -44,6 +44,11 @@ def open_channel(
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # A backend that comes back is used again within ~2 s (gRPC's default backoff grows to
+        # 120 s, which would keep a door in `error` long after the service has returned).
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
     return grpc.aio.insecure_channel(target, options=options)
 

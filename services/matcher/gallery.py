@@ -450,7 +450,7 @@ class Gallery:
             output_fields=["identity_id", "display_name"], search_params=self._milvus_search_params(limit), **SESSION,
         )
         return [[TemplateHit(h["entity"]["identity_id"], h["entity"]["display_name"], float(h["distance"]))
-                 for h in probe_hits if h["id"] not in self._deleted] for probe_hits in hits]
+                 for h in probe_hits if h.get("id", h.get("pk")) not in self._deleted] for probe_hits in hits]
 
     def verify(self, identity_id: str, probe: np.ndarray, model_key: str) -> float:
         """Distance from the probe to the identity's nearest template."""
