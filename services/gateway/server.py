@@ -194,7 +194,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         async def receive() -> None:
             try:
                 async for frame in request_iterator:
-                    site = frame.site or self._settings.default_site
+                    configured = self._doors.door(frame.door_id)
+                    site = configured.site if configured else frame.site or self._settings.default_site
                     FRAMES_IN.labels(frame.door_id, site).inc()
                     if waiting.full():  # keep the newest: a slow backend must not build latency
                         waiting.get_nowait()
