@@ -74,8 +74,8 @@ class GatewayServiceSettings(ServerSettings):
     detect_batch: int = setting(16, "frames from all doors sent in one Detect call at most", in_range(1, 64))
     embed_batch: int = setting(32, "face crops from all doors sent in one Embed call at most", in_range(1, 256))
     batch_wait_ms: float = setting(5.0, "how long a call waits for other doors' work to join it, ms", in_range(0, 100))
-    detect_concurrency: int = setting(1, "Detect calls in flight at once (raise with detector replicas)",
-                                      in_range(1, 64))
+    detect_concurrency: int = setting(2, "Detect and Embed calls in flight at once (2 overlaps one batch's "
+                                         "transfer with another's compute; raise with replicas)", in_range(1, 64))
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
     reload_seconds: float = setting(5.0, "how often to check the door configuration for changes", in_range(0.1, 3600))
 
