@@ -81,12 +81,12 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
 
     async def start(self) -> None:
         card = self._card = load_card(self._settings.model)
-        self._site_far = json.loads(self._settings.site_far or "{}")
-        for site, far in self._site_far.items():
+        for site, far in json.loads(self._settings.site_far or "{}").items():
             try:
                 card.threshold_for(float(far))
             except (TypeError, ValueError) as exc:
                 raise SystemExit(f"--site-far: site {site!r}: {exc}") from exc
+            self._site_far[site] = float(far)
         self._gallery = await asyncio.to_thread(
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
             self._settings.collection, self._settings.index_type, card.ambiguity_gap, self._settings.search,
