@@ -91,13 +91,16 @@ def test__given_enrolments__then_identify_aggregates_templates_per_identity_and_
 
 
 def test__given_a_site__then_identify_only_matches_that_sites_people(matcher):
-    probe = emb(unit(6, BOB, 0.02))
+    lab_person = unit(50)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="lab-person", site="lab", embeddings=[emb(lab_person)]),
+                   timeout=10)
+    probe = emb(unit(51, lab_person, 0.02))
 
     at_hq = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[probe], site="hq"), timeout=10).results[0]
     at_lab = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[probe], site="lab"), timeout=10).results[0]
 
-    assert at_hq.unknown and all(c.identity_id != "bob" for c in at_hq.candidates)
-    assert not at_lab.unknown and at_lab.candidates[0].identity_id == "bob"
+    assert at_hq.unknown and all(c.identity_id != "lab-person" for c in at_hq.candidates)
+    assert not at_lab.unknown and at_lab.candidates[0].identity_id == "lab-person"
 
 
 def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
