@@ -65,6 +65,23 @@ class Door:
         self._reader.join(30)
 
 
+def start_gateway(stack, tmp_path, *flags: str, matcher_address: str = "", name: str = "gateway") -> ServiceProcess:
+    """A gateway of the test's own (audit log in `tmp_path`) on the session's detector and
+    embedder, and its matcher unless another is named; SERVING when returned."""
+    service = ServiceProcess("gateway", tmp_path, [
+        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
+        "--matcher-address", matcher_address or stack.address("matcher"), "--audit-db", str(tmp_path / "audit.db"),
+        *flags], ENV)
+    service.log_path = tmp_path / f"{name}.log"
+    service.start()
+    try:
+        service.wait_serving(time.monotonic() + 60)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
 @pytest.fixture
 def matcher(tmp_path):
     """A matcher with a gallery of this test's own (the session stack's has other people)."""
@@ -78,13 +95,8 @@ def matcher(tmp_path):
 def test__a_dead_matcher_locks_the_door_with_an_error_and_the_door_heals_when_it_returns(
     stack, demo_photos, tmp_path, matcher
 ):
-    gateway = ServiceProcess("gateway", tmp_path, [
-        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
-        "--matcher-address", matcher.address, "--deadline-seconds", "2", "--audit-db", str(tmp_path / "audit.db"),
-    ], ENV)
-    gateway.start()
+    gateway = start_gateway(stack, tmp_path, "--deadline-seconds", "2", matcher_address=matcher.address)
     try:
-        gateway.wait_serving(time.monotonic() + 60)
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
@@ -117,16 +129,7 @@ def test__a_dead_matcher_locks_the_door_with_an_error_and_the_door_heals_when_it
 
 
 def test__every_decision_a_door_received_is_in_the_audit_log_after_the_gateway_is_killed(stack, demo_photos, tmp_path):
-    def start_gateway(name: str) -> ServiceProcess:
-        service = ServiceProcess("gateway", tmp_path, [
-            "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
-            "--matcher-address", stack.address("matcher"), "--audit-db", str(tmp_path / "audit.db")], ENV)
-        service.log_path = tmp_path / f"{name}.log"
-        service.start()
-        service.wait_serving(time.monotonic() + 60)
-        return service
-
-    first = start_gateway("first")
+    first = start_gateway(stack, tmp_path, name="first")
     try:
         door = Door(gateway_pb2_grpc.GatewayStub(channel(first.address)), photo(demo_photos, "biden.jpg"), "audit-door")
         received = [d for _ in range(3) for d in door.visit(wait_for=1)]
@@ -134,7 +137,7 @@ def test__every_decision_a_door_received_is_in_the_audit_log_after_the_gateway_i
         first.kill()  # SIGKILL: no shutdown hook runs
     door.close()
 
-    second = start_gateway("second")
+    second = start_gateway(stack, tmp_path, name="second")
     try:
         logged = gateway_pb2_grpc.GatewayStub(channel(second.address)).ListDecisions(
             gateway_pb2.ListDecisionsRequest(door_id="audit-door"), timeout=10).decisions
@@ -160,13 +163,9 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
 ):
     doors = tmp_path / "doors.yaml"
     doors.write_text(DOORS.replace("GROUP", "staff"))
-    gateway = ServiceProcess("gateway", tmp_path, [
-        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
-        "--matcher-address", matcher.address, "--audit-db", str(tmp_path / "audit.db"),
-        "--doors", str(doors), "--reload-seconds", "0.2"], ENV)
-    gateway.start()
+    gateway = start_gateway(stack, tmp_path, "--doors", str(doors), "--reload-seconds", "0.2",
+                            matcher_address=matcher.address)
     try:
-        gateway.wait_serving(time.monotonic() + 60)
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama-visitor", groups=["visitors"], images=[photo(demo_photos, "obama.jpg")]), timeout=60)
@@ -213,11 +212,7 @@ def test__the_edge_agent_reconnects_by_itself_when_the_gateway_restarts(stack, t
     from tests.conftest import shared_path
 
     clip = shared_path("face_recognition-examples", "examples", "short_hamilton_clip.mp4")
-    gateway = ServiceProcess("gateway", tmp_path, [
-        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
-        "--matcher-address", stack.address("matcher"), "--audit-db", str(tmp_path / "audit.db")], ENV)
-    gateway.start()
-    gateway.wait_serving(time.monotonic() + 60)
+    gateway = start_gateway(stack, tmp_path)
     agent = subprocess.Popen([sys.executable, "-m", "facegate.cli", "camera", "--gateway", gateway.address,
                               "--door", "agent-door", "--source", str(clip), "--fps", "5"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)

@@ -171,7 +171,7 @@ class Gallery:
             self._client.load_collection(name)
         if search not in SEARCH_MODES:
             raise ValueError(f"search={search!r}: must be one of {SEARCH_MODES}")
-        in_memory = search == "memory" or (search == "auto" and is_lite(uri))
+        in_memory = search == "memory" or (search == "auto" and self._lite)
         self._exact = self._load_exact_index() if in_memory else None
 
     @property
