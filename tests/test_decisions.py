@@ -8,7 +8,9 @@ from facegate.v1 import common_pb2, gateway_pb2
 from services.gateway.decisions import decide, error_decision
 from services.gateway.doors import Door, TimeWindow
 from services.gateway.policy import may_pass
-from services.gateway.tracking import DoorTracks, Observation, Track, fuse
+import pytest
+
+from services.gateway.tracking import DoorTracks, Observation, Track, fuse, leftover
 
 Outcome = gateway_pb2.Decision.Outcome
 FRAME = gateway_pb2.CameraFrame(door_id="lobby", sequence=7)
@@ -40,6 +42,38 @@ def test__strangers_need_as_many_frames_and_disagreement_goes_to_review():
     assert unknown is not None and unknown.kind == "unknown" and "nearest bob" in unknown.reason
     assert mixed is not None and mixed.kind == "review" and "disagree" in mixed.reason
     assert tie is not None and tie.kind == "review" and "ambiguous" in tie.reason
+
+
+def test__frames_that_accepted_another_person_send_the_track_to_review_even_if_k_frames_agree():
+    verdict = fuse([seen("alice"), seen("carol"), seen("alice")], frames_needed=2, max_embeddings=4)
+
+    assert verdict is not None and verdict.kind == "review"
+    assert verdict.reason == "frames disagree (alice 2, carol 1); needs review"
+
+
+def test__an_ambiguous_frame_between_agreeing_frames_blocks_the_grant():
+    middle = fuse([seen("alice"), seen("alice", ambiguous=True, accepted=False), seen("alice")], 2, 4)
+    first = fuse([seen("alice", ambiguous=True, accepted=False), seen("alice")], 2, 4)
+
+    assert middle is not None and middle.kind == "review" and "ambiguous 1" in middle.reason
+    assert first is not None and first.kind == "review"
+
+
+def test__frames_with_no_one_within_the_threshold_do_not_block_a_person_the_others_agree_on():
+    verdict = fuse([seen("alice"), seen("alice", 0.40, accepted=False), seen("alice", 0.32)], 2, 4)
+
+    assert verdict is not None and verdict.kind == "match" and verdict.observation.distance == 0.30
+    assert "alice in 2 of 3 frames and no other person in any" in verdict.reason
+
+
+def test__one_frame_never_grants():
+    with pytest.raises(ValueError, match="one frame never opens a door"):
+        fuse([seen()], frames_needed=1, max_embeddings=4)
+    left_early = leftover([seen()])
+    stranger = leftover([seen("bob", 0.6, accepted=False)])
+
+    assert left_early.kind == "review" and "left before enough frames agreed" in left_early.reason
+    assert stranger.kind == "unknown"
 
 
 def test__a_match_is_granted_if_the_policy_allows_and_denied_for_policy_otherwise():

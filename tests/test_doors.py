@@ -49,7 +49,10 @@ def test__the_documented_example_parses_with_defaults_applied(tmp_path):
     (("days: mon-fri", "days: weekdays"), "doors[0].schedule[0].days: 'weekdays'; use day names"),
     (("to: \"19:30\"", "to: \"06:00\""), "doors[0].schedule[0]: from 07:00 must be before to 06:00"),
     (("site: hq\n    groups: [it", "site: paris\n    groups: [it"), "doors[1].site: 'paris' is not under sites"),
-    (("frames_needed: 3", "frames_needed: 30"), "doors[1].frames_needed: 30; must be a whole number from 1 to 10"),
+    (("frames_needed: 3", "frames_needed: 30"), "doors[1].frames_needed: 30; must be a whole number from 2 to 10"),
+    (("frames_needed: 3", "frames_needed: 1"), "doors[1].frames_needed: 1; must be a whole number from 2 to 10 "
+                                               "(one frame never opens a door)"),
+    (("frames_needed: 2}", "frames_needed: 1}"), "defaults.frames_needed: 1; must be a whole number from 2 to 10"),
     (("id: hq-server-room", "id: hq-lobby"), "doors[1].id: 'hq-lobby' appears twice"),
     (("Europe/Paris", "Mars/Olympus"), "sites.hq.timezone: 'Mars/Olympus' is not an IANA time zone"),
     (("groups: [staff", "grups: [staff"), "doors[0]: unknown key 'grups'"),
@@ -59,6 +62,16 @@ def test__a_mistake_is_rejected_naming_the_field(change, message):
 
     with pytest.raises(DoorConfigError, match=re.escape(message)):
         parse_doors(data, FARS)
+
+
+def test__a_door_without_a_target_far_leaves_it_to_its_site_and_never_to_a_fixed_default():
+    data = yaml.safe_load(EXAMPLE.replace("defaults: {target_far: 0.001, frames_needed: 2}", "defaults: {}"))
+
+    config = parse_doors(data, FARS)
+
+    lobby, server_room = config.door("hq-lobby"), config.door("hq-server-room")
+    assert lobby is not None and lobby.target_far is None  # the matcher applies the site's FAR
+    assert server_room is not None and server_room.target_far == 0.0001
 
 
 def test__a_file_that_is_not_yaml_says_so_with_its_path(tmp_path):

@@ -147,6 +147,10 @@ def server_options(settings: ServerSettings) -> list[tuple[str, Any]]:
     return message_options(settings.max_message_mb) + [
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        # Find dead peers within ~15 s (gRPC's default is 2 h): a camera whose connection died
+        # without a close must not hold its door's stream slot (the gateway allows one per door).
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
         ("grpc.so_reuseport", 0),  # a second process must not silently share our port
     ]
 

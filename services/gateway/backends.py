@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import grpc
@@ -19,9 +18,6 @@ from facegate.v1 import (
 )
 from services.core import ndarray
 from services.core.channels import open_channel
-
-
-GROUPS_TTL = 10.0
 
 
 class BackendError(Exception):
@@ -51,7 +47,6 @@ class Backends:
         self.detector = detector_pb2_grpc.DetectorStub(self._channels[0])
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._channels[1])
         self.matcher = matcher_pb2_grpc.MatcherStub(self._channels[2])
-        self._groups: dict[str, tuple[float, tuple[str, ...]]] = {}
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -87,23 +82,15 @@ class Backends:
         return list(response.results)
 
     async def groups_of(self, identity_id: str) -> tuple[str, ...]:
-        """The identity's access groups (cached for `GROUPS_TTL` s: one lookup per person passing,
-        not per frame; a change of groups takes effect within that time)."""
-        cached = self._groups.get(identity_id)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < GROUPS_TTL:
-            return cached[1]
+        """The identity's access groups, read at every match decision (once per person passing,
+        not per frame). Not cached: after a deletion or a change of groups no stale copy may
+        still open a door."""
         try:
             identity = await self.matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id=identity_id),
                                                       timeout=self.deadline)
         except grpc.aio.AioRpcError as exc:
             raise BackendError("matcher", exc) from exc
-        groups = tuple(identity.groups)
-        self._groups[identity_id] = (now, groups)
-        if len(self._groups) > 10_000:  # bounded: forget the oldest entries
-            for key in sorted(self._groups, key=lambda k: self._groups[k][0])[:5_000]:
-                del self._groups[key]
-        return groups
+        return tuple(identity.groups)
 
     async def enroll(self, request: matcher_pb2.EnrollRequest) -> matcher_pb2.EnrollResponse:
         try:

@@ -3,8 +3,8 @@
 A YAML file (a ConfigMap in Kubernetes), e.g.:
 
     defaults:                 # every door inherits these unless it says otherwise
-      target_far: 0.001       # the matcher's calibrated false-accept rate for this door
-      frames_needed: 2        # agreeing frames of one face track before deciding
+      target_far: 0.001       # a calibrated false-accept rate for doors (absent: each site's, see below)
+      frames_needed: 2        # agreeing frames of one face track before deciding (2 to 10)
     sites:
       hq: {timezone: Europe/Paris}
     doors:
@@ -20,6 +20,11 @@ A YAML file (a ConfigMap in Kubernetes), e.g.:
         groups: [it-ops]
         target_far: 0.0001
         frames_needed: 3
+
+`target_far` and the matcher's per-site FAR (`--site-far`): the stricter one decides. A door
+without a target (and no default here) uses its site's FAR on the matcher, or the model's
+default operating point (1e-3) for a site without one; a door can tighten its site's FAR, never
+loosen it. `frames_needed` is at least 2: one frame never opens a door.
 
 `load_doors(path)` validates everything and raises `DoorConfigError` naming the bad field
 (`doors[1].schedule[0].from: '25:00' is not a time (HH:MM)`); the gateway keeps its previous
@@ -67,7 +72,7 @@ class Door:
     camera: str = ""
     groups: frozenset[str] = frozenset()  # empty = anyone enrolled
     schedule: tuple[TimeWindow, ...] = ()  # empty = always
-    target_far: float = 0.001
+    target_far: float | None = None  # None = the site's FAR on the matcher (the stricter one wins anyway)
     frames_needed: int = 2
 
     def schedule_zone(self) -> ZoneInfo:
@@ -116,7 +121,7 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "")
 
     root = _mapping(data if data is not None else {}, "the file", {"defaults", "sites", "doors"})
     defaults = _mapping(root.get("defaults") or {}, "defaults", {"target_far", "frames_needed"})
-    default_far = _far(defaults.get("target_far", 0.001), "defaults.target_far")
+    default_far = _far(defaults["target_far"], "defaults.target_far") if "target_far" in defaults else None
     default_frames = _frames(defaults.get("frames_needed", 2), "defaults.frames_needed")
     zones: dict[str, str] = {}
     for name, site in _mapping(root.get("sites") or {}, "sites", None).items():
@@ -148,7 +153,7 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "")
             camera=str(entry.get("camera", "")),
             groups=frozenset(_identifier(g, f"{where}.groups[{j}]") for j, g in enumerate(groups)),
             schedule=tuple(_window(w, f"{where}.schedule[{j}]") for j, w in enumerate(schedule)),
-            target_far=_far(entry.get("target_far", default_far), f"{where}.target_far"),
+            target_far=_far(entry["target_far"], f"{where}.target_far") if "target_far" in entry else default_far,
             frames_needed=_frames(entry.get("frames_needed", default_frames), f"{where}.frames_needed"),
         )
     return DoorConfig(doors, source)
@@ -169,8 +174,8 @@ def _identifier(value: Any, where: str) -> str:
 
 
 def _frames(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
-        raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 1 to 10")
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 10:
+        raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 2 to 10 (one frame never opens a door)")
     return value
 
 

@@ -19,7 +19,7 @@ from facegate.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
 from services.core.batching import R, T, MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
-from services.core.errors import InvalidArgument, NotFound, Unavailable
+from services.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from services.core.server import run_service
 from services.embedder.models import DEFAULT_MODEL, bundled_card
 from services.gateway.audit import AuditLog, EventQuery
@@ -27,7 +27,7 @@ from services.gateway.backends import BackendError, Backends, FaceCrop
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.doors import Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.policy import PolicyAnswer, may_pass
-from services.gateway.tracking import DoorTracks, Track, Verdict, fuse, observation
+from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, observation
 
 log = logging.getLogger("facegate.gateway")
 FRAMES_IN = Counter("facegate_gateway_frames_total", "Frames received", ["door", "site"])
@@ -61,8 +61,8 @@ class GatewayServiceSettings(ServerSettings):
                              "enrolled, the defaults below")
     audit_db: str = setting("./facegate-audit.db", "SQLite file of the audit log (every decision)")
     default_site: str = setting("default", "site of doors that do not name one")
-    frames_needed: int = setting(2, "agreeing frames per face track, for doors not in the configuration",
-                                 in_range(1, 10))
+    frames_needed: int = setting(2, "agreeing frames per face track, for doors not in the configuration "
+                                    "(at least 2: one frame never opens a door)", in_range(2, 10))
     max_embeddings: int = setting(4, "frames of one track embedded at most before it goes to review",
                                   in_range(1, 20))
     track_timeout: float = setting(1.5, "a face track ends after this many seconds unseen", in_range(0.1, 60))
@@ -81,16 +81,15 @@ class GatewayServiceSettings(ServerSettings):
 
 
 class DoorStream:
-    """One camera stream: its tracks, frame count and backend-error state."""
+    """The camera stream of one door (one at a time per door): its tracks and frame count."""
 
     def __init__(self, door_id: str, timeout: float) -> None:
         self.tracks = DoorTracks(door_id, timeout=timeout)
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
-        self.failing_since = 0.0  # while backends fail: one error decision per ERROR_REPEAT seconds
 
 
-ERROR_REPEAT = 5.0
+ERROR_REPEAT = 5.0  # while backends fail, one error decision per door per this many seconds
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -105,6 +104,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._reloader: asyncio.Task[None] | None = None
         self._detect: MicroBatcher[common_pb2.NDArray, list[FaceCrop]] | None = None
         self._embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding] | None = None
+        self._streaming: dict[str, str] = {}  # door id -> peer of its camera stream
+        self._failing_since: dict[str, float] = {}  # door id -> last error decision while backends fail
 
     async def start(self) -> None:
         s = self._settings
@@ -174,6 +175,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return Door(frame.door_id, frame.site or self._settings.default_site,
                     frames_needed=self._settings.frames_needed)
 
+    def _claim(self, door_id: str, peer: str) -> None:
+        """Bind a camera stream to its door: one stream per door, so one tracker decides for it
+        (two streams would follow the same faces twice and could send conflicting decisions)."""
+        holder = self._streaming.get(door_id)
+        if holder is not None:
+            raise AlreadyExists(f"door {door_id!r} already has a camera stream (from {holder}); one stream per "
+                                "door: stop the other camera or fix this camera's door_id (a camera whose "
+                                "connection died is released within ~15 s)")
+        self._streaming[door_id] = peer
+
     @staticmethod
     def _batched(batcher: MicroBatcher[T, R] | None) -> MicroBatcher[T, R]:
         if batcher is None:
@@ -213,18 +224,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             while (item := await waiting.get()) is not None:
                 frame, arrived = item
                 door = self._door(frame)
-                if stream is None or stream.tracks.door_id != door.door_id:
+                if stream is None:
+                    self._claim(door.door_id, context.peer())
                     stream = DoorStream(door.door_id, self._settings.track_timeout)
+                elif stream.tracks.door_id != door.door_id:
+                    raise InvalidArgument(f"door_id: {door.door_id!r} in a stream that started as door "
+                                          f"{stream.tracks.door_id!r}; a stream carries one door's frames")
                 last = frame
                 for decision in await self._process(stream, door, frame):
                     DECISION_SECONDS.labels(decision.site).observe(time.perf_counter() - arrived)
                     yield decision
             await receiver  # surfaces a broken request stream
             if stream is not None and last is not None:  # the camera stopped: decide what is left
-                for decision in await self._finish(stream, self._door(last), last, stream.tracks.tracks):
+                for decision in await self._finish(self._door(last), last, stream.tracks.tracks):
                     yield decision
         finally:
             receiver.cancel()
+            if stream is not None:
+                self._streaming.pop(stream.tracks.door_id, None)
 
     async def _process(self, stream: DoorStream, door: Door, frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
         """Detect (unless every face in view is decided), follow tracks, embed the faces of
@@ -242,23 +259,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             faces = (await self._batched(self._detect).submit([frame.frame]))[0]  # as sent: JPEG is smaller
         except BackendError as exc:
-            return await self._failed(stream, frame, door, exc)
+            return await self._failed(frame, door, exc)
         FACES.labels(door.door_id, door.site).inc(len(faces))
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door.door_id, door.site).inc(len({t.track_id for t in assigned} - before))
         wanted = [(f, t) for f, t in zip(faces, assigned) if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
-        decisions = await self._finish(stream, door, frame, tracks.ended)
+        decisions = await self._finish(door, frame, tracks.ended)
         if not wanted:
             return decisions
         try:
             embeddings = await self._batched(self._embed).submit([f.crop for f, _ in wanted])
             EMBEDDED.labels(door.door_id, door.site).inc(len(wanted))
             EMBED_CALLS.labels(door.door_id, door.site).inc()
-            results = await backends.identify(embeddings, door.site, door.target_far)
+            results = await backends.identify(embeddings, door.site, door.target_far or 0.0)
         except BackendError as exc:
-            return decisions + await self._failed(stream, frame, door, exc)
-        stream.failing_since = 0.0
+            return decisions + await self._failed(frame, door, exc)
+        self._failing_since.pop(door.door_id, None)
         model_key = f"{embeddings[0].model_id}@{embeddings[0].model_version}"
         fresh = []
         for (face, track), result in zip(wanted, results):
@@ -268,51 +285,65 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 fresh.append(await self._decision(frame, door, track, verdict, model_key))
         return decisions + await self._publish(fresh)
 
-    async def _finish(self, stream: DoorStream, door: Door, frame: gateway_pb2.CameraFrame,
+    async def _finish(self, door: Door, frame: gateway_pb2.CameraFrame,
                       tracks: list[Track]) -> list[gateway_pb2.Decision]:
         """Tracks that left undecided but were embedded at least once: decided on what was seen,
-        never granted (one frame is not enough to open a door)."""
+        never granted (too few frames agreed)."""
         decisions = []
         for track in tracks:
             if track.decided or not track.observations:
                 continue
-            verdict = fuse(track.observations, 1, len(track.observations))
-            assert verdict is not None
-            if verdict.kind == "match":
-                verdict = Verdict("review", verdict.observation, verdict.frames,
-                                  f"left before {door.frames_needed} frames agreed: {verdict.reason}")
-            track.verdict = verdict
-            decisions.append(await self._decision(frame, door, track, verdict, ""))
+            track.verdict = leftover(track.observations)
+            decisions.append(await self._decision(frame, door, track, track.verdict, ""))
         return await self._publish(decisions)
 
     async def _decision(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
                         model_key: str) -> gateway_pb2.Decision:
+        """The track's decision; a match needs the person's access groups, read from the matcher
+        at every decision (no cache: a deleted person or a removed group takes effect at once)."""
         policy = None
         if verdict.kind == "match":
             backends, _ = self._ready()
             try:
                 groups = await backends.groups_of(verdict.observation.identity_id)
-                policy = may_pass(door, groups, dt.datetime.now(dt.timezone.utc))
             except BackendError as exc:
-                policy = PolicyAnswer(False, f"access groups unavailable ({exc}); door stays locked")
+                if exc.code == grpc.StatusCode.NOT_FOUND:  # deleted since it was matched (another replica)
+                    return decide(frame, door, track, verdict, model_key, PolicyAnswer(
+                        False, f"{verdict.observation.identity_id} is no longer enrolled"))
+                BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
+                self._failing_since[door.door_id] = time.monotonic()
+                failed = error_decision(frame, door.site, f"access groups of {verdict.observation.identity_id} "
+                                                          f"unavailable ({exc})")
+                failed.track_id, failed.identity_id, failed.frames = track.track_id, verdict.observation.identity_id, verdict.frames
+                return failed
+            policy = may_pass(door, groups, dt.datetime.now(dt.timezone.utc))
         return decide(frame, door, track, verdict, model_key, policy)
 
-    async def _failed(self, stream: DoorStream, frame: gateway_pb2.CameraFrame, door: Door,
-                      exc: BackendError) -> list[gateway_pb2.Decision]:
-        """A backend failed: say so (an error decision, door locked), at most every ERROR_REPEAT s."""
+    async def _failed(self, frame: gateway_pb2.CameraFrame, door: Door, exc: BackendError) -> list[gateway_pb2.Decision]:
+        """A backend failed: say so (an error decision, door locked), at most once per door every
+        ERROR_REPEAT s while it lasts (every failure is counted in the metric)."""
         BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
         now = time.monotonic()
-        if stream.failing_since and now - stream.failing_since < ERROR_REPEAT:
+        since = self._failing_since.get(door.door_id)
+        if since is not None and now - since < ERROR_REPEAT:
             return []
-        stream.failing_since = now
+        self._failing_since[door.door_id] = now
         return await self._publish([error_decision(frame, door.site, str(exc))])
 
     async def _publish(self, decisions: list[gateway_pb2.Decision]) -> list[gateway_pb2.Decision]:
-        """Audit first (durable), then tell watchers and door controllers."""
+        """Audit first (durable), then tell watchers and door controllers. If the audit log cannot
+        take them, nothing is published (no unlock without its record): the stream fails with
+        UNAVAILABLE and the camera reconnects."""
         if not decisions:
             return decisions
         _, audit = self._ready()
-        await asyncio.to_thread(audit.record, decisions)
+        try:
+            await asyncio.to_thread(audit.record, decisions)
+        except Exception as exc:  # sqlite3 errors, a full disk...: the decisions are not recorded
+            BACKEND_ERRORS.labels("audit", type(exc).__name__).inc()
+            log.error("audit log write failed; %d decisions not published: %s", len(decisions), exc)
+            raise Unavailable(f"audit log unavailable ({exc}); no decision is published without its record, "
+                              "door stays locked") from exc
         for decision in decisions:
             self._hub.publish(decision)
         return decisions

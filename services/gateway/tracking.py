@@ -2,8 +2,9 @@
 
 One frame is a poor witness. Faces are followed across a door's frames by box overlap (IoU), so
 the gateway embeds a few good frames of each track instead of every face of every frame, and
-decides once per track when enough frames agree (`frames_needed`, per door). A decided track is
-not embedded again while it stays in view; a track nobody saw for `timeout` seconds ends.
+decides once per track when enough frames agree (`frames_needed`, per door, at least 2) and none
+disagrees (`fuse` states the rule). A decided track is not embedded again while it stays in view;
+a track nobody saw for `timeout` seconds ends.
 """
 
 from __future__ import annotations
@@ -69,38 +70,78 @@ class Track:
         return self.verdict
 
 
+MIN_FRAMES_TO_GRANT = 2  # one frame never opens a door
+
+
 def fuse(observations: list[Observation], frames_needed: int, max_embeddings: int) -> Verdict | None:
-    """A verdict once `frames_needed` frames agree: the same accepted person (match), no one
-    (unknown) or a near tie (review); review as well when the budget is spent without agreement.
-    None while more frames are needed."""
+    """The verdict of a track's embedded frames, or None while more frames are needed.
+
+    - **match**: `frames_needed` frames accepted the same person and no frame of the track
+      conflicts with it (accepted as someone else, or ambiguous between two people);
+    - **review** as soon as frames conflict (two people accepted, or a person and an ambiguous
+      frame: the track can no longer be granted), when `frames_needed` frames were ambiguous,
+      or when the embedding budget is spent without a verdict;
+    - **unknown**: `frames_needed` frames with no one within the threshold and none accepted or
+      ambiguous.
+    """
+    if frames_needed < MIN_FRAMES_TO_GRANT:
+        raise ValueError(f"frames_needed={frames_needed}: at least {MIN_FRAMES_TO_GRANT} (one frame never opens a door)")
     accepted: dict[str, list[Observation]] = {}
     for o in observations:
         if o.accepted:
             accepted.setdefault(o.identity_id, []).append(o)
-    for identity_id, votes in accepted.items():
+    ambiguous = [o for o in observations if o.ambiguous]
+    unknown = [o for o in observations if not o.accepted and not o.ambiguous]
+    if len(accepted) > 1 or (accepted and ambiguous):
+        best = min((o for votes in accepted.values() for o in votes), key=lambda o: o.distance)
+        return Verdict("review", best, len(observations), f"frames disagree ({_tally(observations)}); needs review")
+    if accepted:
+        (identity_id, votes), = accepted.items()
         if len(votes) >= frames_needed:
             best = min(votes, key=lambda o: o.distance)
             return Verdict("match", best, len(observations),
-                           f"{identity_id} in {len(votes)} of {len(observations)} frames, best distance "
-                           f"{best.distance:.3f} <= {best.threshold:.3f}")
-    unknown = [o for o in observations if not o.accepted and not o.ambiguous]
-    if len(unknown) >= frames_needed and not accepted:
-        nearest = min(unknown, key=lambda o: o.distance)
-        who = f"nearest {nearest.identity_id} at {nearest.distance:.3f}" if nearest.identity_id else "gallery empty"
-        return Verdict("unknown", nearest, len(observations),
-                       f"no identity within threshold {nearest.threshold:.3f} in {len(unknown)} frames ({who})")
-    ambiguous = [o for o in observations if o.ambiguous]
-    if len(ambiguous) >= frames_needed:
+                           f"{identity_id} in {len(votes)} of {len(observations)} frames and no other person in any, "
+                           f"best distance {best.distance:.3f} <= {best.threshold:.3f}")
+    elif len(ambiguous) >= frames_needed:
         best = min(ambiguous, key=lambda o: o.distance)
         return Verdict("review", best, len(observations),
                        f"ambiguous in {len(ambiguous)} frames: {best.identity_id} and another person fit about "
                        "equally; needs review")
+    elif len(unknown) >= frames_needed and not ambiguous:
+        return _unknown(unknown, len(observations))
     if len(observations) >= max_embeddings:
         best = min(observations, key=lambda o: o.distance)
-        seen = sorted({o.identity_id or "unknown" for o in observations})
         return Verdict("review", best, len(observations),
-                       f"{len(observations)} frames disagree ({', '.join(seen)}); needs review")
+                       f"no verdict in {len(observations)} frames ({_tally(observations)}); needs review")
     return None
+
+
+def leftover(observations: list[Observation]) -> Verdict:
+    """The verdict of a track that left before `fuse` reached one: never a match (too few
+    frames agreed), so a recognised person goes to review; strangers seen only in frames with
+    no one within the threshold are unknown."""
+    accepted = {o.identity_id for o in observations if o.accepted}
+    if not accepted and not any(o.ambiguous for o in observations):
+        return _unknown(observations, len(observations))
+    best = min(observations, key=lambda o: o.distance)
+    return Verdict("review", best, len(observations),
+                   f"left before enough frames agreed ({_tally(observations)}); needs review")
+
+
+def _unknown(unknown: list[Observation], frames: int) -> Verdict:
+    nearest = min(unknown, key=lambda o: o.distance)
+    who = f"nearest {nearest.identity_id} at {nearest.distance:.3f}" if nearest.identity_id else "gallery empty"
+    return Verdict("unknown", nearest, frames,
+                   f"no identity within threshold {nearest.threshold:.3f} in {len(unknown)} frames ({who})")
+
+
+def _tally(observations: list[Observation]) -> str:
+    """'alice 2, carol 1, ambiguous 1, unknown 1' for a reason text."""
+    counts: dict[str, int] = {}
+    for o in observations:
+        key = o.identity_id if o.accepted else "ambiguous" if o.ambiguous else "unknown"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 def affinity(a: common_pb2.Box, b: common_pb2.Box) -> float:

@@ -40,6 +40,8 @@ class ExactIndex:
         self._owners: list[tuple[str, str]] = []  # (identity_id, display_name) per row
         self._slot: dict[int, int] = {}  # pk -> row
         self._sites: dict[str, int] = {"": 0}  # site -> code; code 0 = no site
+        self._site_names: list[str] = [""]  # code -> site
+        self._by_identity: dict[str, set[int]] = {}  # identity id -> its pks
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -52,7 +54,11 @@ class ExactIndex:
                 capacity = max(needed, 2 * len(self._vectors))
                 self._vectors = np.resize(self._vectors, (capacity, self.dim))
                 self._site_codes = np.resize(self._site_codes, capacity)
-            code = self._sites.setdefault(site, len(self._sites))
+            if site not in self._sites:
+                self._sites[site] = len(self._site_names)
+                self._site_names.append(site)
+            code = self._sites[site]
+            owned = self._by_identity.setdefault(identity_id, set())
             for pk, vector in zip(pks, vectors):
                 row = len(self._pks)
                 self._vectors[row] = vector
@@ -60,6 +66,7 @@ class ExactIndex:
                 self._pks.append(pk)
                 self._owners.append((identity_id, display_name))
                 self._slot[pk] = row
+                owned.add(pk)
 
     def remove(self, pks: list[int]) -> None:
         with self._lock:
@@ -67,6 +74,10 @@ class ExactIndex:
                 row = self._slot.pop(pk, None)
                 if row is None:
                     continue
+                owner = self._owners[row][0]
+                self._by_identity[owner].discard(pk)
+                if not self._by_identity[owner]:
+                    del self._by_identity[owner]
                 last = len(self._pks) - 1
                 if row != last:  # move the last row into the hole
                     moved = self._pks[last]
@@ -76,6 +87,13 @@ class ExactIndex:
                     self._slot[moved] = row
                 self._pks.pop()
                 self._owners.pop()
+
+    def templates_of(self, identity_id: str) -> list[tuple[int, str, str, np.ndarray]]:
+        """(pk, site, display name, a copy of the vector) of each template of the identity."""
+        with self._lock:
+            rows = [(pk, self._slot[pk]) for pk in self._by_identity.get(identity_id, ())]
+            return [(pk, self._site_names[self._site_codes[row]], self._owners[row][1], self._vectors[row].copy())
+                    for pk, row in rows]
 
     def search(self, probes: np.ndarray, limit: int, site: str = "") -> list[list[TemplateHit]]:
         """The `limit` most similar templates per probe, most similar first. With a site, only

@@ -2,14 +2,20 @@
 
 Two collections:
 - `<name>_identities`: one row per person, keyed by `identity_id` (display name, site, groups,
-  metadata, model, creation time, and the primary keys of its templates);
+  metadata, model, creation time);
 - `<name>_templates`: one row per embedding: the vector, its identity, site and model, so a
   search filters by site and model in the same call.
-Every lookup is by primary key: Milvus Lite answers those in ~3 ms at 10k rows, while a
-filtered scalar query (`identity_id == ...`) scans every row (~150-270 ms there).
-Write order keeps the gallery consistent if a process dies mid-call: an identity's row is
-written before its new templates and deleted after them, so a template never exists without
-its identity (at worst an identity lists a template that was never written, which is ignored).
+
+Ownership is a field of the template (`identity_id`), never a list kept on the identity row:
+two matchers enrolling one person at once cannot lose each other's templates, and deletion
+removes every template that names the person, whoever wrote it. A template's primary key is a
+hash of its identity, site, name and vector, so retrying an enrolment writes the same rows
+again (upsert) instead of adding copies. Write order keeps the gallery safe if a process dies
+mid-call: the identity row is written before its templates, and templates rewritten under a
+new site or name are written before the old copies are deleted; a later enrolment or deletion
+of the person finishes what a crash left (the stale copies are found by their site and name).
+An identity has at most `MAX_TEMPLATES_PER_IDENTITY` templates, so a search window of that
+many templates per identity wanted always holds the nearest identities (see `identify`).
 
 `uri` is a local file for embedded Milvus Lite (the default; one process at a time: Lite locks
 its data) or `http://host:19530` for a Milvus server or cluster: same code either way.
@@ -20,9 +26,10 @@ of the templates (`exact_index.py` says why); with a server, in Milvus.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -30,11 +37,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.core.failpoints import failpoint
 from services.matcher.exact_index import ExactIndex, TemplateHit
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
 MAX_TEMPLATES_PER_CALL = 100
+MAX_TEMPLATES_PER_IDENTITY = 32
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
 # Consistency on a Milvus server (Lite has one process and sees its writes at once).
 # Read-modify-write (enrol, delete) reads Strong: it sees every write acknowledged before it.
@@ -120,11 +129,23 @@ class RecentDeletes:
         return at is not None and time.monotonic() - at < self._horizon
 
 
-def template_pks(row: dict) -> list[int]:
-    """The primary keys of an identity's templates. Stored as {"pks": [...]}: a Milvus server's
-    JSON field takes objects only (galleries written before that stored a bare list)."""
-    value = row["template_pks"] or {}
-    return list(value.get("pks", ()) if isinstance(value, dict) else value)
+def template_pk(identity: Identity, vector: np.ndarray) -> int:
+    """A template's primary key: the same person, site, name and vector always give the same
+    key (63 bits of a SHA-256), so a retried write replaces rows instead of adding copies."""
+    digest = hashlib.sha256(f"{identity.identity_id}\0{identity.site}\0{identity.display_name}\0".encode())
+    digest.update(np.asarray(vector, "<f4").tobytes())
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    """Where one stored template belongs (its vector only when asked for)."""
+
+    pk: int
+    identity_id: str
+    site: str
+    display_name: str
+    vector: np.ndarray | None = None
 
 
 def cosine_to_distance(similarity: float) -> float:
@@ -137,8 +158,7 @@ class Gallery:
     # Milvus requires a vector field in every collection; the identities table has no use for
     # one, so it carries a constant 2-d placeholder.
     _PLACEHOLDER = [0.0, 0.0]
-    _IDENTITY_FIELDS = ["identity_id", "display_name", "site", "groups", "metadata", "model_key", "created_ms",
-                        "template_pks"]
+    _IDENTITY_FIELDS = ["identity_id", "display_name", "site", "groups", "metadata", "model_key", "created_ms"]
 
     def __init__(self, uri: str, model_key: str, dim: int, threshold: float,
                  collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0,
@@ -205,7 +225,8 @@ class Gallery:
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("model_key", DataType.VARCHAR, max_length=128)
         schema.add_field("created_ms", DataType.INT64)
-        schema.add_field("template_pks", DataType.JSON)
+        schema.add_field("template_pks", DataType.JSON)  # unused (ownership is the templates' field); kept so
+        # galleries written before and after share one schema
         schema.add_field("placeholder", DataType.FLOAT_VECTOR, dim=len(self._PLACEHOLDER))
         index = self._client.prepare_index_params()
         index.add_index("placeholder", index_type="FLAT", metric_type="L2")
@@ -247,47 +268,48 @@ class Gallery:
     # -- writes -------------------------------------------------------------------------------
 
     def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str) -> tuple[Identity, int]:
-        """Add templates (validated first: nothing is written unless everything is valid)."""
+        """Add templates (validated first: nothing is written unless everything is valid).
+        Idempotent: sending the same embeddings again adds nothing."""
         vectors = self._check_enrolment(identity, vectors, model_key)
 
         with self._lock:
             row = self._identity_row(identity.identity_id)
-            now = int(time.time() * 1000)
-            if row is None:
-                current, pks = Identity(identity.identity_id, model_key=self.model_key, created_ms=now), []
-            else:
-                current, pks = self._identity_of(row), template_pks(row)
+            current = self._identity_of(row) if row is not None else Identity(
+                identity.identity_id, model_key=self.model_key, created_ms=int(time.time() * 1000))
             merged = self._merge(current, identity)
-            new_pks = [secrets.randbits(63) for _ in vectors]
-            moved: list[dict] = []
-            if row is not None and (merged.site, merged.display_name) != (current.site, current.display_name):
-                # Template rows carry site and name for search: rewrite them under new keys.
-                moved = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **STRONG))
-                vectors = np.concatenate([vectors, np.asarray([m["vector"] for m in moved], np.float32)])
-                new_pks += [secrets.randbits(63) for _ in moved]
-            moved_pks = {m["pk"] for m in moved}
-            kept = [pk for pk in pks if pk not in moved_pks]
-            self._client.upsert(self._identities, [self._identity_record(merged, kept + new_pks)])
-            try:
-                self._client.insert(self._templates,
-                                    [self._template_record(merged, pk, v) for pk, v in zip(new_pks, vectors)])
-            except Exception:  # put the identity back as it was: the call failed as a whole
-                if row is None:
-                    self._client.delete(self._identities, ids=[identity.identity_id])
-                else:
-                    self._client.upsert(self._identities, [self._identity_record(current, pks)])
-                raise
-            if self._exact is not None:
-                self._exact.add(new_pks, vectors, merged.identity_id, merged.display_name, merged.site)
-            self._deleted.discard(identity.identity_id)
-            if moved:
-                self._client.delete(self._templates, ids=[m["pk"] for m in moved])
-                self._deleted.add([m["pk"] for m in moved])
+            stored = self._templates_of([identity.identity_id], vectors=False, consistency=STRONG)
+            # Templates under another site or name (a move, or the leftovers of one a crash
+            # interrupted) are rewritten under the identity's current ones, then deleted.
+            stale = [t for t in stored if (t.site, t.display_name) != (merged.site, merged.display_name)]
+            asked = {template_pk(merged, v) for v in vectors}
+            if stale:
+                moved = self._templates_of([identity.identity_id], vectors=True, consistency=STRONG, pks=[t.pk for t in stale])
+                vectors = np.concatenate([vectors, np.asarray([t.vector for t in moved], np.float32).reshape(-1, self.dim)])
+            records = {}
+            for vector in vectors:
+                pk = template_pk(merged, vector)
+                records[pk] = self._template_record(merged, pk, vector)
+            kept = {t.pk for t in stored} - {t.pk for t in stale}
+            total = len(kept | records.keys())
+            if total > MAX_TEMPLATES_PER_IDENTITY:
+                raise FailedPrecondition(
+                    f"identity {identity.identity_id!r} would have {total} templates; at most "
+                    f"{MAX_TEMPLATES_PER_IDENTITY} per person (more add little and crowd searches): delete the "
+                    "identity and re-enrol it from its best photos")
+            self._client.upsert(self._identities, [self._identity_record(merged)])  # identity before its templates
+            if records:
+                self._client.upsert(self._templates, list(records.values()))
                 if self._exact is not None:
-                    self._exact.remove([m["pk"] for m in moved])
-            self._unflushed += len(new_pks)
-        added = len(new_pks) - len(moved)
-        return replace(merged, template_count=len(kept) + len(new_pks)), added
+                    self._exact.remove(list(records))
+                    self._exact.add(list(records), np.asarray([r["vector"] for r in records.values()], np.float32),
+                                    merged.identity_id, merged.display_name, merged.site)
+            if stale:
+                failpoint("gallery.enroll.before_stale_delete")
+                self._remove_templates([t.pk for t in stale if t.pk not in records])
+            self._deleted.discard(identity.identity_id)
+            self._unflushed += len(records)
+        added = len(asked - {t.pk for t in stored})
+        return replace(merged, template_count=total), added
 
     def _check_enrolment(self, identity: Identity, vectors: np.ndarray, model_key: str) -> np.ndarray:
         check_id(identity.identity_id)
@@ -298,8 +320,9 @@ class Gallery:
             raise InvalidArgument("display_name: at most 512 characters")
         self.check_model(model_key)
         vectors = self.check_vectors(vectors, "embeddings")
-        if len(vectors) > MAX_TEMPLATES_PER_CALL:
-            raise InvalidArgument(f"embeddings: {len(vectors)} templates; at most {MAX_TEMPLATES_PER_CALL} per call")
+        limit = min(MAX_TEMPLATES_PER_CALL, MAX_TEMPLATES_PER_IDENTITY)
+        if len(vectors) > limit:
+            raise InvalidArgument(f"embeddings: {len(vectors)} templates; at most {limit} per call")
         return vectors
 
     def enroll_new(self, people: list[tuple[Identity, np.ndarray]], model_key: str, chunk: int = 2000) -> int:
@@ -317,8 +340,8 @@ class Gallery:
                                            **STRONG)
                 if present:
                     raise InvalidArgument(f"people: {present[0]['identity_id']!r} is enrolled already; use enroll")
-            pks = [[secrets.randbits(63) for _ in vectors] for _, vectors in checked]
-            identity_rows = [self._identity_record(identity, keys) for (identity, _), keys in zip(checked, pks)]
+            pks = [[template_pk(identity, v) for v in vectors] for identity, vectors in checked]
+            identity_rows = [self._identity_record(identity) for identity, _ in checked]
             template_rows = [self._template_record(identity, pk, v)
                              for (identity, vectors), keys in zip(checked, pks) for pk, v in zip(keys, vectors)]
             for start in range(0, len(identity_rows), chunk):  # identities before their templates
@@ -332,21 +355,48 @@ class Gallery:
         return len(template_rows)
 
     def delete(self, identity_id: str) -> int:
+        """Remove the person and every template that names them (including any a crashed or
+        concurrent enrolment left without an identity row). NOT_FOUND if there is neither."""
         check_id(identity_id)
         with self._lock:
             row = self._identity_row(identity_id)
-            if row is None:
+            pks = [t.pk for t in self._templates_of([identity_id], vectors=False, consistency=STRONG)]
+            if row is None and not pks:
                 raise NotFound(f"identity {identity_id!r} is not enrolled")
-            pks = template_pks(row)
-            if pks:
-                self._client.delete(self._templates, ids=pks)
-                self._deleted.add(pks)
-                if self._exact is not None:
-                    self._exact.remove(pks)
+            self._remove_templates(pks)
             self._client.delete(self._identities, ids=[identity_id])
             self._deleted.add([identity_id])
+            if self._exact is None:  # a server may have other writers: sweep what one wrote meanwhile
+                late = [t.pk for t in self._templates_of([identity_id], vectors=False, consistency=STRONG)]
+                self._remove_templates(late)
+                pks += late
             self._unflushed += len(pks) + 1
         return len(pks)
+
+    def _remove_templates(self, pks: list[int]) -> None:
+        if not pks:
+            return
+        self._client.delete(self._templates, ids=pks)
+        self._deleted.add(pks)
+        if self._exact is not None:
+            self._exact.remove(pks)
+
+    def _templates_of(self, identity_ids: list[str], vectors: bool, consistency: dict,
+                      pks: list[int] | None = None) -> list[TemplateRow]:
+        """The stored templates of these identities (of this model), optionally only `pks`."""
+        if not identity_ids:
+            return []
+        if self._exact is not None:  # the in-memory copy mirrors a Lite gallery exactly (one process)
+            return [TemplateRow(pk, i, site, name, vector if vectors else None) for i in identity_ids
+                    for pk, site, name, vector in self._exact.templates_of(i) if pks is None or pk in pks]
+        clauses = [f"identity_id in {json.dumps(identity_ids)}", f'model_key == "{self.model_key}"']
+        if pks is not None:
+            clauses.append(f"pk in {json.dumps(pks)}")
+        fields = ["pk", "identity_id", "site", "display_name"] + (["vector"] if vectors else [])
+        rows = self._client.query(self._templates, filter=" and ".join(clauses), output_fields=fields, **consistency)
+        return [TemplateRow(r["pk"], r["identity_id"], r["site"], r["display_name"],
+                            np.asarray(r["vector"], np.float32) if vectors else None)
+                for r in rows if r["pk"] not in self._deleted]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -355,21 +405,26 @@ class Gallery:
         row = self._identity_row(identity_id)
         if row is None:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
-        return self._identity_of(row)
+        count = len(self._templates_of([identity_id], vectors=False, consistency=STRONG))
+        return replace(self._identity_of(row), template_count=count)
 
     def list(self, page_size: int, page_token: str, site: str) -> tuple[list[Identity], str]:
         rows, token = self._page_rows(page_size, page_token, site)
-        return [self._identity_of(r) for r in rows], token
+        counts: dict[str, int] = {}
+        for template in self._templates_of([r["identity_id"] for r in rows], vectors=False, consistency=STRONG):
+            counts[template.identity_id] = counts.get(template.identity_id, 0) + 1
+        return [replace(self._identity_of(r), template_count=counts.get(r["identity_id"], 0)) for r in rows], token
 
     def export_page(self, page_token: str, site: str, page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
         """A page of identities with their template vectors, and the token of the next page."""
         rows, token = self._page_rows(page_size, page_token, site)
+        templates: dict[str, list[np.ndarray]] = {}
+        for template in self._templates_of([r["identity_id"] for r in rows], vectors=True, consistency=STRONG):
+            templates.setdefault(template.identity_id, []).append(template.vector)
         page = []
         for row in rows:
-            pks = template_pks(row)
-            templates = self._client.get(self._templates, ids=pks, output_fields=["vector"], **STRONG) if pks else []
-            vectors = np.asarray([t["vector"] for t in templates], np.float32).reshape(-1, self.dim)
-            page.append((self._identity_of(row), vectors))
+            vectors = np.asarray(templates.get(row["identity_id"], []), np.float32).reshape(-1, self.dim)
+            page.append((replace(self._identity_of(row), template_count=len(vectors)), vectors))
         return page, token
 
     def _page_rows(self, page_size: int, page_token: str, site: str) -> tuple[list[dict], str]:
@@ -406,9 +461,8 @@ class Gallery:
             raise InvalidArgument(f"classifier: {classifier!r}; must be one of {CLASSIFIERS}")
         probes = self.check_vectors(probes, "probes")
         threshold = threshold or self.threshold
-        window = min(SEARCH_WINDOW, max(top_k * 16, k))
         results = []
-        for hits in self._search(probes, window, site):
+        for hits in self._nearest_identities(probes, max(top_k, 2), k, site):
             best: dict[str, Candidate] = {}
             for hit in hits:  # templates, nearest first: keep each identity's best
                 if hit.identity_id not in best:
@@ -421,6 +475,21 @@ class Gallery:
             ambiguous = within and any(
                 c.distance - ranked[0].distance < self.ambiguity_gap for c in ranked[1:])
             results.append(Identification(not within or ambiguous, tuple(ranked[:top_k]), threshold, ambiguous))
+        return results
+
+    def _nearest_identities(self, probes: np.ndarray, identities: int, k: int, site: str) -> list[list[TemplateHit]]:
+        """Per probe, the nearest templates: enough of them to hold the `identities` nearest
+        identities (at least 2, for the ambiguity rule) and the `k` nearest templates. An
+        identity has at most MAX_TEMPLATES_PER_IDENTITY templates, so that many per identity
+        wanted is always enough; galleries enrolled before the cap may hold more, so a probe
+        whose window is full of fewer identities is searched again in a wider one."""
+        window = min(SEARCH_WINDOW, max(k, identities * MAX_TEMPLATES_PER_IDENTITY))
+        results = self._search(probes, window, site)
+        for i, hits in enumerate(results):
+            wider = window
+            while len(hits) >= wider and wider < SEARCH_WINDOW and len({h.identity_id for h in hits}) < identities:
+                wider = min(SEARCH_WINDOW, wider * 4)
+                hits = results[i] = self._search(probes[i:i + 1], wider, site)[0]
         return results
 
     @staticmethod
@@ -458,11 +527,10 @@ class Gallery:
         self.check_model(model_key)
         probe = self.check_vectors(probe[None, :] if probe.ndim == 1 else probe, "probe")[0]
         row = self._identity_row(identity_id, SESSION) if identity_id not in self._deleted else None
-        pks = [pk for pk in template_pks(row) if pk not in self._deleted] if row is not None else []
-        templates = list(self._client.get(self._templates, ids=pks, output_fields=["vector"], **SESSION)) if pks else []
+        templates = self._templates_of([identity_id], vectors=True, consistency=SESSION) if row is not None else []
         if not templates:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
-        vectors = np.asarray([t["vector"] for t in templates], np.float32)
+        vectors = np.asarray([t.vector for t in templates], np.float32)
         return float(np.min(np.linalg.norm(vectors - probe, axis=1)))
 
     def count(self) -> int:
@@ -498,11 +566,11 @@ class Gallery:
                                 **consistency)
         return dict(rows[0]) if rows else None
 
-    def _identity_record(self, identity: Identity, template_pks: list[int]) -> dict:
+    def _identity_record(self, identity: Identity) -> dict:
         return {
             "identity_id": identity.identity_id, "display_name": identity.display_name, "site": identity.site,
             "groups": list(identity.groups), "metadata": dict(identity.metadata), "model_key": identity.model_key,
-            "created_ms": identity.created_ms, "template_pks": {"pks": template_pks}, "placeholder": self._PLACEHOLDER,
+            "created_ms": identity.created_ms, "template_pks": {}, "placeholder": self._PLACEHOLDER,
         }
 
     def _template_record(self, identity: Identity, pk: int, vector: np.ndarray) -> dict:
@@ -517,7 +585,7 @@ class Gallery:
         return Identity(
             identity_id=row["identity_id"], display_name=row["display_name"], site=row["site"],
             groups=tuple(row["groups"] or ()), metadata=dict(row["metadata"] or {}),
-            template_count=len(template_pks(row)), model_key=row["model_key"], created_ms=int(row["created_ms"]),
+            model_key=row["model_key"], created_ms=int(row["created_ms"]),
         )
 
     @staticmethod

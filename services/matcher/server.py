@@ -35,8 +35,8 @@ class MatcherServiceSettings(ServerSettings):
     index_params: str = setting("", 'index build parameters as JSON, e.g. {"M": 16, "efConstruction": 200} '
                                 "(used when the collection is created)", json_object)
     search_params: str = setting("", 'search parameters as JSON, e.g. {"ef": 128} or {"nprobe": 32}', json_object)
-    site_far: str = setting("", 'per-site default false-accept rate as JSON, e.g. {"server-room": 0.0001}: '
-                            "Identify calls for that site without their own target use it", json_object)
+    site_far: str = setting("", 'per-site false-accept rate as JSON, e.g. {"server-room": 0.0001}: Identify '
+                            "calls for that site are decided at the stricter of it and their own target", json_object)
     search: str = setting("auto", "where Identify searches: memory (exact, in-process copy of the templates), "
                           "milvus, or auto (memory for a Lite file, milvus for a server)", one_of(*SEARCH_MODES))
     model: str = setting(DEFAULT_MODEL, "embedding model the gallery holds (its card gives dim and threshold)")
@@ -116,19 +116,21 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return self._gallery
 
     def _threshold(self, max_distance: float, target_far: float, site: str = "") -> float:
-        """An explicit distance, else the model's threshold for the FAR asked for, else the site's
-        configured FAR (--site-far), else the model's default."""
+        """The distance threshold of a call: its explicit `max_distance`, else the model's
+        threshold for its `target_far`, else the model's default; then, if the call names a site
+        with a configured FAR (--site-far), the stricter of that and the site's threshold. A
+        caller can tighten a site's FAR, never loosen it."""
         assert self._card is not None
         if not 0 <= max_distance <= 2:
             raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, 2], or 0 to use target_far")
-        if max_distance:
-            return max_distance
         if not 0 <= target_far < 1:
-            raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), or 0 for the model default")
+            raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), or 0 for the site's or the model's default")
         try:
-            return self._card.threshold_for(target_far or self._site_far.get(site) or None)
+            asked = max_distance or self._card.threshold_for(target_far or None)
         except ValueError as exc:
             raise InvalidArgument(f"target_far: {exc}") from exc
+        site_far = self._site_far.get(site)
+        return min(asked, self._card.threshold_for(site_far)) if site_far else asked
 
     async def Enroll(self, request: matcher_pb2.EnrollRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
         gallery = self._ready()
