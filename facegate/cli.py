@@ -371,6 +371,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    import grpc
+
+    from facegate.v1 import gateway_pb2
+
+    request = gateway_pb2.EraseIdentityRequest(identity_id=args.id, pseudonymise_decisions=args.pseudonymise,
+                                               reason=args.reason)
+    try:
+        reply = _gateway(args).EraseIdentity(request, timeout=args.timeout)
+    except grpc.RpcError as exc:
+        return _rpc_failed("erase", exc)
+    print(json.dumps({"templates_removed": reply.templates_removed,
+                      "decisions_pseudonymised": reply.decisions_pseudonymised, "pseudonym": reply.pseudonym}))
+    return 0
+
+
 def _matcher(args: argparse.Namespace) -> Any:
     from facegate.v1 import matcher_pb2_grpc
     from services.core.channels import blocking_channel
@@ -536,6 +552,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     gateway_options(p)
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("erase", help="right to erasure: delete a person from the gallery, optionally "
+                                     "pseudonymising their past decisions (recorded as an admin action)")
+    p.add_argument("--id", required=True, help="identity id")
+    p.add_argument("--pseudonymise", action="store_true",
+                   help="replace the person's id and name in past decisions by a random pseudonym")
+    p.add_argument("--reason", default="", help="why, e.g. a ticket number (kept with the admin action)")
+    gateway_options(p)
+    p.set_defaults(func=cmd_erase)
 
     p = sub.add_parser("watch", help="print every decision as it is made")
     p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")

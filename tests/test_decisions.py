@@ -18,8 +18,11 @@ LOBBY = Door("lobby", "hq", groups=frozenset({"staff"}), frames_needed=2)
 MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
 
 
-def seen(identity: str = "alice", distance: float = 0.30, accepted: bool = True, ambiguous: bool = False) -> Observation:
-    return Observation(identity, identity.title(), distance, accepted, ambiguous, 0.37)
+def seen(identity: str = "alice", distance: float = 0.30, accepted: bool = True, ambiguous: bool = False,
+         rival: str = "") -> Observation:
+    """A frame's answer; an ambiguous one names the rival that was also within the threshold."""
+    matched = {identity} if accepted else {identity, *([rival] if rival else [])} if ambiguous else set()
+    return Observation(identity, identity.title(), distance, accepted, ambiguous, 0.37, frozenset(matched))
 
 
 def track() -> Track:
@@ -37,7 +40,7 @@ def test__a_person_is_matched_only_when_enough_frames_agree():
 def test__strangers_need_as_many_frames_and_disagreement_goes_to_review():
     unknown = fuse([seen("bob", 0.6, accepted=False), seen("bob", 0.7, accepted=False)], 2, 4)
     mixed = fuse([seen("alice"), seen("bob", 0.5, accepted=False), seen("carol"), seen("bob", 0.6, False)], 2, 4)
-    tie = fuse([seen(accepted=False, ambiguous=True)] * 2, 2, 4)
+    tie = fuse([seen(accepted=False, ambiguous=True, rival="bob")] * 2, 2, 4)
 
     assert unknown is not None and unknown.kind == "unknown" and "nearest bob" in unknown.reason
     assert mixed is not None and mixed.kind == "review" and "disagree" in mixed.reason
@@ -48,15 +51,23 @@ def test__frames_that_accepted_another_person_send_the_track_to_review_even_if_k
     verdict = fuse([seen("alice"), seen("carol"), seen("alice")], frames_needed=2, max_embeddings=4)
 
     assert verdict is not None and verdict.kind == "review"
-    assert verdict.reason == "frames disagree (alice 2, carol 1); needs review"
+    assert verdict.reason == "frames disagree (alice 2, carol 1; matched alice, carol); needs review"
 
 
-def test__an_ambiguous_frame_between_agreeing_frames_blocks_the_grant():
-    middle = fuse([seen("alice"), seen("alice", ambiguous=True, accepted=False), seen("alice")], 2, 4)
-    first = fuse([seen("alice", ambiguous=True, accepted=False), seen("alice")], 2, 4)
+def test__an_ambiguous_frame_with_another_person_within_the_threshold_blocks_the_grant():
+    middle = fuse([seen("alice"), seen("alice", ambiguous=True, accepted=False, rival="carol"), seen("alice")], 2, 4)
+    first = fuse([seen("alice", ambiguous=True, accepted=False, rival="carol"), seen("alice")], 2, 4)
 
     assert middle is not None and middle.kind == "review" and "ambiguous 1" in middle.reason
-    assert first is not None and first.kind == "review"
+    assert first is not None and first.kind == "review" and "matched alice, carol" in first.reason
+
+
+def test__an_ambiguous_frame_whose_rival_is_beyond_the_threshold_neither_counts_nor_blocks():
+    # The matcher calls a frame ambiguous when the runner-up is within its gap of the best, even
+    # beyond the threshold: that frame matched no one but the person the others agree on.
+    verdict = fuse([seen("alice"), seen("alice", ambiguous=True, accepted=False), seen("alice")], 2, 4)
+
+    assert verdict is not None and verdict.kind == "match" and "alice in 2 of 3 frames" in verdict.reason
 
 
 def test__frames_with_no_one_within_the_threshold_do_not_block_a_person_the_others_agree_on():

@@ -201,7 +201,7 @@ def test__an_invalid_door_file_stops_the_gateway_at_start_naming_the_field(tmp_p
     assert gateway.process is not None
 
     assert gateway.process.wait(timeout=60) != 0
-    assert "doors[0].frames_needed: 0; must be a whole number from 1 to 10" in gateway.log_tail()
+    assert "doors[0].frames_needed: 0; must be a whole number from 2 to 10" in gateway.log_tail()
 
 
 def test__the_edge_agent_reconnects_by_itself_when_the_gateway_restarts(stack, tmp_path):

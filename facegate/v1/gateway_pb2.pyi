@@ -133,3 +133,51 @@ class ListDecisionsResponse(_message.Message):
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class EraseIdentityRequest(_message.Message):
+    __slots__ = ("identity_id", "pseudonymise_decisions", "reason")
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    PSEUDONYMISE_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    identity_id: str
+    pseudonymise_decisions: bool
+    reason: str
+    def __init__(self, identity_id: _Optional[str] = ..., pseudonymise_decisions: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EraseIdentityResponse(_message.Message):
+    __slots__ = ("templates_removed", "decisions_pseudonymised", "pseudonym")
+    TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_PSEUDONYMISED_FIELD_NUMBER: _ClassVar[int]
+    PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
+    templates_removed: int
+    decisions_pseudonymised: int
+    pseudonym: str
+    def __init__(self, templates_removed: _Optional[int] = ..., decisions_pseudonymised: _Optional[int] = ..., pseudonym: _Optional[str] = ...) -> None: ...
+
+class ListAdminActionsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class AdminAction(_message.Message):
+    __slots__ = ("action_id", "at", "action", "subject", "detail", "caller")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    at: _timestamp_pb2.Timestamp
+    action: str
+    subject: str
+    detail: str
+    caller: str
+    def __init__(self, action_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., subject: _Optional[str] = ..., detail: _Optional[str] = ..., caller: _Optional[str] = ...) -> None: ...
+
+class ListAdminActionsResponse(_message.Message):
+    __slots__ = ("actions",)
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    actions: _containers.RepeatedCompositeFieldContainer[AdminAction]
+    def __init__(self, actions: _Optional[_Iterable[_Union[AdminAction, _Mapping]]] = ...) -> None: ...

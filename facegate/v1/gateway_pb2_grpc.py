@@ -56,6 +56,16 @@ class GatewayStub:
                 request_serializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsRequest.SerializeToString,
                 response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsResponse.FromString,
                 _registered_method=True)
+        self.EraseIdentity = channel.unary_unary(
+                '/facegate.v1.Gateway/EraseIdentity',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.EraseIdentityRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.EraseIdentityResponse.FromString,
+                _registered_method=True)
+        self.ListAdminActions = channel.unary_unary(
+                '/facegate.v1.Gateway/ListAdminActions',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -93,6 +103,23 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseIdentity(self, request, context):
+        """Right to erasure: delete a person from the gallery (every template) and, if asked, replace
+        their identity in past decisions by a pseudonym. The erasure itself is recorded as an admin
+        action (under the pseudonym when one is made). Idempotent in effect: erasing a person who
+        is no longer in the gallery still pseudonymises their past decisions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdminActions(self, request, context):
+        """Admin actions (erasures so far) from the audit log, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +142,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ListDecisions,
                     request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsRequest.FromString,
                     response_serializer=facegate_dot_v1_dot_gateway__pb2.ListDecisionsResponse.SerializeToString,
+            ),
+            'EraseIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseIdentity,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.EraseIdentityRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.EraseIdentityResponse.SerializeToString,
+            ),
+            'ListAdminActions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdminActions,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +264,60 @@ class Gateway:
             '/facegate.v1.Gateway/ListDecisions',
             facegate_dot_v1_dot_gateway__pb2.ListDecisionsRequest.SerializeToString,
             facegate_dot_v1_dot_gateway__pb2.ListDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/EraseIdentity',
+            facegate_dot_v1_dot_gateway__pb2.EraseIdentityRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.EraseIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdminActions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/ListAdminActions',
+            facegate_dot_v1_dot_gateway__pb2.ListAdminActionsRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.ListAdminActionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

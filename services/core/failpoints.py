@@ -1,9 +1,10 @@
-"""Failpoints: named places where a test can have the process killed, to prove that a crash
-there leaves nothing unsafe behind (as etcd's and TiKV's failpoints do).
+"""Failpoints: named places where a test can make the process die or a call fail, to prove that
+a crash or a failure there leaves nothing unsafe behind (as etcd's and TiKV's failpoints do).
 
-`FACEGATE_FAILPOINTS=gallery.enroll.before_stale_delete` (comma-separated names) makes the
-process SIGKILL itself when it reaches that point. Unset (always, outside tests) it costs one
-set lookup.
+`FACEGATE_FAILPOINTS` holds comma-separated `name` (the process SIGKILLs itself there, as
+abruptly as a power cut) or `name=unavailable` (the call fails with UNAVAILABLE there), e.g.
+`gallery.enroll.before_stale_delete`. Unset (always, outside tests) a failpoint costs one dict
+lookup.
 """
 
 from __future__ import annotations
@@ -11,10 +12,28 @@ from __future__ import annotations
 import os
 import signal
 
-_ACTIVE = frozenset(filter(None, os.environ.get("FACEGATE_FAILPOINTS", "").split(",")))
+from services.core.errors import Unavailable
+
+ACTIONS = ("kill", "unavailable")
+
+
+def _parse(text: str) -> dict[str, str]:
+    armed = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, action = item.partition("=")
+        if (action or "kill") not in ACTIONS:
+            raise SystemExit(f"FACEGATE_FAILPOINTS: {item!r}; the action must be one of {', '.join(ACTIONS)}")
+        armed[name] = action or "kill"
+    return armed
+
+
+_ARMED = _parse(os.environ.get("FACEGATE_FAILPOINTS", ""))
 
 
 def failpoint(name: str) -> None:
-    """Die here, as abruptly as a power cut, if the test armed `name`."""
-    if name in _ACTIVE:
+    """Die or fail here if a test armed `name`."""
+    action = _ARMED.get(name)
+    if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "unavailable":
+        raise Unavailable(f"failpoint {name} is armed (FACEGATE_FAILPOINTS): failing as a broken backend would")

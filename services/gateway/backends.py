@@ -92,6 +92,17 @@ class Backends:
             raise BackendError("matcher", exc) from exc
         return tuple(identity.groups)
 
+    async def delete_identity(self, identity_id: str) -> int:
+        """Remove the person from the gallery; the templates removed (0 if not enrolled)."""
+        try:
+            reply = await self.matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id=identity_id),
+                                                      timeout=self.deadline)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return 0
+            raise BackendError("matcher", exc) from exc
+        return reply.templates_removed
+
     async def enroll(self, request: matcher_pb2.EnrollRequest) -> matcher_pb2.EnrollResponse:
         try:
             return await self.matcher.Enroll(request, timeout=self.deadline)

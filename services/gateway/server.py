@@ -412,6 +412,34 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.ListDecisionsResponse(decisions=await asyncio.to_thread(audit.query, query))
 
 
+    async def EraseIdentity(self, request: gateway_pb2.EraseIdentityRequest,
+                            context: grpc.aio.ServicerContext) -> gateway_pb2.EraseIdentityResponse:
+        backends, audit = self._ready()
+        if len(request.reason) > 512:
+            raise InvalidArgument("reason: at most 512 characters")
+        try:  # the gallery first: nobody is recognised once this returns, whatever the audit step does
+            removed = await backends.delete_identity(request.identity_id)  # the matcher validates the id
+        except BackendError as exc:
+            if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(str(exc)) from exc
+            raise Unavailable(f"cannot erase now, nothing changed: {exc}") from exc
+        detail = f"{removed} templates removed from the gallery" + (f"; reason: {request.reason}" if request.reason else "")
+        erasure = await asyncio.to_thread(audit.erase, request.identity_id, request.pseudonymise_decisions, detail,
+                                          context.peer())
+        log.info("identity erased", extra={"fields": {"subject": erasure.action.subject, "templates": removed,
+                                                      "decisions_pseudonymised": erasure.decisions}})
+        return gateway_pb2.EraseIdentityResponse(templates_removed=removed, decisions_pseudonymised=erasure.decisions,
+                                                 pseudonym=erasure.pseudonym)
+
+    async def ListAdminActions(self, request: gateway_pb2.ListAdminActionsRequest,
+                               context: grpc.aio.ServicerContext) -> gateway_pb2.ListAdminActionsResponse:
+        _, audit = self._ready()
+        limit = request.limit or 1000
+        if not 1 <= limit <= 10_000:
+            raise InvalidArgument(f"limit: {request.limit}; must be 1..10000 (0 = 1000)")
+        return gateway_pb2.ListAdminActionsResponse(actions=await asyncio.to_thread(audit.admin_actions, limit))
+
+
 async def serve(settings: GatewayServiceSettings) -> None:
     servicer = GatewayServicer(settings)
 

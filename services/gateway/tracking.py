@@ -25,12 +25,20 @@ class Observation:
     accepted: bool  # within the threshold and not ambiguous
     ambiguous: bool
     threshold: float
+    matched: frozenset[str] = frozenset()  # who this frame matched: the accepted person, or an ambiguous tie's
+    # people within the threshold; nobody for a stranger
 
 
 def observation(result: matcher_pb2.IdentifyResult) -> Observation:
     best = result.candidates[0] if result.candidates else None
+    if not result.unknown and best is not None:
+        matched = frozenset({best.identity_id})
+    elif result.ambiguous:
+        matched = frozenset(c.identity_id for c in result.candidates if c.distance <= result.threshold)
+    else:
+        matched = frozenset()
     return Observation(best.identity_id if best else "", best.display_name if best else "",
-                       best.distance if best else 2.0, not result.unknown, result.ambiguous, result.threshold)
+                       best.distance if best else 2.0, not result.unknown, result.ambiguous, result.threshold, matched)
 
 
 @dataclass(frozen=True)
@@ -77,10 +85,11 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
     """The verdict of a track's embedded frames, or None while more frames are needed.
 
     - **match**: `frames_needed` frames accepted the same person and no frame of the track
-      conflicts with it (accepted as someone else, or ambiguous between two people);
-    - **review** as soon as frames conflict (two people accepted, or a person and an ambiguous
-      frame: the track can no longer be granted), when `frames_needed` frames were ambiguous,
-      or when the embedding budget is spent without a verdict;
+      matched anyone else within the threshold (accepted as someone else, or an ambiguous frame
+      with another person within the threshold);
+    - **review** as soon as frames matched two different people (the track can no longer be
+      granted), when `frames_needed` frames were ambiguous and none accepted, or when the
+      embedding budget is spent without a verdict;
     - **unknown**: `frames_needed` frames with no one within the threshold and none accepted or
       ambiguous.
     """
@@ -92,9 +101,11 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
             accepted.setdefault(o.identity_id, []).append(o)
     ambiguous = [o for o in observations if o.ambiguous]
     unknown = [o for o in observations if not o.accepted and not o.ambiguous]
-    if len(accepted) > 1 or (accepted and ambiguous):
-        best = min((o for votes in accepted.values() for o in votes), key=lambda o: o.distance)
-        return Verdict("review", best, len(observations), f"frames disagree ({_tally(observations)}); needs review")
+    matched = frozenset().union(*(o.matched for o in observations))
+    if len(matched) > 1:
+        best = min((o for o in observations if o.matched), key=lambda o: o.distance)
+        return Verdict("review", best, len(observations),
+                       f"frames disagree ({_tally(observations)}; matched {', '.join(sorted(matched))}); needs review")
     if accepted:
         (identity_id, votes), = accepted.items()
         if len(votes) >= frames_needed:

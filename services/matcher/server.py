@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
 from services.core.errors import InvalidArgument, Unavailable
+from services.core.failpoints import failpoint
 from services.core.server import run_service
 from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
@@ -179,6 +180,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return matcher_pb2.DeleteIdentityResponse(templates_removed=removed)
 
     async def GetIdentity(self, request: matcher_pb2.GetIdentityRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.Identity:
+        failpoint("matcher.get_identity")
         return identity_message(await asyncio.to_thread(self._ready().get, request.identity_id))
 
     async def ListIdentities(self, request: matcher_pb2.ListIdentitiesRequest,
