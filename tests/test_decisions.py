@@ -127,3 +127,27 @@ def test__faces_keep_their_track_while_they_overlap_and_a_track_ends_when_unseen
 def test__a_backend_failure_keeps_the_door_locked_and_says_why():
     failed = error_decision(FRAME, "hq", "embedder UNAVAILABLE: connection refused")
     assert failed.outcome == Outcome.OUTCOME_ERROR and "door stays locked" in failed.reason
+
+
+def test__a_review_verdict_is_a_review_decision_naming_the_nearest_person_and_never_a_grant():
+    verdict = fuse([seen("alice"), seen("carol")], 2, 4)
+    assert verdict is not None
+
+    decision = decide(FRAME, LOBBY, track(), verdict, "m@1", may_pass(LOBBY, ["staff"], MONDAY_NOON))
+
+    assert decision.outcome == Outcome.OUTCOME_REVIEW and decision.identity_id == "alice"
+    assert decision.reason == verdict.reason
+
+
+def test__a_fast_walker_keeps_one_track_and_a_second_face_beside_them_gets_its_own():
+    tracks = DoorTracks("lobby", timeout=1.0)
+    face = common_pb2.Box(x=100, y=100, width=100, height=100)
+    walked = common_pb2.Box(x=150, y=100, width=100, height=100)  # half a face width in one frame (0.2 s)
+    nearer = common_pb2.Box(x=200, y=110, width=105, height=105)  # and again, growing as they approach
+    beside = common_pb2.Box(x=330, y=110, width=100, height=100)
+
+    first = tracks.update([face], now=0.0)[0]
+    assert tracks.update([walked], now=0.2)[0] is first
+    assert tracks.update([nearer], now=0.4)[0] is first
+    both = tracks.update([beside, nearer], now=0.6)
+    assert both[1] is first and both[0] is not first and len(tracks.tracks) == 2

@@ -256,3 +256,13 @@ def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack,
     assert [(a.action, a.subject) for a in actions] == [("erase_identity", pseudonym)]
     assert "1 templates removed" in actions[0].detail and "ticket 42" in actions[0].detail
     assert "2 past decisions pseudonymised" in actions[0].detail and "obama" not in str(actions[0]).lower()
+
+
+def test__a_gateway_asked_to_decide_on_one_frame_refuses_to_start():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "services.gateway", "--frames-needed", "1"], capture_output=True,
+                            text=True, timeout=60, env=ENV)
+
+    assert result.returncode == 2 and "--frames-needed='1': must be between 2 and 10" in result.stderr

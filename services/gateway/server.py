@@ -92,6 +92,13 @@ class DoorStream:
 ERROR_REPEAT = 5.0  # while backends fail, one error decision per door per this many seconds
 
 
+def page_limit(limit: int) -> int:
+    """A list call's `limit`: 1..10000, 0 = 1000."""
+    if not 0 <= limit <= 10_000:
+        raise InvalidArgument(f"limit: {limit}; must be 1..10000 (0 = 1000)")
+    return limit or 1000
+
+
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: GatewayServiceSettings) -> None:
         self._settings = settings
@@ -401,16 +408,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def ListDecisions(self, request: gateway_pb2.ListDecisionsRequest,
                             context: grpc.aio.ServicerContext) -> gateway_pb2.ListDecisionsResponse:
         _, audit = self._ready()
-        limit = request.limit or 1000
-        if not 1 <= limit <= 10_000:
-            raise InvalidArgument(f"limit: {request.limit}; must be 1..10000 (0 = 1000)")
+        limit = page_limit(request.limit)
         query = EventQuery(
             door_id=request.door_id, site=request.site,
             outcome=gateway_pb2.Decision.Outcome.Name(request.outcome) if request.outcome else "",
             since_ns=request.since.ToNanoseconds() if request.HasField("since") else 0,
             until_ns=request.until.ToNanoseconds() if request.HasField("until") else 0, limit=limit)
         return gateway_pb2.ListDecisionsResponse(decisions=await asyncio.to_thread(audit.query, query))
-
 
     async def EraseIdentity(self, request: gateway_pb2.EraseIdentityRequest,
                             context: grpc.aio.ServicerContext) -> gateway_pb2.EraseIdentityResponse:
@@ -434,9 +438,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def ListAdminActions(self, request: gateway_pb2.ListAdminActionsRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.ListAdminActionsResponse:
         _, audit = self._ready()
-        limit = request.limit or 1000
-        if not 1 <= limit <= 10_000:
-            raise InvalidArgument(f"limit: {request.limit}; must be 1..10000 (0 = 1000)")
+        limit = page_limit(request.limit)
         return gateway_pb2.ListAdminActionsResponse(actions=await asyncio.to_thread(audit.admin_actions, limit))
 
 

@@ -389,14 +389,17 @@ class Gallery:
         if self._exact is not None:  # the in-memory copy mirrors a Lite gallery exactly (one process)
             return [TemplateRow(pk, i, site, name, vector if vectors else None) for i in identity_ids
                     for pk, site, name, vector in self._exact.templates_of(i) if pks is None or pk in pks]
-        clauses = [f"identity_id in {json.dumps(identity_ids)}", f'model_key == "{self.model_key}"']
-        if pks is not None:
-            clauses.append(f"pk in {json.dumps(pks)}")
         fields = ["pk", "identity_id", "site", "display_name"] + (["vector"] if vectors else [])
-        rows = self._client.query(self._templates, filter=" and ".join(clauses), output_fields=fields, **consistency)
-        return [TemplateRow(r["pk"], r["identity_id"], r["site"], r["display_name"],
-                            np.asarray(r["vector"], np.float32) if vectors else None)
-                for r in rows if r["pk"] not in self._deleted]
+        found = []
+        for start in range(0, len(identity_ids), 256):  # <= 8,192 rows a query (Milvus returns 16,384 at most)
+            clauses = [f"identity_id in {json.dumps(identity_ids[start:start + 256])}", f'model_key == "{self.model_key}"']
+            if pks is not None:
+                clauses.append(f"pk in {json.dumps(pks)}")
+            rows = self._client.query(self._templates, filter=" and ".join(clauses), output_fields=fields, **consistency)
+            found += [TemplateRow(r["pk"], r["identity_id"], r["site"], r["display_name"],
+                                  np.asarray(r["vector"], np.float32) if vectors else None)
+                      for r in rows if r["pk"] not in self._deleted]
+        return found
 
     # -- reads --------------------------------------------------------------------------------
 
