@@ -469,6 +469,7 @@ def test__two_matchers_enrolling_one_person_at_once_lose_no_template_and_deletio
                  for i in range(24)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda call: call[0].Enroll(call[1], timeout=30), calls))
+        time.sleep(1.0)  # GetIdentity reads Session: the other matcher's writes after Milvus' staleness
         counted = [s.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="pia"), timeout=10).template_count
                    for s in stubs]
         removed = stubs[1].DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="pia"), timeout=10)

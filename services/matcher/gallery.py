@@ -405,10 +405,13 @@ class Gallery:
 
     def get(self, identity_id: str) -> Identity:
         check_id(identity_id)
-        row = self._identity_row(identity_id)
+        # Session reads, as searches: the gateway asks for a person's groups at every grant, and
+        # Strong reads on a server wait for its time tick (200-400 ms). Other matchers' writes
+        # show after Milvus' staleness (0.2-0.4 s measured); this matcher's deletions at once.
+        row = self._identity_row(identity_id, SESSION) if identity_id not in self._deleted else None
         if row is None:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
-        count = len(self._templates_of([identity_id], vectors=False, consistency=STRONG))
+        count = len(self._templates_of([identity_id], vectors=False, consistency=SESSION))
         return replace(self._identity_of(row), template_count=count)
 
     def list(self, page_size: int, page_token: str, site: str) -> tuple[list[Identity], str]:
