@@ -71,9 +71,10 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def milvus_server_uri(tmp_path_factory):
+def milvus_server(tmp_path_factory):
     """With FACEGATE_TEST_MILVUS=server (`make test-milvus-server`), a real Milvus 2.3.5 server
-    started for the session in a private network namespace, and its URI; otherwise None: each
+    started for the session in a private network namespace (with the garbage collection and
+    queue retention of `FAST_ERASURE`, so erasure from disk can be tested); otherwise None: each
     matcher gets its own Milvus Lite file (the embedded default)."""
     backend = os.environ.get("FACEGATE_TEST_MILVUS", "lite")
     if backend == "lite":
@@ -81,10 +82,16 @@ def milvus_server_uri(tmp_path_factory):
         return
     if backend != "server":
         pytest.fail(f"FACEGATE_TEST_MILVUS={backend!r}: must be 'lite' or 'server'")
-    from facegate.milvus_server import MilvusServer
+    from facegate.milvus_server import FAST_ERASURE, MilvusServer
 
-    with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
-        yield server.uri
+    with MilvusServer(tmp_path_factory.mktemp("milvus-server"), settings=FAST_ERASURE) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def milvus_server_uri(milvus_server):
+    """The URI of the session's Milvus server, or None for Milvus Lite."""
+    return milvus_server.uri if milvus_server is not None else None
 
 
 def channel(address: str):

@@ -483,3 +483,89 @@ def test__two_matchers_enrolling_one_person_at_once_lose_no_template_and_deletio
     assert counted == [24, 24]
     assert removed.templates_removed == 24
     assert all(c.identity_id != "pia" for result in after for c in result.candidates)
+
+
+def files_holding(root, pattern: bytes) -> list:
+    """Files under `root` whose bytes contain `pattern` (not a server's binaries, logs or config)."""
+    from pathlib import Path
+
+    hits = []
+    for folder, subfolders, names in os.walk(root):  # os.walk skips folders removed while it walks
+        subfolders[:] = [d for d in subfolders if d not in ("bin", "logs", "configs")]
+        for name in names:
+            path = Path(folder) / name
+            try:
+                if not path.is_symlink() and pattern in path.read_bytes():
+                    hits.append(path)
+            except OSError:  # a file removed while we looked
+                continue
+    return hits
+
+
+def test__a_deleted_persons_vectors_leave_the_gallerys_files_within_the_purge_delay(
+    tmp_path, gallery_args, milvus_server
+):
+    root = milvus_server.data_dir if milvus_server is not None else tmp_path / "gallery.db"
+    matcher = start_matcher(tmp_path, gallery_args(tmp_path) + ["--purge-after-seconds", "1"], "purging")
+    stored = np.asarray([unit(90)], np.float32)
+    stored = stored / np.linalg.norm(stored, axis=1)[:, None]  # as the matcher normalises it
+    pattern = stored[0].astype("<f4").tobytes()
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(matcher.address))
+        stub.Enroll(matcher_pb2.EnrollRequest(identity_id="quinn", embeddings=[emb(unit(90))]), timeout=10)
+        stub.Enroll(matcher_pb2.EnrollRequest(identity_id="rhea", embeddings=[emb(unit(91))]), timeout=10)
+        def stored_on_disk() -> list:  # Lite: beyond its write-ahead log, in its data files (after a flush)
+            return [p for p in files_holding(root, pattern) if milvus_server is not None or p.suffix != ".arrow"]
+
+        deadline = time.monotonic() + 30
+        while not stored_on_disk() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        written = stored_on_disk()
+        stub.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="quinn"), timeout=10)
+        deleted_at = time.monotonic()
+        limit = 150 if milvus_server is not None else 30  # server: compaction, GC and queue retention
+        while files_holding(root, pattern) and time.monotonic() - deleted_at < limit:
+            time.sleep(1)
+        elapsed = time.monotonic() - deleted_at
+        left = files_holding(root, pattern)
+        rhea = stub.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(91))]), timeout=10).results[0]
+    finally:
+        matcher.stop()
+
+    print(f"\ndeleted vector on disk in {len(written)} files; gone from all {elapsed:.1f} s after DeleteIdentity")
+    assert written  # the test can see the vector while it is stored
+    assert left == []
+    assert not rhea.unknown and rhea.candidates[0].identity_id == "rhea"  # the purge kept everyone else
+
+
+def test__a_matcher_killed_while_rewriting_a_lite_gallery_loses_nobody_and_purges_after_restart(
+    tmp_path, gallery_args, milvus_server
+):
+    if milvus_server is not None:
+        pytest.skip("Milvus Lite only: a server gallery is compacted by the server, not rewritten")
+    # It purges 5 s after it opens the gallery (once after every start), long after these calls.
+    crashing = ServiceProcess("matcher", tmp_path, gallery_args(tmp_path) + ["--purge-after-seconds", "5"],
+                              {**ENV, "FACEGATE_FAILPOINTS": "gallery.rewrite.before_drop"})
+    crashing.log_path = tmp_path / "crashing.log"
+    crashing.start()
+    crashing.wait_serving(time.monotonic() + 60)
+    stub = matcher_pb2_grpc.MatcherStub(channel(crashing.address))
+    stub.Enroll(matcher_pb2.EnrollRequest(identity_id="sven", embeddings=[emb(unit(92))]), timeout=10)
+    stub.Enroll(matcher_pb2.EnrollRequest(identity_id="tove", embeddings=[emb(unit(93))]), timeout=10)
+    stub.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="sven"), timeout=10)
+    assert crashing.process is not None and crashing.process.wait(timeout=30) == -9  # died mid-rewrite
+
+    restarted = start_matcher(tmp_path, gallery_args(tmp_path) + ["--purge-after-seconds", "1"], "restarted")
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(restarted.address))
+        time.sleep(3)  # the purge it owes runs after the restart
+        tove = stub.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(93))]), timeout=10).results[0]
+        sven = stub.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(92))], top_k=10), timeout=10).results[0]
+        listed = [i.identity_id for i in stub.ListIdentities(matcher_pb2.ListIdentitiesRequest(), timeout=10).identities]
+    finally:
+        restarted.stop()
+
+    assert not tove.unknown and tove.candidates[0].identity_id == "tove"
+    assert all(c.identity_id != "sven" for c in sven.candidates) and listed == ["tove"]
+    assert "deleted rows purged" in restarted.log_tail(200)
+    assert not (tmp_path / "gallery.db" / "collections" / "facegate_gallery_templates__rewrite").exists()

@@ -32,6 +32,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -45,6 +46,7 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
 MAX_TEMPLATES_PER_CALL = 100
 MAX_TEMPLATES_PER_IDENTITY = 32
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
+REWRITE_SUFFIX = "__rewrite"  # a Lite collection being rewritten without its deleted rows
 # Consistency on a Milvus server (Lite has one process and sees its writes at once).
 # Read-modify-write (enrol, delete) reads Strong: it sees every write acknowledged before it.
 # Searches and verification read Session: this matcher's own writes at once, other matchers'
@@ -183,10 +185,17 @@ class Gallery:
                 f"cannot open the gallery at {uri!r}: {exc}. A Milvus Lite file can be used by one process "
                 "at a time; run one matcher per file, or point MILVUS_URI at a Milvus server."
             ) from exc
+        self._index = (index_type, dict(index_params or {}))
+        self.deleted_since: float | None = None  # monotonic time of the first deletion not purged yet
+        if self._lite:
+            self._finish_interrupted_rewrites()
+            # A purge a stop or crash cut short (or never reached) is not recorded anywhere:
+            # purge once after every start, so deleted rows leave a Lite file in bounded time.
+            self.deleted_since = time.monotonic()
         if not self._client.has_collection(self._identities):
-            self._create_identities()
+            self._create_identities(self._identities)
         if not self._client.has_collection(self._templates):
-            self._create_templates(index_type, index_params or {})
+            self._create_templates(self._templates)
         for name in (self._identities, self._templates):
             self._client.load_collection(name)
         if search not in SEARCH_MODES:
@@ -213,7 +222,7 @@ class Gallery:
             iterator.close()
         return index
 
-    def _create_identities(self) -> None:
+    def _create_identities(self, name: str) -> None:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -230,9 +239,9 @@ class Gallery:
         schema.add_field("placeholder", DataType.FLOAT_VECTOR, dim=len(self._PLACEHOLDER))
         index = self._client.prepare_index_params()
         index.add_index("placeholder", index_type="FLAT", metric_type="L2")
-        self._client.create_collection(self._identities, schema=schema, index_params=index, **STRONG)
+        self._client.create_collection(name, schema=schema, index_params=index, **STRONG)
 
-    def _create_templates(self, index_type: str, params: dict) -> None:
+    def _create_templates(self, name: str) -> None:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -245,8 +254,60 @@ class Gallery:
         schema.add_field("site", DataType.VARCHAR, max_length=128)
         schema.add_field("created_ms", DataType.INT64)
         index = self._client.prepare_index_params()
+        index_type, params = self._index
         index.add_index("vector", index_type=index_type, metric_type="COSINE", params=params)
-        self._client.create_collection(self._templates, schema=schema, index_params=index, **STRONG)
+        self._client.create_collection(name, schema=schema, index_params=index, **STRONG)
+
+    # -- erasure from disk ----------------------------------------------------------------------
+
+    def purge(self) -> None:
+        """Make deleted rows leave the gallery's files. A Milvus server is asked to compact both
+        collections (segments are rewritten without deleted rows; its garbage collector removes
+        the old files after `dataCoord.gc.dropTolerance`, and its message queue drops the insert
+        messages after its retention: both are server settings). Milvus Lite's compaction does
+        nothing, and its files keep deleted rows until an unpredictable merge, so a Lite gallery
+        is rewritten: the live rows are copied into a new collection, the old one is dropped
+        (its files go at once) and the new one takes its name."""
+        with self._lock:
+            if not self._lite:
+                for name in (self._identities, self._templates):
+                    self._client.compact(name)
+            else:
+                self._rewrite(self._identities, self._create_identities, 'identity_id != ""',
+                              self._IDENTITY_FIELDS + ["template_pks", "placeholder"])
+                self._rewrite(self._templates, self._create_templates, "pk >= 0",
+                              ["pk", "identity_id", "vector", "model_key", "display_name", "site", "created_ms"])
+                self._unflushed = 0
+            self.deleted_since = None
+
+    def _rewrite(self, name: str, create: Callable[[str], None], everything: str, fields: list[str]) -> None:
+        fresh = f"{name}{REWRITE_SUFFIX}"
+        if self._client.has_collection(fresh):
+            self._client.drop_collection(fresh)
+        create(fresh)
+        iterator = self._client.query_iterator(name, batch_size=2000, filter=everything, output_fields=fields, **STRONG)
+        try:
+            while batch := iterator.next():
+                self._client.insert(fresh, [dict(row) for row in batch])
+        finally:
+            iterator.close()
+        self._client.flush(fresh)
+        failpoint("gallery.rewrite.before_drop")
+        self._client.drop_collection(name)
+        self._client.rename_collection(fresh, name)
+        self._client.load_collection(name)
+
+    def _finish_interrupted_rewrites(self) -> None:
+        """A Lite rewrite that a crash interrupted: before the old collection was dropped, the
+        copy is discarded (the old one is whole); after, the copy is whole and takes its name."""
+        for name in (self._identities, self._templates):
+            fresh = f"{name}{REWRITE_SUFFIX}"
+            if not self._client.has_collection(fresh):
+                continue
+            if self._client.has_collection(name):
+                self._client.drop_collection(fresh)
+            else:
+                self._client.rename_collection(fresh, name)
 
     def close(self) -> None:
         self.flush()
@@ -366,6 +427,7 @@ class Gallery:
             self._remove_templates(pks)
             self._client.delete(self._identities, ids=[identity_id])
             self._deleted.add([identity_id])
+            self.deleted_since = self.deleted_since or time.monotonic()
             if self._exact is None:  # a server may have other writers: sweep what one wrote meanwhile
                 late = [t.pk for t in self._templates_of([identity_id], vectors=False, consistency=STRONG)]
                 self._remove_templates(late)
@@ -376,6 +438,7 @@ class Gallery:
     def _remove_templates(self, pks: list[int]) -> None:
         if not pks:
             return
+        self.deleted_since = self.deleted_since or time.monotonic()
         self._client.delete(self._templates, ids=pks)
         self._deleted.add(pks)
         if self._exact is not None:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -44,6 +45,9 @@ class MatcherServiceSettings(ServerSettings):
     max_top_k: int = setting(100, "largest top_k accepted", in_range(1, 1000))
     flush_seconds: float = setting(1.0, "seal writes this long after they happen (searches on unsealed rows are slow)",
                                    in_range(0.05, 60.0))
+    purge_after_seconds: float = setting(60.0, "after a deletion, purge deleted rows from the gallery's files within "
+                                               "this long (Lite: rewrite; server: compaction, then its GC)",
+                                         in_range(1.0, 86400.0))
 
 
 CLASSIFIER_NAMES = {matcher_pb2.CLASSIFIER_NEAREST: "nearest", matcher_pb2.CLASSIFIER_KNN_VOTE: "knn"}
@@ -98,12 +102,24 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         self._flusher = asyncio.create_task(self._flush_periodically(self._gallery))
 
     async def _flush_periodically(self, gallery: Gallery) -> None:
+        """Seal recent writes; purge deleted rows from disk `purge_after_seconds` after the
+        first deletion since the last purge (a steady trickle of deletions cannot postpone it)."""
+        log = logging.getLogger("facegate.matcher")
         while True:
             await asyncio.sleep(self._settings.flush_seconds)
             try:
                 await asyncio.to_thread(gallery.flush)
             except Exception:  # a failed flush is retried on the next tick; writes are already stored
-                logging.getLogger("facegate.matcher").exception("flush failed")
+                log.exception("flush failed")
+            since = gallery.deleted_since
+            if since is not None and time.monotonic() - since >= self._settings.purge_after_seconds:
+                started = time.monotonic()
+                try:
+                    await asyncio.to_thread(gallery.purge)
+                except Exception:  # retried at the next deletion's deadline; the rows are deleted already
+                    log.exception("purge of deleted rows failed")
+                else:
+                    log.info("deleted rows purged", extra={"fields": {"seconds": round(time.monotonic() - started, 2)}})
 
     async def stop(self) -> None:
         if self._flusher:
