@@ -514,8 +514,16 @@ def test__a_deleted_persons_vectors_leave_the_gallerys_files_within_the_purge_de
         stub = matcher_pb2_grpc.MatcherStub(channel(matcher.address))
         stub.Enroll(matcher_pb2.EnrollRequest(identity_id="quinn", embeddings=[emb(unit(90))]), timeout=10)
         stub.Enroll(matcher_pb2.EnrollRequest(identity_id="rhea", embeddings=[emb(unit(91))]), timeout=10)
-        def stored_on_disk() -> list:  # Lite: beyond its write-ahead log, in its data files (after a flush)
-            return [p for p in files_holding(root, pattern) if milvus_server is not None or p.suffix != ".arrow"]
+        if milvus_server is not None:  # seal the segment into binlogs now, as the server does by itself when idle
+            from pymilvus import MilvusClient
+
+            collection = gallery_args(tmp_path)[gallery_args(tmp_path).index("--collection") + 1]
+            MilvusClient(milvus_server.uri).flush(f"{collection}_templates")
+
+        def stored_on_disk() -> list:  # Lite: in its data files (after a flush), not only its write-ahead log;
+            # a server: in its binlogs (insert_log), not only its message queue
+            durable = (lambda p: "insert_log" in p.parts) if milvus_server is not None else (lambda p: p.suffix != ".arrow")
+            return [p for p in files_holding(root, pattern) if durable(p)]
 
         deadline = time.monotonic() + 30
         while not stored_on_disk() and time.monotonic() < deadline:

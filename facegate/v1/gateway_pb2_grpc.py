@@ -75,7 +75,9 @@ class GatewayServicer:
 
     def StreamCamera(self, request_iterator, context):
         """A door camera streams frames; the gateway streams back a decision per face track (a person
-        followed across frames), once enough frames agree.
+        followed across frames), once enough frames agree. One stream per door: a second one for a
+        door that has a live stream gets ALREADY_EXISTS; every frame must carry the stream's door.
+        UNAVAILABLE when the audit log cannot record a decision (nothing is published then).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -428,8 +428,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 raise InvalidArgument(str(exc)) from exc
             raise Unavailable(f"cannot erase now, nothing changed: {exc}") from exc
         detail = f"{removed} templates removed from the gallery" + (f"; reason: {request.reason}" if request.reason else "")
-        erasure = await asyncio.to_thread(audit.erase, request.identity_id, request.pseudonymise_decisions, detail,
-                                          context.peer())
+        try:
+            erasure = await asyncio.to_thread(audit.erase, request.identity_id, request.pseudonymise_decisions, detail,
+                                              context.peer())
+        except Exception as exc:  # sqlite3 errors: the gallery part is done, the audit part is not
+            raise Unavailable(f"{request.identity_id!r} was deleted from the gallery ({removed} templates), "
+                              f"but the audit log could not be updated ({exc}); retry the erasure: it is safe to "
+                              "repeat") from exc
         log.info("identity erased", extra={"fields": {"subject": erasure.action.subject, "templates": removed,
                                                       "decisions_pseudonymised": erasure.decisions}})
         return gateway_pb2.EraseIdentityResponse(templates_removed=removed, decisions_pseudonymised=erasure.decisions,

@@ -264,13 +264,15 @@ class Gallery:
         """Make deleted rows leave the gallery's files. A Milvus server is asked to compact both
         collections (segments are rewritten without deleted rows; its garbage collector removes
         the old files after `dataCoord.gc.dropTolerance`, and its message queue drops the insert
-        messages after its retention: both are server settings). Milvus Lite's compaction does
+        messages after its retention: both are server settings); deletions are flushed first,
+        since a compaction applies only those already in its delta logs. Milvus Lite's compaction does
         nothing, and its files keep deleted rows until an unpredictable merge, so a Lite gallery
         is rewritten: the live rows are copied into a new collection, the old one is dropped
         (its files go at once) and the new one takes its name."""
         with self._lock:
             if not self._lite:
                 for name in (self._identities, self._templates):
+                    self._client.flush(name)  # compaction only applies deletions already in delta logs
                     self._client.compact(name)
             else:
                 self._rewrite(self._identities, self._create_identities, 'identity_id != ""',
