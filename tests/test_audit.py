@@ -50,23 +50,35 @@ def test__a_batch_is_written_whole_or_not_at_all(tmp_path):
 def test__erasure_pseudonymises_every_mention_of_the_person_and_only_of_that_person(tmp_path):
     log = AuditLog(tmp_path / "audit.db")
     mine, other = decision(1), decision(2)
-    mine.identity_id, mine.display_name = "al", "Al B."
-    mine.reason = "al in 2 of 2 frames and no other person in any"
-    other.reason = "frames disagree (alice 1, al 1; matched al, alice); needs review"
+    mine.identity_id, mine.display_name = "2", "Two"  # an id that is also a number in every reason
+    mine.reason = "'2' in 2 of 2 frames and no other person in any, best distance 0.2 <= 0.375"
+    other.reason = "frames disagree ('alice' 1, '2' 1; matched '2', 'alice'); needs review"
     log.record([mine, other, decision(3)])
 
-    erasure = log.erase("al", pseudonymise=True, detail="3 templates removed from the gallery", caller="ipv4:x")
+    erasure = log.erase("2", pseudonymise=True, detail="3 templates removed from the gallery", caller="ipv4:x")
     kept = {d.decision_id: d for d in log.query(EventQuery())}
 
     p = erasure.pseudonym
     assert erasure.decisions == 2 and p.startswith("erased-") and len(p) == len("erased-") + 16
     assert (kept["d1"].identity_id, kept["d1"].display_name) == (p, "")
-    assert kept["d1"].reason == f"{p} in 2 of 2 frames and no other person in any"
+    assert kept["d1"].reason == f"'{p}' in 2 of 2 frames and no other person in any, best distance 0.2 <= 0.375"
     assert kept["d2"].identity_id == "alice" and kept["d2"].reason == (
-        f"frames disagree (alice 1, {p} 1; matched {p}, alice); needs review")
+        f"frames disagree ('alice' 1, '{p}' 1; matched '{p}', 'alice'); needs review")
     assert kept["d3"] == decision(3)
     assert [(a.action, a.subject, a.caller) for a in log.admin_actions()] == [("erase_identity", p, "ipv4:x")]
     assert log.admin_actions()[0].detail == "3 templates removed from the gallery; 2 past decisions pseudonymised"
+
+
+def test__a_decision_about_an_erased_person_recorded_just_after_the_erasure_carries_the_pseudonym(tmp_path):
+    log = AuditLog(tmp_path / "audit.db")
+    erasure = log.erase("alice", pseudonymise=True, detail="1 templates removed from the gallery", caller="c")
+    late = decision(4)  # a track that was being decided while the erasure ran
+    late.display_name, late.reason = "Alice", "left before enough frames agreed ('alice' 1); needs review"
+
+    log.record([late])
+
+    assert (late.identity_id, late.display_name) == (erasure.pseudonym, "")  # what is published matches
+    assert log.query(EventQuery())[0].reason == f"left before enough frames agreed ('{erasure.pseudonym}' 1); needs review"
 
 
 def test__an_erasure_without_a_pseudonym_is_recorded_and_leaves_decisions_as_they_were(tmp_path):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from facegate.v1 import common_pb2, gateway_pb2
 from services.gateway.decisions import decide, error_decision
 from services.gateway.doors import Door, TimeWindow
 from services.gateway.policy import may_pass
-import pytest
-
 from services.gateway.tracking import DoorTracks, Observation, Track, fuse, leftover
 
 Outcome = gateway_pb2.Decision.Outcome
@@ -42,7 +42,7 @@ def test__strangers_need_as_many_frames_and_disagreement_goes_to_review():
     mixed = fuse([seen("alice"), seen("bob", 0.5, accepted=False), seen("carol"), seen("bob", 0.6, False)], 2, 4)
     tie = fuse([seen(accepted=False, ambiguous=True, rival="bob")] * 2, 2, 4)
 
-    assert unknown is not None and unknown.kind == "unknown" and "nearest bob" in unknown.reason
+    assert unknown is not None and unknown.kind == "unknown" and "nearest 'bob'" in unknown.reason
     assert mixed is not None and mixed.kind == "review" and "disagree" in mixed.reason
     assert tie is not None and tie.kind == "review" and "ambiguous" in tie.reason
 
@@ -51,7 +51,7 @@ def test__frames_that_accepted_another_person_send_the_track_to_review_even_if_k
     verdict = fuse([seen("alice"), seen("carol"), seen("alice")], frames_needed=2, max_embeddings=4)
 
     assert verdict is not None and verdict.kind == "review"
-    assert verdict.reason == "frames disagree (alice 2, carol 1; matched alice, carol); needs review"
+    assert verdict.reason == "frames disagree ('alice' 2, 'carol' 1; matched 'alice', 'carol'); needs review"
 
 
 def test__an_ambiguous_frame_with_another_person_within_the_threshold_blocks_the_grant():
@@ -59,7 +59,7 @@ def test__an_ambiguous_frame_with_another_person_within_the_threshold_blocks_the
     first = fuse([seen("alice", ambiguous=True, accepted=False, rival="carol"), seen("alice")], 2, 4)
 
     assert middle is not None and middle.kind == "review" and "ambiguous 1" in middle.reason
-    assert first is not None and first.kind == "review" and "matched alice, carol" in first.reason
+    assert first is not None and first.kind == "review" and "matched 'alice', 'carol'" in first.reason
 
 
 def test__an_ambiguous_frame_whose_rival_is_beyond_the_threshold_neither_counts_nor_blocks():
@@ -67,14 +67,14 @@ def test__an_ambiguous_frame_whose_rival_is_beyond_the_threshold_neither_counts_
     # beyond the threshold: that frame matched no one but the person the others agree on.
     verdict = fuse([seen("alice"), seen("alice", ambiguous=True, accepted=False), seen("alice")], 2, 4)
 
-    assert verdict is not None and verdict.kind == "match" and "alice in 2 of 3 frames" in verdict.reason
+    assert verdict is not None and verdict.kind == "match" and "'alice' in 2 of 3 frames" in verdict.reason
 
 
 def test__frames_with_no_one_within_the_threshold_do_not_block_a_person_the_others_agree_on():
     verdict = fuse([seen("alice"), seen("alice", 0.40, accepted=False), seen("alice", 0.32)], 2, 4)
 
     assert verdict is not None and verdict.kind == "match" and verdict.observation.distance == 0.30
-    assert "alice in 2 of 3 frames and no other person in any" in verdict.reason
+    assert "'alice' in 2 of 3 frames and no other person in any" in verdict.reason
 
 
 def test__one_frame_never_grants():
@@ -151,3 +151,12 @@ def test__a_fast_walker_keeps_one_track_and_a_second_face_beside_them_gets_its_o
     assert tracks.update([nearer], now=0.4)[0] is first
     both = tracks.update([beside, nearer], now=0.6)
     assert both[1] is first and both[0] is not first and len(tracks.tracks) == 2
+
+
+def test__a_person_enrolled_at_another_site_is_not_let_in_whatever_matched():
+    # e.g. templates a crashed move left under the person's former site
+    answer = may_pass(LOBBY, ["staff"], MONDAY_NOON, identity_site="lab")
+
+    assert not answer.allowed and answer.reason == "enrolled at site 'lab', not at this door's site 'hq'"
+    assert may_pass(LOBBY, ["staff"], MONDAY_NOON, identity_site="hq").allowed
+    assert may_pass(LOBBY, ["staff"], MONDAY_NOON, identity_site="").allowed  # no site: every site

@@ -74,6 +74,14 @@ def test__a_door_without_a_target_far_leaves_it_to_its_site_and_never_to_a_fixed
     assert server_room is not None and server_room.target_far == 0.0001
 
 
+def test__a_door_needing_more_agreeing_frames_than_the_gateway_embeds_is_refused():
+    data = yaml.safe_load(EXAMPLE.replace("frames_needed: 3", "frames_needed: 5"))
+
+    with pytest.raises(DoorConfigError, match=re.escape("doors[1].frames_needed: 5 is more than the 4 frames the "
+                                                        "gateway embeds per track (--max-embeddings)")):
+        parse_doors(data, FARS, embedding_budget=4)
+
+
 def test__a_file_that_is_not_yaml_says_so_with_its_path(tmp_path):
     path = tmp_path / "doors.yaml"
     path.write_text("doors: [\n")

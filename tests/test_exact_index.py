@@ -109,3 +109,28 @@ def test__a_bulk_load_of_new_people_is_searchable_and_refuses_anyone_enrolled_al
 
     assert added == 50 and template_counts == [1] * 50
     assert not found.unknown and found.candidates[0].identity_id == "b10"
+
+
+@pytest.mark.parametrize("search", ["memory", "milvus"])
+def test__a_gallery_written_before_the_template_cap_still_shows_a_close_rival(tmp_path, milvus_server_uri, search):
+    """An identity with 100 near-identical templates (as versions without the cap of 32 could
+    store) fills the first search window; the search widens until a second identity shows."""
+    uri = milvus_server_uri or str(tmp_path / "gallery.db")
+    probe = units(1, 7)[0]
+    flood = probe + 0.002 * np.random.default_rng(8).standard_normal((100, 128)).astype(np.float32)
+    flood /= np.linalg.norm(flood, axis=1, keepdims=True)
+    rival = probe + 0.004 * np.random.default_rng(9).standard_normal(128).astype(np.float32)
+    writer = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08)
+    writer.enroll(Identity("flood"), flood[:1], MODEL)
+    legacy = writer._template_record  # an older version wrote rows the same way, with no cap
+    writer._client.insert(writer._templates, [legacy(Identity("flood"), 10_000 + i, v) for i, v in enumerate(flood[1:])])
+    writer.enroll(Identity("rival"), (rival / np.linalg.norm(rival))[None], MODEL)
+    writer.close()
+
+    gallery = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08, search=search)
+    try:
+        result = gallery.identify(probe[None], 1, "", None, MODEL)[0]
+    finally:
+        gallery.close()
+
+    assert result.ambiguous and result.unknown and result.candidates[0].identity_id == "flood"

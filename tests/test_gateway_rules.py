@@ -126,14 +126,14 @@ def test__a_failed_groups_lookup_is_an_error_counted_as_a_backend_failure_and_th
         matcher.stop()
 
     assert [(d.outcome, d.identity_id) for d in decisions] == [(Outcome.OUTCOME_ERROR, "obama")]
-    assert "door stays locked: access groups of obama unavailable" in decisions[0].reason
+    assert "door stays locked: access groups of 'obama' unavailable" in decisions[0].reason
     assert errors == 1
 
 
-def test__while_a_backend_is_down_a_door_gets_one_error_decision_per_5_s_even_across_reconnects(
+def test__while_a_backend_is_down_a_door_gets_one_error_decision_per_period_even_across_reconnects(
     stack, demo_photos, tmp_path
 ):
-    gateway = start_gateway(stack, tmp_path, "--deadline-seconds", "1",
+    gateway = start_gateway(stack, tmp_path, "--deadline-seconds", "1", "--error-repeat-seconds", "300",
                             matcher_address=f"127.0.0.1:{free_port()}")  # nothing listens there
     try:
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
@@ -147,7 +147,7 @@ def test__while_a_backend_is_down_a_door_gets_one_error_decision_per_5_s_even_ac
         gateway.stop()
 
     assert [d.outcome for d in first] == [Outcome.OUTCOME_ERROR]
-    assert reconnected == []  # the same door within 5 s: counted, not repeated
+    assert reconnected == []  # the same door within the period: counted, not repeated
     assert [d.outcome for d in other_door] == [Outcome.OUTCOME_ERROR]
     assert failures >= 3  # every failed call is counted
 
@@ -203,7 +203,6 @@ def test__once_every_face_in_view_is_decided_the_detector_runs_on_every_third_fr
 
     assert [d.outcome for d in decisions] == [Outcome.OUTCOME_DENIED_UNKNOWN] and decisions[0].frames == 2
     assert skipped == 4  # frames 3-8 after the decision on frame 2: detector on frames 5 and 8 only
-
 
 
 STAFF_DOOR = """

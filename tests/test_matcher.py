@@ -577,3 +577,19 @@ def test__a_matcher_killed_while_rewriting_a_lite_gallery_loses_nobody_and_purge
     assert all(c.identity_id != "sven" for c in sven.candidates) and listed == ["tove"]
     assert "deleted rows purged" in restarted.log_tail(200)
     assert not (tmp_path / "gallery.db" / "collections" / "facegate_gallery_templates__rewrite").exists()
+
+
+def test__a_person_deleted_and_enrolled_again_from_the_same_photo_is_found_and_deleted_again(matcher):
+    # The same photo gives the same template key as the one just deleted.
+    enrolment = matcher_pb2.EnrollRequest(identity_id="uma", embeddings=[emb(unit(94))])
+    matcher.Enroll(enrolment, timeout=10)
+    matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="uma"), timeout=10)
+
+    again = matcher.Enroll(enrolment, timeout=10)
+    found = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(94))]), timeout=10).results[0]
+    removed = matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="uma"), timeout=10)
+    after = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(94))], top_k=10), timeout=10).results[0]
+
+    assert again.templates_added == 1
+    assert not found.unknown and found.candidates[0].identity_id == "uma"
+    assert removed.templates_removed == 1 and all(c.identity_id != "uma" for c in after.candidates)

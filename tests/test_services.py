@@ -236,7 +236,7 @@ def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos)
 
     assert [(d.outcome, d.identity_id, d.frames) for d in decisions] == [
         (Outcome.OUTCOME_REVIEW, "obama-one-frame", 1)]
-    assert "left before enough frames agreed (obama-one-frame 1)" in decisions[0].reason
+    assert "left before enough frames agreed ('obama-one-frame' 1)" in decisions[0].reason
 
 
 def test__given_the_embedder_is_down__then_the_gateway_decides_error_and_the_door_stays_locked(stack, demo_photos, tmp_path):

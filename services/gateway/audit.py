@@ -8,13 +8,15 @@ number of frames the decision rests on, the reason, the model version and the tr
 
 Erasure (`erase`): a person's past decisions keep their id and display name unless the
 erasure asks for a pseudonym; then, in one transaction, their id becomes "erased-<16 hex>"
-wherever it appears (identity, reasons of any decision) and their display name is cleared,
-and the erasure is recorded as an admin action under the pseudonym (never the id it removes).
+wherever it appears (identity, and their quoted mentions in the reasons of any decision: see
+`tracking.mention`) and their display name is cleared, and the erasure is recorded as an admin
+action under the pseudonym (never the id it removes). Decisions still in flight when the
+erasure happens (a track decided a moment later) are pseudonymised as they are recorded, for
+`ERASED_MEMORY` seconds after it.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import sqlite3
 import threading
@@ -24,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facegate.v1 import gateway_pb2
+from services.gateway.tracking import mention
+
+ERASED_MEMORY = 120.0  # s: far longer than a track lives (1.5 s unseen) or a replica's staleness (0.4 s)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -84,6 +89,7 @@ class AuditLog:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._erased: dict[str, tuple[str, float]] = {}  # recently erased id -> (pseudonym, until monotonic)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -94,13 +100,17 @@ class AuditLog:
             self._db.close()
 
     def record(self, decisions: list[gateway_pb2.Decision]) -> None:
-        """Store decisions in one transaction (all or none)."""
-        rows = [(
-            d.decision_id, d.decided_at.ToNanoseconds(), d.captured_at.ToNanoseconds(), d.door_id, d.site,
-            gateway_pb2.Decision.Outcome.Name(d.outcome), d.identity_id, d.display_name, float(d.distance), d.frames,
-            d.track_id, d.reason, d.model_key,
-        ) for d in decisions]
+        """Store decisions in one transaction (all or none). A person erased with a pseudonym
+        moments ago is recorded under it: the decisions are rewritten in place, so what is
+        published afterwards matches the record."""
         with self._lock:
+            for d in decisions:
+                self._pseudonymise(d)
+            rows = [(
+                d.decision_id, d.decided_at.ToNanoseconds(), d.captured_at.ToNanoseconds(), d.door_id, d.site,
+                gateway_pb2.Decision.Outcome.Name(d.outcome), d.identity_id, d.display_name, float(d.distance),
+                d.frames, d.track_id, d.reason, d.model_key,
+            ) for d in decisions]
             with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
                 self._db.execute("BEGIN")
                 self._db.executemany(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
@@ -122,11 +132,22 @@ class AuditLog:
             rows = self._db.execute(sql, [*args, query.limit]).fetchall()
         return [self._decision(dict(zip(COLUMNS, row))) for row in rows]
 
+    def _pseudonymise(self, decision: gateway_pb2.Decision) -> None:
+        """Apply recent erasures to a decision about to be recorded (under the lock)."""
+        if not self._erased:
+            return
+        now = time.monotonic()
+        self._erased = {k: v for k, v in self._erased.items() if v[1] > now}
+        for identity_id, (pseudonym, _) in self._erased.items():
+            if decision.identity_id == identity_id:
+                decision.identity_id, decision.display_name = pseudonym, ""
+            decision.reason = decision.reason.replace(mention(identity_id), mention(pseudonym))
+
     def erase(self, identity_id: str, pseudonymise: bool, detail: str, caller: str) -> Erasure:
         """Record an erasure as an admin action and, if asked, pseudonymise the person's past
         decisions, all in one transaction."""
         pseudonym = f"erased-{secrets.token_hex(8)}" if pseudonymise else ""
-        mention = re.compile(rf"(?<![A-Za-z0-9._:@-]){re.escape(identity_id)}(?![A-Za-z0-9._:@-])")
+        quoted = mention(identity_id)
         action = gateway_pb2.AdminAction(action_id=uuid.uuid4().hex, action="erase_identity",
                                          subject=pseudonym or identity_id, caller=caller)
         action.at.FromNanoseconds(time.time_ns())
@@ -137,11 +158,10 @@ class AuditLog:
                 if pseudonymise:
                     rows = self._db.execute(
                         "SELECT decision_id, identity_id, display_name, reason FROM decisions "
-                        "WHERE identity_id = ? OR instr(reason, ?) > 0", (identity_id, identity_id)).fetchall()
+                        "WHERE identity_id = ? OR instr(reason, ?) > 0", (identity_id, quoted)).fetchall()
                     updates = [(pseudonym if who == identity_id else who, "" if who == identity_id else name,
-                                mention.sub(pseudonym, reason), decision_id)
-                               for decision_id, who, name, reason in rows
-                               if who == identity_id or mention.search(reason)]
+                                reason.replace(quoted, mention(pseudonym)), decision_id)
+                               for decision_id, who, name, reason in rows]
                     self._db.executemany("UPDATE decisions SET identity_id = ?, display_name = ?, reason = ? "
                                          "WHERE decision_id = ?", updates)
                     changed = len(updates)
@@ -150,6 +170,8 @@ class AuditLog:
                 self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
                                  "VALUES (?, ?, ?, ?, ?, ?)", (action.action_id, action.at.ToNanoseconds(),
                                                                action.action, action.subject, action.detail, caller))
+            if pseudonymise:
+                self._erased[identity_id] = (pseudonym, time.monotonic() + ERASED_MEMORY)
         return Erasure(changed, pseudonym, action)
 
     def admin_actions(self, limit: int = 1000) -> list[gateway_pb2.AdminAction]:

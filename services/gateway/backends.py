@@ -81,16 +81,15 @@ class Backends:
             raise BackendError("matcher", exc) from exc
         return list(response.results)
 
-    async def groups_of(self, identity_id: str) -> tuple[str, ...]:
-        """The identity's access groups, read at every match decision (once per person passing,
-        not per frame). Not cached: after a deletion or a change of groups no stale copy may
-        still open a door."""
+    async def identity(self, identity_id: str) -> matcher_pb2.Identity:
+        """The person's record (groups, site), read at every match decision (once per person
+        passing, not per frame). Not cached: after a deletion or a change of groups no stale
+        copy may still open a door."""
         try:
-            identity = await self.matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id=identity_id),
-                                                      timeout=self.deadline)
+            return await self.matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id=identity_id),
+                                                  timeout=self.deadline)
         except grpc.aio.AioRpcError as exc:
             raise BackendError("matcher", exc) from exc
-        return tuple(identity.groups)
 
     async def delete_identity(self, identity_id: str) -> int:
         """Remove the person from the gallery; the templates removed (0 if not enrolled)."""

@@ -95,7 +95,7 @@ class DoorConfig:
         return self.doors.get(door_id)
 
 
-def load_doors(path: Path, calibrated_fars: tuple[float, ...]) -> DoorConfig:
+def load_doors(path: Path, calibrated_fars: tuple[float, ...], embedding_budget: int = 10) -> DoorConfig:
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -105,13 +105,25 @@ def load_doors(path: Path, calibrated_fars: tuple[float, ...]) -> DoorConfig:
     except yaml.YAMLError as exc:
         raise DoorConfigError(f"{path}: not valid YAML ({exc})") from exc
     try:
-        return parse_doors(data, calibrated_fars, str(path))
+        return parse_doors(data, calibrated_fars, str(path), embedding_budget)
     except DoorConfigError as exc:
         raise DoorConfigError(f"{path}: {exc}") from None
 
 
-def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "") -> DoorConfig:
-    """`calibrated_fars`: the false-accept rates the model card has thresholds for."""
+def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "", embedding_budget: int = 10) -> DoorConfig:
+    """`calibrated_fars`: the false-accept rates the model card has thresholds for;
+    `embedding_budget`: the frames of a track the gateway embeds at most (--max-embeddings): a
+    door needing more agreeing frames could never reach a verdict."""
+
+    def _frames(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 10:
+            raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 2 to 10 (one frame never opens a door)")
+        if value > embedding_budget:
+            raise DoorConfigError(f"{where}: {value} is more than the {embedding_budget} frames the gateway embeds per "
+                                  "track (--max-embeddings): no track could reach a verdict; raise --max-embeddings "
+                                  "or lower frames_needed")
+        return value
+
 
     def _far(value: Any, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) not in calibrated_fars:
@@ -170,12 +182,6 @@ def _mapping(value: Any, where: str, allowed: set[str] | None) -> dict:
 def _identifier(value: Any, where: str) -> str:
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         raise DoorConfigError(f"{where}: {value!r} must be 1-128 letters, digits or ._:@-")
-    return value
-
-
-def _frames(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 10:
-        raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 2 to 10 (one frame never opens a door)")
     return value
 
 

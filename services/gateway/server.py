@@ -27,7 +27,7 @@ from services.gateway.backends import BackendError, Backends, FaceCrop
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.doors import Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.policy import PolicyAnswer, may_pass
-from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, observation
+from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, mention, observation
 
 log = logging.getLogger("facegate.gateway")
 FRAMES_IN = Counter("facegate_gateway_frames_total", "Frames received", ["door", "site"])
@@ -76,6 +76,8 @@ class GatewayServiceSettings(ServerSettings):
     batch_wait_ms: float = setting(5.0, "how long a call waits for other doors' work to join it, ms", in_range(0, 100))
     detect_concurrency: int = setting(2, "Detect and Embed calls in flight at once (2 overlaps one batch's "
                                          "transfer with another's compute; raise with replicas)", in_range(1, 64))
+    error_repeat_seconds: float = setting(5.0, "while backends fail, one error decision per door per this many "
+                                               "seconds (every failure is counted in the metrics)", in_range(0.1, 3600))
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
     reload_seconds: float = setting(5.0, "how often to check the door configuration for changes", in_range(0.1, 3600))
 
@@ -88,8 +90,6 @@ class DoorStream:
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
 
-
-ERROR_REPEAT = 5.0  # while backends fail, one error decision per door per this many seconds
 
 
 def page_limit(limit: int) -> int:
@@ -116,6 +116,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def start(self) -> None:
         s = self._settings
+        if s.frames_needed > s.max_embeddings:
+            raise SystemExit(f"--frames-needed {s.frames_needed} is more than --max-embeddings {s.max_embeddings}: "
+                             "no track could reach a verdict")
         card = bundled_card(DEFAULT_MODEL)
         self._calibrated = tuple(float(f) for f in card.far_thresholds)
         if s.doors:
@@ -155,7 +158,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             mtime = path.stat().st_mtime
             if mtime == self._doors_mtime:
                 return
-            self._doors = load_doors(path, self._calibrated)
+            self._doors = load_doors(path, self._calibrated, self._settings.max_embeddings)
             self._doors_mtime = mtime
             CONFIG_RELOADS.labels("ok").inc()
             log.info("doors loaded", extra={"fields": {"path": str(path), "doors": len(self._doors.doors)}})
@@ -306,33 +309,34 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def _decision(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
                         model_key: str) -> gateway_pb2.Decision:
-        """The track's decision; a match needs the person's access groups, read from the matcher
-        at every decision (no cache: a deleted person or a removed group takes effect at once)."""
+        """The track's decision; a match needs the person's record (groups, site), read from the
+        matcher at every decision (no cache: a deletion or a change of groups or site applies
+        from the next decision, or within Milvus' staleness when another matcher made it)."""
         policy = None
         if verdict.kind == "match":
             backends, _ = self._ready()
             try:
-                groups = await backends.groups_of(verdict.observation.identity_id)
+                person = await backends.identity(verdict.observation.identity_id)
             except BackendError as exc:
                 if exc.code == grpc.StatusCode.NOT_FOUND:  # deleted since it was matched (another replica)
                     return decide(frame, door, track, verdict, model_key, PolicyAnswer(
-                        False, f"{verdict.observation.identity_id} is no longer enrolled"))
+                        False, f"{mention(verdict.observation.identity_id)} is no longer enrolled"))
                 BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
                 self._failing_since[door.door_id] = time.monotonic()
-                failed = error_decision(frame, door.site, f"access groups of {verdict.observation.identity_id} "
+                failed = error_decision(frame, door.site, f"access groups of {mention(verdict.observation.identity_id)} "
                                                           f"unavailable ({exc})")
                 failed.track_id, failed.identity_id, failed.frames = track.track_id, verdict.observation.identity_id, verdict.frames
                 return failed
-            policy = may_pass(door, groups, dt.datetime.now(dt.timezone.utc))
+            policy = may_pass(door, tuple(person.groups), dt.datetime.now(dt.timezone.utc), person.site)
         return decide(frame, door, track, verdict, model_key, policy)
 
     async def _failed(self, frame: gateway_pb2.CameraFrame, door: Door, exc: BackendError) -> list[gateway_pb2.Decision]:
         """A backend failed: say so (an error decision, door locked), at most once per door every
-        ERROR_REPEAT s while it lasts (every failure is counted in the metric)."""
+        --error-repeat-seconds while it lasts (every failure is counted in the metric)."""
         BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
         now = time.monotonic()
         since = self._failing_since.get(door.door_id)
-        if since is not None and now - since < ERROR_REPEAT:
+        if since is not None and now - since < self._settings.error_repeat_seconds:
             return []
         self._failing_since[door.door_id] = now
         return await self._publish([error_decision(frame, door.site, str(exc))])

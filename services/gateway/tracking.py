@@ -81,6 +81,12 @@ class Track:
 MIN_FRAMES_TO_GRANT = 2  # one frame never opens a door
 
 
+def mention(identity_id: str) -> str:
+    """How a decision's reason names a person: quoted (ids cannot contain quotes), so that an
+    erasure finds exactly the mentions of that person and nothing else ("2" in "2 of 2 frames")."""
+    return f"'{identity_id}'"
+
+
 def fuse(observations: list[Observation], frames_needed: int, max_embeddings: int) -> Verdict | None:
     """The verdict of a track's embedded frames, or None while more frames are needed.
 
@@ -105,18 +111,19 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
     if len(matched) > 1:
         best = min((o for o in observations if o.matched), key=lambda o: o.distance)
         return Verdict("review", best, len(observations),
-                       f"frames disagree ({_tally(observations)}; matched {', '.join(sorted(matched))}); needs review")
+                       f"frames disagree ({_tally(observations)}; matched {', '.join(map(mention, sorted(matched)))}); "
+                       "needs review")
     if accepted:
         (identity_id, votes), = accepted.items()
         if len(votes) >= frames_needed:
             best = min(votes, key=lambda o: o.distance)
             return Verdict("match", best, len(observations),
-                           f"{identity_id} in {len(votes)} of {len(observations)} frames and no other person in any, "
+                           f"{mention(identity_id)} in {len(votes)} of {len(observations)} frames and no other person in any, "
                            f"best distance {best.distance:.3f} <= {best.threshold:.3f}")
     elif len(ambiguous) >= frames_needed:
         best = min(ambiguous, key=lambda o: o.distance)
         return Verdict("review", best, len(observations),
-                       f"ambiguous in {len(ambiguous)} frames: {best.identity_id} and another person fit about "
+                       f"ambiguous in {len(ambiguous)} frames: {mention(best.identity_id)} and another person fit about "
                        "equally; needs review")
     elif len(unknown) >= frames_needed and not ambiguous:
         return _unknown(unknown, len(observations))
@@ -141,16 +148,16 @@ def leftover(observations: list[Observation]) -> Verdict:
 
 def _unknown(unknown: list[Observation], frames: int) -> Verdict:
     nearest = min(unknown, key=lambda o: o.distance)
-    who = f"nearest {nearest.identity_id} at {nearest.distance:.3f}" if nearest.identity_id else "gallery empty"
+    who = f"nearest {mention(nearest.identity_id)} at {nearest.distance:.3f}" if nearest.identity_id else "gallery empty"
     return Verdict("unknown", nearest, frames,
                    f"no identity within threshold {nearest.threshold:.3f} in {len(unknown)} frames ({who})")
 
 
 def _tally(observations: list[Observation]) -> str:
-    """'alice 2, carol 1, ambiguous 1, unknown 1' for a reason text."""
+    """"'alice' 2, 'carol' 1, ambiguous 1, unknown 1" for a reason text."""
     counts: dict[str, int] = {}
     for o in observations:
-        key = o.identity_id if o.accepted else "ambiguous" if o.ambiguous else "unknown"
+        key = mention(o.identity_id) if o.accepted else "ambiguous" if o.ambiguous else "unknown"
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 

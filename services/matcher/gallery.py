@@ -26,6 +26,8 @@ of the templates (`exact_index.py` says why); with a server, in Milvus.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -34,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +44,7 @@ from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, 
 from services.core.failpoints import failpoint
 from services.matcher.exact_index import ExactIndex, TemplateHit
 
+T = TypeVar("T")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
 MAX_TEMPLATES_PER_CALL = 100
@@ -148,6 +152,19 @@ class TemplateRow:
     site: str
     display_name: str
     vector: np.ndarray | None = None
+
+
+def waits_for_rewrites(method: Callable[..., T]) -> Callable[..., T]:
+    """A read of Milvus that, on a Lite gallery, waits while a purge rewrites it (the rewrite
+    drops and renames collections: a read in between would fail). Searches of the in-memory
+    copy never wait."""
+
+    @functools.wraps(method)
+    def read(self: "Gallery", *args: Any, **kwargs: Any) -> T:
+        with self._lock if self._lite else contextlib.nullcontext():
+            return method(self, *args, **kwargs)
+
+    return read
 
 
 def cosine_to_distance(similarity: float) -> float:
@@ -270,6 +287,8 @@ class Gallery:
         is rewritten: the live rows are copied into a new collection, the old one is dropped
         (its files go at once) and the new one takes its name."""
         with self._lock:
+            if self._lite:
+                self._finish_interrupted_rewrites()  # a rewrite that failed midway in this process
             if not self._lite:
                 for name in (self._identities, self._templates):
                     self._client.flush(name)  # compaction only applies deletions already in delta logs
@@ -288,16 +307,25 @@ class Gallery:
             self._client.drop_collection(fresh)
         create(fresh)
         iterator = self._client.query_iterator(name, batch_size=2000, filter=everything, output_fields=fields, **STRONG)
+        copied = 0
         try:
             while batch := iterator.next():
                 self._client.insert(fresh, [dict(row) for row in batch])
+                copied += len(batch)
         finally:
             iterator.close()
         self._client.flush(fresh)
+        live = self._count(name, everything)
+        if self._count(fresh, everything) != copied or copied != live:
+            self._client.drop_collection(fresh)
+            raise RuntimeError(f"rewrite of {name}: copied {copied} rows of {live}; the original is kept")
         failpoint("gallery.rewrite.before_drop")
         self._client.drop_collection(name)
         self._client.rename_collection(fresh, name)
         self._client.load_collection(name)
+
+    def _count(self, name: str, everything: str) -> int:
+        return int(self._client.query(name, filter=everything, output_fields=["count(*)"], **STRONG)[0]["count(*)"])
 
     def _finish_interrupted_rewrites(self) -> None:
         """A Lite rewrite that a crash interrupted: before the old collection was dropped, the
@@ -370,6 +398,8 @@ class Gallery:
                 failpoint("gallery.enroll.before_stale_delete")
                 self._remove_templates([t.pk for t in stale if t.pk not in records])
             self._deleted.discard(identity.identity_id)
+            for pk in records:  # a key deleted before (same person, photo, site) is live again
+                self._deleted.discard(pk)
             self._unflushed += len(records)
         added = len(asked - {t.pk for t in stored})
         return replace(merged, template_count=total), added
@@ -448,7 +478,9 @@ class Gallery:
 
     def _templates_of(self, identity_ids: list[str], vectors: bool, consistency: dict,
                       pks: list[int] | None = None) -> list[TemplateRow]:
-        """The stored templates of these identities (of this model), optionally only `pks`."""
+        """The stored templates of these identities (of this model), optionally only `pks`.
+        Session reads drop this matcher's recent deletions (a server may still return them);
+        Strong reads see exactly what is stored."""
         if not identity_ids:
             return []
         if self._exact is not None:  # the in-memory copy mirrors a Lite gallery exactly (one process)
@@ -463,11 +495,12 @@ class Gallery:
             rows = self._client.query(self._templates, filter=" and ".join(clauses), output_fields=fields, **consistency)
             found += [TemplateRow(r["pk"], r["identity_id"], r["site"], r["display_name"],
                                   np.asarray(r["vector"], np.float32) if vectors else None)
-                      for r in rows if r["pk"] not in self._deleted]
+                      for r in rows if consistency is STRONG or r["pk"] not in self._deleted]
         return found
 
     # -- reads --------------------------------------------------------------------------------
 
+    @waits_for_rewrites
     def get(self, identity_id: str) -> Identity:
         check_id(identity_id)
         # Session reads, as searches: the gateway asks for a person's groups at every grant, and
@@ -479,6 +512,7 @@ class Gallery:
         count = len(self._templates_of([identity_id], vectors=False, consistency=SESSION))
         return replace(self._identity_of(row), template_count=count)
 
+    @waits_for_rewrites
     def list(self, page_size: int, page_token: str, site: str) -> tuple[list[Identity], str]:
         rows, token = self._page_rows(page_size, page_token, site)
         counts: dict[str, int] = {}
@@ -486,6 +520,7 @@ class Gallery:
             counts[template.identity_id] = counts.get(template.identity_id, 0) + 1
         return [replace(self._identity_of(r), template_count=counts.get(r["identity_id"], 0)) for r in rows], token
 
+    @waits_for_rewrites
     def export_page(self, page_token: str, site: str, page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
         """A page of identities with their template vectors, and the token of the next page."""
         rows, token = self._page_rows(page_size, page_token, site)
@@ -582,6 +617,10 @@ class Gallery:
         """The `limit` nearest templates of this model per probe (of `site` or no site, if given)."""
         if self._exact is not None:
             return self._exact.search(probes, limit, site)
+        return self._search_milvus(probes, limit, site)
+
+    @waits_for_rewrites
+    def _search_milvus(self, probes: np.ndarray, limit: int, site: str) -> list[list[TemplateHit]]:
         clauses = [f'model_key == "{self.model_key}"']
         if site:
             clauses.append(f'(site == "{site}" or site == "")')
@@ -592,6 +631,7 @@ class Gallery:
         return [[TemplateHit(h["entity"]["identity_id"], h["entity"]["display_name"], float(h["distance"]))
                  for h in probe_hits if h.get("id", h.get("pk")) not in self._deleted] for probe_hits in hits]
 
+    @waits_for_rewrites
     def verify(self, identity_id: str, probe: np.ndarray, model_key: str) -> float:
         """Distance from the probe to the identity's nearest template."""
         check_id(identity_id)
@@ -604,6 +644,7 @@ class Gallery:
         vectors = np.asarray([t.vector for t in templates], np.float32)
         return float(np.min(np.linalg.norm(vectors - probe, axis=1)))
 
+    @waits_for_rewrites
     def count(self) -> int:
         return int(self._client.get_collection_stats(self._templates)["row_count"])
 

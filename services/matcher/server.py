@@ -116,8 +116,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                 started = time.monotonic()
                 try:
                     await asyncio.to_thread(gallery.purge)
-                except Exception:  # retried at the next deletion's deadline; the rows are deleted already
-                    log.exception("purge of deleted rows failed")
+                except Exception:  # the rows are deleted already; try again purge_after_seconds later
+                    gallery.deleted_since = time.monotonic()
+                    log.exception("purge of deleted rows failed; retrying in %.0f s", self._settings.purge_after_seconds)
                 else:
                     log.info("deleted rows purged", extra={"fields": {"seconds": round(time.monotonic() - started, 2)}})
 
