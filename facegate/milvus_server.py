@@ -24,22 +24,6 @@ PROXY_PORT = 19530  # Milvus' gRPC port
 HEALTH_URL = "http://127.0.0.1:9091/healthz"  # its REST health endpoint (first free port from 9091)
 
 
-# Server settings (environment variables: a milvus.yaml key in capitals, "." -> "_") under which
-# deleted rows leave the disk within about a minute of a compaction: the garbage collector runs
-# every 5 s and removes replaced segment files after 5 s (defaults 1 h / 3 h), and the message
-# queue (rocksmq) keeps insert messages for 1 minute in small pages (default 3 days, 64 MB).
-# Measured on 2.3.5: binlogs gone ~9 s after `compact`, the queue's copy ~53 s after.
-FAST_ERASURE = {
-    "DATACOORD_GC_INTERVAL": "5",
-    "DATACOORD_GC_DROPTOLERANCE": "5",
-    "DATACOORD_GC_MISSINGTOLERANCE": "5",
-    "ROCKSMQ_RETENTIONTIMEINMINUTES": "1",
-    "ROCKSMQ_TIMTICKERINTERVAL": "10",
-    "ROCKSMQ_COMPACTIONINTERVAL": "10",
-    "ROCKSMQ_ROCKSMQPAGESIZE": "1024",
-}
-
-
 def in_private_network() -> bool:
     """True when loopback is this process's only network interface."""
     return {name for _, name in socket.if_nameindex()} == {"lo"}
@@ -48,9 +32,8 @@ def in_private_network() -> bool:
 class MilvusServer:
     """Start `milvus-server --data DIR`, wait until healthy, stop it; a context manager."""
 
-    def __init__(self, data_dir: Path, start_timeout: float = 180.0, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, start_timeout: float = 180.0) -> None:
         self.data_dir = Path(data_dir)
-        self._settings = dict(settings or {})  # environment variables for the server (see FAST_ERASURE)
         self.uri = f"http://127.0.0.1:{PROXY_PORT}"
         self._timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -67,8 +50,7 @@ class MilvusServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "milvus-server.log", "ab")
         self._process = subprocess.Popen([executable, "--data", str(self.data_dir)], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, **self._settings})
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:

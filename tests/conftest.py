@@ -73,18 +73,17 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     """With FACEGATE_TEST_MILVUS=server (`make test-milvus-server`), a real Milvus 2.3.5 server
-    started for the session in a private network namespace (with the garbage collection and
-    queue retention of `FAST_ERASURE`, so erasure from disk can be tested); otherwise None: each
-    matcher gets its own Milvus Lite file (the embedded default)."""
+    started for the session in a private network namespace; otherwise None: each matcher gets
+    its own Milvus Lite file (the embedded default)."""
     backend = os.environ.get("FACEGATE_TEST_MILVUS", "lite")
     if backend == "lite":
         yield None
         return
     if backend != "server":
         pytest.fail(f"FACEGATE_TEST_MILVUS={backend!r}: must be 'lite' or 'server'")
-    from facegate.milvus_server import FAST_ERASURE, MilvusServer
+    from facegate.milvus_server import MilvusServer
 
-    with MilvusServer(tmp_path_factory.mktemp("milvus-server"), settings=FAST_ERASURE) as server:
+    with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
         yield server
 
 

@@ -45,9 +45,13 @@ class MatcherServiceSettings(ServerSettings):
     max_top_k: int = setting(100, "largest top_k accepted", in_range(1, 1000))
     flush_seconds: float = setting(1.0, "seal writes this long after they happen (searches on unsealed rows are slow)",
                                    in_range(0.05, 60.0))
-    purge_after_seconds: float = setting(60.0, "after a deletion, purge deleted rows from the gallery's files within "
-                                               "this long (Lite: rewrite; server: compaction, then its GC)",
+    purge_after_seconds: float = setting(60.0, "after a deletion, purge deleted rows from a Lite gallery's files "
+                                               "within this long (a rewrite; a server purges by itself, see "
+                                               "--compact-server)",
                                          in_range(1.0, 86400.0))
+    compact_server: bool = setting(False, "with a Milvus server, also flush deletions and request a compaction at "
+                                          "each purge (faster erasure from its disk; Milvus 2.3.5's datacoord was "
+                                          "seen to panic on such compactions: see README 'Erasure')")
 
 
 CLASSIFIER_NAMES = {matcher_pb2.CLASSIFIER_NEAREST: "nearest", matcher_pb2.CLASSIFIER_KNN_VOTE: "knn"}
@@ -115,7 +119,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             if since is not None and time.monotonic() - since >= self._settings.purge_after_seconds:
                 started = time.monotonic()
                 try:
-                    await asyncio.to_thread(gallery.purge)
+                    await asyncio.to_thread(gallery.purge, self._settings.compact_server)
                 except Exception:  # the rows are deleted already; try again purge_after_seconds later
                     gallery.deleted_since = time.monotonic()
                     log.exception("purge of deleted rows failed; retrying in %.0f s", self._settings.purge_after_seconds)
