@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             for decision in gateway.StreamCamera(camera(photos, "front-door", args.fps, args.rounds)):
                 outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_")
                 who = decision.display_name or "-"
-                print(f"  {decision.track_id:16s} {outcome:15s} {who:14s} {decision.reason}", flush=True)
+                print(f"  {decision.track_id:26s} {outcome:15s} {who:14s} {decision.reason}", flush=True)
         except KeyboardInterrupt:
             print("\nstopping ...")
         finally:

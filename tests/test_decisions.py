@@ -160,3 +160,13 @@ def test__a_person_enrolled_at_another_site_is_not_let_in_whatever_matched():
     assert not answer.allowed and answer.reason == "enrolled at site 'lab', not at this door's site 'hq'"
     assert may_pass(LOBBY, ["staff"], MONDAY_NOON, identity_site="hq").allowed
     assert may_pass(LOBBY, ["staff"], MONDAY_NOON, identity_site="").allowed  # no site: every site
+
+
+def test__track_ids_do_not_repeat_across_gateway_restarts():
+    before, after = DoorTracks("lobby", epoch="19c3a5b2e4f"), DoorTracks("lobby", epoch="19c3a5b9a01")
+    box = common_pb2.Box(x=0, y=0, width=100, height=100)
+
+    first, second = before.update([box], now=0.0)[0], after.update([box], now=0.0)[0]
+
+    assert first.track_id.startswith("lobby#19c3a5b2e4f.") and second.track_id.startswith("lobby#19c3a5b9a01.")
+    assert first.track_id != second.track_id

@@ -10,6 +10,7 @@ a track nobody saw for `timeout` seconds ends.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 
 from facegate.v1 import common_pb2, matcher_pb2
@@ -184,13 +185,19 @@ def iou(a: common_pb2.Box, b: common_pb2.Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+# Track ids carry the process's start (ms, hex) before their count, so ids in the audit log stay
+# unique across gateway restarts ("lobby#19c3a5b2e4f.7").
+PROCESS_EPOCH = format(time.time_ns() // 1_000_000, "x")
+
+
 class DoorTracks:
     """The live tracks of one door camera."""
 
     _ids = itertools.count(1)
 
-    def __init__(self, door_id: str, min_affinity: float = 0.1, timeout: float = 1.5) -> None:
+    def __init__(self, door_id: str, min_affinity: float = 0.1, timeout: float = 1.5, epoch: str = PROCESS_EPOCH) -> None:
         self.door_id = door_id
+        self._epoch = epoch
         self._min_affinity = min_affinity
         self._timeout = timeout
         self.tracks: list[Track] = []
@@ -216,7 +223,7 @@ class DoorTracks:
         for bi, box in enumerate(boxes):
             track = assigned.get(bi)
             if track is None:
-                track = Track(f"{self.door_id}#{next(self._ids)}", box, now, now, frames_seen=0)
+                track = Track(f"{self.door_id}#{self._epoch}.{next(self._ids)}", box, now, now, frames_seen=0)
                 self.tracks.append(track)
             track.box, track.last_seen = box, now
             track.frames_seen += 1
