@@ -10,16 +10,14 @@ cached by bench/openset_lfw.py's helper.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from openset_lfw import embed_lfw  # noqa: E402
+from openset_lfw import embed_lfw
 
-from services.matcher.clustering import cluster_faces, pairwise_precision_recall  # noqa: E402
+from services.matcher.clustering import cluster_faces, pairwise_precision_recall
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -28,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline_bench import letterbox  # noqa: E402

@@ -20,7 +20,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from facegate.milvus_server import MilvusServer, in_private_network  # noqa: E402
