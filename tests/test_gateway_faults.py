@@ -82,12 +82,19 @@ def start_gateway(stack, tmp_path, *flags: str, matcher_address: str = "", name:
     return service
 
 
-@pytest.fixture
-def matcher(tmp_path):
-    """A matcher with a gallery of this test's own (the session stack's has other people)."""
-    service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db")], ENV)
+def start_matcher(tmp_path, *flags: str, env: dict[str, str] | None = None) -> ServiceProcess:
+    """A matcher with a gallery of the test's own (the session stack's has other people); SERVING
+    when returned."""
+    service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db"), *flags],
+                             {**ENV, **(env or {})})
     service.start()
     service.wait_serving(time.monotonic() + 60)
+    return service
+
+
+@pytest.fixture
+def matcher(tmp_path):
+    service = start_matcher(tmp_path)
     yield service
     service.stop()
 

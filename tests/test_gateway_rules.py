@@ -16,18 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from facegate.stack import ServiceProcess, free_port
 from facegate.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel
-from tests.test_gateway_faults import ENV, Door, start_gateway
+from tests.test_gateway_faults import ENV, Door, start_gateway, start_matcher
 from tests.test_services import camera_frames, photo
 
 Outcome = gateway_pb2.Decision.Outcome
-
-
-def start_matcher(tmp_path, *flags: str, env: dict[str, str] | None = None) -> ServiceProcess:
-    service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db"), *flags],
-                             {**ENV, **(env or {})})
-    service.start()
-    service.wait_serving(time.monotonic() + 60)
-    return service
 
 
 def metric(process: ServiceProcess, name: str, **labels: str) -> float:

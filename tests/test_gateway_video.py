@@ -3,24 +3,19 @@ few frames per track, and decides once per person; the audit log answers afterwa
 
 from __future__ import annotations
 
-import urllib.request
-
-from prometheus_client.parser import text_string_to_metric_families
-
 from facegate.images import decode_image
 from facegate.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from tests.conftest import channel, shared_path
 from tests.test_cli import facegate
+from tests.test_gateway_rules import metric
 
 Outcome = gateway_pb2.Decision.Outcome
 DOOR = "stage-door"
 
 
 def counter(stack, name: str, door: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.services['gateway'].metrics_port}/metrics").read().decode()
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name and sample.labels.get("door") == door)
+    return metric(stack.services["gateway"], name, door=door)
 
 
 def test__given_two_enrolled_people__when_the_clip_streams__then_the_right_one_is_granted_with_few_embeddings(stack):

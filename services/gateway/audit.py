@@ -48,7 +48,6 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_by_door_time ON decisions (door_id, decided_at_ns);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at_ns);
-CREATE INDEX IF NOT EXISTS decisions_by_identity ON decisions (identity_id);
 CREATE TABLE IF NOT EXISTS admin_actions (
     action_id TEXT PRIMARY KEY,
     at_ns INTEGER NOT NULL,

@@ -181,7 +181,8 @@ class Gallery:
 
     def __init__(self, uri: str, model_key: str, dim: int, threshold: float,
                  collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0,
-                 search: str = "auto", index_params: dict | None = None, search_params: dict | None = None) -> None:
+                 search: str = "auto", index_params: dict | None = None, search_params: dict | None = None,
+                 compact_server: bool = False) -> None:
         from pymilvus import MilvusClient
 
         self.model_key = model_key
@@ -203,7 +204,10 @@ class Gallery:
                 "at a time; run one matcher per file, or point MILVUS_URI at a Milvus server."
             ) from exc
         self._index = (index_type, dict(index_params or {}))
-        self.deleted_since: float | None = None  # monotonic time of the first deletion not purged yet
+        self._compact_server = compact_server
+        # Monotonic time of the first deletion not purged yet; only set where `purge` does
+        # something (a Lite gallery, or a server with compact_server).
+        self.deleted_since: float | None = None
         if self._lite:
             self._finish_interrupted_rewrites()
             # A purge a stop or crash cut short (or never reached) is not recorded anywhere:
@@ -277,7 +281,7 @@ class Gallery:
 
     # -- erasure from disk ----------------------------------------------------------------------
 
-    def purge(self, compact_server: bool = False) -> None:
+    def purge(self) -> None:
         """Make deleted rows leave the gallery's files.
 
         Milvus Lite's compaction does nothing, and its files keep deleted rows until an
@@ -292,7 +296,7 @@ class Gallery:
         matchers requested compactions (index out of range in prepareCompactionMutation)."""
         with self._lock:
             if not self._lite:
-                if compact_server:
+                if self._compact_server:
                     for name in (self._identities, self._templates):
                         self._client.flush(name)  # a compaction applies only deletions already in delta logs
                         self._client.compact(name)
@@ -463,7 +467,7 @@ class Gallery:
             self._remove_templates(pks)
             self._client.delete(self._identities, ids=[identity_id])
             self._deleted.add([identity_id])
-            self.deleted_since = self.deleted_since or time.monotonic()
+            self._purge_due()
             if self._exact is None:  # a server may have other writers: sweep what one wrote meanwhile
                 late = [t.pk for t in self._templates_of([identity_id], vectors=False, consistency=STRONG)]
                 self._remove_templates(late)
@@ -474,11 +478,16 @@ class Gallery:
     def _remove_templates(self, pks: list[int]) -> None:
         if not pks:
             return
-        self.deleted_since = self.deleted_since or time.monotonic()
+        self._purge_due()
         self._client.delete(self._templates, ids=pks)
         self._deleted.add(pks)
         if self._exact is not None:
             self._exact.remove(pks)
+
+    def _purge_due(self) -> None:
+        """A deletion happened: deleted rows are to leave the files (from its time on)."""
+        if (self._lite or self._compact_server) and self.deleted_since is None:
+            self.deleted_since = time.monotonic()
 
     def _templates_of(self, identity_ids: list[str], vectors: bool, consistency: dict,
                       pks: list[int] | None = None) -> list[TemplateRow]:

@@ -100,6 +100,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             Gallery, self._settings.milvus_uri, card.model_key, card.embedding_dim, card.distance_threshold,
             self._settings.collection, self._settings.index_type, card.ambiguity_gap, self._settings.search,
             json.loads(self._settings.index_params or "{}"), json.loads(self._settings.search_params or "{}"),
+            self._settings.compact_server,
         )
         logging.getLogger("facegate.matcher").info(
             "gallery open", extra={"fields": {"templates": self._gallery.count(), "search": self._gallery.search_mode}})
@@ -119,7 +120,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             if since is not None and time.monotonic() - since >= self._settings.purge_after_seconds:
                 started = time.monotonic()
                 try:
-                    await asyncio.to_thread(gallery.purge, self._settings.compact_server)
+                    await asyncio.to_thread(gallery.purge)
                 except Exception:  # the rows are deleted already; try again purge_after_seconds later
                     gallery.deleted_since = time.monotonic()
                     log.exception("purge of deleted rows failed; retrying in %.0f s", self._settings.purge_after_seconds)
