@@ -51,11 +51,11 @@ bench-index: setup
 bench-doors: setup
 	$(PY) bench/doors_bench.py
 
-## proto: regenerate facegate/v1/ from protos/ (never edit the generated files)
+## proto: regenerate services/contracts/v1/ from protos/ (never edit the generated files)
 proto: $(STAMP)
 	$(PY) tools/gen_proto.py
 
-## proto-check: fail if facegate/v1/ is stale
+## proto-check: fail if services/contracts/v1/ is stale
 proto-check: $(STAMP)
 	$(PY) tools/gen_proto.py --check
 

@@ -29,7 +29,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from facegate.milvus_server import MilvusServer, in_private_network  # noqa: E402
+from facegate.harness.milvus_server import MilvusServer, in_private_network  # noqa: E402
 from services.matcher.gallery import Gallery, Identity  # noqa: E402
 
 MODEL = "dlib-resnet-v1@1.0"

@@ -36,9 +36,9 @@ FARS = (1e-3, 1e-2)
 
 
 def embed_lfw(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from facegate import assets
-    from facegate.lfw import embed_images
-    from facegate.pipeline import FacePipeline
+    from services.core import assets
+    from facegate.evaluation.lfw import embed_images
+    from facegate.evaluation.pipeline import FacePipeline
     from services.detector.mtcnn_cascade import DetectorSettings
 
     pipeline = FacePipeline(detector_settings=DetectorSettings(min_face_size=40))
@@ -225,7 +225,7 @@ def main() -> None:
         mean = {k: np.mean([f[0][k] for f in folds]) for k in ("rank1", *FARS)}
         rows.append(f"| {label} | {100 * mean[1e-3]:.1f}% | {100 * mean[1e-2]:.1f}% | {100 * mean['rank1']:.1f}% |"
                     f" {kind} per fold {'/'.join(f'{f[1]:g}' for f in folds)}")
-    from services.embedder.models import load_card
+    from services.core.model_card import load_card
 
     card = load_card()
     for far in ("0.001", "0.0001"):

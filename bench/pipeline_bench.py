@@ -45,8 +45,8 @@ def bench_frames(count: int) -> tuple[list[np.ndarray], str]:
             frames.append(letterbox(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
         if frames:
             return frames, f"{CLIP.name} (640x360 letterboxed to 640x480)"
-    from facegate import assets
-    from facegate.images import decode_image
+    from services.core import assets
+    from services.core.images import decode_image
 
     photos = [decode_image(p.read_bytes()) for n, p in sorted(assets.demo_photos().items()) if n.endswith(".jpg")]
     return [letterbox(photos[i % len(photos)]) for i in range(count)], "face_recognition sdist photos at 640x480"

@@ -23,10 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline_bench import letterbox, row, timed  # noqa: E402
 
-from facegate import assets  # noqa: E402
-from facegate.images import decode_image  # noqa: E402
-from facegate.stack import LocalStack  # noqa: E402
-from facegate.v1 import (  # noqa: E402
+from services.core import assets  # noqa: E402
+from services.core.images import decode_image  # noqa: E402
+from facegate.harness.stack import LocalStack  # noqa: E402
+from services.contracts.v1 import (  # noqa: E402
     common_pb2,
     detector_pb2,
     detector_pb2_grpc,

@@ -18,7 +18,7 @@ import cv2
 import grpc
 import numpy as np
 
-from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from services.core.channels import blocking_channel
 

@@ -40,7 +40,7 @@ def _detector_settings(args: argparse.Namespace) -> Any:
 
 
 def _pipeline(args: argparse.Namespace) -> Any:
-    from facegate.pipeline import FacePipeline
+    from facegate.evaluation.pipeline import FacePipeline
 
     return FacePipeline(model=args.model, detector_settings=_detector_settings(args))
 
@@ -56,7 +56,7 @@ def _face_json(embedded: Any) -> dict[str, Any]:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from facegate.images import ImageError, decode_image
+    from services.core.images import ImageError, decode_image
 
     pipeline = _pipeline(args)
     failures = 0
@@ -73,8 +73,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from facegate.images import ImageError, decode_image
-    from facegate.pipeline import distance
+    from services.core.images import ImageError, decode_image
+    from facegate.evaluation.pipeline import distance
 
     pipeline = _pipeline(args)
     main_faces = []
@@ -101,7 +101,7 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from facegate.lfw import evaluate_lfw
+    from facegate.evaluation.lfw import evaluate_lfw
 
     if not args.data.is_dir() or not args.pairs.is_file():
         print(f"facegate eval lfw: need an LFW image folder (--data {args.data}) and a pairs file "
@@ -146,8 +146,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from facegate.calibration import calibrate, pair_distances, plot
-    from facegate.lfw import embed_images, read_pairs
+    from facegate.evaluation.calibration import calibrate, pair_distances, plot
+    from facegate.evaluation.lfw import embed_images, read_pairs
 
     if not args.data.is_dir() or not args.pairs.is_file():
         print(f"facegate calibrate: need an image folder (--data {args.data}) and a pairs file (--pairs {args.pairs})",
@@ -221,14 +221,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> Any:
-    from facegate.v1 import gateway_pb2_grpc
+    from services.contracts.v1 import gateway_pb2_grpc
     from services.core.channels import blocking_channel
 
     return gateway_pb2_grpc.GatewayStub(blocking_channel(args.gateway))
 
 
 def _encoded_photo(path: str) -> Any:
-    from facegate.images import decode_image
+    from services.core.images import decode_image
     from services.core import ndarray
 
     return ndarray.encode(decode_image(Path(path).read_bytes()), "jpeg")
@@ -248,8 +248,8 @@ def _rpc_failed(command: str, error: Any) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     import grpc
 
-    from facegate.images import ImageError
-    from facegate.v1 import gateway_pb2
+    from services.core.images import ImageError
+    from services.contracts.v1 import gateway_pb2
 
     try:
         images = [_encoded_photo(p) for p in args.images]
@@ -271,8 +271,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     import grpc
 
-    from facegate.images import ImageError
-    from facegate.v1 import gateway_pb2
+    from services.core.images import ImageError
+    from services.contracts.v1 import gateway_pb2
 
     stub = _gateway(args)
     for path in args.images:
@@ -334,7 +334,7 @@ def parse_since(text: str) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     import grpc
 
-    from facegate.v1 import gateway_pb2
+    from services.contracts.v1 import gateway_pb2
 
     request = gateway_pb2.ListDecisionsRequest(door_id=args.door, site=args.site, limit=args.limit)
     if args.outcome:
@@ -359,7 +359,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     import grpc
 
-    from facegate.v1 import gateway_pb2
+    from services.contracts.v1 import gateway_pb2
 
     try:
         for decision in _gateway(args).WatchDecisions(gateway_pb2.WatchDecisionsRequest(door_ids=args.door)):
@@ -374,7 +374,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_erase(args: argparse.Namespace) -> int:
     import grpc
 
-    from facegate.v1 import gateway_pb2
+    from services.contracts.v1 import gateway_pb2
 
     request = gateway_pb2.EraseIdentityRequest(identity_id=args.id, pseudonymise_decisions=args.pseudonymise,
                                                reason=args.reason)
@@ -388,7 +388,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def _matcher(args: argparse.Namespace) -> Any:
-    from facegate.v1 import matcher_pb2_grpc
+    from services.contracts.v1 import matcher_pb2_grpc
     from services.core.channels import blocking_channel
 
     return matcher_pb2_grpc.MatcherStub(blocking_channel(args.matcher))
@@ -398,7 +398,7 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from facegate.v1 import matcher_pb2
+    from services.contracts.v1 import matcher_pb2
 
     count = 0
     try:
@@ -417,7 +417,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import ParseDict, ParseError
 
-    from facegate.v1 import matcher_pb2
+    from services.contracts.v1 import matcher_pb2
 
     stub = _matcher(args)
     imported = 0

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate import assets
-from facegate.images import decode_image
-from facegate.stack import LocalStack
-from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from services.core import assets
+from services.core.images import decode_image
+from facegate.harness.stack import LocalStack
+from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from services.core.channels import blocking_channel
 

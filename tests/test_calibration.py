@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegate.calibration import calibrate, pair_distances, threshold_at_far
+from facegate.evaluation.calibration import calibrate, pair_distances, threshold_at_far
 
 
 def test__given_impostor_distances__then_the_threshold_accepts_exactly_the_allowed_share():

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from services.matcher.clustering import cluster_faces, pairwise_precision_recall
 from tests.conftest import channel
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from facegate.v1 import common_pb2, gateway_pb2
+from services.contracts.v1 import common_pb2, gateway_pb2
 from services.gateway.decisions import decide, error_decision
 from services.gateway.doors import Door, TimeWindow
 from services.gateway.policy import may_pass

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from facegate.images import decode_image
+from services.core.images import decode_image
 from services.detector.mtcnn_cascade import DetectorSettings
 from tests.conftest import shared_path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegate.images import decode_image
+from services.core.images import decode_image
 from services.embedder.dlib_format import Conv, DlibFormatError, FullyConnected, InputRGB, load_network, parse_network
 
 
@@ -76,7 +76,7 @@ def test__given_an_empty_cache__when_the_model_is_prepared__then_it_matches_the_
     tmp_path, monkeypatch, embedder, dlib_weights
 ):
     """The whole conversion path (what `make setup` runs once) from the fetched .dat file."""
-    from facegate import assets
+    from services.core import assets
     from services.embedder.models import load_embedder
 
     (tmp_path / "packages").symlink_to(assets.home() / "packages")  # reuse the fetched sdist files

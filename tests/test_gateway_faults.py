@@ -11,8 +11,8 @@ import time
 import grpc
 import pytest
 
-from facegate.stack import ServiceProcess
-from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from facegate.harness.stack import ServiceProcess
+from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel
 from tests.test_services import photo
 

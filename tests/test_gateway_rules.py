@@ -13,8 +13,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from facegate.stack import ServiceProcess, free_port
-from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from facegate.harness.stack import ServiceProcess, free_port
+from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel
 from tests.test_gateway_faults import ENV, Door, start_gateway, start_matcher
 from tests.test_services import camera_frames, photo

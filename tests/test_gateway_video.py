@@ -3,8 +3,8 @@ few frames per track, and decides once per person; the audit log answers afterwa
 
 from __future__ import annotations
 
-from facegate.images import decode_image
-from facegate.v1 import gateway_pb2, gateway_pb2_grpc
+from services.core.images import decode_image
+from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from tests.conftest import channel, shared_path
 from tests.test_cli import facegate

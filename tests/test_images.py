@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegate.images import MAX_PIXELS, ImageError, decode_image
+from services.core.images import MAX_PIXELS, ImageError, decode_image
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -46,7 +46,7 @@ def test__backends_are_headless_so_clients_balance_over_replicas():
 
 
 def test__the_shipped_door_configmap_is_a_valid_door_configuration():
-    from services.embedder.models import DEFAULT_MODEL, bundled_card
+    from services.core.model_card import DEFAULT_MODEL, bundled_card
     from services.gateway.doors import parse_doors
 
     configmap = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "facegate-doors")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
-from facegate.stack import ServiceProcess, health_status
-from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from facegate.harness.stack import ServiceProcess, health_status
+from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from tests.conftest import channel
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -104,7 +104,7 @@ def test__given_a_site__then_identify_only_matches_that_sites_people(matcher):
 
 
 def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
-    from services.embedder.models import bundled_card
+    from services.core.model_card import bundled_card
 
     card = bundled_card("dlib-resnet-v1")
     vera = unit(60)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from facegate.images import decode_image
-from facegate.v1 import (
+from services.core.images import decode_image
+from services.contracts.v1 import (
     common_pb2,
     detector_pb2,
     detector_pb2_grpc,
@@ -242,7 +242,7 @@ def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos)
 def test__given_the_embedder_is_down__then_the_gateway_decides_error_and_the_door_stays_locked(stack, demo_photos, tmp_path):
     import os
 
-    from facegate.stack import ServiceProcess, free_port
+    from facegate.harness.stack import ServiceProcess, free_port
 
     dead = f"127.0.0.1:{free_port()}"  # nothing listens here
     gateway = ServiceProcess("gateway", tmp_path, [

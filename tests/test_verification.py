@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegate.lfw import read_pairs, select_pairs
-from facegate.verification import best_threshold, equal_error_rate, evaluate, tar_at_far
+from facegate.evaluation.lfw import read_pairs, select_pairs
+from facegate.evaluation.verification import best_threshold, equal_error_rate, evaluate, tar_at_far
 
 
 def test__given_separable_distances__then_accuracy_is_perfect_and_the_threshold_separates():

@@ -28,8 +28,8 @@ def chip_box(size: int, padding: float) -> tuple[float, float]:
 def main() -> None:
     import dlib
 
-    from facegate import assets
-    from facegate.images import decode_image
+    from services.core import assets
+    from services.core.images import decode_image
     from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,7 +13,11 @@ from collections.abc import Iterable
 
 import grpc
 
-from services.core.server import message_options
+
+def message_options(max_message_mb: int) -> list[tuple[str, int]]:
+    """gRPC's 4 MiB message limit raised for frames; servers and clients use the same value."""
+    size = max_message_mb * 1024 * 1024
+    return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
 
 
 def service_config(service: str, idempotent_methods: Iterable[str]) -> str:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facegate.v1 import common_pb2
+from services.contracts.v1 import common_pb2
 from services.core.errors import InvalidArgument
+from services.core.images import ImageError, decode_image
 
 ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "float32", "float64"})
 
@@ -92,9 +93,6 @@ def decode_frame(message: common_pb2.NDArray, field: str = "frame", limits: Arra
 def _decode_image(message: common_pb2.NDArray, field: str, limits: ArrayLimits) -> np.ndarray:
     if len(message.data) > limits.max_bytes:
         raise InvalidArgument(f"{field}: {len(message.data)} encoded bytes exceeds the limit of {limits.max_bytes}")
-    # Read the header first so a small file cannot claim a huge image.
-    from facegate.images import ImageError, decode_image
-
     try:
         array = decode_image(message.data)
     except ImageError as exc:

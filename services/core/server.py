@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from services.core.channels import message_options
 from services.core.config import ServerSettings
 from services.core.errors import ServiceError
 
@@ -58,11 +59,6 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.Formatter.converter = time.gmtime
-
-
-def message_options(max_message_mb: int) -> list[tuple[str, int]]:
-    size = max_message_mb * 1024 * 1024
-    return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
 
 
 class MetricsAndErrors(grpc.aio.ServerInterceptor):

@@ -9,7 +9,7 @@ import sys
 import grpc
 import numpy as np
 
-from facegate.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+from services.contracts.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 from services.core import ndarray
 from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
 from services.core.errors import InvalidArgument, Unavailable
@@ -18,7 +18,7 @@ from services.detector.alignment import align_face
 from services.detector.faces import DetectedFace
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 from services.detector.quality import face_quality
-from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
+from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
 
 
 @dataclasses.dataclass(frozen=True)

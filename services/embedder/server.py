@@ -9,13 +9,14 @@ import sys
 import grpc
 import numpy as np
 
-from facegate.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
+from services.contracts.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.core import ndarray
 from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.server import run_service
 from services.core.batching import MicroBatcher
-from services.embedder.models import DEFAULT_MODEL, ModelCard, SavedModelEmbedder, load_embedder
+from services.core.model_card import DEFAULT_MODEL, ModelCard
+from services.embedder.models import SavedModelEmbedder, load_embedder
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from facegate.v1 import gateway_pb2
+from services.contracts.v1 import gateway_pb2
 from services.gateway.tracking import mention
 
 ERASED_MEMORY = 120.0  # s: far longer than a track lives (1.5 s unseen) or a replica's staleness (0.4 s)

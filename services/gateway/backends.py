@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 import grpc
 import numpy as np
 
-from facegate.v1 import (
+from services.contracts.v1 import (
     common_pb2,
     detector_pb2,
     detector_pb2_grpc,

@@ -9,7 +9,7 @@ import uuid
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
-from facegate.v1 import gateway_pb2
+from services.contracts.v1 import gateway_pb2
 from services.gateway.doors import Door
 from services.gateway.policy import PolicyAnswer
 from services.gateway.tracking import Track, Verdict

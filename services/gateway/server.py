@@ -15,13 +15,13 @@ from pathlib import Path
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from facegate.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
+from services.contracts.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
 from services.core.batching import R, T, MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
 from services.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from services.core.server import run_service
-from services.embedder.models import DEFAULT_MODEL, bundled_card
+from services.core.model_card import DEFAULT_MODEL, bundled_card
 from services.gateway.audit import AuditLog, EventQuery
 from services.gateway.backends import BackendError, Backends, FaceCrop
 from services.gateway.decisions import DecisionHub, decide, error_decision

@@ -13,7 +13,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
-from facegate.v1 import common_pb2, matcher_pb2
+from services.contracts.v1 import common_pb2, matcher_pb2
 
 
 @dataclass(frozen=True)

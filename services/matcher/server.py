@@ -15,12 +15,12 @@ import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from facegate.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.failpoints import failpoint
 from services.core.server import run_service
-from services.embedder.models import DEFAULT_MODEL, ModelCard, load_card
+from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
 from services.matcher.gallery import SEARCH_MODES, Gallery, Identity
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from facegate.images import decode_image
-from facegate.pipeline import FacePipeline
-from facegate.verification import VerificationReport, evaluate
+from services.core.images import decode_image
+from facegate.evaluation.pipeline import FacePipeline
+from facegate.evaluation.verification import VerificationReport, evaluate
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from facegate.v1 import common_pb2 as facegate_dot_v1_dot_common__pb2
+from . import common_pb2 as facegate_dot_v1_dot_common__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65gate/v1/embedder.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\"3\n\x0c\x45mbedRequest\x12#\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x14.facegate.v1.NDArray\";\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\"\x11\n\x0fGetModelRequest2\x8c\x01\n\x08\x45mbedder\x12>\n\x05\x45mbed\x12\x19.facegate.v1.EmbedRequest\x1a\x1a.facegate.v1.EmbedResponse\x12@\n\x08GetModel\x12\x1c.facegate.v1.GetModelRequest\x1a\x16.facegate.v1.ModelInfob\x06proto3')

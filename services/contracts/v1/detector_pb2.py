@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from facegate.v1 import common_pb2 as facegate_dot_v1_dot_common__pb2
+from . import common_pb2 as facegate_dot_v1_dot_common__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65gate/v1/detector.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\"u\n\rDetectRequest\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.facegate.v1.NDArray\x12\x15\n\rmin_face_size\x18\x02 \x01(\x05\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x14\n\x0creturn_crops\x18\x04 \x01(\x08\"S\n\x0c\x44\x65tectedFace\x12\x1f\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x11.facegate.v1.Face\x12\"\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x14.facegate.v1.NDArray\"6\n\nFrameFaces\x12(\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x19.facegate.v1.DetectedFace\"L\n\x0e\x44\x65tectResponse\x12\'\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x17.facegate.v1.FrameFaces\x12\x11\n\tmodel_key\x18\x02 \x01(\t2M\n\x08\x44\x65tector\x12\x41\n\x06\x44\x65tect\x12\x1a.facegate.v1.DetectRequest\x1a\x1b.facegate.v1.DetectResponseb\x06proto3')

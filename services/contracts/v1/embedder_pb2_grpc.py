@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from facegate.v1 import common_pb2 as facegate_dot_v1_dot_common__pb2
-from facegate.v1 import embedder_pb2 as facegate_dot_v1_dot_embedder__pb2
+from . import common_pb2 as facegate_dot_v1_dot_common__pb2
+from . import embedder_pb2 as facegate_dot_v1_dot_embedder__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

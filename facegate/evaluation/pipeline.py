@@ -13,7 +13,8 @@ import numpy as np
 from services.detector.alignment import align_face
 from services.detector.faces import DetectedFace
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
-from services.embedder.models import DEFAULT_MODEL, FaceEmbedder, load_embedder
+from services.core.model_card import DEFAULT_MODEL
+from services.embedder.models import FaceEmbedder, load_embedder
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from facegate.verification import equal_error_rate
+from facegate.evaluation.verification import equal_error_rate
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Offline evaluation: the in-process pipeline, LFW protocols, verification metrics, calibration."""

@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf code for the facegate.v1 contracts (make proto). Do not edit."""

@@ -1,0 +1,117 @@
+"""Model cards: what an embedding model needs (crop size, where the 5 landmarks go) and promises
+(dimension, calibrated thresholds). Every service reads cards; only the embedder runs models.
+
+A model is a directory holding `model_card.json` beside its weights; known models also have a
+card shipped here (`model_cards/<id>.json`), so a recalibrated threshold takes effect without
+re-preparing the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_MODEL = "dlib-resnet-v1"
+
+
+class ModelError(RuntimeError):
+    """A model could not be found, prepared or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model needs and promises. Thresholds belong to a model version."""
+
+    model_id: str
+    version: str
+    input_size: int
+    embedding_dim: int
+    landmark_template: tuple[tuple[float, float], ...]  # 5 points in crop pixels
+    distance_threshold: float  # Euclidean distance between unit embeddings: the default operating point
+    threshold_source: str
+    flip_average: bool = True
+    source: dict[str, str] = field(default_factory=dict)
+    far_thresholds: dict[str, float] = field(default_factory=dict)  # "0.001" -> threshold meeting that FAR
+    default_far: float | None = None  # the FAR `distance_threshold` was calibrated for, if any
+    ambiguity_gap: float = 0.0  # 1:K: a match is ambiguous if the 2nd identity is within this distance of it
+
+    def threshold_for(self, far: float | None) -> float:
+        """The threshold calibrated for a false-accept rate, or the default one for None/0."""
+        if not far:
+            return self.distance_threshold
+        key = f"{far:g}"
+        if key not in self.far_thresholds:
+            raise ValueError(f"{self.model_key} has no threshold calibrated for FAR {key}; "
+                             f"calibrated: {', '.join(sorted(self.far_thresholds, key=float)) or 'none'}")
+        return self.far_thresholds[key]
+
+    @property
+    def model_key(self) -> str:
+        """The id a gallery stores with every vector: `model_id@version`."""
+        return f"{self.model_id}@{self.version}"
+
+    @staticmethod
+    def from_json(text: str) -> "ModelCard":
+        raw = json.loads(text)
+        try:
+            return ModelCard(
+                model_id=str(raw["model_id"]),
+                version=str(raw["version"]),
+                input_size=int(raw["input_size"]),
+                embedding_dim=int(raw["embedding_dim"]),
+                landmark_template=tuple((float(x), float(y)) for x, y in raw["landmark_template"]),
+                distance_threshold=float(raw["distance_threshold"]),
+                threshold_source=str(raw["threshold_source"]),
+                flip_average=bool(raw.get("flip_average", True)),
+                source={str(k): str(v) for k, v in raw.get("source", {}).items()},
+                far_thresholds={f"{float(k):g}": float(v) for k, v in raw.get("far_thresholds", {}).items()},
+                default_far=float(raw["default_far"]) if raw.get("default_far") is not None else None,
+                ambiguity_gap=float(raw.get("ambiguity_gap", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model_id": self.model_id,
+                "version": self.version,
+                "input_size": self.input_size,
+                "embedding_dim": self.embedding_dim,
+                "landmark_template": [list(p) for p in self.landmark_template],
+                "distance_threshold": self.distance_threshold,
+                "threshold_source": self.threshold_source,
+                "flip_average": self.flip_average,
+                "source": self.source,
+                "far_thresholds": self.far_thresholds,
+                "default_far": self.default_far,
+                "ambiguity_gap": self.ambiguity_gap,
+            },
+            indent=2,
+        )
+
+
+def bundled_card(model_id: str) -> ModelCard:
+    """The card this repository ships for a known model."""
+    cards = resources.files("services.core").joinpath("model_cards")
+    if not cards.joinpath(f"{model_id}.json").is_file():
+        raise ModelError(f"unknown model {model_id!r}; known: {known_models()} (or pass a model directory)")
+    return ModelCard.from_json(cards.joinpath(f"{model_id}.json").read_text())
+
+
+def known_models() -> list[str]:
+    """Models with a card shipped here."""
+    cards = resources.files("services.core").joinpath("model_cards")
+    return sorted(p.name.removesuffix(".json") for p in cards.iterdir() if p.name.endswith(".json"))
+
+
+def load_card(name_or_dir: str = DEFAULT_MODEL) -> ModelCard:
+    """A model's card without loading its weights (for services that only need its geometry)."""
+    if name_or_dir in known_models():
+        return bundled_card(name_or_dir)
+    card_path = Path(name_or_dir) / "model_card.json"
+    if not card_path.is_file():
+        raise ModelError(f"{name_or_dir!r} is neither a known model {known_models()} nor a model directory")
+    return ModelCard.from_json(card_path.read_text())
