@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-milvus-server run bench bench-services bench-index bench-doors eval-lfw proto proto-check clean
+.PHONY: setup test test-unit test-system lint test-milvus-server run bench bench-services bench-index bench-doors eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -19,16 +19,29 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	$(VENV)/bin/facegate prepare
 
-## test: the test suite (tests needing ../shared/data skip with a message when it is absent),
-## then the matcher's tests again against a real Milvus server
-test: setup
-	$(PY) -m pytest -ra
+## test: lint, the unit tests, the system tests (tests needing ../shared/data skip with a message
+## when it is absent), then the matcher's tests again against a real Milvus server
+test: lint test-unit test-system
 	$(MAKE) test-milvus-server
+
+## test-unit: fast tests, no processes and no models (under a minute)
+test-unit: $(STAMP)
+	$(PY) -m pytest -ra tests/unit
+
+## test-system: the services as real processes, the real models, a real Milvus
+test-system: setup
+	$(PY) -m pytest -ra tests/system
+
+## lint: ruff, mypy, and the import rules between the floors (docs/architecture.md)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## test-milvus-server: the matcher's tests against a real Milvus 2.3.5 server, started in a
 ## private network namespace (it listens on every interface; there it can only see loopback)
 test-milvus-server: setup
-	FACEGATE_TEST_MILVUS=server tools/private_net.sh $(PY) -m pytest -ra tests/test_matcher.py tests/test_exact_index.py
+	FACEGATE_TEST_MILVUS=server tools/private_net.sh $(PY) -m pytest -ra tests/system/test_matcher.py tests/system/test_exact_index.py
 
 ## run: the demo on photos shipped by a PyPI package (no ../shared needed)
 run: setup

@@ -13,8 +13,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-
 from openset_lfw import embed_lfw
 
 from services.matcher.clustering import cluster_faces, pairwise_precision_recall

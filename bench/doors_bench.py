@@ -32,12 +32,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from pipeline_bench import letterbox  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from services.core import assets  # noqa: E402
-from services.core.images import decode_image  # noqa: E402
 from facegate.harness.stack import LocalStack  # noqa: E402
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
-from services.core import ndarray  # noqa: E402
+from services.core import (
+    assets,  # noqa: E402
+    ndarray,  # noqa: E402
+)
 from services.core.channels import blocking_channel  # noqa: E402
+from services.core.images import decode_image  # noqa: E402
 
 VISIT_S, EMPTY_S = 1.0, 2.0
 

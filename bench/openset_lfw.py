@@ -36,9 +36,9 @@ FARS = (1e-3, 1e-2)
 
 
 def embed_lfw(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from services.core import assets
     from facegate.evaluation.lfw import embed_images
     from facegate.evaluation.pipeline import FacePipeline
+    from services.core import assets
     from services.detector.mtcnn_cascade import DetectorSettings
 
     pipeline = FacePipeline(detector_settings=DetectorSettings(min_face_size=40))

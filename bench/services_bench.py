@@ -23,8 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline_bench import letterbox, row, timed  # noqa: E402
 
-from services.core import assets  # noqa: E402
-from services.core.images import decode_image  # noqa: E402
 from facegate.harness.stack import LocalStack  # noqa: E402
 from services.contracts.v1 import (  # noqa: E402
     common_pb2,
@@ -37,8 +35,12 @@ from services.contracts.v1 import (  # noqa: E402
     matcher_pb2,
     matcher_pb2_grpc,
 )
-from services.core import ndarray  # noqa: E402
+from services.core import (
+    assets,  # noqa: E402
+    ndarray,  # noqa: E402
+)
 from services.core.channels import blocking_channel as channel  # noqa: E402
+from services.core.images import decode_image  # noqa: E402
 
 
 def unit_vectors(count: int, seed: int) -> np.ndarray:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import cv2
 import grpc
-import numpy as np
 
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
@@ -65,12 +64,12 @@ def frames(settings: CameraSettings, capture: cv2.VideoCapture, stop: Callable[[
         next_at = clock + step
         if settings.realtime and is_file(settings.source):
             time.sleep(max(0.0, started + clock - time.time()))
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        scale = settings.max_side / max(rgb.shape[:2])
+        scale = settings.max_side / max(bgr.shape[:2])
         if scale < 1:
-            rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # JPEG-encoded as OpenCV read it (BGR): the file decodes to RGB on the other side.
         frame = gateway_pb2.CameraFrame(door_id=settings.door_id, site=settings.site, sequence=sequence,
-                                        frame=ndarray.encode(np.ascontiguousarray(rgb), "jpeg"))
+                                        frame=ndarray.encode(bgr, "jpeg", bgr=True))
         frame.captured_at.FromNanoseconds(int((started + clock) * 1e9))
         sequence += 1
         yield frame

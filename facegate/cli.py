@@ -73,8 +73,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from services.core.images import ImageError, decode_image
     from facegate.evaluation.pipeline import distance
+    from services.core.images import ImageError, decode_image
 
     pipeline = _pipeline(args)
     main_faces = []
@@ -228,8 +228,8 @@ def _gateway(args: argparse.Namespace) -> Any:
 
 
 def _encoded_photo(path: str) -> Any:
-    from services.core.images import decode_image
     from services.core import ndarray
+    from services.core.images import decode_image
 
     return ndarray.encode(decode_image(Path(path).read_bytes()), "jpeg")
 
@@ -248,8 +248,8 @@ def _rpc_failed(command: str, error: Any) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.core.images import ImageError
     from services.contracts.v1 import gateway_pb2
+    from services.core.images import ImageError
 
     try:
         images = [_encoded_photo(p) for p in args.images]
@@ -271,8 +271,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.core.images import ImageError
     from services.contracts.v1 import gateway_pb2
+    from services.core.images import ImageError
 
     stub = _gateway(args)
     for path in args.images:

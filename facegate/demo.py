@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from services.core import assets
-from services.core.images import decode_image
 from facegate.harness.stack import LocalStack
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
-from services.core import ndarray
+from services.core import assets, ndarray
 from services.core.channels import blocking_channel
+from services.core.images import decode_image
 
 CAMERA = ["obama2.jpg", "biden.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg"]
 VISIT_S, CORRIDOR_S = 1.5, 2.0  # each person in view, then the empty corridor (their track ends)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from services.core.images import decode_image
 from facegate.evaluation.pipeline import FacePipeline
 from facegate.evaluation.verification import VerificationReport, evaluate
+from services.core.images import decode_image
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.core.model_card import DEFAULT_MODEL
 from services.detector.alignment import align_face
 from services.detector.faces import DetectedFace
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
-from services.core.model_card import DEFAULT_MODEL
 from services.embedder.models import FaceEmbedder, load_embedder
 
 

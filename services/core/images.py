@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 80_000_000  # ~80 MP: larger is a decompression bomb, not a camera photo
 MIN_SIDE = 12  # the smallest face MTCNN can see
+ORIENTATION_TAG = 0x0112  # EXIF orientation
 
 
 class ImageError(ValueError):
@@ -45,6 +46,32 @@ def decode_image(data: bytes) -> np.ndarray:
     if min(array.shape[:2]) < MIN_SIDE:
         raise ImageError(f"image is {array.shape[1]}x{array.shape[0]} px; need at least {MIN_SIDE} px per side")
     return array
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as the decoded image will have them (EXIF rotation applied), read from the
+    header only; the same refusals as `decode_image` for what the header can show."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:  # lazy: reads the header, not the pixels
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP; the limit is "
+                                     f"{MAX_PIXELS / 1e6:.0f} MP (downscale it first)")
+                if image.getexif().get(ORIENTATION_TAG) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    width, height = height, width
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"not a recognised image format ({len(data)} bytes): {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"corrupt or truncated image: {exc}") from exc
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"image is {width}x{height} px; need at least {MIN_SIDE} px per side")
+    return width, height
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from services.contracts.v1 import common_pb2
 from services.core.errors import InvalidArgument
-from services.core.images import ImageError, decode_image
+from services.core.images import ImageError, decode_image, image_size
 
 ALLOWED_DTYPES = frozenset({"uint8", "uint16", "int32", "int64", "float16", "float32", "float64"})
 
@@ -32,26 +32,39 @@ class ArrayLimits:
 DEFAULT_LIMITS = ArrayLimits()
 
 
-def encode(array: np.ndarray, encoding: str = "raw", jpeg_quality: int = 90) -> common_pb2.NDArray:
-    """numpy -> NDArray. `encoding` is "raw", "jpeg" or "png" (images: uint8 H x W x 3 RGB)."""
+def encode(array: np.ndarray, encoding: str = "raw", jpeg_quality: int = 90, bgr: bool = False) -> common_pb2.NDArray:
+    """numpy -> NDArray. `encoding` is "raw", "jpeg" or "png" (images: uint8 H x W x 3 RGB).
+
+    `bgr=True`: the image is in OpenCV's BGR order (a camera frame as `cv2` reads it); JPEG/PNG
+    take it as it is instead of converting it to RGB and back (the file decodes to RGB either way).
+    """
     if encoding == "raw":
         little = array.astype(array.dtype.newbyteorder("<"), copy=False)
         return common_pb2.NDArray(dtype=array.dtype.name, shape=list(array.shape),
                                   data=np.ascontiguousarray(little).tobytes())
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"{encoding} encoding needs a uint8 H x W x 3 image; got {array.dtype} {array.shape}")
-    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if not bgr:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     if encoding == "jpeg":
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        ok, data = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         kind = common_pb2.NDArray.ENCODING_JPEG
     elif encoding == "png":
-        ok, data = cv2.imencode(".png", bgr)
+        ok, data = cv2.imencode(".png", array)
         kind = common_pb2.NDArray.ENCODING_PNG
     else:
         raise ValueError(f"unknown encoding {encoding!r}; use raw, jpeg or png")
     if not ok:
         raise ValueError(f"OpenCV could not {encoding}-encode the image")
     return common_pb2.NDArray(dtype="uint8", shape=list(array.shape), data=data.tobytes(), encoding=kind)
+
+
+def encode_into(message: common_pb2.NDArray, array: np.ndarray) -> None:
+    """Fill `message` (e.g. a field of a reply being built) with `array` raw: one copy of the
+    pixels fewer than building an NDArray and copying it in."""
+    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    message.dtype, message.data = array.dtype.name, np.ascontiguousarray(little).tobytes()
+    message.shape[:] = array.shape
 
 
 def decode(message: common_pb2.NDArray, field: str = "array", limits: ArrayLimits = DEFAULT_LIMITS) -> np.ndarray:
@@ -88,6 +101,28 @@ def decode_frame(message: common_pb2.NDArray, field: str = "frame", limits: Arra
             f"{field}: {array.shape[1]}x{array.shape[0]} px; each side must be 12..{limits.max_side} px"
         )
     return array
+
+
+def check_frame(message: common_pb2.NDArray, field: str = "frame", limits: ArrayLimits = DEFAULT_LIMITS) -> None:
+    """What `decode_frame` checks, without decoding the pixels: a JPEG/PNG frame is judged by its
+    header (format, size), a raw one by its dtype, shape and length (free: no copy). For a
+    service that forwards frames it does not look at: the one that decodes them reports a body
+    that is corrupt behind a valid header."""
+    if message.encoding == common_pb2.NDArray.ENCODING_RAW:
+        decode_frame(message, field, limits)
+        return
+    if message.encoding not in (common_pb2.NDArray.ENCODING_JPEG, common_pb2.NDArray.ENCODING_PNG):
+        raise InvalidArgument(f"{field}.encoding: unknown value {message.encoding}")
+    if len(message.data) > limits.max_bytes:
+        raise InvalidArgument(f"{field}: {len(message.data)} encoded bytes exceeds the limit of {limits.max_bytes}")
+    try:
+        width, height = image_size(message.data)
+    except ImageError as exc:
+        raise InvalidArgument(f"{field}.data: {exc}") from exc
+    if max(width, height) > limits.max_side or width * height * 3 > limits.max_bytes:
+        raise InvalidArgument(f"{field}: image {width}x{height} exceeds the limits")
+    if message.shape and tuple(message.shape) != (height, width, 3):
+        raise InvalidArgument(f"{field}.shape: says {list(message.shape)} but the image is {height}x{width}x3")
 
 
 def _decode_image(message: common_pb2.NDArray, field: str, limits: ArrayLimits) -> np.ndarray:

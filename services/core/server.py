@@ -10,6 +10,8 @@ subclasses; the interceptor turns them into statuses, so no servicer handles tha
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import logging
 import signal
@@ -17,7 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.core.channels import message_options
 from services.core.config import ServerSettings
-from services.core.errors import ServiceError
+from services.core.errors import ServiceError, Unavailable
 
 log = logging.getLogger("facegate.server")
 
@@ -59,6 +61,44 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.Formatter.converter = time.gmtime
+
+
+class Loads(Protocol):
+    """A servicer that loads what it needs in `start()` (models, a gallery, channels)."""
+
+    def is_ready(self) -> bool: ...
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def ready(loading: str) -> Callable[[Method], Method]:
+    """An RPC that needs what the servicer loads in `start()`: until `is_ready()`, it fails with
+    UNAVAILABLE "<loading>; retry shortly" (clients' retry policies wait it out). Unary and
+    streaming methods alike."""
+
+    def wrap(method: Method) -> Method:
+        def check(servicer: Loads) -> None:
+            if not servicer.is_ready():
+                raise Unavailable(f"{loading}; retry shortly")
+
+        if inspect.isasyncgenfunction(method):
+            @functools.wraps(method)
+            async def stream(self: Loads, *args: Any) -> Any:
+                check(self)
+                async for item in method(self, *args):
+                    yield item
+
+            return stream  # type: ignore[return-value]
+
+        @functools.wraps(method)
+        async def unary(self: Loads, *args: Any) -> Any:
+            check(self)
+            return await method(self, *args)
+
+        return unary  # type: ignore[return-value]
+
+    return wrap
 
 
 class MetricsAndErrors(grpc.aio.ServerInterceptor):

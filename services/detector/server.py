@@ -11,14 +11,14 @@ import numpy as np
 
 from services.contracts.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 from services.core import ndarray
-from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
-from services.core.errors import InvalidArgument, Unavailable
-from services.core.server import run_service
+from services.core.config import ServerSettings, in_range, load_settings, setting, valid_port
+from services.core.errors import FailedPrecondition, InvalidArgument
+from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
+from services.core.server import ready, run_service
 from services.detector.alignment import align_face
 from services.detector.faces import DetectedFace
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 from services.detector.quality import face_quality
-from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,20 +49,27 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         self._detector: MtcnnDetector | None = None
         self._card: ModelCard | None = None
 
+    def is_ready(self) -> bool:
+        return self._detector is not None and self._card is not None
+
     async def start(self) -> None:
         self._card = load_card(self._settings.model)
         self._detector = await asyncio.to_thread(MtcnnDetector, self._defaults)
         await asyncio.to_thread(self._detector.warm_up)
 
+    @ready("detector is still loading its model")
     async def Detect(
         self, request: detector_pb2.DetectRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectResponse:
-        if self._detector is None or self._card is None:
-            raise Unavailable("detector is still loading its model; retry shortly")
+        assert self._detector is not None and self._card is not None
         if not request.frames:
             raise InvalidArgument("frames: at least one frame is required")
         if len(request.frames) > self._settings.max_frames:
             raise InvalidArgument(f"frames: {len(request.frames)} frames; at most {self._settings.max_frames} per call")
+        if request.model_key and request.model_key != self._card.model_key:
+            raise FailedPrecondition(
+                f"model_key: crops asked for {request.model_key}, but this detector cuts them for "
+                f"{self._card.model_key}; run the detector and the embedder with the same --model")
         try:
             options = dataclasses.replace(
                 self._defaults,
@@ -71,20 +78,29 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             )
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        frames = [ndarray.decode_frame(f, f"frames[{i}]") for i, f in enumerate(request.frames)]
-        return await asyncio.to_thread(self._detect, frames, options, request.return_crops)
+        # Decoding is CPU work: off the event loop, with the detection.
+        return await asyncio.to_thread(self._detect, request, options)
 
-    def _detect(self, frames: list[np.ndarray], options: DetectorSettings, crops: bool) -> detector_pb2.DetectResponse:
+    def _detect(self, request: detector_pb2.DetectRequest, options: DetectorSettings) -> detector_pb2.DetectResponse:
         assert self._detector is not None and self._card is not None
-        card = self._card
+        card, crops = self._card, request.return_crops
         response = detector_pb2.DetectResponse(model_key=card.model_key if crops else "")
-        for frame, faces in zip(frames, self._detector.detect(frames, options)):
-            out = response.frames.add()
+        frames: dict[int, np.ndarray] = {}
+        for i, message in enumerate(request.frames):
+            response.frames.add()
+            try:  # a per-frame error belongs to its frame: it names the frame "frame"
+                frames[i] = ndarray.decode_frame(message, "frame" if request.per_frame_errors else f"frames[{i}]")
+            except InvalidArgument as exc:
+                if not request.per_frame_errors:
+                    raise
+                response.frames[i].error = exc.message
+        for i, faces in zip(frames, self._detector.detect(list(frames.values()), options)):
+            out = response.frames[i]
             for face in faces:
-                crop = align_face(frame, face.landmarks, card.landmark_template, card.input_size)
+                crop = align_face(frames[i], face.landmarks, card.landmark_template, card.input_size)
                 item = out.faces.add(face=face_message(face, face_quality(face, crop)))
                 if crops:
-                    item.crop.CopyFrom(ndarray.encode(crop))
+                    ndarray.encode_into(item.crop, crop)
         return response
 
 

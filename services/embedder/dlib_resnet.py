@@ -20,8 +20,8 @@ import numpy as np
 from keras import layers
 
 from services.embedder.dlib_format import (
-    Affine,
     AddPrev,
+    Affine,
     Conv,
     DlibFormatError,
     DlibNetwork,

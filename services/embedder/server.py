@@ -11,11 +11,11 @@ import numpy as np
 
 from services.contracts.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.core import ndarray
-from services.core.config import ServerSettings, valid_port, in_range, load_settings, setting
-from services.core.errors import InvalidArgument, Unavailable
-from services.core.server import run_service
 from services.core.batching import MicroBatcher
+from services.core.config import ServerSettings, in_range, load_settings, setting, valid_port
+from services.core.errors import InvalidArgument
 from services.core.model_card import DEFAULT_MODEL, ModelCard
+from services.core.server import ready, run_service
 from services.embedder.models import SavedModelEmbedder, load_embedder
 
 
@@ -67,30 +67,46 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         if self._batcher:
             await self._batcher.stop()
 
+    def is_ready(self) -> bool:
+        return self._model is not None and self._batcher is not None
+
+    @ready("embedder is still loading its model")
     async def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
-        if self._model is None or self._batcher is None:
-            raise Unavailable("embedder is still loading its model; retry shortly")
+        assert self._model is not None and self._batcher is not None
         card = self._model.card
-        crops = ndarray.decode(request.crops, "crops")
-        expected = (card.input_size, card.input_size, 3)
-        if crops.dtype.name != "uint8" or crops.ndim != 4 or crops.shape[1:] != expected:
-            raise InvalidArgument(
-                f"crops: need uint8 N x {' x '.join(map(str, expected))} aligned crops for {card.model_key}; "
-                f"got {crops.dtype.name} {list(crops.shape)}"
-            )
+        crops = self._crops(request, card)
         if len(crops) == 0:
             raise InvalidArgument("crops: empty batch (N = 0); send at least one crop")
         if len(crops) > self._settings.max_crops:
             raise InvalidArgument(f"crops: {len(crops)} crops; at most {self._settings.max_crops} per call")
-        vectors = await self._batcher.submit(list(crops))
+        vectors = await self._batcher.submit(crops)
         return embedder_pb2.EmbedResponse(embeddings=[
             common_pb2.Embedding(vector=v.tolist(), model_id=card.model_id, model_version=card.version)
             for v in vectors
         ])
 
+    @staticmethod
+    def _crops(request: embedder_pb2.EmbedRequest, card: ModelCard) -> list[np.ndarray]:
+        """The request's crops as views on its bytes (no copy): stacked in `crops` or one by one in
+        `each_crop`; the batcher stacks them once, into the model's input."""
+        shape = (card.input_size, card.input_size, 3)
+        want = f"uint8 {' x '.join(map(str, shape))} aligned crops for {card.model_key}"
+        if request.HasField("crops") and request.each_crop:
+            raise InvalidArgument("crops, each_crop: set one of them, not both")
+        if request.each_crop:
+            crops = [ndarray.decode(c, f"each_crop[{i}]") for i, c in enumerate(request.each_crop)]
+            for i, crop in enumerate(crops):
+                if crop.dtype.name != "uint8" or crop.shape != shape:
+                    raise InvalidArgument(f"each_crop[{i}]: need {want}; got {crop.dtype.name} {list(crop.shape)}")
+            return crops
+        stacked = ndarray.decode(request.crops, "crops")
+        if stacked.dtype.name != "uint8" or stacked.ndim != 4 or stacked.shape[1:] != shape:
+            raise InvalidArgument(f"crops: need N x {want}; got {stacked.dtype.name} {list(stacked.shape)}")
+        return list(stacked)
+
+    @ready("embedder is still loading its model")
     async def GetModel(self, request: embedder_pb2.GetModelRequest, context: grpc.aio.ServicerContext) -> common_pb2.ModelInfo:
-        if self._model is None:
-            raise Unavailable("embedder is still loading its model; retry shortly")
+        assert self._model is not None
         return model_info(self._model.card)
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import grpc
-import numpy as np
 
 from services.contracts.v1 import (
     common_pb2,
@@ -19,7 +17,6 @@ from services.contracts.v1 import (
     matcher_pb2,
     matcher_pb2_grpc,
 )
-from services.core import ndarray
 from services.core.channels import open_channel
 
 P = ParamSpec("P")
@@ -27,12 +24,13 @@ R = TypeVar("R")
 
 
 class BackendError(Exception):
-    """A backend call failed; `service` says which, the message says how."""
+    """A backend call failed, or answered what the gateway cannot use; `service` says which, the
+    message says how."""
 
-    def __init__(self, service: str, error: grpc.aio.AioRpcError) -> None:
-        super().__init__(f"{service} {error.code().name}: {error.details()}")
+    def __init__(self, service: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{service} {code.name}: {details}")
         self.service = service
-        self.code = error.code()
+        self.code = code
 
 
 def calls(service: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
@@ -44,17 +42,11 @@ def calls(service: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awa
             try:
                 return await method(*args, **kwargs)
             except grpc.aio.AioRpcError as exc:
-                raise BackendError(service, exc) from exc
+                raise BackendError(service, exc.code(), exc.details() or "") from exc
 
         return call
 
     return wrap
-
-
-@dataclass(frozen=True)
-class FaceCrop:
-    face: common_pb2.Face
-    crop: common_pb2.NDArray
 
 
 class Backends:
@@ -74,19 +66,43 @@ class Backends:
         for channel in self._channels:
             await channel.close()
 
+    @calls("embedder")
+    async def model(self, wait: bool = False) -> common_pb2.ModelInfo:
+        """The embedder's model card. `wait`: until the embedder is up (at start: a gateway that
+        cannot embed is not ready)."""
+        return await self.embedder.GetModel(embedder_pb2.GetModelRequest(), timeout=self.deadline,
+                                            wait_for_ready=wait)
+
     @calls("detector")
-    async def detect(self, frames: list[np.ndarray | common_pb2.NDArray], min_face_size: int = 0) -> list[list[FaceCrop]]:
-        messages = [f if isinstance(f, common_pb2.NDArray) else ndarray.encode(f) for f in frames]
+    async def detect(self, frames: list[common_pb2.NDArray], model_key: str,
+                     min_face_size: int = 0) -> list[detector_pb2.FrameFaces]:
+        """Faces and aligned crops for `model_key`, per frame, frames as the camera sent them
+        (the detector decodes them once; one it cannot decode comes back with `error` set, and
+        fails only its own camera, not the other doors' frames in the batch)."""
         response = await self.detector.Detect(
-            detector_pb2.DetectRequest(frames=messages, return_crops=True, min_face_size=min_face_size),
+            detector_pb2.DetectRequest(frames=frames, return_crops=True, min_face_size=min_face_size,
+                                       per_frame_errors=True, model_key=model_key),
             timeout=self.deadline)
-        return [[FaceCrop(f.face, f.crop) for f in frame.faces] for frame in response.frames]
+        if len(response.frames) != len(frames):
+            raise BackendError("detector", grpc.StatusCode.INTERNAL,
+                               f"{len(response.frames)} results for {len(frames)} frames")
+        return list(response.frames)
+
+    async def embed(self, crops: list[common_pb2.NDArray], model_key: str) -> list[common_pb2.Embedding]:
+        """Embeddings of the detector's crops, forwarded as they came (no unpacking). An embedder
+        serving another model than the crops were cut for is refused: its vectors would be
+        meaningless (FAILED_PRECONDITION, the door stays locked)."""
+        embeddings = await self._embed(crops)
+        served = f"{embeddings[0].model_id}@{embeddings[0].model_version}" if embeddings else model_key
+        if served != model_key:
+            raise BackendError("embedder", grpc.StatusCode.FAILED_PRECONDITION,
+                               f"it serves {served}, but the crops were cut for {model_key}; run the detector and "
+                               "the embedder with the same --model")
+        return embeddings
 
     @calls("embedder")
-    async def embed(self, crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
-        stacked = np.stack([ndarray.decode(c, "crop") for c in crops])
-        response = await self.embedder.Embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(stacked)),
-                                             timeout=self.deadline)
+    async def _embed(self, crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
+        response = await self.embedder.Embed(embedder_pb2.EmbedRequest(each_crop=crops), timeout=self.deadline)
         return list(response.embeddings)
 
     @calls("matcher")

@@ -95,7 +95,7 @@ class DoorConfig:
         return self.doors.get(door_id)
 
 
-def load_doors(path: Path, calibrated_fars: tuple[float, ...], embedding_budget: int = 10) -> DoorConfig:
+def load_doors(path: Path, calibrated_fars: tuple[float, ...] | None, embedding_budget: int = 10) -> DoorConfig:
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -110,8 +110,10 @@ def load_doors(path: Path, calibrated_fars: tuple[float, ...], embedding_budget:
         raise DoorConfigError(f"{path}: {exc}") from None
 
 
-def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "", embedding_budget: int = 10) -> DoorConfig:
-    """`calibrated_fars`: the false-accept rates the model card has thresholds for;
+def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: str = "",
+                embedding_budget: int = 10) -> DoorConfig:
+    """`calibrated_fars`: the false-accept rates the model card has thresholds for (None: not
+    known yet, any rate in (0, 1) passes: the file is checked again once the model is known);
     `embedding_budget`: the frames of a track the gateway embeds at most (--max-embeddings): a
     door needing more agreeing frames could never reach a verdict."""
 
@@ -126,9 +128,12 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...], source: str = "",
 
 
     def _far(value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) not in calibrated_fars:
+        if calibrated_fars is None and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and 0 < value < 1:
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) not in (calibrated_fars or ()):
             raise DoorConfigError(f"{where}: {value!r}; must be a FAR the model is calibrated for: "
-                                  f"{', '.join(f'{f:g}' for f in sorted(calibrated_fars))}")
+                                  f"{', '.join(f'{f:g}' for f in sorted(calibrated_fars or ())) or 'a rate in (0, 1)'}")
         return float(value)
 
     root = _mapping(data if data is not None else {}, "the file", {"defaults", "sites", "doors"})

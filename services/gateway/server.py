@@ -15,15 +15,14 @@ from pathlib import Path
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.contracts.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
+from services.contracts.v1 import common_pb2, detector_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
-from services.core.batching import R, T, MicroBatcher
+from services.core.batching import MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
-from services.core.server import run_service
-from services.core.model_card import DEFAULT_MODEL, bundled_card
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.core.server import ready, run_service
 from services.gateway.audit import AuditLog, EventQuery
-from services.gateway.backends import BackendError, Backends, FaceCrop
+from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.doors import Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.policy import PolicyAnswer, may_pass
@@ -82,11 +81,54 @@ class GatewayServiceSettings(ServerSettings):
     reload_seconds: float = setting(5.0, "how often to check the door configuration for changes", in_range(0.1, 3600))
 
 
+STARTING = "gateway is starting (waiting for the embedder's model card or the audit log)"
+UNCONFIGURED_DOOR_LABELS = 256  # without a door file, the doors (and sites) that get their own series
+
+
+class Labels:
+    """Metric label values for doors and sites, from validated doors only: with a door file they
+    are its doors (bounded by the file); without one, the first `UNCONFIGURED_DOOR_LABELS` door
+    ids and sites seen get their own series and later ones share "other", so a client making up
+    door ids cannot grow Prometheus without bound."""
+
+    def __init__(self, configured: bool) -> None:
+        self._configured = configured
+        self._seen: dict[str, set[str]] = {"door": set(), "site": set()}
+
+    def _bounded(self, kind: str, value: str) -> str:
+        seen = self._seen[kind]
+        if value in seen or len(seen) < UNCONFIGURED_DOOR_LABELS:
+            seen.add(value)
+            return value
+        return "other"
+
+    def of(self, door: Door) -> tuple[str, str]:
+        if self._configured:
+            return door.door_id, door.site
+        return self._bounded("door", door.door_id), self._bounded("site", door.site)
+
+
+@dataclasses.dataclass
+class Running:
+    """What the gateway works with once started."""
+
+    backends: Backends
+    audit: AuditLog
+    detect: MicroBatcher[common_pb2.NDArray, detector_pb2.FrameFaces]
+    embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding]
+    model: common_pb2.ModelInfo  # the embedder's card: the crops the detector cuts are for this model
+
+    @property
+    def model_key(self) -> str:
+        return f"{self.model.model_id}@{self.model.model_version}"
+
+
 class DoorStream:
     """The camera stream of one door (one at a time per door): its tracks and frame count."""
 
-    def __init__(self, door_id: str, timeout: float) -> None:
-        self.tracks = DoorTracks(door_id, timeout=timeout)
+    def __init__(self, door: Door, labels: tuple[str, str], timeout: float) -> None:
+        self.tracks = DoorTracks(door.door_id, timeout=timeout)
+        self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
 
@@ -103,14 +145,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: GatewayServiceSettings) -> None:
         self._settings = settings
         self._hub = DecisionHub()
-        self._backends: Backends | None = None
-        self._audit: AuditLog | None = None
+        self._running: Running | None = None
         self._doors = DoorConfig()
         self._doors_mtime = 0.0
-        self._calibrated: tuple[float, ...] = ()
+        self._calibrated: tuple[float, ...] | None = None  # FARs the model has thresholds for, once known
         self._reloader: asyncio.Task[None] | None = None
-        self._detect: MicroBatcher[common_pb2.NDArray, list[FaceCrop]] | None = None
-        self._embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding] | None = None
+        self._labels = Labels(configured=bool(settings.doors))
         self._streaming: dict[str, str] = {}  # door id -> peer of its camera stream
         self._failing_since: dict[str, float] = {}  # door id -> last error decision while backends fail
 
@@ -119,36 +159,74 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if s.frames_needed > s.max_embeddings:
             raise SystemExit(f"--frames-needed {s.frames_needed} is more than --max-embeddings {s.max_embeddings}: "
                              "no track could reach a verdict")
-        card = bundled_card(DEFAULT_MODEL)
-        self._calibrated = tuple(float(f) for f in card.far_thresholds)
-        if s.doors:
+        if s.doors:  # a broken door file stops the gateway now, not after the backends are up
             self._reload_doors(initial=True)
-            self._reloader = asyncio.create_task(self._watch_doors())
-        self._audit = await asyncio.to_thread(AuditLog, s.audit_db)
+        audit = await asyncio.to_thread(AuditLog, s.audit_db)
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
                             s.max_message_mb)
-        # Work from every door shares calls: 32 doors cost much less than 32 times one door.
-        async def detect(frames: list[common_pb2.NDArray]) -> list[list[FaceCrop]]:
-            return await backends.detect(frames, s.min_face_size)
+        model = await self._model_of(backends)
+        self._calibrated = tuple(float(f) for f in model.far_thresholds)
+        if s.doors:  # again, now that the model's calibrated FARs are known
+            self._doors_mtime = 0.0
+            self._reload_doors(initial=True)
+            self._reloader = asyncio.create_task(self._watch_doors())
 
-        self._detect = MicroBatcher("gateway_detect", detect, s.detect_batch, s.batch_wait_ms / 1000,
-                                    s.detect_concurrency)
-        self._embed = MicroBatcher("gateway_embed", backends.embed, s.embed_batch, s.batch_wait_ms / 1000,
-                                   s.detect_concurrency)
-        self._detect.start()
-        self._embed.start()
-        self._backends = backends
+        # Work from every door shares calls: 32 doors cost much less than 32 times one door.
+        async def detect(frames: list[common_pb2.NDArray]) -> list[detector_pb2.FrameFaces]:
+            return await backends.detect(frames, self._run.model_key, s.min_face_size)
+
+        async def embed(crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
+            return await backends.embed(crops, self._run.model_key)
+
+        wait = s.batch_wait_ms / 1000
+        self._running = Running(
+            backends, audit, model=model,
+            detect=MicroBatcher("gateway_detect", detect, s.detect_batch, wait, s.detect_concurrency),
+            embed=MicroBatcher("gateway_embed", embed, s.embed_batch, wait, s.detect_concurrency))
+        self._running.detect.start()
+        self._running.embed.start()
+
+    async def _model_of(self, backends: Backends) -> common_pb2.ModelInfo:
+        """The embedder's model card, waiting for the embedder to come up (the gateway is not
+        ready before: it could not embed, and the detector must cut crops for that model)."""
+        while True:
+            try:
+                model = await backends.model(wait=True)
+            except BackendError as exc:
+                log.warning("waiting for the embedder's model card at %s: %s", self._settings.embedder_address, exc)
+                await asyncio.sleep(1.0)
+                continue
+            log.info("model", extra={"fields": {"model": f"{model.model_id}@{model.model_version}"}})
+            return model
+
+    async def _refresh_model(self) -> None:
+        """After a model mismatch: ask the embedder again (it may have been redeployed with
+        another model); the next frames use what it serves."""
+        run = self._run
+        try:
+            model = await run.backends.model()
+        except BackendError:
+            return
+        if (model.model_id, model.model_version) != (run.model.model_id, run.model.model_version):
+            log.warning("the embedder now serves %s@%s (was %s)", model.model_id, model.model_version, run.model_key)
+            run.model = model
+
+    def is_ready(self) -> bool:
+        return self._running is not None
+
+    @property
+    def _run(self) -> Running:
+        assert self._running is not None, "an RPC without @ready"
+        return self._running
 
     async def stop(self) -> None:
         if self._reloader:
             self._reloader.cancel()
-        for batcher in (self._detect, self._embed):
-            if batcher:
+        if self._running:
+            for batcher in (self._running.detect, self._running.embed):
                 await batcher.stop()
-        if self._backends:
-            await self._backends.close()
-        if self._audit:
-            self._audit.close()
+            await self._running.backends.close()
+            self._running.audit.close()
 
     def _reload_doors(self, initial: bool = False) -> None:
         """Read the door file if it changed; keep the previous configuration if it is invalid
@@ -195,58 +273,52 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                 "connection died is released within ~15 s)")
         self._streaming[door_id] = peer
 
-    @staticmethod
-    def _batched(batcher: MicroBatcher[T, R] | None) -> MicroBatcher[T, R]:
-        if batcher is None:
-            raise Unavailable("gateway is starting; retry shortly")
-        return batcher
-
-    def _ready(self) -> tuple[Backends, AuditLog]:
-        if self._backends is None or self._audit is None:
-            raise Unavailable("gateway is starting; retry shortly")
-        return self._backends, self._audit
-
+    @ready(STARTING)
     async def StreamCamera(self, request_iterator: AsyncIterator[gateway_pb2.CameraFrame],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.Decision]:
-        self._ready()
-        waiting: asyncio.Queue[tuple[gateway_pb2.CameraFrame, float] | None] = asyncio.Queue(self._settings.frame_queue)
+        waiting: asyncio.Queue[tuple[gateway_pb2.CameraFrame, Door, float] | None] = \
+            asyncio.Queue(self._settings.frame_queue)
         stream: DoorStream | None = None
 
         async def receive() -> None:
+            """Frames in as they come; each frame's door is validated here, before it names a
+            metric series (an unknown door ends the stream, see `await receiver`)."""
+            first: str | None = None
             try:
                 async for frame in request_iterator:
-                    configured = self._doors.door(frame.door_id)
-                    site = configured.site if configured else frame.site or self._settings.default_site
-                    FRAMES_IN.labels(frame.door_id, site).inc()
+                    door = self._door(frame)
+                    if first is None:
+                        first = door.door_id
+                    elif door.door_id != first:
+                        raise InvalidArgument(f"door_id: {door.door_id!r} in a stream that started as door "
+                                              f"{first!r}; a stream carries one door's frames")
+                    door_label, site_label = self._labels.of(door)
+                    FRAMES_IN.labels(door_label, site_label).inc()
                     if waiting.full():  # keep the newest: a slow backend must not build latency
                         waiting.get_nowait()
-                        FRAMES_DROPPED.labels(frame.door_id, site).inc()
-                    waiting.put_nowait((frame, time.perf_counter()))
-                    QUEUE_DEPTH.labels(frame.door_id).set(waiting.qsize())
+                        FRAMES_DROPPED.labels(door_label, site_label).inc()
+                    waiting.put_nowait((frame, door, time.perf_counter()))
+                    QUEUE_DEPTH.labels(door_label).set(waiting.qsize())
             finally:
                 if waiting.full():
                     waiting.get_nowait()
                 waiting.put_nowait(None)
 
         receiver = asyncio.create_task(receive())
-        last: gateway_pb2.CameraFrame | None = None
+        last: tuple[gateway_pb2.CameraFrame, Door] | None = None
         try:
             while (item := await waiting.get()) is not None:
-                frame, arrived = item
-                door = self._door(frame)
+                frame, door, arrived = item
                 if stream is None:
                     self._claim(door.door_id, context.peer())
-                    stream = DoorStream(door.door_id, self._settings.track_timeout)
-                elif stream.tracks.door_id != door.door_id:
-                    raise InvalidArgument(f"door_id: {door.door_id!r} in a stream that started as door "
-                                          f"{stream.tracks.door_id!r}; a stream carries one door's frames")
-                last = frame
+                    stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout)
+                last = frame, door
                 for decision in await self._process(stream, door, frame):
-                    DECISION_SECONDS.labels(decision.site).observe(time.perf_counter() - arrived)
+                    DECISION_SECONDS.labels(stream.labels[1]).observe(time.perf_counter() - arrived)
                     yield decision
-            await receiver  # surfaces a broken request stream
+            await receiver  # surfaces a broken request stream or a frame for an unknown door
             if stream is not None and last is not None:  # the camera stopped: decide what is left
-                for decision in await self._finish(self._door(last), last, stream.tracks.tracks):
+                for decision in await self._finish(last[1], last[0], stream.tracks.tracks):
                     yield decision
         finally:
             receiver.cancel()
@@ -256,33 +328,40 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def _process(self, stream: DoorStream, door: Door, frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
         """Detect (unless every face in view is decided), follow tracks, embed the faces of
         undecided tracks, fuse, and decide; decisions are in the audit log when this returns."""
-        backends, _ = self._ready()
-        ndarray.decode_frame(frame.frame, "frame")  # a malformed frame is this camera's error, not the batch's
+        run = self._run
+        # A malformed frame is this camera's error, not the batch's: its header is checked here (no
+        # pixels decoded: the detector decodes each frame once), a corrupt body comes back from
+        # the detector as this frame's error.
+        ndarray.check_frame(frame.frame, "frame")
+        door_label, site_label = stream.labels
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracks = stream.tracks
         stream.since_detection += 1
         if (tracks.tracks and tracks.all_decided and stream.since_detection < self._settings.decided_detect_every
                 and now - stream.detected_at < self._settings.track_timeout / 3):
-            DETECTIONS_SKIPPED.labels(door.door_id, door.site).inc()
+            DETECTIONS_SKIPPED.labels(door_label, site_label).inc()
             return []
         stream.since_detection, stream.detected_at = 0, now
         try:
-            faces = (await self._batched(self._detect).submit([frame.frame]))[0]  # as sent: JPEG is smaller
+            detected = (await run.detect.submit([frame.frame]))[0]  # as sent: JPEG is smaller
         except BackendError as exc:
             return await self._failed(frame, door, exc)
-        FACES.labels(door.door_id, door.site).inc(len(faces))
+        if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."
+            raise InvalidArgument(detected.error)
+        faces = list(detected.faces)
+        FACES.labels(door_label, site_label).inc(len(faces))
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
-        TRACKS.labels(door.door_id, door.site).inc(len({t.track_id for t in assigned} - before))
+        TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
         wanted = [(f, t) for f, t in zip(faces, assigned) if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
         decisions = await self._finish(door, frame, tracks.ended)
         if not wanted:
             return decisions
         try:
-            embeddings = await self._batched(self._embed).submit([f.crop for f, _ in wanted])
-            EMBEDDED.labels(door.door_id, door.site).inc(len(wanted))
-            EMBED_CALLS.labels(door.door_id, door.site).inc()
-            results = await backends.identify(embeddings, door.site, door.target_far or 0.0)
+            embeddings = await run.embed.submit([f.crop for f, _ in wanted])
+            EMBEDDED.labels(door_label, site_label).inc(len(wanted))
+            EMBED_CALLS.labels(door_label, site_label).inc()
+            results = await run.backends.identify(embeddings, door.site, door.target_far or 0.0)
         except BackendError as exc:
             return decisions + await self._failed(frame, door, exc)
         self._failing_since.pop(door.door_id, None)
@@ -314,9 +393,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         from the next decision, or within Milvus' staleness when another matcher made it)."""
         policy = None
         if verdict.kind == "match":
-            backends, _ = self._ready()
             try:
-                person = await backends.identity(verdict.observation.identity_id)
+                person = await self._run.backends.identity(verdict.observation.identity_id)
             except BackendError as exc:
                 if exc.code == grpc.StatusCode.NOT_FOUND:  # deleted since it was matched (another replica)
                     return decide(frame, door, track, verdict, model_key, PolicyAnswer(
@@ -334,6 +412,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """A backend failed: say so (an error decision, door locked), at most once per door every
         --error-repeat-seconds while it lasts (every failure is counted in the metric)."""
         BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
+        if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # a model mismatch: was the embedder redeployed?
+            await self._refresh_model()
         now = time.monotonic()
         since = self._failing_since.get(door.door_id)
         if since is not None and now - since < self._settings.error_repeat_seconds:
@@ -347,9 +427,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         UNAVAILABLE and the camera reconnects."""
         if not decisions:
             return decisions
-        _, audit = self._ready()
         try:
-            await asyncio.to_thread(audit.record, decisions)
+            await asyncio.to_thread(self._run.audit.record, decisions)
         except Exception as exc:  # sqlite3 errors, a full disk...: the decisions are not recorded
             BACKEND_ERRORS.labels("audit", type(exc).__name__).inc()
             log.error("audit log write failed; %d decisions not published: %s", len(decisions), exc)
@@ -359,35 +438,42 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._hub.publish(decision)
         return decisions
 
+    @ready(STARTING)
     async def EnrollFromImages(self, request: gateway_pb2.EnrollFromImagesRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.EnrollFromImagesResponse:
-        backends, _ = self._ready()
+        run = self._run
         if not request.images:
             raise InvalidArgument("images: at least one photo is required")
         errors = [""] * len(request.images)
         images = {}
-        for i, message in enumerate(request.images):
+        for i, message in enumerate(request.images):  # the header here; the detector decodes them once
             try:
-                images[i] = ndarray.decode_frame(message, f"images[{i}]")
+                ndarray.check_frame(message, f"images[{i}]")
+                images[i] = message
             except InvalidArgument as exc:
                 errors[i] = exc.message
         crops = {}
         if images:
             try:
-                detected = await backends.detect(list(images.values()))
+                detected = await run.backends.detect(list(images.values()), run.model_key)
             except BackendError as exc:
+                if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # a model mismatch: retrying will not help
+                    raise FailedPrecondition(f"cannot enroll: {exc}") from exc
                 raise Unavailable(f"cannot enroll now: {exc}") from exc
-            for i, faces in zip(images, detected):
-                if not faces:
+            for i, frame in zip(images, detected, strict=True):
+                if frame.error:  # "frame.data: ..." -> "images[2].data: ..."
+                    errors[i] = f"images[{i}]{frame.error.removeprefix('frame')}"
+                    continue
+                if not frame.faces:
                     errors[i] = f"images[{i}]: no face found"
                     continue
-                largest = max(faces, key=lambda f: min(f.face.box.width, f.face.box.height))
+                largest = max(frame.faces, key=lambda f: min(f.face.box.width, f.face.box.height))
                 crops[i] = largest.crop
         if not crops:
             raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: {'; '.join(errors)}")
         try:
-            embeddings = await backends.embed(list(crops.values()))
-            enrolled = await backends.enroll(matcher_pb2.EnrollRequest(
+            embeddings = await run.backends.embed(list(crops.values()), run.model_key)
+            enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
                 identity_id=request.identity_id, display_name=request.display_name, site=request.site,
                 groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings))
         except BackendError as exc:
@@ -409,20 +495,21 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         finally:
             self._hub.unsubscribe(queue)
 
+    @ready(STARTING)
     async def ListDecisions(self, request: gateway_pb2.ListDecisionsRequest,
                             context: grpc.aio.ServicerContext) -> gateway_pb2.ListDecisionsResponse:
-        _, audit = self._ready()
         limit = page_limit(request.limit)
         query = EventQuery(
             door_id=request.door_id, site=request.site,
             outcome=gateway_pb2.Decision.Outcome.Name(request.outcome) if request.outcome else "",
             since_ns=request.since.ToNanoseconds() if request.HasField("since") else 0,
             until_ns=request.until.ToNanoseconds() if request.HasField("until") else 0, limit=limit)
-        return gateway_pb2.ListDecisionsResponse(decisions=await asyncio.to_thread(audit.query, query))
+        return gateway_pb2.ListDecisionsResponse(decisions=await asyncio.to_thread(self._run.audit.query, query))
 
+    @ready(STARTING)
     async def EraseIdentity(self, request: gateway_pb2.EraseIdentityRequest,
                             context: grpc.aio.ServicerContext) -> gateway_pb2.EraseIdentityResponse:
-        backends, audit = self._ready()
+        backends, audit = self._run.backends, self._run.audit
         if len(request.reason) > 512:
             raise InvalidArgument("reason: at most 512 characters")
         try:  # the gallery first: nobody is recognised once this returns, whatever the audit step does
@@ -444,11 +531,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.EraseIdentityResponse(templates_removed=removed, decisions_pseudonymised=erasure.decisions,
                                                  pseudonym=erasure.pseudonym)
 
+    @ready(STARTING)
     async def ListAdminActions(self, request: gateway_pb2.ListAdminActionsRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.ListAdminActionsResponse:
-        _, audit = self._ready()
         limit = page_limit(request.limit)
-        return gateway_pb2.ListAdminActionsResponse(actions=await asyncio.to_thread(audit.admin_actions, limit))
+        return gateway_pb2.ListAdminActionsResponse(actions=await asyncio.to_thread(self._run.audit.admin_actions, limit))
 
 
 async def serve(settings: GatewayServiceSettings) -> None:

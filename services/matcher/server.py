@@ -17,10 +17,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
-from services.core.errors import InvalidArgument, Unavailable
+from services.core.errors import InvalidArgument
 from services.core.failpoints import failpoint
-from services.core.server import run_service
 from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
+from services.core.server import ready, run_service
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
 from services.matcher.gallery import SEARCH_MODES, Gallery, Identity
 
@@ -80,6 +80,9 @@ def vectors_of(embeddings: list[common_pb2.Embedding], field: str) -> tuple[np.n
     return np.asarray([list(e.vector) for e in embeddings], np.float32), keys.pop()
 
 
+LOADING = "matcher is still opening its gallery"
+
+
 class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     def __init__(self, settings: MatcherServiceSettings) -> None:
         self._settings = settings
@@ -133,9 +136,12 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if self._gallery:
             await asyncio.to_thread(self._gallery.close)
 
-    def _ready(self) -> Gallery:
-        if self._gallery is None:
-            raise Unavailable("matcher is still opening its gallery; retry shortly")
+    def is_ready(self) -> bool:
+        return self._gallery is not None
+
+    @property
+    def _open_gallery(self) -> Gallery:
+        assert self._gallery is not None, "an RPC without @ready"
         return self._gallery
 
     def _threshold(self, max_distance: float, target_far: float, site: str = "") -> float:
@@ -155,16 +161,18 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         site_far = self._site_far.get(site)
         return min(asked, self._card.threshold_for(site_far)) if site_far else asked
 
+    @ready(LOADING)
     async def Enroll(self, request: matcher_pb2.EnrollRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
-        gallery = self._ready()
+        gallery = self._open_gallery
         vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
         stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key)
         return matcher_pb2.EnrollResponse(identity=identity_message(stored), templates_added=added)
 
+    @ready(LOADING)
     async def Identify(self, request: matcher_pb2.IdentifyRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.IdentifyResponse:
-        gallery = self._ready()
+        gallery = self._open_gallery
         top_k = request.top_k or 5
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
@@ -187,8 +195,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             ) for r in results
         ])
 
+    @ready(LOADING)
     async def Verify(self, request: matcher_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.VerifyResponse:
-        gallery = self._ready()
+        gallery = self._open_gallery
         if not request.HasField("probe"):
             raise InvalidArgument("probe: required")
         threshold = self._threshold(request.max_distance, request.target_far)
@@ -196,28 +205,32 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         distance = await asyncio.to_thread(gallery.verify, request.identity_id, probe, model_key)
         return matcher_pb2.VerifyResponse(match=distance <= threshold, distance=distance, threshold=threshold)
 
+    @ready(LOADING)
     async def DeleteIdentity(self, request: matcher_pb2.DeleteIdentityRequest,
                              context: grpc.aio.ServicerContext) -> matcher_pb2.DeleteIdentityResponse:
-        removed = await asyncio.to_thread(self._ready().delete, request.identity_id)
+        removed = await asyncio.to_thread(self._open_gallery.delete, request.identity_id)
         return matcher_pb2.DeleteIdentityResponse(templates_removed=removed)
 
+    @ready(LOADING)
     async def GetIdentity(self, request: matcher_pb2.GetIdentityRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.Identity:
         failpoint("matcher.get_identity")
-        return identity_message(await asyncio.to_thread(self._ready().get, request.identity_id))
+        return identity_message(await asyncio.to_thread(self._open_gallery.get, request.identity_id))
 
+    @ready(LOADING)
     async def ListIdentities(self, request: matcher_pb2.ListIdentitiesRequest,
                              context: grpc.aio.ServicerContext) -> matcher_pb2.ListIdentitiesResponse:
         size = request.page_size or 100
         if not 1 <= size <= 1000:
             raise InvalidArgument(f"page_size: {request.page_size}; must be 1..1000 (0 = 100)")
-        identities, token = await asyncio.to_thread(self._ready().list, size, request.page_token, request.site)
+        identities, token = await asyncio.to_thread(self._open_gallery.list, size, request.page_token, request.site)
         return matcher_pb2.ListIdentitiesResponse(identities=[identity_message(i) for i in identities],
                                                   next_page_token=token)
 
 
+    @ready(LOADING)
     async def ExportIdentities(self, request: matcher_pb2.ExportIdentitiesRequest,
                                context: grpc.aio.ServicerContext) -> AsyncIterator[matcher_pb2.IdentityExport]:
-        gallery = self._ready()
+        gallery = self._open_gallery
         model_id, _, version = gallery.model_key.partition("@")
         token = ""
         while True:
@@ -229,8 +242,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                 return
 
 
+    @ready(LOADING)
     async def Cluster(self, request: matcher_pb2.ClusterRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.ClusterResponse:
-        gallery = self._ready()
+        gallery = self._open_gallery
         if len(request.embeddings) > MAX_FACES:
             raise InvalidArgument(f"embeddings: {len(request.embeddings)} faces; at most {MAX_FACES} per call")
         if not 0 <= request.max_distance <= 2:

@@ -8,16 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("frames", "min_face_size", "min_score", "return_crops")
+    __slots__ = ("frames", "min_face_size", "min_score", "return_crops", "per_frame_errors", "model_key")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     RETURN_CROPS_FIELD_NUMBER: _ClassVar[int]
+    PER_FRAME_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
     min_face_size: int
     min_score: float
     return_crops: bool
-    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., min_face_size: _Optional[int] = ..., min_score: _Optional[float] = ..., return_crops: _Optional[bool] = ...) -> None: ...
+    per_frame_errors: bool
+    model_key: str
+    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., min_face_size: _Optional[int] = ..., min_score: _Optional[float] = ..., return_crops: _Optional[bool] = ..., per_frame_errors: _Optional[bool] = ..., model_key: _Optional[str] = ...) -> None: ...
 
 class DetectedFace(_message.Message):
     __slots__ = ("face", "crop")
@@ -28,10 +32,12 @@ class DetectedFace(_message.Message):
     def __init__(self, face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ...) -> None: ...
 
 class FrameFaces(_message.Message):
-    __slots__ = ("faces",)
+    __slots__ = ("faces", "error")
     FACES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[DetectedFace]
-    def __init__(self, faces: _Optional[_Iterable[_Union[DetectedFace, _Mapping]]] = ...) -> None: ...
+    error: str
+    def __init__(self, faces: _Optional[_Iterable[_Union[DetectedFace, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
     __slots__ = ("frames", "model_key")

@@ -3,12 +3,12 @@ few frames per track, and decides once per person; the audit log answers afterwa
 
 from __future__ import annotations
 
-from services.core.images import decode_image
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
+from services.core.images import decode_image
 from tests.conftest import channel, shared_path
-from tests.test_cli import facegate
-from tests.test_gateway_rules import metric
+from tests.system.test_cli import facegate
+from tests.system.test_gateway_rules import metric
 
 Outcome = gateway_pb2.Decision.Outcome
 DOOR = "stage-door"

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-
 from tests.conftest import shared_path
 
 

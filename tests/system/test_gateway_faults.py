@@ -7,6 +7,7 @@ import os
 import queue
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from facegate.harness.stack import ServiceProcess
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel
-from tests.test_services import photo
+from tests.system.test_services import photo
 
 Outcome = gateway_pb2.Decision.Outcome
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -189,6 +190,7 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
         with_unknown_door.visit(wait_for=1, timeout=5)
         with_unknown_door.close()
         unknown_door_error = with_unknown_door.call.code(), with_unknown_door.call.details()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics").read().decode()
     finally:
         gateway.stop()
 
@@ -198,6 +200,7 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
     assert [d.outcome for d in still_allowed] == [Outcome.OUTCOME_GRANTED]
     assert "doors[1].id: 'lab' appears twice" in gateway.log_tail(100)
     assert unknown_door_error[0] == grpc.StatusCode.NOT_FOUND and "'no-such-door' is not in the door" in unknown_door_error[1]
+    assert 'door="lab"' in metrics and "no-such-door" not in metrics  # no series for a door that is not there
 
 
 def test__an_invalid_door_file_stops_the_gateway_at_start_naming_the_field(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.core.images import decode_image
+from facegate.harness.stack import health_status
 from services.contracts.v1 import (
     common_pb2,
     detector_pb2,
@@ -24,6 +24,7 @@ from services.contracts.v1 import (
     matcher_pb2_grpc,
 )
 from services.core import ndarray
+from services.core.images import decode_image
 from tests.conftest import channel
 
 Outcome = gateway_pb2.Decision.Outcome
@@ -159,6 +160,19 @@ class TestBadInput:
                       code, "min_score")
         assert len(detect(detector_pb2.DetectRequest(frames=[good]), timeout=30).frames[0].faces) == 1
 
+    def test_detector_per_frame_errors(self, stack, demo_photos):
+        """A caller batching frames of several cameras: a corrupt frame fails only itself."""
+        detector, *_ = stubs(stack)
+        good = photo(demo_photos, "obama.jpg")
+        cut = common_pb2.NDArray(data=good.data[: len(good.data) // 3], encoding=good.encoding)  # header intact
+
+        reply = detector.Detect(detector_pb2.DetectRequest(frames=[cut, good], per_frame_errors=True), timeout=30)
+
+        assert reply.frames[0].error.startswith("frame.data: corrupt or truncated image") and not reply.frames[0].faces
+        assert reply.frames[1].error == "" and len(reply.frames[1].faces) == 1
+        assert_status(lambda: detector.Detect(detector_pb2.DetectRequest(frames=[cut, good]), timeout=30),
+                      grpc.StatusCode.INVALID_ARGUMENT, "frames[0].data: corrupt or truncated image")
+
     def test_embedder(self, stack):
         _, embedder, *_ = stubs(stack)
         embed = embedder.Embed
@@ -172,6 +186,11 @@ class TestBadInput:
                                     timeout=10), code, "got float32")
         ok = embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((2, 150, 150, 3), np.uint8))), timeout=30)
         assert len(ok.embeddings) == 2 and len(ok.embeddings[0].vector) == 128
+        one = ndarray.encode(np.zeros((150, 150, 3), np.uint8))
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(each_crop=[one, ndarray.encode(np.zeros((150, 149, 3),
+                                    np.uint8))]), timeout=10), code, "each_crop[1]: need uint8 150 x 150 x 3")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((1, 150, 150, 3), np.uint8)),
+                                                              each_crop=[one]), timeout=10), code, "not both")
 
     def test_matcher(self, stack):
         _, _, matcher, _ = stubs(stack)
@@ -217,6 +236,13 @@ class TestBadInput:
         assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(
             door_id="d", frame=common_pb2.NDArray(dtype="uint8", shape=[10, 10, 3], data=b"x"))]), timeout=30)),
             bad, "frame.data: 1 bytes")
+        cut = common_pb2.NDArray(data=frame.data[: len(frame.data) // 3], encoding=frame.encoding)
+        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=cut)]),
+                                                        timeout=30)), bad, "frame.data: corrupt or truncated image")
+        partly = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="partly-cut", site="bad-input", images=[frame, cut]), timeout=30)
+        assert partly.templates_added == 1 and list(partly.image_errors)[0] == ""
+        assert partly.image_errors[1].startswith("images[1].data: corrupt or truncated image")
         assert_status(lambda: gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="wall", images=[blank]), timeout=30), bad, "images[0]: no face found")
         assert_status(lambda: gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
@@ -239,27 +265,77 @@ def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos)
     assert "left before enough frames agreed ('obama-one-frame' 1)" in decisions[0].reason
 
 
-def test__given_the_embedder_is_down__then_the_gateway_decides_error_and_the_door_stays_locked(stack, demo_photos, tmp_path):
+def test__the_gateway_is_ready_only_with_the_embedders_model_and_a_lost_embedder_locks_the_door(
+        stack, demo_photos, tmp_path):
     import os
 
-    from facegate.harness.stack import ServiceProcess, free_port
+    from facegate.harness.stack import ServiceProcess
 
-    dead = f"127.0.0.1:{free_port()}"  # nothing listens here
+    embedder = ServiceProcess("embedder", tmp_path, [], {**os.environ})  # its port is chosen, not yet served
     gateway = ServiceProcess("gateway", tmp_path, [
-        "--detector-address", stack.address("detector"), "--embedder-address", dead,
+        "--detector-address", stack.address("detector"), "--embedder-address", embedder.address,
         "--matcher-address", stack.address("matcher"), "--deadline-seconds", "1",
         "--audit-db", str(tmp_path / "audit.db")], {**os.environ})
     gateway.start()
     try:
-        gateway.wait_serving(time.monotonic() + 60)
+        time.sleep(3)
+        status_without_embedder = health_status(gateway.address)
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
+        with pytest.raises(grpc.RpcError) as not_ready:
+            stub.ListDecisions(gateway_pb2.ListDecisionsRequest(), timeout=5)
+        embedder.start()
+        gateway.wait_serving(time.monotonic() + 120)
+        embedder.kill()
         started = time.monotonic()
         decisions = list(stub.StreamCamera(iter([gateway_pb2.CameraFrame(
             door_id="back-door", frame=photo(demo_photos, "obama.jpg"))]), timeout=30))
         elapsed = time.monotonic() - started
     finally:
+        embedder.kill()
         gateway.stop()
 
+    assert status_without_embedder == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert not_ready.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "waiting for the embedder's model card" in not_ready.value.details()
     assert [d.outcome for d in decisions] == [Outcome.OUTCOME_ERROR]
     assert "door stays locked" in decisions[0].reason and "embedder UNAVAILABLE" in decisions[0].reason
     assert elapsed < 10  # within the backend deadline and its retries, not hanging
+
+
+def test__a_detector_cutting_crops_for_another_model_is_refused_and_the_door_stays_locked(
+        stack, demo_photos, tmp_path):
+    import json
+    import os
+
+    from facegate.harness.stack import ServiceProcess
+    from services.core.model_card import bundled_card
+
+    other = tmp_path / "other-model"
+    other.mkdir()
+    card = json.loads(bundled_card("dlib-resnet-v1").to_json())
+    (other / "model_card.json").write_text(json.dumps({**card, "version": "2.0-retrained"}))
+    detector = ServiceProcess("detector", tmp_path, ["--model", str(other)], {**os.environ})
+    gateway = ServiceProcess("gateway", tmp_path, [
+        "--detector-address", detector.address, "--embedder-address", stack.address("embedder"),
+        "--matcher-address", stack.address("matcher"), "--audit-db", str(tmp_path / "audit.db")], {**os.environ})
+    detector.start()
+    gateway.start()
+    try:
+        detector.wait_serving(time.monotonic() + 120)
+        gateway.wait_serving(time.monotonic() + 120)
+        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
+        decisions = list(stub.StreamCamera(iter([gateway_pb2.CameraFrame(
+            door_id="side-door", frame=photo(demo_photos, "obama.jpg"))]), timeout=30))
+        with pytest.raises(grpc.RpcError) as enrolment:
+            stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+                identity_id="never-enrolled", images=[photo(demo_photos, "obama.jpg")]), timeout=30)
+    finally:
+        gateway.stop()
+        detector.stop()
+
+    assert [d.outcome for d in decisions] == [Outcome.OUTCOME_ERROR]
+    assert ("detector FAILED_PRECONDITION: model_key: crops asked for dlib-resnet-v1@1.0, but this detector cuts "
+            "them for dlib-resnet-v1@2.0-retrained; run the detector and the embedder with the same --model"
+            ) in decisions[0].reason
+    assert enrolment.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "run the detector and the embedder with the same --model" in enrolment.value.details()

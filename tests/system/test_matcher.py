@@ -334,7 +334,7 @@ def test__given_a_bad_classifier_option__then_identify_says_which(matcher, optio
 def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_templates_carry_over(
     matcher, matcher_process, tmp_path, gallery_args
 ):
-    from tests.test_cli import facegate
+    from tests.system.test_cli import facegate
 
     xena = unit(63)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="xena", display_name="Xena", site="hq",
@@ -363,7 +363,7 @@ def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_
 
 
 def test__given_a_corrupt_export_line__then_import_stops_naming_the_line(matcher_process, tmp_path):
-    from tests.test_cli import facegate
+    from tests.system.test_cli import facegate
 
     dump = tmp_path / "bad.jsonl"
     dump.write_text('{"identity": {"identity_id": "x"}, "templates": [{"vector": "oops"}]}\n')

@@ -1,4 +1,4 @@
-"""Clustering groups faces of one person together and keeps different people apart."""
+"""The Cluster RPC and `facegate cluster` on real services."""
 
 from __future__ import annotations
 
@@ -9,39 +9,9 @@ import numpy as np
 import pytest
 
 from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
-from services.matcher.clustering import cluster_faces, pairwise_precision_recall
+from services.matcher.clustering import pairwise_precision_recall
 from tests.conftest import channel
-
-
-def people(count: int, faces_each: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((count, 128))
-    vectors = np.repeat(centres, faces_each, axis=0) + spread * rng.standard_normal((count * faces_each, 128))
-    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(count), faces_each)
-
-
-def test__given_well_separated_people__then_each_becomes_one_cluster():
-    vectors, truth = people(6, 5, 0.01)
-
-    labels = cluster_faces(vectors, 0.35)
-
-    assert pairwise_precision_recall(labels, truth) == (1.0, 1.0)
-    assert len(set(labels)) == 6
-
-
-def test__clusters_below_min_size_are_noise_and_labels_go_by_size():
-    vectors, _ = people(3, 4, 0.01)
-    vectors = np.concatenate([vectors[:8], vectors[8:9]])  # person 2 seen once
-
-    labels = cluster_faces(vectors, 0.35, min_size=2)
-
-    assert labels[-1] == -1 and set(labels[:8]) == {0, 1}
-
-
-def test__pairwise_metrics_count_pairs():
-    precision, recall = pairwise_precision_recall(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]))
-
-    assert precision == pytest.approx(1 / 3) and recall == pytest.approx(1 / 2)
+from tests.unit.test_clustering import people
 
 
 def test__the_cluster_rpc_groups_faces_and_refuses_other_models(stack):
@@ -63,7 +33,7 @@ def test__the_cluster_rpc_groups_faces_and_refuses_other_models(stack):
 def test__given_embed_output__when_clustering__then_the_three_obama_photos_group_apart_from_biden(
     tmp_path, demo_photos
 ):
-    from tests.test_cli import facegate
+    from tests.system.test_cli import facegate
 
     names = ["obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg"]
     embedded = facegate("embed", *[str(demo_photos[n]) for n in names])

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from facegate.harness.stack import ServiceProcess, free_port
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel
-from tests.test_gateway_faults import ENV, Door, start_gateway, start_matcher
-from tests.test_services import camera_frames, photo
+from tests.system.test_gateway_faults import ENV, Door, start_gateway, start_matcher
+from tests.system.test_services import camera_frames, photo
 
 Outcome = gateway_pb2.Decision.Outcome
 
@@ -205,7 +205,7 @@ doors:
 
 
 def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack, demo_photos, tmp_path):
-    from tests.test_cli import facegate
+    from tests.system.test_cli import facegate
 
     matcher = start_matcher(tmp_path)
     doors = tmp_path / "doors.yaml"

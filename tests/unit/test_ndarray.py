@@ -75,3 +75,42 @@ def test__given_an_encoded_image_whose_declared_shape_is_wrong__then_it_is_refus
 
     with pytest.raises(InvalidArgument, match="shape: says"):
         ndarray.decode_frame(message)
+
+
+def test__a_bgr_frame_encodes_to_the_same_file_as_its_rgb_twin():
+    bgr = np.ascontiguousarray(FRAME[:, :, ::-1])
+
+    assert ndarray.encode(bgr, "png", bgr=True).data == ndarray.encode(FRAME, "png").data
+
+
+def test__a_frame_is_checked_from_its_header_without_decoding_its_pixels():
+    whole = ndarray.encode(FRAME, "jpeg")
+    body_cut = common_pb2.NDArray(data=whole.data[: len(whole.data) // 2], encoding=whole.encoding)
+
+    ndarray.check_frame(whole)
+    ndarray.check_frame(body_cut)  # the header is intact: only the decoder can tell
+    with pytest.raises(InvalidArgument, match="frame.data: corrupt or truncated"):
+        ndarray.decode_frame(body_cut)
+
+
+@pytest.mark.parametrize(("message", "error"), [
+    (common_pb2.NDArray(data=b"not an image at all", encoding=common_pb2.NDArray.ENCODING_JPEG),
+     "frame.data: not a recognised image format"),
+    (common_pb2.NDArray(data=b"", encoding=common_pb2.NDArray.ENCODING_PNG), "frame.data: empty file"),
+    (common_pb2.NDArray(dtype="uint8", shape=[48, 64, 3], data=b"\0" * 10), "frame.data: 10 bytes, but shape"),
+    (common_pb2.NDArray(data=b"x", encoding=7), "frame.encoding: unknown value 7"),
+])
+def test__a_frame_whose_header_is_wrong_is_refused_by_the_check(message, error):
+    with pytest.raises(InvalidArgument, match=error):
+        ndarray.check_frame(message)
+
+
+def test__the_check_refuses_a_frame_whose_declared_shape_is_not_its_size_or_that_is_too_large():
+    declared = ndarray.encode(FRAME, "png")
+    declared.shape[:] = [64, 48, 3]
+    huge = ndarray.encode(np.zeros((20, 9000, 3), np.uint8), "png")
+
+    with pytest.raises(InvalidArgument, match=r"frame.shape: says \[64, 48, 3\] but the image is 48x64x3"):
+        ndarray.check_frame(declared)
+    with pytest.raises(InvalidArgument, match="frame: image 9000x20 exceeds the limits"):
+        ndarray.check_frame(huge)
