@@ -110,7 +110,7 @@ def knn_vote(probes: np.ndarray, templates: np.ndarray, owner: np.ndarray, k: in
     similarity = probes @ templates.T
     nearest = np.argsort(-similarity, axis=1)[:, :k]
     who, score = [], []
-    for row, indices in zip(similarity, nearest):
+    for row, indices in zip(similarity, nearest, strict=True):
         votes: dict[str, float] = {}
         for j in indices:
             votes[owner[j]] = votes.get(owner[j], 0.0) + float(row[j])
@@ -217,7 +217,7 @@ def main() -> None:
                               ("linear SVM per gallery (C tuned)", "svm", (1.0, 10.0, 100.0))]:
         folds = []
         for fold in (0, 1):
-            def on(half: int, param: float) -> dict:
+            def on(half: int, param: float, kind: str = kind) -> dict:
                 return classifier_run(embeddings, labels, halves[half], np.random.default_rng(args.seed + half),
                                       kind, param)
             param = max(grid, key=lambda p: on(1 - fold, p)[1e-3])

@@ -108,7 +108,8 @@ def main() -> None:
     print("|---|---|---|---|")
     print(row("detect, 1 frame 640x480", detect_ms))
     print(row("detect, batch of 8 frames (per frame)", detect_batch, per=8))
-    print(row("embed, batch 1 (per face, flip-averaged = 2 passes)", timed(lambda: embedder.embed(crops[:1]), args.repeats)))
+    print(row("embed, batch 1 (per face, flip-averaged = 2 passes)",
+              timed(lambda: embedder.embed(crops[:1]), args.repeats)))
     print(row("embed, batch 16 (per face, flip-averaged)", timed(lambda: embedder.embed(crops), args.repeats), per=16))
     print(row("model only, batch 1 (per face)", timed(lambda: module.embed(raw[1]), args.repeats)))
     print(row("model only, batch 16 (per face)", timed(lambda: module.embed(raw[16]), args.repeats), per=16))

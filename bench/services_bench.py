@@ -119,10 +119,10 @@ def main() -> None:
             build = time.perf_counter() - started
             time.sleep(2.0)  # the matcher seals new rows ~1 s after writes; measure the steady state
             iterator = iter(probes)
-            samples = timed(lambda: matcher.Identify(matcher_pb2.IdentifyRequest(probes=[next(iterator)], top_k=5),
-                                                     timeout=30), args.repeats)
-            rows.append(row(f"Identify, gallery {target:,} (Milvus Lite, in-memory exact search; grown in {build:.0f} s)",
-                            samples))
+            samples = timed(lambda iterator=iterator: matcher.Identify(
+                matcher_pb2.IdentifyRequest(probes=[next(iterator)], top_k=5), timeout=30), args.repeats)
+            rows.append(row(f"Identify, gallery {target:,} (Milvus Lite, in-memory exact search; "
+                            f"grown in {build:.0f} s)", samples))
 
         gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[ndarray.encode(photo, "jpeg")]), timeout=60)

@@ -47,7 +47,8 @@ def is_file(source: str) -> bool:
     return not source.isdigit() and "://" not in source
 
 
-def frames(settings: CameraSettings, capture: cv2.VideoCapture, stop: Callable[[], bool]) -> Iterator[gateway_pb2.CameraFrame]:
+def frames(settings: CameraSettings, capture: cv2.VideoCapture,
+           stop: Callable[[], bool]) -> Iterator[gateway_pb2.CameraFrame]:
     """Frames sampled at `fps` from an open source, as CameraFrames."""
     native = capture.get(cv2.CAP_PROP_FPS) or 30.0
     step = 1.0 / settings.fps

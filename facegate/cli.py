@@ -206,7 +206,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         return 2
     labels = cluster_faces(np.asarray(vectors, np.float32).reshape(-1, 128), args.max_distance, args.min_size)
     for cluster in sorted(set(labels.tolist()), key=lambda c: (c < 0, c)):
-        members = [f for f, label in zip(faces, labels) if label == cluster]
+        members = [f for f, label in zip(faces, labels, strict=False) if label == cluster]
         print(json.dumps({"cluster": cluster, "size": len(members), "faces": members}))
     return 0
 
@@ -262,7 +262,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         reply = _gateway(args).EnrollFromImages(request, timeout=args.timeout)
     except grpc.RpcError as exc:
         return _rpc_failed("enroll", exc)
-    for path, error in zip(args.images, reply.image_errors):
+    for path, error in zip(args.images, reply.image_errors, strict=False):
         print(f"{path}: {error or 'enrolled'}")
     print(f"{reply.identity_id}: {reply.templates_added} template(s) added")
     return 0
@@ -325,7 +325,8 @@ def parse_since(text: str) -> int:
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use 90s, 15m, 1h, 2d or an ISO time like 2026-11-22T08:00+01:00")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use 90s, 15m, 1h, 2d or an ISO time like 2026-11-22T08:00+01:00") from None
     if moment.tzinfo is None:
         moment = moment.astimezone()  # local time
     return int(moment.timestamp() * 1e9)
@@ -336,9 +337,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     from services.contracts.v1 import gateway_pb2
 
-    request = gateway_pb2.ListDecisionsRequest(door_id=args.door, site=args.site, limit=args.limit)
-    if args.outcome:
-        request.outcome = gateway_pb2.Decision.Outcome.Value(f"OUTCOME_{args.outcome.upper()}")
+    wanted = f"OUTCOME_{args.outcome.upper()}" if args.outcome else None  # by name; None = any
+    request = gateway_pb2.ListDecisionsRequest(door_id=args.door, site=args.site, outcome=wanted, limit=args.limit)
     if args.since:
         request.since.FromNanoseconds(args.since)
     try:
@@ -349,7 +349,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         if args.json:
             print(_decision_json(decision))
             continue
-        when = decision.decided_at.ToDatetime(tzinfo=datetime.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        when = decision.decided_at.ToDatetime(tzinfo=datetime.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_").lower()
         print(f"{when}  {decision.door_id:16s} {outcome:15s} {decision.identity_id or '-':20s} "
               f"frames={decision.frames}  {decision.reason}")
@@ -428,7 +428,8 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
             try:
                 item = ParseDict(json.loads(line), matcher_pb2.IdentityExport())
             except (ValueError, ParseError) as exc:
-                print(f"facegate gallery import: {args.file}:{number}: not an exported identity: {exc}", file=sys.stderr)
+                print(f"facegate gallery import: {args.file}:{number}: not an exported identity: {exc}",
+                      file=sys.stderr)
                 return 2
             who = item.identity
             try:

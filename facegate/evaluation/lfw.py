@@ -87,7 +87,7 @@ def embed_images(
     for start in range(0, len(names), batch):
         chunk = names[start : start + batch]
         images = [decode_image((root / name).read_bytes()) for name in chunk]
-        for name, image, faces in zip(chunk, images, pipeline.detector.detect(images)):
+        for name, image, faces in zip(chunk, images, pipeline.detector.detect(images), strict=True):
             frames[name] = image
             if faces:
                 centre = np.array(image.shape[1::-1]) / 2
@@ -98,7 +98,7 @@ def embed_images(
         crops = [pipeline.align(frames[n], landmarks[n]) for n in chunk if n in landmarks]
         if crops:
             vectors = pipeline.embedder.embed(np.stack(crops))
-            for name, vector in zip([n for n in chunk if n in landmarks], vectors):
+            for name, vector in zip([n for n in chunk if n in landmarks], vectors, strict=True):
                 run.embeddings[name] = vector
         for name in chunk:
             if name in landmarks:
@@ -109,8 +109,8 @@ def embed_images(
         if not landmarks:
             raise RuntimeError("the detector found no face in any image; cannot build a fallback crop")
         mean_landmarks = tuple(map(tuple, np.mean([np.asarray(v) for v in landmarks.values()], axis=0)))
-        crops = np.stack([pipeline.align(frames[n], mean_landmarks) for n in run.missed])  # type: ignore[arg-type]
-        for name, vector in zip(run.missed, pipeline.embedder.embed(crops)):
+        fallback = np.stack([pipeline.align(frames[n], mean_landmarks) for n in run.missed])
+        for name, vector in zip(run.missed, pipeline.embedder.embed(fallback), strict=True):
             run.embeddings[name] = vector
     return run
 

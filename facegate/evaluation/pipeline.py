@@ -49,7 +49,7 @@ class FacePipeline:
         if not faces:
             return []
         crops = np.stack([self.align(frame, f.landmarks) for f in faces])
-        return [EmbeddedFace(f, e) for f, e in zip(faces, self.embedder.embed(crops))]
+        return [EmbeddedFace(f, e) for f, e in zip(faces, self.embedder.embed(crops), strict=True)]
 
     def process(self, frame: np.ndarray) -> list[EmbeddedFace]:
         """All faces in one RGB frame with their embeddings, most confident first."""

@@ -38,7 +38,7 @@ class MilvusServer:
         self._timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "MilvusServer":
+    def start(self) -> MilvusServer:
         if not in_private_network():
             raise RuntimeError(
                 "refusing to start milvus-server: it listens on every interface. Run inside a private network "
@@ -88,7 +88,7 @@ class MilvusServer:
             break
         self._process = None
 
-    def __enter__(self) -> "MilvusServer":
+    def __enter__(self) -> MilvusServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

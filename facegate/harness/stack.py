@@ -30,7 +30,8 @@ def health_status(address: str, timeout: float = 1.0) -> int | None:
     """The health service's status for the whole server, or None if it does not answer."""
     with grpc.insecure_channel(address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                              timeout=timeout)
         except grpc.RpcError:
             return None
     return int(reply.status)
@@ -107,7 +108,7 @@ class LocalStack:
     def address(self, name: str) -> str:
         return self.services[name].address
 
-    def start(self, timeout: float = 180.0) -> "LocalStack":
+    def start(self, timeout: float = 180.0) -> LocalStack:
         for service in self.services.values():
             service.start()
         deadline = time.monotonic() + timeout
@@ -123,7 +124,7 @@ class LocalStack:
         for service in reversed(list(self.services.values())):
             service.stop()
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

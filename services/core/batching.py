@@ -66,7 +66,7 @@ class MicroBatcher(Generic[T, R]):
                 try:
                     item = self._queue.get_nowait() if not self._queue.empty() else \
                         await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 pending.append(item)
                 size += len(item[0])

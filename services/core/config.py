@@ -71,7 +71,6 @@ def load_settings(cls: type[T], argv: list[str] | None = None, prog: str | None 
     fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
     for f in fields:
-        kind = type(f.default)
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
                             help=f"{f.metadata.get('help', '')} (env {env_name(f.name)}; default {f.default!r})")
     args = parser.parse_args(argv)
@@ -84,7 +83,7 @@ def load_settings(cls: type[T], argv: list[str] | None = None, prog: str | None 
         if raw is None:
             values[f.name] = f.default
             continue
-        kind = type(f.default)
+        kind: type = type(f.default)  # not MISSING: every settings field has a default (setting())
         try:
             if kind is bool:
                 if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):

@@ -35,7 +35,7 @@ def decode_image(data: bytes) -> np.ndarray:
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP; the limit is "
                                      f"{MAX_PIXELS / 1e6:.0f} MP (downscale it first)")
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
                 array = _to_rgb(image)
     except ImageError:
         raise
@@ -85,4 +85,6 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         # Transparent pixels become white, not whatever colour they happen to store.
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    if image.mode != "RGB":  # convert() copies even when there is nothing to convert
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))

@@ -53,7 +53,7 @@ class ModelCard:
         return f"{self.model_id}@{self.version}"
 
     @staticmethod
-    def from_json(text: str) -> "ModelCard":
+    def from_json(text: str) -> ModelCard:
         raw = json.loads(text)
         try:
             return ModelCard(

@@ -3,7 +3,8 @@
 Raw arrays travel as little-endian C-order bytes with dtype and shape; frames may instead be
 JPEG/PNG-encoded and are decoded back to the same uint8 H x W x 3 RGB contract. Anything that
 does not add up raises `InvalidArgument` (-> INVALID_ARGUMENT) with a message naming the field.
-Raw decoding is zero-copy (a read-only view on the message's bytes).
+Raw decoding makes no copy beyond protobuf's own: the array is a read-only view on the bytes
+read once from the message (protobuf's upb runtime copies a bytes field on every read).
 """
 
 from __future__ import annotations
@@ -84,11 +85,12 @@ def decode(message: common_pb2.NDArray, field: str = "array", limits: ArrayLimit
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if expected > limits.max_bytes:
         raise InvalidArgument(f"{field}: {expected} bytes exceeds the limit of {limits.max_bytes}")
-    if len(message.data) != expected:
+    data = message.data  # read once: with protobuf's upb runtime every read of a bytes field is a copy
+    if len(data) != expected:
         raise InvalidArgument(
-            f"{field}.data: {len(message.data)} bytes, but shape {list(shape)} of {message.dtype} needs {expected}"
+            f"{field}.data: {len(data)} bytes, but shape {list(shape)} of {message.dtype} needs {expected}"
         )
-    return np.frombuffer(message.data, dtype=dtype).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def decode_frame(message: common_pb2.NDArray, field: str = "frame", limits: ArrayLimits = DEFAULT_LIMITS) -> np.ndarray:
@@ -113,10 +115,11 @@ def check_frame(message: common_pb2.NDArray, field: str = "frame", limits: Array
         return
     if message.encoding not in (common_pb2.NDArray.ENCODING_JPEG, common_pb2.NDArray.ENCODING_PNG):
         raise InvalidArgument(f"{field}.encoding: unknown value {message.encoding}")
-    if len(message.data) > limits.max_bytes:
-        raise InvalidArgument(f"{field}: {len(message.data)} encoded bytes exceeds the limit of {limits.max_bytes}")
+    data = message.data  # read once (a copy per read under upb)
+    if len(data) > limits.max_bytes:
+        raise InvalidArgument(f"{field}: {len(data)} encoded bytes exceeds the limit of {limits.max_bytes}")
     try:
-        width, height = image_size(message.data)
+        width, height = image_size(data)
     except ImageError as exc:
         raise InvalidArgument(f"{field}.data: {exc}") from exc
     if max(width, height) > limits.max_side or width * height * 3 > limits.max_bytes:
@@ -126,10 +129,11 @@ def check_frame(message: common_pb2.NDArray, field: str = "frame", limits: Array
 
 
 def _decode_image(message: common_pb2.NDArray, field: str, limits: ArrayLimits) -> np.ndarray:
-    if len(message.data) > limits.max_bytes:
-        raise InvalidArgument(f"{field}: {len(message.data)} encoded bytes exceeds the limit of {limits.max_bytes}")
+    data = message.data  # read once (a copy per read under upb)
+    if len(data) > limits.max_bytes:
+        raise InvalidArgument(f"{field}: {len(data)} encoded bytes exceeds the limit of {limits.max_bytes}")
     try:
-        array = decode_image(message.data)
+        array = decode_image(data)
     except ImageError as exc:
         raise InvalidArgument(f"{field}.data: {exc}") from exc
     if array.nbytes > limits.max_bytes or max(array.shape[:2]) > limits.max_side:

@@ -135,7 +135,8 @@ class MetricsAndErrors(grpc.aio.ServerInterceptor):
                 await finish(context, labels, started, None)
                 return response
 
-            factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+            factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+                       else grpc.stream_unary_rpc_method_handler)
             return factory(unary_response, *serializers)
 
         inner_stream = handler.unary_stream or handler.stream_stream
@@ -153,7 +154,8 @@ class MetricsAndErrors(grpc.aio.ServerInterceptor):
                 RPC_IN_PROGRESS.labels(*labels).dec()
             await finish(context, labels, started, None)
 
-        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                   else grpc.stream_stream_rpc_method_handler)
         return factory(stream_response, *serializers)
 
     @staticmethod
@@ -176,7 +178,8 @@ class MetricsAndErrors(grpc.aio.ServerInterceptor):
             await context.abort(error.code, error.message)
         if code == grpc.StatusCode.INTERNAL and isinstance(error, Exception):
             log.error("unhandled error in %s: %s", labels[1], "".join(traceback.format_exception(error)))
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {labels[1]}: {type(error).__name__}: {error}")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"internal error in {labels[1]}: {type(error).__name__}: {error}")
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, Any]]:

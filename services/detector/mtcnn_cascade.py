@@ -163,8 +163,9 @@ class MtcnnDetector:
                 raise ValueError(f"frames must be uint8 H x W x 3 (RGB); got {frame.dtype} {frame.shape}")
         factors = [min(1.0, s.max_side / max(f.shape[:2])) for f in frames]
         work = [
-            f if k == 1.0 else cv2.resize(f, (round(f.shape[1] * k), round(f.shape[0] * k)), interpolation=cv2.INTER_AREA)
-            for f, k in zip(frames, factors)
+            f if k == 1.0
+            else cv2.resize(f, (round(f.shape[1] * k), round(f.shape[0] * k)), interpolation=cv2.INTER_AREA)
+            for f, k in zip(frames, factors, strict=True)
         ]
         candidates = self._propose(work, [s.min_face_size * k for k in factors], s)
         candidates = self._refine(work, candidates, s)
@@ -172,13 +173,13 @@ class MtcnnDetector:
         # below it, so the minimum is enforced on what we report.
         return [
             [_rescaled(face, 1.0 / k) for face in faces if face.size >= s.min_face_size * k]
-            for faces, k in zip(self._output(work, candidates, s), factors)
+            for faces, k in zip(self._output(work, candidates, s), factors, strict=True)
         ]
 
     def _propose(self, frames: list[np.ndarray], min_face_sizes: list[float], s: DetectorSettings) -> list[np.ndarray]:
         """PNet over each frame's pyramid; frames whose scaled shapes match share one call."""
         groups: dict[tuple[int, int], list[tuple[int, float, np.ndarray]]] = {}
-        for index, (frame, min_face_size) in enumerate(zip(frames, min_face_sizes)):
+        for index, (frame, min_face_size) in enumerate(zip(frames, min_face_sizes, strict=True)):
             height, width = frame.shape[:2]
             for scale in _pyramid(height, width, min_face_size, s.scale_factor):
                 shape = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
@@ -189,7 +190,7 @@ class MtcnnDetector:
         for members in groups.values():
             offsets, probs = self._pnet(np.stack([m[2] for m in members]))
             offsets, probs = offsets.numpy(), probs.numpy()[..., 1]
-            for (index, scale, _), offset, prob in zip(members, offsets, probs):
+            for (index, scale, _), offset, prob in zip(members, offsets, probs, strict=True):
                 ys, xs = np.nonzero(prob > s.pnet_threshold)
                 if len(ys) == 0:
                     continue
@@ -211,10 +212,10 @@ class MtcnnDetector:
         counts = [len(c) for c in candidates]
         if sum(counts) == 0:
             return candidates
-        crops = np.concatenate([_crops(f, c, 24) for f, c in zip(frames, candidates)])
+        crops = np.concatenate([_crops(f, c, 24) for f, c in zip(frames, candidates, strict=True)])
         offsets, probs = (t.numpy() for t in self._rnet(crops))
         out, start = [], 0
-        for boxes, count in zip(candidates, counts):
+        for boxes, count in zip(candidates, counts, strict=True):
             offset, prob = offsets[start : start + count], probs[start : start + count, 1]
             start += count
             keep = prob > s.rnet_threshold
@@ -231,11 +232,11 @@ class MtcnnDetector:
         counts = [len(c) for c in candidates]
         if sum(counts) == 0:
             return [[] for _ in frames]
-        crops = np.concatenate([_crops(f, c, 48) for f, c in zip(frames, candidates)])
+        crops = np.concatenate([_crops(f, c, 48) for f, c in zip(frames, candidates, strict=True)])
         offsets, points, probs = (t.numpy() for t in self._onet(crops))
         results: list[list[DetectedFace]] = []
         start = 0
-        for frame, boxes, count in zip(frames, candidates, counts):
+        for frame, boxes, count in zip(frames, candidates, counts, strict=True):
             offset = offsets[start : start + count]
             point, prob = points[start : start + count], probs[start : start + count, 1]
             start += count
@@ -257,7 +258,7 @@ class MtcnnDetector:
                     DetectedFace(
                         box=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
                         score=float(prob[i]),
-                        landmarks=tuple((float(x), float(y)) for x, y in zip(xs[i], ys[i])),
+                        landmarks=tuple((float(x), float(y)) for x, y in zip(xs[i], ys[i], strict=True)),
                     )
                 )
             faces.sort(key=lambda f: f.score, reverse=True)

@@ -94,7 +94,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 if not request.per_frame_errors:
                     raise
                 response.frames[i].error = exc.message
-        for i, faces in zip(frames, self._detector.detect(list(frames.values()), options)):
+        for i, faces in zip(frames, self._detector.detect(list(frames.values()), options), strict=True):
             out = response.frames[i]
             for face in faces:
                 crop = align_face(frames[i], face.landmarks, card.landmark_template, card.input_size)

@@ -107,7 +107,7 @@ def _pad_to(x: keras.KerasTensor, shape: tuple[int, int, int], name: str) -> ker
 
 def _zero_padded_add(a: keras.KerasTensor, b: keras.KerasTensor, name: str) -> keras.KerasTensor:
     """dlib's add_prev: the sum over the larger of the two shapes, missing values being 0."""
-    shape = tuple(max(p, q) for p, q in zip(a.shape[1:], b.shape[1:]))
+    shape = tuple(max(p, q) for p, q in zip(a.shape[1:], b.shape[1:], strict=True))
     return layers.Add(name=name)([_pad_to(a, shape, f"{name}_pa"), _pad_to(b, shape, f"{name}_pb")])
 
 

@@ -71,7 +71,8 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         return self._model is not None and self._batcher is not None
 
     @ready("embedder is still loading its model")
-    async def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
+    async def Embed(self, request: embedder_pb2.EmbedRequest,
+                    context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
         assert self._model is not None and self._batcher is not None
         card = self._model.card
         crops = self._crops(request, card)
@@ -105,7 +106,8 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         return list(stacked)
 
     @ready("embedder is still loading its model")
-    async def GetModel(self, request: embedder_pb2.GetModelRequest, context: grpc.aio.ServicerContext) -> common_pb2.ModelInfo:
+    async def GetModel(self, request: embedder_pb2.GetModelRequest,
+                       context: grpc.aio.ServicerContext) -> common_pb2.ModelInfo:
         assert self._model is not None
         return model_info(self._model.card)
 

@@ -117,7 +117,8 @@ class AuditLog:
 
     def query(self, query: EventQuery) -> list[gateway_pb2.Decision]:
         """Decisions matching `query`, newest first."""
-        clauses, args = ["decided_at_ns >= ?"], [query.since_ns]
+        clauses = ["decided_at_ns >= ?"]
+        args: list[int | str] = [query.since_ns]
         if query.until_ns:
             clauses.append("decided_at_ns < ?")
             args.append(query.until_ns)
@@ -129,7 +130,7 @@ class AuditLog:
                "ORDER BY decided_at_ns DESC LIMIT ?")
         with self._lock:
             rows = self._db.execute(sql, [*args, query.limit]).fetchall()
-        return [self._decision(dict(zip(COLUMNS, row))) for row in rows]
+        return [self._decision(dict(zip(COLUMNS, row, strict=True))) for row in rows]
 
     def _pseudonymise(self, decision: gateway_pb2.Decision) -> None:
         """Apply recent erasures to a decision about to be recorded (under the lock)."""
@@ -194,7 +195,7 @@ class AuditLog:
     def _decision(row: dict) -> gateway_pb2.Decision:
         decision = gateway_pb2.Decision(
             decision_id=row["decision_id"], door_id=row["door_id"], site=row["site"],
-            outcome=gateway_pb2.Decision.Outcome.Value(row["outcome"]), identity_id=row["identity_id"],
+            outcome=row["outcome"], identity_id=row["identity_id"],  # outcome: the enum's name, as stored
             display_name=row["display_name"], distance=row["distance"], frames=row["frames"],
             track_id=row["track_id"], reason=row["reason"], model_key=row["model_key"],
         )

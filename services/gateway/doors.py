@@ -119,7 +119,8 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
 
     def _frames(value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 10:
-            raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 2 to 10 (one frame never opens a door)")
+            raise DoorConfigError(f"{where}: {value!r}; must be a whole number from 2 to 10 "
+                                  "(one frame never opens a door)")
         if value > embedding_budget:
             raise DoorConfigError(f"{where}: {value} is more than the {embedding_budget} frames the gateway embeds per "
                                   "track (--max-embeddings): no track could reach a verdict; raise --max-embeddings "
@@ -131,7 +132,8 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
         if calibrated_fars is None and isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and 0 < value < 1:
             return float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) not in (calibrated_fars or ()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or float(value) not in (calibrated_fars or ()):
             raise DoorConfigError(f"{where}: {value!r}; must be a FAR the model is calibrated for: "
                                   f"{', '.join(f'{f:g}' for f in sorted(calibrated_fars or ())) or 'a rate in (0, 1)'}")
         return float(value)

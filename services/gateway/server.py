@@ -325,7 +325,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if stream is not None:
                 self._streaming.pop(stream.tracks.door_id, None)
 
-    async def _process(self, stream: DoorStream, door: Door, frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
+    async def _process(self, stream: DoorStream, door: Door,
+                       frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
         """Detect (unless every face in view is decided), follow tracks, embed the faces of
         undecided tracks, fuse, and decide; decisions are in the audit log when this returns."""
         run = self._run
@@ -353,7 +354,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
-        wanted = [(f, t) for f, t in zip(faces, assigned) if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
+        wanted = [(f, t) for f, t in zip(faces, assigned, strict=True)
+                  if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
         decisions = await self._finish(door, frame, tracks.ended)
         if not wanted:
             return decisions
@@ -367,7 +369,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._failing_since.pop(door.door_id, None)
         model_key = f"{embeddings[0].model_id}@{embeddings[0].model_version}"
         fresh = []
-        for (face, track), result in zip(wanted, results):
+        for (face, track), result in zip(wanted, results, strict=False):
             verdict = track.observe(observation(result), face.face.quality, door.frames_needed,
                                     self._settings.max_embeddings)
             if verdict is not None:
@@ -401,14 +403,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         False, f"{mention(verdict.observation.identity_id)} is no longer enrolled"))
                 BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
                 self._failing_since[door.door_id] = time.monotonic()
-                failed = error_decision(frame, door.site, f"access groups of {mention(verdict.observation.identity_id)} "
-                                                          f"unavailable ({exc})")
-                failed.track_id, failed.identity_id, failed.frames = track.track_id, verdict.observation.identity_id, verdict.frames
+                failed = error_decision(frame, door.site,
+                                        f"access groups of {mention(verdict.observation.identity_id)} "
+                                        f"unavailable ({exc})")
+                failed.track_id, failed.identity_id = track.track_id, verdict.observation.identity_id
+                failed.frames = verdict.frames
                 return failed
-            policy = may_pass(door, tuple(person.groups), dt.datetime.now(dt.timezone.utc), person.site)
+            policy = may_pass(door, tuple(person.groups), dt.datetime.now(dt.UTC), person.site)
         return decide(frame, door, track, verdict, model_key, policy)
 
-    async def _failed(self, frame: gateway_pb2.CameraFrame, door: Door, exc: BackendError) -> list[gateway_pb2.Decision]:
+    async def _failed(self, frame: gateway_pb2.CameraFrame, door: Door,
+                      exc: BackendError) -> list[gateway_pb2.Decision]:
         """A backend failed: say so (an error decision, door locked), at most once per door every
         --error-repeat-seconds while it lasts (every failure is counted in the metric)."""
         BACKEND_ERRORS.labels(exc.service, exc.code.name).inc()
@@ -470,7 +475,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 largest = max(frame.faces, key=lambda f: min(f.face.box.width, f.face.box.height))
                 crops[i] = largest.crop
         if not crops:
-            raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: {'; '.join(errors)}")
+            raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: "
+                                  f"{'; '.join(errors)}")
         try:
             embeddings = await run.backends.embed(list(crops.values()), run.model_key)
             enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
@@ -518,7 +524,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(str(exc)) from exc
             raise Unavailable(f"cannot erase now, nothing changed: {exc}") from exc
-        detail = f"{removed} templates removed from the gallery" + (f"; reason: {request.reason}" if request.reason else "")
+        detail = f"{removed} templates removed from the gallery" + (
+            f"; reason: {request.reason}" if request.reason else "")
         try:
             erasure = await asyncio.to_thread(audit.erase, request.identity_id, request.pseudonymise_decisions, detail,
                                               context.peer())
@@ -535,7 +542,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def ListAdminActions(self, request: gateway_pb2.ListAdminActionsRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.ListAdminActionsResponse:
         limit = page_limit(request.limit)
-        return gateway_pb2.ListAdminActionsResponse(actions=await asyncio.to_thread(self._run.audit.admin_actions, limit))
+        actions = await asyncio.to_thread(self._run.audit.admin_actions, limit)
+        return gateway_pb2.ListAdminActionsResponse(actions=actions)
 
 
 async def serve(settings: GatewayServiceSettings) -> None:

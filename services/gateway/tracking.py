@@ -72,7 +72,8 @@ class Track:
             return False
         return not self.observations or quality >= 0.8 * self.best_quality
 
-    def observe(self, observation: Observation, quality: float, frames_needed: int, max_embeddings: int) -> Verdict | None:
+    def observe(self, observation: Observation, quality: float, frames_needed: int,
+                max_embeddings: int) -> Verdict | None:
         self.observations.append(observation)
         self.best_quality = max(self.best_quality, quality)
         self.verdict = fuse(self.observations, frames_needed, max_embeddings)
@@ -101,7 +102,8 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
       ambiguous.
     """
     if frames_needed < MIN_FRAMES_TO_GRANT:
-        raise ValueError(f"frames_needed={frames_needed}: at least {MIN_FRAMES_TO_GRANT} (one frame never opens a door)")
+        raise ValueError(f"frames_needed={frames_needed}: at least {MIN_FRAMES_TO_GRANT} "
+                         "(one frame never opens a door)")
     accepted: dict[str, list[Observation]] = {}
     for o in observations:
         if o.accepted:
@@ -119,13 +121,13 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
         if len(votes) >= frames_needed:
             best = min(votes, key=lambda o: o.distance)
             return Verdict("match", best, len(observations),
-                           f"{mention(identity_id)} in {len(votes)} of {len(observations)} frames and no other person in any, "
-                           f"best distance {best.distance:.3f} <= {best.threshold:.3f}")
+                           f"{mention(identity_id)} in {len(votes)} of {len(observations)} frames and no other "
+                           f"person in any, best distance {best.distance:.3f} <= {best.threshold:.3f}")
     elif len(ambiguous) >= frames_needed:
         best = min(ambiguous, key=lambda o: o.distance)
         return Verdict("review", best, len(observations),
-                       f"ambiguous in {len(ambiguous)} frames: {mention(best.identity_id)} and another person fit about "
-                       "equally; needs review")
+                       f"ambiguous in {len(ambiguous)} frames: {mention(best.identity_id)} and another person "
+                       "fit about equally; needs review")
     elif len(unknown) >= frames_needed and not ambiguous:
         return _unknown(unknown, len(observations))
     if len(observations) >= max_embeddings:
@@ -149,7 +151,8 @@ def leftover(observations: list[Observation]) -> Verdict:
 
 def _unknown(unknown: list[Observation], frames: int) -> Verdict:
     nearest = min(unknown, key=lambda o: o.distance)
-    who = f"nearest {mention(nearest.identity_id)} at {nearest.distance:.3f}" if nearest.identity_id else "gallery empty"
+    who = (f"nearest {mention(nearest.identity_id)} at {nearest.distance:.3f}" if nearest.identity_id
+           else "gallery empty")
     return Verdict("unknown", nearest, frames,
                    f"no identity within threshold {nearest.threshold:.3f} in {len(unknown)} frames ({who})")
 
@@ -195,7 +198,8 @@ class DoorTracks:
 
     _ids = itertools.count(1)
 
-    def __init__(self, door_id: str, min_affinity: float = 0.1, timeout: float = 1.5, epoch: str = PROCESS_EPOCH) -> None:
+    def __init__(self, door_id: str, min_affinity: float = 0.1, timeout: float = 1.5,
+                 epoch: str = PROCESS_EPOCH) -> None:
         self.door_id = door_id
         self._epoch = epoch
         self._min_affinity = min_affinity

@@ -39,7 +39,7 @@ def pairwise_precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tuple
         return int(np.sum(counts * (counts - 1) // 2))
 
     kept = predicted >= 0
-    joint = np.array([f"{p}|{t}" for p, t in zip(predicted[kept], truth[kept])])
+    joint = np.array([f"{p}|{t}" for p, t in zip(predicted[kept], truth[kept], strict=True)])
     both = same_pairs(joint, False)
     clustered = same_pairs(predicted, True)
     actual = same_pairs(truth, False)

@@ -59,7 +59,7 @@ class ExactIndex:
                 self._site_names.append(site)
             code = self._sites[site]
             owned = self._by_identity.setdefault(identity_id, set())
-            for pk, vector in zip(pks, vectors):
+            for pk, vector in zip(pks, vectors, strict=True):
                 row = len(self._pks)
                 self._vectors[row] = vector
                 self._site_codes[row] = code
@@ -110,5 +110,5 @@ class ExactIndex:
             for row in similarity:
                 top = np.argpartition(-row, limit - 1)[:limit] if 0 < limit < count else np.arange(limit)
                 top = top[np.argsort(-row[top], kind="stable")]
-                results.append([TemplateHit(*self._owners[i], float(row[i])) for i in top if row[i] > -np.inf])
+                results.append([TemplateHit(*self._owners[int(i)], float(row[i])) for i in top if row[i] > -np.inf])
             return results

@@ -160,7 +160,7 @@ def waits_for_rewrites(method: Callable[..., T]) -> Callable[..., T]:
     copy never wait."""
 
     @functools.wraps(method)
-    def read(self: "Gallery", *args: Any, **kwargs: Any) -> T:
+    def read(self: Gallery, *args: Any, **kwargs: Any) -> T:
         with self._lock if self._lite else contextlib.nullcontext():
             return method(self, *args, **kwargs)
 
@@ -382,8 +382,10 @@ class Gallery:
             stale = [t for t in stored if (t.site, t.display_name) != (merged.site, merged.display_name)]
             asked = {template_pk(merged, v) for v in vectors}
             if stale:
-                moved = self._templates_of([identity.identity_id], vectors=True, consistency=STRONG, pks=[t.pk for t in stale])
-                vectors = np.concatenate([vectors, np.asarray([t.vector for t in moved], np.float32).reshape(-1, self.dim)])
+                moved = self._templates_of([identity.identity_id], vectors=True, consistency=STRONG,
+                                           pks=[t.pk for t in stale])
+                vectors = np.concatenate([vectors,
+                                          np.asarray([t.vector for t in moved], np.float32).reshape(-1, self.dim)])
             records = {}
             for vector in vectors:
                 pk = template_pk(merged, vector)
@@ -437,20 +439,21 @@ class Gallery:
             raise InvalidArgument("people: an identity_id appears twice")
         with self._lock:
             for start in range(0, len(ids), chunk):
-                present = self._client.get(self._identities, ids=ids[start:start + chunk], output_fields=["identity_id"],
-                                           **STRONG)
+                present = self._client.get(self._identities, ids=ids[start:start + chunk],
+                                           output_fields=["identity_id"], **STRONG)
                 if present:
                     raise InvalidArgument(f"people: {present[0]['identity_id']!r} is enrolled already; use enroll")
             pks = [[template_pk(identity, v) for v in vectors] for identity, vectors in checked]
             identity_rows = [self._identity_record(identity) for identity, _ in checked]
             template_rows = [self._template_record(identity, pk, v)
-                             for (identity, vectors), keys in zip(checked, pks) for pk, v in zip(keys, vectors)]
+                             for (identity, vectors), keys in zip(checked, pks, strict=True)
+                             for pk, v in zip(keys, vectors, strict=True)]
             for start in range(0, len(identity_rows), chunk):  # identities before their templates
                 self._client.insert(self._identities, identity_rows[start:start + chunk])
             for start in range(0, len(template_rows), chunk):
                 self._client.insert(self._templates, template_rows[start:start + chunk])
             if self._exact is not None:
-                for (identity, vectors), keys in zip(checked, pks):
+                for (identity, vectors), keys in zip(checked, pks, strict=True):
                     self._exact.add(keys, vectors, identity.identity_id, identity.display_name, identity.site)
             self._unflushed += len(template_rows)
         return len(template_rows)
@@ -502,10 +505,12 @@ class Gallery:
         fields = ["pk", "identity_id", "site", "display_name"] + (["vector"] if vectors else [])
         found = []
         for start in range(0, len(identity_ids), 256):  # <= 8,192 rows a query (Milvus returns 16,384 at most)
-            clauses = [f"identity_id in {json.dumps(identity_ids[start:start + 256])}", f'model_key == "{self.model_key}"']
+            clauses = [f"identity_id in {json.dumps(identity_ids[start:start + 256])}",
+                       f'model_key == "{self.model_key}"']
             if pks is not None:
                 clauses.append(f"pk in {json.dumps(pks)}")
-            rows = self._client.query(self._templates, filter=" and ".join(clauses), output_fields=fields, **consistency)
+            rows = self._client.query(self._templates, filter=" and ".join(clauses), output_fields=fields,
+                                      **consistency)
             found += [TemplateRow(r["pk"], r["identity_id"], r["site"], r["display_name"],
                                   np.asarray(r["vector"], np.float32) if vectors else None)
                       for r in rows if consistency is STRONG or r["pk"] not in self._deleted]
@@ -526,7 +531,7 @@ class Gallery:
         return replace(self._identity_of(row), template_count=count)
 
     @waits_for_rewrites
-    def list(self, page_size: int, page_token: str, site: str) -> tuple[list[Identity], str]:
+    def list_identities(self, page_size: int, page_token: str, site: str) -> tuple[list[Identity], str]:
         rows, token = self._page_rows(page_size, page_token, site)
         counts: dict[str, int] = {}
         for template in self._templates_of([r["identity_id"] for r in rows], vectors=False, consistency=STRONG):
@@ -534,11 +539,13 @@ class Gallery:
         return [replace(self._identity_of(r), template_count=counts.get(r["identity_id"], 0)) for r in rows], token
 
     @waits_for_rewrites
-    def export_page(self, page_token: str, site: str, page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
+    def export_page(self, page_token: str, site: str,
+                    page_size: int = 100) -> tuple[list[tuple[Identity, np.ndarray]], str]:
         """A page of identities with their template vectors, and the token of the next page."""
         rows, token = self._page_rows(page_size, page_token, site)
         templates: dict[str, list[np.ndarray]] = {}
         for template in self._templates_of([r["identity_id"] for r in rows], vectors=True, consistency=STRONG):
+            assert template.vector is not None  # vectors=True
             templates.setdefault(template.identity_id, []).append(template.vector)
         page = []
         for row in rows:
@@ -683,7 +690,8 @@ class Gallery:
         norms = np.linalg.norm(vectors, axis=1)
         if np.any(np.abs(norms - 1.0) > 1e-2):
             bad = int(np.argmax(np.abs(norms - 1.0) > 1e-2))
-            raise InvalidArgument(f"{name}[{bad}]: not unit length (norm {norms[bad]:.4f}); send L2-normalised embeddings")
+            raise InvalidArgument(f"{name}[{bad}]: not unit length (norm {norms[bad]:.4f}); "
+                                  "send L2-normalised embeddings")
         return vectors / norms[:, None]
 
     def _identity_row(self, identity_id: str, consistency: dict = STRONG) -> dict | None:

@@ -31,7 +31,8 @@ class MatcherServiceSettings(ServerSettings):
 
     port: int = setting(50053, "gRPC port", valid_port)
     milvus_uri: str = setting("./facegate-gallery.db",
-                              "Milvus Lite file (embedded) or http://host:19530 for a Milvus server (env MILVUS_URI too)")
+                              "Milvus Lite file (embedded) or http://host:19530 for a Milvus server "
+                              "(env MILVUS_URI too)")
     collection: str = setting("facegate_gallery", "Milvus collection name")
     index_type: str = setting("FLAT", "vector index", one_of("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"))
     index_params: str = setting("", 'index build parameters as JSON, e.g. {"M": 16, "efConstruction": 200} '
@@ -126,7 +127,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                     await asyncio.to_thread(gallery.purge)
                 except Exception:  # the rows are deleted already; try again purge_after_seconds later
                     gallery.deleted_since = time.monotonic()
-                    log.exception("purge of deleted rows failed; retrying in %.0f s", self._settings.purge_after_seconds)
+                    log.exception("purge of deleted rows failed; retrying in %.0f s",
+                                  self._settings.purge_after_seconds)
                 else:
                     log.info("deleted rows purged", extra={"fields": {"seconds": round(time.monotonic() - started, 2)}})
 
@@ -153,7 +155,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if not 0 <= max_distance <= 2:
             raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, 2], or 0 to use target_far")
         if not 0 <= target_far < 1:
-            raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), or 0 for the site's or the model's default")
+            raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), "
+                                  "or 0 for the site's or the model's default")
         try:
             asked = max_distance or self._card.threshold_for(target_far or None)
         except ValueError as exc:
@@ -162,7 +165,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return min(asked, self._card.threshold_for(site_far)) if site_far else asked
 
     @ready(LOADING)
-    async def Enroll(self, request: matcher_pb2.EnrollRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
+    async def Enroll(self, request: matcher_pb2.EnrollRequest,
+                     context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
         gallery = self._open_gallery
         vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
@@ -171,7 +175,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return matcher_pb2.EnrollResponse(identity=identity_message(stored), templates_added=added)
 
     @ready(LOADING)
-    async def Identify(self, request: matcher_pb2.IdentifyRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.IdentifyResponse:
+    async def Identify(self, request: matcher_pb2.IdentifyRequest,
+                       context: grpc.aio.ServicerContext) -> matcher_pb2.IdentifyResponse:
         gallery = self._open_gallery
         top_k = request.top_k or 5
         if not 1 <= top_k <= self._settings.max_top_k:
@@ -196,7 +201,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         ])
 
     @ready(LOADING)
-    async def Verify(self, request: matcher_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.VerifyResponse:
+    async def Verify(self, request: matcher_pb2.VerifyRequest,
+                     context: grpc.aio.ServicerContext) -> matcher_pb2.VerifyResponse:
         gallery = self._open_gallery
         if not request.HasField("probe"):
             raise InvalidArgument("probe: required")
@@ -212,7 +218,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return matcher_pb2.DeleteIdentityResponse(templates_removed=removed)
 
     @ready(LOADING)
-    async def GetIdentity(self, request: matcher_pb2.GetIdentityRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.Identity:
+    async def GetIdentity(self, request: matcher_pb2.GetIdentityRequest,
+                          context: grpc.aio.ServicerContext) -> matcher_pb2.Identity:
         failpoint("matcher.get_identity")
         return identity_message(await asyncio.to_thread(self._open_gallery.get, request.identity_id))
 
@@ -222,7 +229,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         size = request.page_size or 100
         if not 1 <= size <= 1000:
             raise InvalidArgument(f"page_size: {request.page_size}; must be 1..1000 (0 = 100)")
-        identities, token = await asyncio.to_thread(self._open_gallery.list, size, request.page_token, request.site)
+        identities, token = await asyncio.to_thread(self._open_gallery.list_identities, size, request.page_token,
+                                                    request.site)
         return matcher_pb2.ListIdentitiesResponse(identities=[identity_message(i) for i in identities],
                                                   next_page_token=token)
 
@@ -243,7 +251,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
 
 
     @ready(LOADING)
-    async def Cluster(self, request: matcher_pb2.ClusterRequest, context: grpc.aio.ServicerContext) -> matcher_pb2.ClusterResponse:
+    async def Cluster(self, request: matcher_pb2.ClusterRequest,
+                      context: grpc.aio.ServicerContext) -> matcher_pb2.ClusterResponse:
         gallery = self._open_gallery
         if len(request.embeddings) > MAX_FACES:
             raise InvalidArgument(f"embeddings: {len(request.embeddings)} faces; at most {MAX_FACES} per call")

@@ -26,7 +26,7 @@ def test__given_good_and_bad_files__when_embedding__then_each_gets_a_line_and_ba
     lines = [json.loads(line) for line in result.stdout.splitlines()]
 
     assert result.returncode == 0, result.stderr
-    assert [line["file"] for line in lines] == [str(extensionless), str(empty), str(tmp_path / "missing.png"), str(text)]
+    assert [line["file"] for line in lines] == [str(p) for p in (extensionless, empty, tmp_path / "missing.png", text)]
     good = lines[0]
     assert good["error"] is None and len(good["faces"]) == 1
     face = good["faces"][0]

@@ -48,8 +48,8 @@ def test__given_several_frames__when_detected_as_one_batch__then_results_equal_o
     single = [detector.detect([f])[0] for f in frames]
 
     assert [len(f) for f in batched] == [len(f) for f in single] == [1, 1, 1, 0]
-    for a, b in zip(batched, single):
-        for fa, fb in zip(a, b):
+    for a, b in zip(batched, single, strict=True):
+        for fa, fb in zip(a, b, strict=True):
             np.testing.assert_allclose(fa.box, fb.box, atol=1e-3)
 
 
@@ -65,7 +65,8 @@ def test__given_a_face_smaller_than_min_face_size__then_it_is_not_reported(demo_
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"min_face_size": 5}, "min_face_size"), ({"min_score": 1.5}, "min_score"), ({"scale_factor": 0.99}, "scale_factor")],
+    [({"min_face_size": 5}, "min_face_size"), ({"min_score": 1.5}, "min_score"),
+     ({"scale_factor": 0.99}, "scale_factor")],
 )
 def test__given_bad_settings__then_construction_fails_naming_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -10,11 +10,9 @@ import pytest
 
 from services.core.errors import InvalidArgument, NotFound
 from services.matcher.gallery import Gallery, Identity
+from tests.unit.test_exact_index import units
 
 MODEL = "dlib-resnet-v1@1.0"
-
-
-from tests.unit.test_exact_index import units
 
 
 @pytest.mark.parametrize("classifier", ["nearest", "knn"])
@@ -91,7 +89,8 @@ def test__a_gallery_written_before_the_template_cap_still_shows_a_close_rival(tm
     writer = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08)
     writer.enroll(Identity("flood"), flood[:1], MODEL)
     legacy = writer._template_record  # an older version wrote rows the same way, with no cap
-    writer._client.insert(writer._templates, [legacy(Identity("flood"), 10_000 + i, v) for i, v in enumerate(flood[1:])])
+    writer._client.insert(writer._templates,
+                          [legacy(Identity("flood"), 10_000 + i, v) for i, v in enumerate(flood[1:])])
     writer.enroll(Identity("rival"), (rival / np.linalg.norm(rival))[None], MODEL)
     writer.close()
 

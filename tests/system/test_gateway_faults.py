@@ -199,7 +199,8 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
     assert [d.outcome for d in allowed] == [Outcome.OUTCOME_GRANTED]
     assert [d.outcome for d in still_allowed] == [Outcome.OUTCOME_GRANTED]
     assert "doors[1].id: 'lab' appears twice" in gateway.log_tail(100)
-    assert unknown_door_error[0] == grpc.StatusCode.NOT_FOUND and "'no-such-door' is not in the door" in unknown_door_error[1]
+    assert unknown_door_error[0] == grpc.StatusCode.NOT_FOUND
+    assert "'no-such-door' is not in the door" in unknown_door_error[1]
     assert 'door="lab"' in metrics and "no-such-door" not in metrics  # no series for a door that is not there
 
 

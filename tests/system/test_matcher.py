@@ -114,7 +114,8 @@ def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
     other = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="vera", probe=emb(unit(61))), timeout=10)
     strict = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="vera", probe=probe, max_distance=same.distance / 2),
                             timeout=10)
-    server_room = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="vera", probe=probe, target_far=1e-4), timeout=10)
+    server_room = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="vera", probe=probe, target_far=1e-4),
+                                 timeout=10)
 
     assert same.match and not other.match and not strict.match
     assert same.threshold == pytest.approx(card.distance_threshold, abs=1e-6)
@@ -159,7 +160,8 @@ def test__metadata_upsert_keeps_templates_and_list_pages_in_id_order(matcher):
     for i in range(5):
         matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=f"page-{i}", embeddings=[emb(unit(100 + i))]), timeout=10)
     mona = unit(62)
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", display_name="Mona", embeddings=[emb(mona)]), timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", display_name="Mona", embeddings=[emb(mona)]),
+                   timeout=10)
     updated = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", groups=["night-shift"],
                                                        metadata={"badge": "42"}, embeddings=[emb(unit(8, mona, 0.01))]),
                              timeout=10)
@@ -272,11 +274,11 @@ def test__given_a_bad_environment_variable__then_the_message_names_the_variable(
 
 def test__given_a_new_site_on_re_enrolment__then_every_template_moves_with_the_person(matcher):
     erin = unit(20)
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="hq", embeddings=[emb(erin), emb(unit(21, erin, 0.01))]),
-                   timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="hq",
+                                             embeddings=[emb(erin), emb(unit(21, erin, 0.01))]), timeout=10)
 
-    moved = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="lab", embeddings=[emb(unit(22, erin, 0.01))]),
-                           timeout=10)
+    moved = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="lab",
+                                                     embeddings=[emb(unit(22, erin, 0.01))]), timeout=10)
     at_lab = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(erin)], site="lab"), timeout=10).results[0]
     at_hq = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(erin)], site="hq"), timeout=10).results[0]
 
@@ -465,7 +467,8 @@ def test__two_matchers_enrolling_one_person_at_once_lose_no_template_and_deletio
     second = start_matcher(tmp_path, gallery_args(tmp_path), "second")
     try:
         stubs = [matcher_pb2_grpc.MatcherStub(channel(m.address)) for m in (first, second)]
-        calls = [(stubs[i % 2], matcher_pb2.EnrollRequest(identity_id="pia", embeddings=[emb(unit(3000 + i, pia, 0.01))]))
+        calls = [(stubs[i % 2],
+                  matcher_pb2.EnrollRequest(identity_id="pia", embeddings=[emb(unit(3000 + i, pia, 0.01))]))
                  for i in range(24)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda call: call[0].Enroll(call[1], timeout=30), calls))
@@ -564,7 +567,8 @@ def test__a_matcher_killed_while_rewriting_a_lite_gallery_loses_nobody_and_purge
         time.sleep(3)  # the purge it owes runs after the restart
         tove = stub.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(93))]), timeout=10).results[0]
         sven = stub.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(92))], top_k=10), timeout=10).results[0]
-        listed = [i.identity_id for i in stub.ListIdentities(matcher_pb2.ListIdentitiesRequest(), timeout=10).identities]
+        listed = [i.identity_id
+                  for i in stub.ListIdentities(matcher_pb2.ListIdentitiesRequest(), timeout=10).identities]
     finally:
         restarted.stop()
 

@@ -59,7 +59,8 @@ def camera_frames(demo_photos, door: str, people: list[str], frames_each: int = 
     frames = []
     for i, name in enumerate(people):
         for j in range(frames_each):
-            frame = gateway_pb2.CameraFrame(door_id=door, site=site, sequence=len(frames), frame=photo(demo_photos, name))
+            frame = gateway_pb2.CameraFrame(door_id=door, site=site, sequence=len(frames),
+                                            frame=photo(demo_photos, name))
             frame.captured_at.FromNanoseconds(int((start_s + 5 * i + 0.2 * j) * 1e9))
             frames.append(frame)
     return frames
@@ -100,10 +101,13 @@ def test__given_an_enrolled_person__when_a_camera_streams__then_they_are_granted
     assert [d.decision_id for d in watched] == [d.decision_id for d in decisions]
 
 
-def test__given_the_detector__when_detecting_with_crops__then_faces_carry_landmarks_and_aligned_crops(stack, demo_photos):
+def test__given_the_detector__when_detecting_with_crops__then_faces_carry_landmarks_and_aligned_crops(
+    stack, demo_photos
+):
     detector, embedder, _, _ = stubs(stack)
     reply = detector.Detect(detector_pb2.DetectRequest(
-        frames=[photo(demo_photos, "obama.jpg", "raw"), photo(demo_photos, "biden.jpg")], return_crops=True), timeout=30)
+        frames=[photo(demo_photos, "obama.jpg", "raw"), photo(demo_photos, "biden.jpg")], return_crops=True),
+        timeout=30)
     model = embedder.GetModel(embedder_pb2.GetModelRequest(), timeout=10)
 
     assert [len(f.faces) for f in reply.frames] == [1, 1]
@@ -178,19 +182,19 @@ class TestBadInput:
         embed = embedder.Embed
         code = grpc.StatusCode.INVALID_ARGUMENT
 
-        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((0, 150, 150, 3), np.uint8))),
-                                    timeout=10), code, "empty batch")
-        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((1, 112, 112, 3), np.uint8))),
-                                    timeout=10), code, "150 x 150 x 3")
-        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((1, 150, 150, 3), np.float32))),
-                                    timeout=10), code, "got float32")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(
+            crops=ndarray.encode(np.zeros((0, 150, 150, 3), np.uint8))), timeout=10), code, "empty batch")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(
+            crops=ndarray.encode(np.zeros((1, 112, 112, 3), np.uint8))), timeout=10), code, "150 x 150 x 3")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(
+            crops=ndarray.encode(np.zeros((1, 150, 150, 3), np.float32))), timeout=10), code, "got float32")
         ok = embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((2, 150, 150, 3), np.uint8))), timeout=30)
         assert len(ok.embeddings) == 2 and len(ok.embeddings[0].vector) == 128
         one = ndarray.encode(np.zeros((150, 150, 3), np.uint8))
         assert_status(lambda: embed(embedder_pb2.EmbedRequest(each_crop=[one, ndarray.encode(np.zeros((150, 149, 3),
                                     np.uint8))]), timeout=10), code, "each_crop[1]: need uint8 150 x 150 x 3")
-        assert_status(lambda: embed(embedder_pb2.EmbedRequest(crops=ndarray.encode(np.zeros((1, 150, 150, 3), np.uint8)),
-                                                              each_crop=[one]), timeout=10), code, "not both")
+        assert_status(lambda: embed(embedder_pb2.EmbedRequest(
+            crops=ndarray.encode(np.zeros((1, 150, 150, 3), np.uint8)), each_crop=[one]), timeout=10), code, "not both")
 
     def test_matcher(self, stack):
         _, _, matcher, _ = stubs(stack)
@@ -201,8 +205,8 @@ class TestBadInput:
             return common_pb2.Embedding(vector=list(vector), model_id=model_id, model_version=version)
 
         bad = grpc.StatusCode.INVALID_ARGUMENT
-        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb([np.nan] * 128)]),
-                                             timeout=10), bad, "NaN")
+        assert_status(lambda: matcher.Enroll(
+            matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb([np.nan] * 128)]), timeout=10), bad, "NaN")
         assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit[:64])]),
                                              timeout=10), bad, "64 values", "needs 128")
         assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x"), timeout=10), bad,
@@ -211,16 +215,18 @@ class TestBadInput:
                                              timeout=10), bad, "identity_id")
         assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit * 3)]),
                                              timeout=10), bad, "not unit length")
-        assert_status(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit, "facenet")]),
-                                             timeout=10), grpc.StatusCode.FAILED_PRECONDITION, "not comparable")
-        assert_status(lambda: matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit)], top_k=5000), timeout=10),
-                      bad, "top_k")
+        other_model = matcher_pb2.EnrollRequest(identity_id="x", embeddings=[emb(unit, "facenet")])
+        assert_status(lambda: matcher.Enroll(other_model, timeout=10), grpc.StatusCode.FAILED_PRECONDITION,
+                      "not comparable")
+        assert_status(lambda: matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit)], top_k=5000),
+                                               timeout=10), bad, "top_k")
         missing = grpc.StatusCode.NOT_FOUND
-        assert_status(lambda: matcher.Verify(matcher_pb2.VerifyRequest(identity_id="nobody", probe=emb(unit)), timeout=10),
-                      missing, "'nobody' is not enrolled")
-        assert_status(lambda: matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="nobody"), timeout=10),
+        assert_status(lambda: matcher.Verify(matcher_pb2.VerifyRequest(identity_id="nobody", probe=emb(unit)),
+                                             timeout=10), missing, "'nobody' is not enrolled")
+        assert_status(lambda: matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="nobody"),
+                                                     timeout=10), missing)
+        assert_status(lambda: matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="nobody"), timeout=10),
                       missing)
-        assert_status(lambda: matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="nobody"), timeout=10), missing)
         assert_status(lambda: matcher.ListIdentities(matcher_pb2.ListIdentitiesRequest(page_size=5000), timeout=10),
                       bad, "page_size")
         assert matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit)]), timeout=10).results[0].unknown

@@ -78,7 +78,8 @@ def test__a_decision_about_an_erased_person_recorded_just_after_the_erasure_carr
     log.record([late])
 
     assert (late.identity_id, late.display_name) == (erasure.pseudonym, "")  # what is published matches
-    assert log.query(EventQuery())[0].reason == f"left before enough frames agreed ('{erasure.pseudonym}' 1); needs review"
+    assert log.query(EventQuery())[0].reason == (f"left before enough frames agreed ('{erasure.pseudonym}' 1); "
+                                                 "needs review")
 
 
 def test__an_erasure_without_a_pseudonym_is_recorded_and_leaves_decisions_as_they_were(tmp_path):

@@ -12,7 +12,8 @@ def people(count: int, faces_each: int, spread: float, seed: int = 0) -> tuple[n
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((count, 128))
     vectors = np.repeat(centres, faces_each, axis=0) + spread * rng.standard_normal((count * faces_each, 128))
-    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(count), faces_each)
+    unit = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    return unit, np.repeat(np.arange(count), faces_each)
 
 
 def test__given_well_separated_people__then_each_becomes_one_cluster():

@@ -15,7 +15,7 @@ from services.gateway.tracking import DoorTracks, Observation, Track, fuse, left
 Outcome = gateway_pb2.Decision.Outcome
 FRAME = gateway_pb2.CameraFrame(door_id="lobby", sequence=7)
 LOBBY = Door("lobby", "hq", groups=frozenset({"staff"}), frames_needed=2)
-MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+MONDAY_NOON = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def seen(identity: str = "alice", distance: float = 0.30, accepted: bool = True, ambiguous: bool = False,
@@ -103,10 +103,10 @@ def test__a_door_schedule_is_read_in_its_sites_time_zone():
     office_hours = Door("front", "paris", timezone="Europe/Paris",
                         schedule=(TimeWindow(frozenset(range(5)), dt.time(8), dt.time(18)),))
 
-    assert may_pass(office_hours, [], dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.timezone.utc)).allowed  # 08:30
-    late = may_pass(office_hours, [], dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.timezone.utc))  # 18:30 Paris
+    assert may_pass(office_hours, [], dt.datetime(2026, 11, 23, 7, 30, tzinfo=dt.UTC)).allowed  # 08:30
+    late = may_pass(office_hours, [], dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.UTC))  # 18:30 Paris
     assert not late.allowed and "outside the door's schedule (Mon 18:30 Europe/Paris)" in late.reason
-    assert not may_pass(office_hours, [], dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc)).allowed  # Sunday
+    assert not may_pass(office_hours, [], dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)).allowed  # Sunday
 
 
 def test__faces_keep_their_track_while_they_overlap_and_a_track_ends_when_unseen():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.core.images import MAX_PIXELS, ImageError, decode_image
+from services.core.images import MAX_PIXELS, ImageError, decode_image, image_size
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -70,3 +70,18 @@ def test__given_a_huge_image__then_it_is_refused_before_decoding_pixels():
 
     with pytest.raises(ImageError, match="MP"):
         decode_image(huge)
+
+
+def test__a_photo_rotated_by_its_exif_tag_is_decoded_upright_and_its_header_size_says_so():
+    landscape = np.zeros((20, 40, 3), np.uint8)
+    landscape[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    Image.fromarray(landscape).save(buffer, "PNG", exif=exif)
+
+    upright = decode_image(buffer.getvalue())
+
+    assert upright.shape == (40, 20, 3)
+    assert image_size(buffer.getvalue()) == (20, 40)  # (width, height), as decoded
+    assert upright[:20].mean() > 200 and upright[20:].mean() < 50  # the white half is now on top

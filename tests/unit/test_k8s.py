@@ -49,9 +49,19 @@ def test__the_shipped_door_configmap_is_a_valid_door_configuration():
     from services.core.model_card import DEFAULT_MODEL, bundled_card
     from services.gateway.doors import parse_doors
 
-    configmap = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "facegate-doors")
+    configmap = next(doc for _, doc in documents()
+                     if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "facegate-doors")
     calibrated = tuple(float(f) for f in bundled_card(DEFAULT_MODEL).far_thresholds)
 
     config = parse_doors(yaml.safe_load(configmap["data"]["doors.yaml"]), calibrated)
 
     assert set(config.doors) == {"hq-lobby", "hq-server-room"}
+
+
+def test__the_production_image_leaves_out_the_test_harness_and_the_demo():
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+
+    assert {"facegate/harness", "facegate/demo.py", "tests", "bench"} <= ignored
+    assert "COPY facegate ./facegate" in dockerfile  # the CLI ships; the ignored parts do not

@@ -51,7 +51,7 @@ def test__given_a_limit__then_the_subset_is_seeded_and_folds_are_stratified(tmp_
 
     assert first == again and len(first) == 40
     for fold in np.unique(folds):
-        members = [p.same for p, f in zip(first, folds) if f == fold]
+        members = [p.same for p, f in zip(first, folds, strict=True) if f == fold]
         assert any(members) and not all(members)
 
 
