@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-unit test-system lint test-milvus-server run bench bench-services bench-index bench-doors eval-lfw proto proto-check clean
+.PHONY: setup test test-unit test-system lint test-milvus-server run bench bench-services bench-index bench-doors bench-frame-path eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -63,6 +63,12 @@ bench-index: setup
 ## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
 bench-doors: setup
 	$(PY) bench/doors_bench.py
+
+## bench-frame-path: decodes per frame, copies per crop and one camera's decision latency, for the
+## working tree and an earlier revision (BEFORE=7999a55), in one run (~3 minutes)
+BEFORE ?= 7999a55
+bench-frame-path: setup
+	$(PY) bench/frame_path_bench.py --before $(BEFORE)
 
 ## proto: regenerate services/contracts/v1/ from protos/ (never edit the generated files)
 proto: $(STAMP)

@@ -45,5 +45,7 @@ def test__given_two_enrolled_people__when_the_clip_streams__then_the_right_one_i
     assert all(d.frames >= 1 and d.track_id.startswith(f"{DOOR}#") for d in logged)
     print(f"\nframes {frames:.0f}, faces detected {faces:.0f}, faces embedded {embedded:.0f}, "
           f"embedder calls {calls:.0f} ({calls / frames:.2f} per frame), decisions {len(logged)}")
+    print("decisions, oldest first:", [(Outcome.Name(d.outcome).removeprefix("OUTCOME_").lower(), d.identity_id,
+                                        d.frames) for d in reversed(logged)])
     assert 40 <= frames <= 60  # 9.2 s at 5 fps
     assert calls <= 0.3 * frames and embedded <= 0.5 * faces  # measured: 8 calls for 46 frames
