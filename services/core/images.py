@@ -8,8 +8,10 @@ of a face with a message that says why.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,53 +27,55 @@ class ImageError(ValueError):
 
 def decode_image(data: bytes) -> np.ndarray:
     """Decode image bytes to an H x W x 3 uint8 RGB array (first frame of animations)."""
-    if not data:
-        raise ImageError("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP; the limit is "
-                                     f"{MAX_PIXELS / 1e6:.0f} MP (downscale it first)")
-                ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
-                array = _to_rgb(image)
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"not a recognised image format ({len(data)} bytes): {exc}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"corrupt or truncated image: {exc}") from exc
-    if min(array.shape[:2]) < MIN_SIDE:
-        raise ImageError(f"image is {array.shape[1]}x{array.shape[0]} px; need at least {MIN_SIDE} px per side")
+    with _opened(data) as image, _refusing_bad_bytes(data):
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
+        array = _to_rgb(image)
+    _refuse_tiny(array.shape[1], array.shape[0])
     return array
 
 
 def image_size(data: bytes) -> tuple[int, int]:
     """(width, height) as the decoded image will have them (EXIF rotation applied), read from the
     header only; the same refusals as `decode_image` for what the header can show."""
+    with _opened(data) as image, _refusing_bad_bytes(data):  # lazy: reads the header, not the pixels
+        width, height = image.size
+        if image.getexif().get(ORIENTATION_TAG) in (5, 6, 7, 8):  # rotated by 90 degrees
+            width, height = height, width
+    _refuse_tiny(width, height)
+    return width, height
+
+
+@contextlib.contextmanager
+def _opened(data: bytes) -> Iterator[Image.Image]:
+    """The image, opened lazily (header read), if the bytes are one of a size we decode."""
     if not data:
         raise ImageError("empty file (0 bytes)")
+    with _refusing_bad_bytes(data), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP; the limit is "
+                                 f"{MAX_PIXELS / 1e6:.0f} MP (downscale it first)")
+            yield image
+
+
+@contextlib.contextmanager
+def _refusing_bad_bytes(data: bytes) -> Iterator[None]:
+    """Pillow's ways of saying "not an image" or "broken image" as one ImageError."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # lazy: reads the header, not the pixels
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise ImageError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP; the limit is "
-                                     f"{MAX_PIXELS / 1e6:.0f} MP (downscale it first)")
-                if image.getexif().get(ORIENTATION_TAG) in (5, 6, 7, 8):  # rotated by 90 degrees
-                    width, height = height, width
+        yield
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"not a recognised image format ({len(data)} bytes): {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
+
+
+def _refuse_tiny(width: int, height: int) -> None:
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"image is {width}x{height} px; need at least {MIN_SIDE} px per side")
-    return width, height
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
