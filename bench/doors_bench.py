@@ -38,7 +38,6 @@ from services.core import (
     assets,  # noqa: E402
     ndarray,  # noqa: E402
 )
-from services.core.channels import blocking_channel  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
 
 VISIT_S, EMPTY_S = 1.0, 2.0
@@ -142,7 +141,7 @@ def main() -> None:
           "CPU split |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="facegate-doors-") as workdir, LocalStack(Path(workdir)) as stack:
-        gateway = gateway_pb2_grpc.GatewayStub(blocking_channel(stack.address("gateway")))
+        gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
         gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]),
             timeout=60)

@@ -39,7 +39,6 @@ from services.core import (
     assets,  # noqa: E402
     ndarray,  # noqa: E402
 )
-from services.core.channels import blocking_channel as channel  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
 
 
@@ -91,10 +90,10 @@ def main() -> None:
 
     photo = letterbox(decode_image(assets.demo_photos()["obama.jpg"].read_bytes()))
     with tempfile.TemporaryDirectory(prefix="facegate-bench-") as workdir, LocalStack(Path(workdir)) as stack:
-        detector = detector_pb2_grpc.DetectorStub(channel(stack.address("detector")))
-        embedder = embedder_pb2_grpc.EmbedderStub(channel(stack.address("embedder")))
-        matcher = matcher_pb2_grpc.MatcherStub(channel(stack.address("matcher")))
-        gateway = gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway")))
+        detector = detector_pb2_grpc.DetectorStub(stack.channel("detector"))
+        embedder = embedder_pb2_grpc.EmbedderStub(stack.channel("embedder"))
+        matcher = matcher_pb2_grpc.MatcherStub(stack.channel("matcher"))
+        gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
 
         raw_frame = ndarray.encode(photo)
         detect = detector_pb2.DetectRequest(frames=[raw_frame], return_crops=True)

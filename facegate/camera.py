@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import grpc
@@ -29,6 +30,7 @@ class CameraSettings:
     door_id: str
     source: str  # URL, file path, or a device number
     gateway: str
+    tls_dir: Path | None  # the camera's certificate (None: plaintext, a stack run --insecure)
     site: str = ""
     fps: float = 5.0
     realtime: bool = True  # for files: pace frames as the video's own clock
@@ -81,7 +83,7 @@ def run(settings: CameraSettings, on_decision: Callable[[gateway_pb2.Decision], 
     """Stream until the source ends (files) or `stop()`; reconnect with backoff on failures.
     Returns the number of frames sent."""
     backoff, sent = 1.0, 0
-    stub = gateway_pb2_grpc.GatewayStub(blocking_channel(settings.gateway))
+    stub = gateway_pb2_grpc.GatewayStub(blocking_channel(settings.gateway, settings.tls_dir))
     while not stop():
         try:
             capture = open_source(settings.source)

@@ -17,6 +17,10 @@
     Talking to a matcher (default 127.0.0.1:50053):
     facegate gallery export FILE                  every identity and template as JSON lines
     facegate gallery import FILE                  enroll them again (into an empty gallery)
+
+    Certificates (every connection is mutual TLS; callers pass --tls-dir or FACEGATE_TLS_DIR):
+    facegate certs init DIR                       a local CA
+    facegate certs issue --ca DIR --out DIR --service gateway|--camera D --site S|--user NAME|...
 """
 
 from __future__ import annotations
@@ -220,11 +224,47 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs_init(args: argparse.Namespace) -> int:
+    from facegate import certs
+
+    try:
+        certs.init_ca(args.dir, args.days)
+    except certs.CertError as exc:
+        print(f"facegate certs init: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.dir}: CA created (ca.crt, ca.key; keep ca.key offline in production)")
+    return 0
+
+
+def cmd_certs_issue(args: argparse.Namespace) -> int:
+    from facegate import certs
+
+    kind = next(k for k in certs.KINDS if getattr(args, k.replace("-", "_")))
+    try:
+        identity = certs.Identity(kind, getattr(args, kind.replace("-", "_")), args.site)
+        cert = certs.issue(args.ca, args.out, identity, tuple(args.dns), tuple(args.ip), args.hours)
+    except certs.CertError as exc:
+        print(f"facegate certs issue: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {identity.spiffe_id}, valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def _tls_dir(args: argparse.Namespace) -> Path | None:
+    """The caller's certificate directory (None: plaintext, --insecure)."""
+    if args.insecure:
+        return None
+    if not args.tls_dir:
+        raise SystemExit(f"facegate {args.command}: --tls-dir (or FACEGATE_TLS_DIR) is required: a directory with "
+                         "your certificate (`facegate certs issue --user NAME`); or --insecure for a plaintext stack")
+    return Path(args.tls_dir)
+
+
 def _gateway(args: argparse.Namespace) -> Any:
     from services.contracts.v1 import gateway_pb2_grpc
     from services.core.channels import blocking_channel
 
-    return gateway_pb2_grpc.GatewayStub(blocking_channel(args.gateway))
+    return gateway_pb2_grpc.GatewayStub(blocking_channel(args.gateway, _tls_dir(args)))
 
 
 def _encoded_photo(path: str) -> Any:
@@ -302,7 +342,8 @@ def cmd_camera(args: argparse.Namespace) -> int:
 
     from facegate.camera import CameraSettings, run
 
-    settings = CameraSettings(door_id=args.door, source=args.source, gateway=args.gateway, site=args.site,
+    settings = CameraSettings(door_id=args.door, source=args.source, gateway=args.gateway, tls_dir=_tls_dir(args),
+                              site=args.site,
                               fps=args.fps, realtime=not args.fast)
     try:
         sent = run(settings, lambda d: print(_decision_json(d), flush=True))
@@ -391,7 +432,7 @@ def _matcher(args: argparse.Namespace) -> Any:
     from services.contracts.v1 import matcher_pb2_grpc
     from services.core.channels import blocking_channel
 
-    return matcher_pb2_grpc.MatcherStub(blocking_channel(args.matcher))
+    return matcher_pb2_grpc.MatcherStub(blocking_channel(args.matcher, _tls_dir(args)))
 
 
 def cmd_gallery_export(args: argparse.Namespace) -> int:
@@ -498,10 +539,16 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_options(p, min_face=40)
     p.set_defaults(func=cmd_calibrate)
 
+    def tls_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tls-dir", default=os.environ.get("FACEGATE_TLS_DIR", ""),
+                       help="your certificate: a directory with tls.crt, tls.key, ca.crt (env FACEGATE_TLS_DIR)")
+        p.add_argument("--insecure", action="store_true", help="plaintext, for a stack run with --insecure")
+
     def gateway_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--gateway", default=os.environ.get("FACEGATE_GATEWAY", "127.0.0.1:50050"),
                        help="gateway host:port (env FACEGATE_GATEWAY)")
         p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline, s")
+        tls_options(p)
 
     p = sub.add_parser("enroll", help="enroll a person from photos through the gateway")
     p.add_argument("--id", required=True, help="identity id (letters, digits, ._:@-)")
@@ -530,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--matcher", default=os.environ.get("FACEGATE_MATCHER", "127.0.0.1:50053"),
                        help="matcher host:port (env FACEGATE_MATCHER)")
         p.add_argument("--timeout", type=float, default=300.0, help="RPC deadline, s")
+        tls_options(p)
         if action == "export":
             p.add_argument("--site", default="", help="only this site")
         p.set_defaults(func=func)
@@ -562,6 +610,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why, e.g. a ticket number (kept with the admin action)")
     gateway_options(p)
     p.set_defaults(func=cmd_erase)
+
+    certs = sub.add_parser("certs", help="a local certificate authority for FaceGate's mutual TLS").add_subparsers(
+        dest="action", required=True)
+    p = certs.add_parser("init", help="create a CA (ca.crt, ca.key) in a directory")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--days", type=int, default=365, help="CA lifetime in days (default 365)")
+    p.set_defaults(func=cmd_certs_init)
+    p = certs.add_parser("issue", help="issue a certificate (tls.crt, tls.key, ca.crt) for one identity")
+    p.add_argument("--ca", type=Path, required=True, help="the CA directory (`facegate certs init`)")
+    p.add_argument("--out", type=Path, required=True, help="where to write it (re-issuing there rotates it)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--service", help="a FaceGate service: gateway, detector, embedder, matcher")
+    who.add_argument("--camera", help="a camera agent, for this door (with --site)")
+    who.add_argument("--door-controller", help="a door controller, for this door (with --site)")
+    who.add_argument("--user", help="a person using the CLI or the console")
+    who.add_argument("--integration", help="another internal system calling the matcher")
+    p.add_argument("--site", default="", help="the site of a camera or door controller")
+    p.add_argument("--dns", action="append", default=[], help="a DNS name the service is reached at (repeatable)")
+    p.add_argument("--ip", action="append", default=[], help="an IP address the service is reached at (repeatable)")
+    p.add_argument("--hours", type=float, default=7 * 24, help="lifetime in hours (default 168: re-issue weekly)")
+    p.set_defaults(func=cmd_certs_issue)
 
     p = sub.add_parser("watch", help="print every decision as it is made")
     p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")

@@ -23,7 +23,6 @@ import numpy as np
 from facegate.harness.stack import LocalStack
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import assets, ndarray
-from services.core.channels import blocking_channel
 from services.core.images import decode_image
 
 CAMERA = ["obama2.jpg", "biden.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg"]
@@ -58,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
             for name, service in stack.services.items():
                 print(f"  {name:9s} {service.address}  metrics http://127.0.0.1:{service.metrics_port}/metrics")
             print(f"up in {time.monotonic() - started:.1f} s; logs in {workdir}")
-            gateway = gateway_pb2_grpc.GatewayStub(blocking_channel(stack.address("gateway")))
+            print(f"every connection is mutual TLS; a local CA and certificates in {stack.pki.root} (try: "
+                  f"FACEGATE_TLS_DIR={stack.pki.user()} .venv/bin/facegate watch --gateway {stack.address('gateway')})")
+            gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
             reply = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
                 identity_id="obama", display_name="Barack Obama", groups=["staff"],
                 images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]), timeout=60)

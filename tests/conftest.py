@@ -94,6 +94,8 @@ def milvus_server_uri(milvus_server):
 
 
 def channel(address: str):
+    """A channel to a local service, as the harness's admin user (mutual TLS)."""
+    from facegate.harness.pki import default_pki
     from services.core.channels import blocking_channel
 
-    return blocking_channel(address)
+    return blocking_channel(address, default_pki().user())

@@ -17,6 +17,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facegate.harness.pki import LocalPKI, default_pki
+from services.core.channels import blocking_channel
+
 SERVICES = ("detector", "embedder", "matcher", "gateway")
 
 
@@ -27,7 +30,8 @@ def free_port() -> int:
 
 
 def health_status(address: str, timeout: float = 1.0) -> int | None:
-    """The health service's status for the whole server, or None if it does not answer."""
+    """The health service's status for the whole server, or None if it does not answer
+    (`address`: a service's plaintext --health-port)."""
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
@@ -40,10 +44,15 @@ def health_status(address: str, timeout: float = 1.0) -> int | None:
 class ServiceProcess:
     """One service subprocess with its ports and log."""
 
-    def __init__(self, name: str, workdir: Path, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, workdir: Path, args: list[str], env: dict[str, str],
+                 pki: LocalPKI | None = None, tls_dir: Path | None = None) -> None:
+        """The service runs with a certificate from `pki` (default: this process's `default_pki()`),
+        the one all its processes of that name share, or its own in `tls_dir`."""
         self.name = name
-        self.port, self.metrics_port = free_port(), free_port()
+        self.port, self.metrics_port, self.health_port = free_port(), free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.pki = pki or default_pki()
+        self.tls_dir = tls_dir or self.pki.service(name)
         self.log_path = workdir / f"{name}.log"
         self._args = args
         self._env = env
@@ -51,7 +60,8 @@ class ServiceProcess:
 
     def start(self) -> None:
         command = [sys.executable, "-m", f"services.{self.name}", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--metrics-port", str(self.metrics_port), *self._args]
+                   "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+                   "--tls-dir", str(self.tls_dir), *self._args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env)
 
@@ -76,11 +86,15 @@ class ServiceProcess:
         except OSError:
             return "(no log)"
 
+    def health(self, timeout: float = 1.0) -> int | None:
+        """Its health status (over the plaintext --health-port), or None if it does not answer."""
+        return health_status(f"127.0.0.1:{self.health_port}", timeout)
+
     def wait_serving(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if health_status(self.address) == health_pb2.HealthCheckResponse.SERVING:
+            if self.health(timeout=1.0) == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"{self.name} not SERVING on {self.address} in time:\n{self.log_tail()}")
@@ -89,24 +103,31 @@ class ServiceProcess:
 class LocalStack:
     """Detector, embedder, matcher (Milvus Lite file in `workdir` by default) and gateway."""
 
-    def __init__(self, workdir: Path, milvus_uri: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, milvus_uri: str | None = None, env: dict[str, str] | None = None,
+                 pki: LocalPKI | None = None) -> None:
         self.workdir = Path(workdir)
+        self.pki = pki or default_pki()
         self.workdir.mkdir(parents=True, exist_ok=True)
         base_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
         self.services: dict[str, ServiceProcess] = {}
         for name in ("detector", "embedder"):
-            self.services[name] = ServiceProcess(name, self.workdir, [], base_env)
+            self.services[name] = ServiceProcess(name, self.workdir, [], base_env, self.pki)
         self.services["matcher"] = ServiceProcess(
-            "matcher", self.workdir, ["--milvus-uri", milvus_uri or str(self.workdir / "gallery.db")], base_env)
+            "matcher", self.workdir, ["--milvus-uri", milvus_uri or str(self.workdir / "gallery.db")], base_env,
+            self.pki)
         self.services["gateway"] = ServiceProcess("gateway", self.workdir, [
             "--detector-address", self.services["detector"].address,
             "--embedder-address", self.services["embedder"].address,
             "--matcher-address", self.services["matcher"].address,
             "--audit-db", str(self.workdir / "audit.db"),
-        ], base_env)
+        ], base_env, self.pki)
 
     def address(self, name: str) -> str:
         return self.services[name].address
+
+    def channel(self, name: str) -> grpc.Channel:
+        """A channel to a service, as the harness's admin user."""
+        return blocking_channel(self.address(name), self.pki.user())
 
     def start(self, timeout: float = 180.0) -> LocalStack:
         for service in self.services.values():

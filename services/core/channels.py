@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 
 import grpc
+
+from services.core.tls import channel_credentials
 
 
 def message_options(max_message_mb: int) -> list[tuple[str, int]]:
@@ -38,9 +41,11 @@ def service_config(service: str, idempotent_methods: Iterable[str]) -> str:
 
 
 def open_channel(
-    address: str, service: str, idempotent_methods: Iterable[str] = (), max_message_mb: int = 64
+    address: str, service: str, idempotent_methods: Iterable[str] = (), max_message_mb: int = 64,
+    tls_dir: Path | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure aio channel to `address` ("host:port", or any gRPC target with a scheme)."""
+    """An aio channel to `address` ("host:port", or any gRPC target with a scheme): mutual TLS
+    with the certificate in `tls_dir` (`services.core.tls`), plaintext if None (--insecure)."""
     target = address if "://" in address or address.startswith(("dns:", "unix:")) else f"dns:///{address}"
     options = message_options(max_message_mb) + [
         ("grpc.enable_retries", 1),
@@ -54,9 +59,15 @@ def open_channel(
         ("grpc.min_reconnect_backoff_ms", 250),
         ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
-    return grpc.aio.insecure_channel(target, options=options)
+    if tls_dir is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, channel_credentials(tls_dir), options=options)
 
 
-def blocking_channel(address: str, max_message_mb: int = 64) -> grpc.Channel:
-    """A synchronous channel for command-line tools, tests and benchmarks (same message limits)."""
-    return grpc.insecure_channel(address, options=message_options(max_message_mb))
+def blocking_channel(address: str, tls_dir: Path | None, max_message_mb: int = 64) -> grpc.Channel:
+    """A synchronous channel for command-line tools, tests and benchmarks (same message limits):
+    mutual TLS with the certificate in `tls_dir`, plaintext if None (a stack run --insecure)."""
+    options = message_options(max_message_mb)
+    if tls_dir is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, channel_credentials(tls_dir), options=options)

@@ -60,6 +60,21 @@ class ServerSettings:
     max_message_mb: int = setting(64, "largest gRPC message accepted or sent, in MiB", in_range(4, 1024))
     grace_seconds: float = setting(5.0, "on SIGTERM, how long in-flight RPCs may finish", positive)
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR", one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    tls_dir: str = setting("", "directory with this service's certificate and the CA it trusts (tls.crt, tls.key, "
+                               "ca.crt: `facegate certs issue`, or the service's TLS Secret); required unless "
+                               "--insecure; re-read when the files change")
+    insecure: bool = setting(False, "plaintext gRPC, no caller identities: only for a throwaway local test "
+                                    "(logs a warning at start)")
+    health_port: int = setting(-1, "a plaintext port serving only the gRPC health check, for probes that cannot "
+                                   "present a client certificate (Kubernetes); -1 = none, 0 = pick a free one",
+                               lambda v: None if -1 <= v <= 65535 else "must be -1 (none) or a TCP port (0-65535)")
+
+    def __post_init__(self) -> None:
+        if not self.tls_dir and not self.insecure:
+            raise ValueError("--tls-dir (FACEGATE_TLS_DIR) is required: the directory with this service's "
+                             "certificate (see `facegate certs`); or pass --insecure for plaintext")
+        if self.tls_dir and self.insecure:
+            raise ValueError("--tls-dir and --insecure: choose one")
 
 
 def env_name(field: str) -> str:
@@ -71,8 +86,12 @@ def load_settings(cls: type[T], argv: list[str] | None = None, prog: str | None 
     fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
     for f in fields:
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                            help=f"{f.metadata.get('help', '')} (env {env_name(f.name)}; default {f.default!r})")
+        flag, text = f"--{f.name.replace('_', '-')}", f"{f.metadata.get('help', '')} (env {env_name(f.name)}; " \
+                                                       f"default {f.default!r})"
+        if isinstance(f.default, bool):  # `--insecure` alone means true
+            parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true", help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=text)
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
     for f in fields:

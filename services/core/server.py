@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -29,6 +30,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from services.core.channels import message_options
 from services.core.config import ServerSettings
 from services.core.errors import ServiceError, Unavailable
+from services.core.tls import ServerTLS, TLSError
 
 log = logging.getLogger("facegate.server")
 
@@ -217,14 +219,34 @@ async def run_service(
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     address = f"{settings.host}:{settings.port}"
-    bound = server.add_insecure_port(address)
+    identity = "none (plaintext)"
+    if settings.insecure:
+        log.warning("--insecure: plaintext gRPC, callers are not identified; anyone who can reach %s can call "
+                    "every RPC. Only for a throwaway local test.", address)
+        bound = server.add_insecure_port(address)
+    else:
+        try:
+            tls = ServerTLS(Path(settings.tls_dir))
+        except TLSError as exc:
+            raise SystemExit(f"error: --tls-dir: {exc}") from exc
+        identity = tls.material.spiffe_id
+        bound = server.add_secure_port(address, tls.credentials())
     if bound == 0:
         raise SystemExit(f"error: cannot bind {address} (port in use or address not local)")
+    health_server = None
+    if settings.health_port >= 0:  # health only, plaintext: for probes without a client certificate
+        health_server = grpc.aio.server(options=server_options(settings))
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_bound = health_server.add_insecure_port(f"{settings.host}:{settings.health_port}")
+        if health_bound == 0:
+            raise SystemExit(f"error: cannot bind {settings.host}:{settings.health_port} (--health-port)")
+        await health_server.start()
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
     metrics_port = metrics_server.server_port
     await server.start()
-    log.info("listening", extra={"fields": {"service": name, "grpc": f"{settings.host}:{bound}",
-                                             "metrics": f"{settings.host}:{metrics_port}"}})
+    log.info("listening", extra={"fields": {
+        "service": name, "grpc": f"{settings.host}:{bound}", "metrics": f"{settings.host}:{metrics_port}",
+        "identity": identity, **({"health": f"{settings.host}:{health_bound}"} if health_server else {})}})
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -248,6 +270,8 @@ async def run_service(
     log.info("shutting down", extra={"fields": {"service": name, "grace_seconds": settings.grace_seconds}})
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
+    if health_server is not None:
+        await health_server.stop(0)
     if stop is not None:
         await stop()
     metrics_server.shutdown()

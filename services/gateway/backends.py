@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import grpc
@@ -50,13 +51,16 @@ def calls(service: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awa
 
 
 class Backends:
-    def __init__(self, detector: str, embedder: str, matcher: str, deadline: float, max_message_mb: int) -> None:
+    def __init__(self, detector: str, embedder: str, matcher: str, deadline: float, max_message_mb: int,
+                 tls_dir: Path | None) -> None:
+        """`tls_dir`: the gateway's own certificate, which it presents to the other services (None:
+        plaintext, a gateway run --insecure)."""
         self.deadline = deadline
         self._channels = [
-            open_channel(detector, "facegate.v1.Detector", ["Detect"], max_message_mb),
-            open_channel(embedder, "facegate.v1.Embedder", ["Embed", "GetModel"], max_message_mb),
+            open_channel(detector, "facegate.v1.Detector", ["Detect"], max_message_mb, tls_dir),
+            open_channel(embedder, "facegate.v1.Embedder", ["Embed", "GetModel"], max_message_mb, tls_dir),
             open_channel(matcher, "facegate.v1.Matcher", ["Identify", "Verify", "GetIdentity", "ListIdentities"],
-                         max_message_mb),
+                         max_message_mb, tls_dir),
         ]
         self.detector = detector_pb2_grpc.DetectorStub(self._channels[0])
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._channels[1])

@@ -21,6 +21,7 @@ from services.core.batching import MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.core.server import ready, run_service
+from services.core.tls import peer_id
 from services.gateway.audit import AuditLog, EventQuery
 from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
@@ -163,7 +164,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._reload_doors(initial=True)
         audit = await asyncio.to_thread(AuditLog, s.audit_db)
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
-                            s.max_message_mb)
+                            s.max_message_mb, Path(s.tls_dir) if s.tls_dir else None)
         model = await self._model_of(backends)
         self._calibrated = tuple(float(f) for f in model.far_thresholds)
         if s.doors:  # again, now that the model's calibrated FARs are known
@@ -528,7 +529,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             f"; reason: {request.reason}" if request.reason else "")
         try:
             erasure = await asyncio.to_thread(audit.erase, request.identity_id, request.pseudonymise_decisions, detail,
-                                              context.peer())
+                                              peer_id(context) or context.peer())
         except Exception as exc:  # sqlite3 errors: the gallery part is done, the audit part is not
             raise Unavailable(f"{request.identity_id!r} was deleted from the gallery ({removed} templates), "
                               f"but the audit log could not be updated ({exc}); retry the erasure: it is safe to "

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 
+from facegate.harness.pki import default_pki
 from tests.conftest import shared_path
 
 
 def facegate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "facegate.cli", *args], capture_output=True, text=True, timeout=600)
+    """The CLI as a user runs it, with the harness's admin certificate (FACEGATE_TLS_DIR)."""
+    env = {**os.environ, "FACEGATE_TLS_DIR": str(default_pki().user())}
+    return subprocess.run([sys.executable, "-m", "facegate.cli", *args], capture_output=True, text=True, timeout=600,
+                          env=env)
 
 
 def test__given_good_and_bad_files__when_embedding__then_each_gets_a_line_and_bad_ones_an_error(tmp_path, demo_photos):

@@ -12,6 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
+from facegate.harness.pki import default_pki
 from facegate.harness.stack import ServiceProcess
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel
@@ -226,7 +227,8 @@ def test__the_edge_agent_reconnects_by_itself_when_the_gateway_restarts(stack, t
     gateway = start_gateway(stack, tmp_path)
     agent = subprocess.Popen([sys.executable, "-m", "facegate.cli", "camera", "--gateway", gateway.address,
                               "--door", "agent-door", "--source", str(clip), "--fps", "5"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**ENV, "FACEGATE_TLS_DIR": str(default_pki().camera("default", "agent-door"))})
     try:
         time.sleep(4)  # the agent is streaming the 9 s clip
         gateway.kill()

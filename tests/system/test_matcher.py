@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
-from facegate.harness.stack import ServiceProcess, health_status
+from facegate.harness.stack import ServiceProcess
 from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
 from tests.conftest import channel
 
@@ -239,7 +239,7 @@ def test__health_is_not_serving_until_the_model_is_loaded(tmp_path):
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            status = health_status(service.address, timeout=0.5)
+            status = service.health(timeout=0.5)
             if status is not None and (not seen or seen[-1] != status):
                 seen.append(status)
             if status == health_pb2.HealthCheckResponse.SERVING:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from facegate.harness.stack import health_status
 from services.contracts.v1 import (
     common_pb2,
     detector_pb2,
@@ -285,7 +284,7 @@ def test__the_gateway_is_ready_only_with_the_embedders_model_and_a_lost_embedder
     gateway.start()
     try:
         time.sleep(3)
-        status_without_embedder = health_status(gateway.address)
+        status_without_embedder = gateway.health()
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         with pytest.raises(grpc.RpcError) as not_ready:
             stub.ListDecisions(gateway_pb2.ListDecisionsRequest(), timeout=5)

@@ -65,3 +65,38 @@ def test__the_production_image_leaves_out_the_test_harness_and_the_demo():
 
     assert {"facegate/harness", "facegate/demo.py", "tests", "bench"} <= ignored
     assert "COPY facegate ./facegate" in dockerfile  # the CLI ships; the ignored parts do not
+
+
+def test__every_workload_serves_mutual_tls_from_its_own_secret_and_is_probed_on_the_health_port():
+    config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and
+                  doc["metadata"]["name"] == "facegate-config")["data"]
+    health_port = int(config["FACEGATE_HEALTH_PORT"])
+
+    for _, doc in documents():
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        name, pod = doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        container = pod["containers"][0]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert secrets[mounts[config["FACEGATE_TLS_DIR"]]] == f"{name}-tls", name
+        assert "--insecure" not in " ".join(container["args"]), name
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == health_port, name
+
+
+def test__cert_manager_issues_each_service_a_certificate_for_the_names_it_is_dialled_at():
+    config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and
+                  doc["metadata"]["name"] == "facegate-config")["data"]
+    issued = {doc["spec"]["secretName"]: doc["spec"] for doc in
+              yaml.safe_load_all((K8S / "cert-manager" / "certificates.yaml").read_text())
+              if doc["kind"] == "Certificate"}
+
+    for name in ("gateway", "detector", "embedder", "matcher"):
+        spec = issued[f"{name}-tls"]
+        assert spec["uris"] == [f"spiffe://facegate/service/{name}"]
+        assert {"server auth", "client auth"} <= set(spec["usages"])
+        assert spec["privateKey"]["algorithm"] == "ECDSA"  # gRPC's TLS refuses Ed25519 keys
+    for name in ("detector", "embedder", "matcher"):  # the gateway dials these addresses
+        host = config[f"FACEGATE_{name.upper()}_ADDRESS"].removeprefix("dns:///").rsplit(":", 1)[0]
+        assert host in issued[f"{name}-tls"]["dnsNames"], name

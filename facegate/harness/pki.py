@@ -1,0 +1,65 @@
+"""Certificates for local stacks (tests, benchmarks, the demo): one CA per process, in a temp
+directory removed at exit, and a certificate per identity issued on first use.
+
+Services get `localhost` and `127.0.0.1` as names (the harness reaches them there); clients get
+the identity asked for. Everything a local stack runs is mutual TLS, as a deployment is.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from facegate import certs
+
+ADMIN = "admin"  # the user the harness calls services as
+
+
+class LocalPKI:
+    """A CA in `root` and the certificates issued from it (`root/<kind>/<name>/`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        if not (root / "ca" / "ca.key").exists():
+            certs.init_ca(root / "ca")
+
+    def _issued(self, identity: certs.Identity) -> Path:
+        out = self.root / identity.kind / (f"{identity.site}-{identity.name}" if identity.site else identity.name)
+        with self._lock:
+            if not (out / "tls.crt").exists():
+                self.reissue(out, identity)
+        return out
+
+    def service(self, name: str) -> Path:
+        return self._issued(certs.Identity("service", name))
+
+    def user(self, name: str = ADMIN) -> Path:
+        return self._issued(certs.Identity("user", name))
+
+    def camera(self, site: str, door: str) -> Path:
+        return self._issued(certs.Identity("camera", door, site))
+
+    def reissue(self, directory: Path, identity: certs.Identity, hours: float = certs.LEAF_HOURS) -> None:
+        """A new key and certificate into `directory` (re-issuing into the same one rotates it)."""
+        local = identity.kind == "service"  # servers are reached at localhost / 127.0.0.1 here
+        certs.issue(self.root / "ca", directory, identity, ("localhost",) if local else (),
+                    ("127.0.0.1",) if local else (), hours)
+
+
+_default: LocalPKI | None = None
+_default_lock = threading.Lock()
+
+
+def default_pki() -> LocalPKI:
+    """This process's PKI for local stacks (created on first use, removed at exit)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            root = Path(tempfile.mkdtemp(prefix="facegate-pki-"))
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
+            _default = LocalPKI(root)
+        return _default

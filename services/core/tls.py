@@ -1,0 +1,120 @@
+"""Mutual TLS for servers and clients, from a directory laid out as cert-manager lays out a
+Secret: `tls.crt` (leaf first), `tls.key`, `ca.crt` (`facegate certs issue` writes the same).
+
+Servers re-read the directory when its files change (checked at each TLS handshake: a `stat`
+of three files), so a rotated certificate is served to the next connection without a restart;
+connections already open keep the certificate they were made with (TLS checks at the
+handshake). A half-written rotation (a new certificate beside the old key) is not taken: the
+files are used only once key and certificate match.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+log = logging.getLogger("facegate.tls")
+
+FILES = ("tls.crt", "tls.key", "ca.crt")
+
+
+class TLSError(ValueError):
+    """A TLS directory cannot be used."""
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """One consistent reading of a TLS directory."""
+
+    certificate_chain: bytes
+    private_key: bytes
+    root_certificates: bytes
+    spiffe_id: str  # the identity the certificate names
+    stamp: tuple[float, ...]  # the files' modification times when read
+
+
+def load(directory: Path) -> TLSMaterial:
+    """Read and check a TLS directory: the files are there, the key is the certificate's, and the
+    certificate names one SPIFFE id."""
+    try:
+        stamp = tuple((directory / name).stat().st_mtime for name in FILES)
+        chain, key, roots = ((directory / name).read_bytes() for name in FILES)
+    except OSError as exc:
+        raise TLSError(f"{directory}: needs {', '.join(FILES)} ({exc.strerror}: {exc.filename}); issue them with "
+                       "`facegate certs issue`, or mount the service's TLS Secret there") from exc
+    try:
+        cert = x509.load_pem_x509_certificate(chain)
+        private = serialization.load_pem_private_key(key, password=None)
+        x509.load_pem_x509_certificates(roots)
+    except ValueError as exc:
+        raise TLSError(f"{directory}: not PEM certificates and key ({exc})") from exc
+    if private.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise TLSError(f"{directory}: tls.key is not the key of tls.crt (a rotation half-way through?)")
+    return TLSMaterial(chain, key, roots, spiffe_id_of(cert), stamp)
+
+
+def spiffe_id_of(cert: x509.Certificate) -> str:
+    try:
+        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    ids = [u for u in uris if u.startswith("spiffe://")]
+    if len(ids) != 1:
+        raise TLSError(f"the certificate names {len(ids)} SPIFFE ids ({', '.join(ids) or 'none'}); it must name one")
+    return ids[0]
+
+
+class ServerTLS:
+    """Server credentials that follow the directory: gRPC asks `_fetch` at every handshake."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        self.material = load(directory)  # a bad directory stops the service at start
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(self._configuration(self.material), self._fetch,
+                                                   require_client_authentication=True)
+
+    @staticmethod
+    def _configuration(material: TLSMaterial) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(material.private_key, material.certificate_chain)],
+                                                         root_certificates=material.root_certificates)
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """Called by gRPC at each handshake (synchronously: keep it cheap). None keeps what is served."""
+        with self._lock:
+            try:
+                stamp = tuple((self._directory / name).stat().st_mtime for name in FILES)
+                if stamp == self.material.stamp:
+                    return None
+                fresh = load(self._directory)
+            except (OSError, TLSError) as exc:
+                log.warning("TLS files in %s not reloaded, serving the previous ones: %s", self._directory, exc)
+                return None
+            self.material = fresh
+        log.info("TLS certificate reloaded", extra={"fields": {"directory": str(self._directory),
+                                                               "identity": fresh.spiffe_id}})
+        return self._configuration(fresh)
+
+
+def channel_credentials(directory: Path) -> grpc.ChannelCredentials:
+    """Client credentials: trust the directory's CA, present its certificate."""
+    material = load(directory)
+    return grpc.ssl_channel_credentials(material.root_certificates, material.private_key,
+                                        material.certificate_chain)
+
+
+def peer_id(context: grpc.aio.ServicerContext) -> str:
+    """The caller's SPIFFE id from its client certificate ("" on a plaintext connection)."""
+    values = (context.auth_context() or {}).get("peer_spiffe_id") or [b""]
+    return values[0].decode("utf-8", "replace")
