@@ -101,8 +101,9 @@ def run_doors(stack: LocalStack, gateway, frames, doors: int, fps: float, second
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     sent_before, dropped_before = metric(stack, "facegate_gateway_frames_total"), \
         metric(stack, "facegate_gateway_frames_dropped_total")
-    cameras = [DoorCamera(gateway, f"door-{doors}-{i:02d}", frames, fps, seconds,
-                          phase=(VISIT_S + EMPTY_S) * i / doors) for i in range(doors)]
+    names = [f"door-{doors}-{i:02d}" for i in range(doors)]  # each streams as its own door's camera
+    cameras = [DoorCamera(gateway_pb2_grpc.GatewayStub(stack.camera_channel(name)), name, frames, fps, seconds,
+                          phase=(VISIT_S + EMPTY_S) * i / doors) for i, name in enumerate(names)]
     started = time.perf_counter()
     for camera in cameras:
         camera.start()

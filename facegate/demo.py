@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                 images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]), timeout=60)
             print(f"enrolled {reply.identity_id} from obama.jpg ({reply.templates_added} template)")
             print("door 'front-door' camera streaming (Ctrl-C to stop):", flush=True)
-            for decision in gateway.StreamCamera(camera(photos, "front-door", args.fps, args.rounds)):
+            front_door = gateway_pb2_grpc.GatewayStub(stack.camera_channel("front-door"))  # the door's camera
+            for decision in front_door.StreamCamera(camera(photos, "front-door", args.fps, args.rounds)):
                 outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_")
                 who = decision.display_name or "-"
                 print(f"  {decision.track_id:26s} {outcome:15s} {who:14s} {decision.reason}", flush=True)

@@ -99,3 +99,20 @@ def channel(address: str):
     from services.core.channels import blocking_channel
 
     return blocking_channel(address, default_pki().user())
+
+
+def camera(address: str, door: str, site: str = "default"):
+    """The gateway as the camera of one door sees it: with that door's camera certificate
+    (spiffe://facegate/<site>/camera/<door>), which may stream as that door only."""
+    from facegate.harness.pki import default_pki
+    from services.contracts.v1 import gateway_pb2_grpc
+    from services.core.channels import blocking_channel
+
+    return gateway_pb2_grpc.GatewayStub(blocking_channel(address, default_pki().camera(site, door)))
+
+
+def stream(address: str, frames: list, site: str = "", timeout: float = 60):
+    """StreamCamera of `frames` as their door's camera (door and site from the first frame, or
+    `site` where a door file gives the door another site); the call, not yet consumed."""
+    first = frames[0]
+    return camera(address, first.door_id, site or first.site or "default").StreamCamera(iter(frames), timeout=timeout)

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from facegate import certs
 
-ADMIN = "admin"  # the user the harness calls services as
+ADMIN = "admin"  # the user the harness calls services as (operator and auditor)
+POLICY = """# Who may call what on a local stack (services/core/access.py explains the roles).
+callers:
+  - {id: "spiffe://facegate/service/*", roles: [service]}
+  - {id: "spiffe://facegate/user/admin", roles: [operator, auditor]}
+  - {id: "spiffe://facegate/user/auditor", roles: [auditor]}
+  - {id: "spiffe://facegate/*/camera/*", roles: [camera]}
+  - {id: "spiffe://facegate/*/door-controller/*", roles: [door-controller]}
+  - {id: "spiffe://facegate/integration/*", roles: [integration]}
+"""
 
 
 class LocalPKI:
@@ -26,6 +35,9 @@ class LocalPKI:
         self._lock = threading.Lock()
         if not (root / "ca" / "ca.key").exists():
             certs.init_ca(root / "ca")
+        self.policy = root / "access.yaml"  # the services' --access-policy
+        if not self.policy.exists():
+            self.policy.write_text(POLICY)
 
     def _issued(self, identity: certs.Identity) -> Path:
         out = self.root / identity.kind / (f"{identity.site}-{identity.name}" if identity.site else identity.name)
@@ -42,6 +54,12 @@ class LocalPKI:
 
     def camera(self, site: str, door: str) -> Path:
         return self._issued(certs.Identity("camera", door, site))
+
+    def door_controller(self, site: str, door: str) -> Path:
+        return self._issued(certs.Identity("door-controller", door, site))
+
+    def integration(self, name: str) -> Path:
+        return self._issued(certs.Identity("integration", name))
 
     def reissue(self, directory: Path, identity: certs.Identity, hours: float = certs.LEAF_HOURS) -> None:
         """A new key and certificate into `directory` (re-issuing into the same one rotates it)."""

@@ -61,7 +61,7 @@ class ServiceProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", f"services.{self.name}", "--host", "127.0.0.1", "--port", str(self.port),
                    "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-                   "--tls-dir", str(self.tls_dir), *self._args]
+                   "--tls-dir", str(self.tls_dir), "--access-policy", str(self.pki.policy), *self._args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env)
 
@@ -126,8 +126,12 @@ class LocalStack:
         return self.services[name].address
 
     def channel(self, name: str) -> grpc.Channel:
-        """A channel to a service, as the harness's admin user."""
+        """A channel to a service, as the harness's admin user (operator, auditor)."""
         return blocking_channel(self.address(name), self.pki.user())
+
+    def camera_channel(self, door: str, site: str = "default") -> grpc.Channel:
+        """A channel to the gateway as the camera of `door` (it may stream as that door only)."""
+        return blocking_channel(self.address("gateway"), self.pki.camera(site, door))
 
     def start(self, timeout: float = 180.0) -> LocalStack:
         for service in self.services.values():

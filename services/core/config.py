@@ -65,6 +65,9 @@ class ServerSettings:
                                "--insecure; re-read when the files change")
     insecure: bool = setting(False, "plaintext gRPC, no caller identities: only for a throwaway local test "
                                     "(logs a warning at start)")
+    access_policy: str = setting("", "YAML file naming who may call what (roles per caller identity; see "
+                                      "services/core/access.py); required unless --insecure; re-read when it "
+                                      "changes")
     health_port: int = setting(-1, "a plaintext port serving only the gRPC health check, for probes that cannot "
                                    "present a client certificate (Kubernetes); -1 = none, 0 = pick a free one",
                                lambda v: None if -1 <= v <= 65535 else "must be -1 (none) or a TCP port (0-65535)")
@@ -73,6 +76,9 @@ class ServerSettings:
         if not self.tls_dir and not self.insecure:
             raise ValueError("--tls-dir (FACEGATE_TLS_DIR) is required: the directory with this service's "
                              "certificate (see `facegate certs`); or pass --insecure for plaintext")
+        if not self.access_policy and not self.insecure:
+            raise ValueError("--access-policy (FACEGATE_ACCESS_POLICY) is required: the file naming who may call "
+                             "what; or pass --insecure for plaintext without caller identities")
         if self.tls_dir and self.insecure:
             raise ValueError("--tls-dir and --insecure: choose one")
 

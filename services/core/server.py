@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from services.core.access import Authorize, PolicyError, PolicyFile
 from services.core.channels import message_options
 from services.core.config import ServerSettings
 from services.core.errors import ServiceError, Unavailable
@@ -210,7 +211,13 @@ async def run_service(
     process exits non-zero); `stop()` releases it after the server has drained.
     """
     configure_logging(settings.log_level)
-    server = grpc.aio.server(interceptors=[MetricsAndErrors(name)], options=server_options(settings))
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsAndErrors(name)]
+    if not settings.insecure:  # identities come with TLS: without it there is nobody to authorise
+        try:
+            interceptors.append(Authorize(PolicyFile(Path(settings.access_policy))))
+        except PolicyError as exc:
+            raise SystemExit(f"error: --access-policy: {exc}") from exc
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     services = register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

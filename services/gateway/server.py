@@ -17,9 +17,17 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.contracts.v1 import common_pb2, detector_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
+from services.core.access import caller
 from services.core.batching import MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from services.core.server import ready, run_service
 from services.core.tls import peer_id
 from services.gateway.audit import AuditLog, EventQuery
@@ -133,6 +141,31 @@ class DoorStream:
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
 
+
+
+def own_door_only(door: Door) -> None:
+    """A camera streams as the door its certificate names, at that door's site, and as no other."""
+    who = caller()
+    if who is None:  # plaintext (--insecure): no callers to tell apart
+        return
+    named = who.door
+    if named != (door.site, door.door_id):
+        where = f"door {named[1]!r} at site {named[0]!r} only" if named else "no door (its certificate names none)"
+        raise PermissionDenied(f"{who.identity} may stream as {where}, not as {door.door_id!r} at {door.site!r}")
+
+
+def watchable_doors(asked: set[str]) -> tuple[set[str], str]:
+    """The doors (and site, "" = any) a WatchDecisions call may hear: any for operators and
+    auditors; a door controller its own door only (asking for none means its own)."""
+    who = caller()
+    if who is None or who.roles & {"operator", "auditor"}:
+        return asked, ""
+    named = who.door
+    if named is None or not asked <= {named[1]}:
+        own = repr(named[1]) if named else "(none: its certificate names no door)"
+        others = ", ".join(repr(d) for d in sorted(asked - {named[1] if named else ""}))
+        raise PermissionDenied(f"{who.identity} may watch door {own} only, not {others}")
+    return {named[1]}, named[0]
 
 
 def page_limit(limit: int) -> int:
@@ -293,6 +326,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     elif door.door_id != first:
                         raise InvalidArgument(f"door_id: {door.door_id!r} in a stream that started as door "
                                               f"{first!r}; a stream carries one door's frames")
+                    own_door_only(door)
                     door_label, site_label = self._labels.of(door)
                     FRAMES_IN.labels(door_label, site_label).inc()
                     if waiting.full():  # keep the newest: a slow backend must not build latency
@@ -492,12 +526,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def WatchDecisions(self, request: gateway_pb2.WatchDecisionsRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.Decision]:
-        doors = set(request.door_ids)
+        doors, site = watchable_doors(set(request.door_ids))
         queue = self._hub.subscribe()
         try:
             while True:
                 decision = await queue.get()
-                if not doors or decision.door_id in doors:
+                if (not doors or decision.door_id in doors) and (not site or decision.site == site):
                     yield decision
         finally:
             self._hub.unsubscribe(queue)

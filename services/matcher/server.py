@@ -16,8 +16,9 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from services.core.access import caller
 from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
-from services.core.errors import InvalidArgument
+from services.core.errors import InvalidArgument, NotFound, PermissionDenied
 from services.core.failpoints import failpoint
 from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
 from services.core.server import ready, run_service
@@ -82,6 +83,19 @@ def vectors_of(embeddings: list[common_pb2.Embedding], field: str) -> tuple[np.n
 
 
 LOADING = "matcher is still opening its gallery"
+
+
+def site_limits() -> tuple[str, ...]:
+    """The sites an integration caller is limited to (empty: no limit, e.g. the gateway)."""
+    who = caller()
+    if who is None or who.roles & {"service", "operator"}:
+        return ()
+    return who.sites
+
+
+def caller_name() -> str:
+    who = caller()
+    return who.identity if who else "the caller"
 
 
 class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
@@ -178,6 +192,10 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     async def Identify(self, request: matcher_pb2.IdentifyRequest,
                        context: grpc.aio.ServicerContext) -> matcher_pb2.IdentifyResponse:
         gallery = self._open_gallery
+        limited = site_limits()
+        if limited and request.site not in limited:
+            raise PermissionDenied(f"{caller_name()} may search sites {', '.join(limited)} only, not "
+                                   f"{request.site or 'every site (name one in site)'!r}")
         top_k = request.top_k or 5
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
@@ -204,6 +222,14 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     async def Verify(self, request: matcher_pb2.VerifyRequest,
                      context: grpc.aio.ServicerContext) -> matcher_pb2.VerifyResponse:
         gallery = self._open_gallery
+        limited = site_limits()
+        if limited:  # the person's site decides; someone unknown is refused alike (no existence oracle)
+            try:
+                person_site = (await asyncio.to_thread(gallery.get, request.identity_id)).site
+            except (NotFound, InvalidArgument):
+                person_site = None
+            if person_site not in limited:
+                raise PermissionDenied(f"{caller_name()} may verify people of sites {', '.join(limited)} only")
         if not request.HasField("probe"):
             raise InvalidArgument("probe: required")
         threshold = self._threshold(request.max_distance, request.target_far)

@@ -7,14 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from facegate.harness.pki import default_pki
 from tests.conftest import shared_path
 
 
-def facegate(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, with the harness's admin certificate (FACEGATE_TLS_DIR)."""
-    env = {**os.environ, "FACEGATE_TLS_DIR": str(default_pki().user())}
+def facegate(*args: str, tls_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, with the harness's admin certificate (FACEGATE_TLS_DIR), or
+    `tls_dir` (a camera's, for `facegate camera`)."""
+    env = {**os.environ, "FACEGATE_TLS_DIR": str(tls_dir or default_pki().user())}
     return subprocess.run([sys.executable, "-m", "facegate.cli", *args], capture_output=True, text=True, timeout=600,
                           env=env)
 

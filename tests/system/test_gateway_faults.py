@@ -15,7 +15,7 @@ import pytest
 from facegate.harness.pki import default_pki
 from facegate.harness.stack import ServiceProcess
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.conftest import channel
+from tests.conftest import camera, channel
 from tests.system.test_services import photo
 
 Outcome = gateway_pb2.Decision.Outcome
@@ -27,11 +27,11 @@ class Door:
     frames (0.2 s apart, real time), five camera-seconds after the previous visit, so every
     visit is a new track; decisions are collected with the time they arrived."""
 
-    def __init__(self, gateway: gateway_pb2_grpc.GatewayStub, frame, door_id: str) -> None:
+    def __init__(self, address: str, frame, door_id: str, site: str = "default") -> None:
         self._commands: queue.Queue[str | None] = queue.Queue()
         self._frame, self._door = frame, door_id
         self.decisions: list[tuple[float, gateway_pb2.Decision]] = []
-        self.call = gateway.StreamCamera(self._frames(), timeout=300)
+        self.call = camera(address, door_id, site).StreamCamera(self._frames(), timeout=300)  # as that door's camera
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -109,7 +109,7 @@ def test__a_dead_matcher_locks_the_door_with_an_error_and_the_door_heals_when_it
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
-        door = Door(stub, photo(demo_photos, "obama2.jpg"), "fault-door")
+        door = Door(gateway.address, photo(demo_photos, "obama2.jpg"), "fault-door")
 
         healthy = door.visit(wait_for=1)
         matcher.kill()
@@ -140,7 +140,7 @@ def test__a_dead_matcher_locks_the_door_with_an_error_and_the_door_heals_when_it
 def test__every_decision_a_door_received_is_in_the_audit_log_after_the_gateway_is_killed(stack, demo_photos, tmp_path):
     first = start_gateway(stack, tmp_path, name="first")
     try:
-        door = Door(gateway_pb2_grpc.GatewayStub(channel(first.address)), photo(demo_photos, "biden.jpg"), "audit-door")
+        door = Door(first.address, photo(demo_photos, "biden.jpg"), "audit-door")
         received = [d for _ in range(3) for d in door.visit(wait_for=1)]
     finally:
         first.kill()  # SIGKILL: no shutdown hook runs
@@ -178,7 +178,7 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama-visitor", groups=["visitors"], images=[photo(demo_photos, "obama.jpg")]), timeout=60)
-        door = Door(stub, photo(demo_photos, "obama2.jpg"), "lab")
+        door = Door(gateway.address, photo(demo_photos, "obama2.jpg"), "lab", site="hq")
         refused = door.visit(wait_for=1)
         doors.write_text(DOORS.replace("GROUP", "visitors"))
         time.sleep(1.5)
@@ -187,7 +187,7 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
         time.sleep(1.5)
         still_allowed = door.visit(wait_for=1)
         door.close()
-        with_unknown_door = Door(stub, photo(demo_photos, "obama2.jpg"), "no-such-door")
+        with_unknown_door = Door(gateway.address, photo(demo_photos, "obama2.jpg"), "no-such-door", site="hq")
         with_unknown_door.visit(wait_for=1, timeout=5)
         with_unknown_door.close()
         unknown_door_error = with_unknown_door.call.code(), with_unknown_door.call.details()

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facegate.harness.stack import ServiceProcess, free_port
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.conftest import channel
+from tests.conftest import channel, stream
 from tests.system.test_gateway_faults import ENV, Door, start_gateway, start_matcher
 from tests.system.test_services import camera_frames, photo
 
@@ -69,9 +69,8 @@ def test__a_sites_far_on_the_matcher_decides_its_doors_whatever_the_door_file_sa
     doors.write_text(SERVER_ROOM_DOORS)
     gateway = start_gateway(stack, tmp_path, "--doors", str(doors), matcher_address=matcher.address)
     try:
-        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
-        decided = {door: list(stub.StreamCamera(iter(camera_frames(demo_photos, door, ["biden.jpg"])), timeout=60))
-                   for door in ("rack-door", "rack-door-loose")}
+        decided = {door: list(stream(gateway.address, camera_frames(demo_photos, door, ["biden.jpg"]),
+                                     site="server-room")) for door in ("rack-door", "rack-door-loose")}
     finally:
         gateway.stop()
         matcher.stop()
@@ -82,18 +81,17 @@ def test__a_sites_far_on_the_matcher_decides_its_doors_whatever_the_door_file_sa
 
 
 def test__a_second_camera_stream_for_a_door_is_refused_while_the_first_is_live(stack, demo_photos):
-    stub = gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway")))
-    first = Door(stub, photo(demo_photos, "biden.jpg"), "one-stream-door")
+    first = Door(stack.address("gateway"), photo(demo_photos, "biden.jpg"), "one-stream-door")
     first.visit(wait_for=1)
 
-    second = stub.StreamCamera(iter(camera_frames(demo_photos, "one-stream-door", ["biden.jpg"])), timeout=30)
+    second = stream(stack.address("gateway"), camera_frames(demo_photos, "one-stream-door", ["biden.jpg"]), timeout=30)
     with pytest.raises(grpc.RpcError) as caught:
         list(second)
     still_deciding = first.visit(wait_for=1)
     first.close()
     time.sleep(0.5)
-    after_release = list(stub.StreamCamera(iter(camera_frames(demo_photos, "one-stream-door", ["biden.jpg"])),
-                                           timeout=30))
+    after_release = list(stream(stack.address("gateway"), camera_frames(demo_photos, "one-stream-door", ["biden.jpg"]),
+                                timeout=30))
 
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "door 'one-stream-door' already has a camera stream" in caught.value.details()
@@ -110,8 +108,7 @@ def test__a_failed_groups_lookup_is_an_error_counted_as_a_backend_failure_and_th
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
-        decisions = list(stub.StreamCamera(iter(camera_frames(demo_photos, "groups-door", ["obama2.jpg"])),
-                                           timeout=60))
+        decisions = list(stream(gateway.address, camera_frames(demo_photos, "groups-door", ["obama2.jpg"])))
         errors = metric(gateway, "facegate_gateway_backend_errors_total", service="matcher", code="UNAVAILABLE")
     finally:
         gateway.stop()
@@ -128,10 +125,9 @@ def test__while_a_backend_is_down_a_door_gets_one_error_decision_per_period_even
     gateway = start_gateway(stack, tmp_path, "--deadline-seconds", "1", "--error-repeat-seconds", "300",
                             matcher_address=f"127.0.0.1:{free_port()}")  # nothing listens there
     try:
-        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
 
         def visit(door: str) -> list[gateway_pb2.Decision]:
-            return list(stub.StreamCamera(iter(camera_frames(demo_photos, door, ["obama2.jpg"])), timeout=60))
+            return list(stream(gateway.address, camera_frames(demo_photos, door, ["obama2.jpg"])))
 
         first, reconnected, other_door = visit("down-door"), visit("down-door"), visit("other-down-door")
         failures = metric(gateway, "facegate_gateway_backend_errors_total", service="matcher")
@@ -153,11 +149,11 @@ def test__a_decision_the_audit_log_cannot_take_is_never_published(stack, demo_ph
         blocker.execute("BEGIN EXCLUSIVE")  # the audit store takes no write (as a full or failing disk)
         try:
             with pytest.raises(grpc.RpcError) as caught:
-                list(stub.StreamCamera(iter(camera_frames(demo_photos, "audited-door", ["biden.jpg"])), timeout=60))
+                list(stream(gateway.address, camera_frames(demo_photos, "audited-door", ["biden.jpg"])))
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        after = list(stub.StreamCamera(iter(camera_frames(demo_photos, "audited-door", ["biden.jpg"])), timeout=60))
+        after = list(stream(gateway.address, camera_frames(demo_photos, "audited-door", ["biden.jpg"])))
         watched = watcher.close()
         logged = stub.ListDecisions(gateway_pb2.ListDecisionsRequest(door_id="audited-door"), timeout=10).decisions
     finally:
@@ -173,9 +169,8 @@ def test__with_the_default_frame_queue_a_burst_drops_the_oldest_frames_and_every
 ):
     gateway = start_gateway(stack, tmp_path)  # --frame-queue 2, the default
     try:
-        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
         burst = camera_frames(demo_photos, "burst-door", ["biden.jpg", "obama2.jpg"], frames_each=10)
-        decisions = list(stub.StreamCamera(iter(burst), timeout=60))  # 20 frames at once, faster than 5 fps
+        decisions = list(stream(gateway.address, burst))  # 20 frames at once, faster than 5 fps
         dropped = metric(gateway, "facegate_gateway_frames_dropped_total", door="burst-door")
         received = metric(gateway, "facegate_gateway_frames_total", door="burst-door")
     finally:
@@ -186,11 +181,10 @@ def test__with_the_default_frame_queue_a_burst_drops_the_oldest_frames_and_every
 
 
 def test__once_every_face_in_view_is_decided_the_detector_runs_on_every_third_frame_only(stack, demo_photos):
-    stub = gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway")))
     before = metric(stack.services["gateway"], "facegate_gateway_detections_skipped_total", door="skip-door")
     frames = camera_frames(demo_photos, "skip-door", ["biden.jpg"], frames_each=8)
 
-    decisions = list(stub.StreamCamera(iter(frames), timeout=60))
+    decisions = list(stream(stack.address("gateway"), frames))
     skipped = metric(stack.services["gateway"], "facegate_gateway_detections_skipped_total", door="skip-door") - before
 
     assert [d.outcome for d in decisions] == [Outcome.OUTCOME_DENIED_UNKNOWN] and decisions[0].frames == 2
@@ -219,7 +213,7 @@ def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack,
                 identity_id="obama", display_name="Barack Obama", groups=groups,
                 images=[photo(demo_photos, "obama.jpg")]), timeout=60)
 
-        door = Door(stub, photo(demo_photos, "obama2.jpg"), "staff-door")
+        door = Door(gateway.address, photo(demo_photos, "obama2.jpg"), "staff-door")
         enrol(["staff"])
         as_staff = door.visit(wait_for=1)
         enrol(["visitors"])  # seconds later: no cached copy of the old groups may open the door

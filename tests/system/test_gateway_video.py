@@ -3,6 +3,7 @@ few frames per track, and decides once per person; the audit log answers afterwa
 
 from __future__ import annotations
 
+from facegate.harness.pki import default_pki
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from services.core.images import decode_image
@@ -27,7 +28,8 @@ def test__given_two_enrolled_people__when_the_clip_streams__then_the_right_one_i
             identity_id=person, images=[ndarray.encode(image, "jpeg")]), timeout=60)
 
     agent = facegate("camera", "--gateway", stack.address("gateway"), "--door", DOOR, "--fps", "5",
-                     "--source", str(examples / "short_hamilton_clip.mp4"))
+                     "--source", str(examples / "short_hamilton_clip.mp4"),
+                     tls_dir=default_pki().camera("default", DOOR))
     events = facegate("events", "--gateway", stack.address("gateway"), "--door", DOOR, "--since", "10m", "--json")
     logged = gateway.ListDecisions(gateway_pb2.ListDecisionsRequest(door_id=DOOR), timeout=10).decisions
     frames = counter(stack, "facegate_gateway_frames_total", DOOR)

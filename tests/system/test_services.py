@@ -24,7 +24,7 @@ from services.contracts.v1 import (
 )
 from services.core import ndarray
 from services.core.images import decode_image
-from tests.conftest import channel
+from tests.conftest import camera, channel, stream
 
 Outcome = gateway_pb2.Decision.Outcome
 
@@ -86,7 +86,7 @@ def test__given_an_enrolled_person__when_a_camera_streams__then_they_are_granted
         identity_id="obama-e2e", display_name="Barack Obama", site="e2e", images=[photo(demo_photos, "obama.jpg")]),
         timeout=60)
     frames = camera_frames(demo_photos, "lobby", ["obama2.jpg", "biden.jpg", "obama3.jpg"], site="e2e")
-    decisions = list(gateway.StreamCamera(iter(frames), timeout=60))
+    decisions = list(stream(stack.address("gateway"), frames))
     time.sleep(0.5)
     watch.cancel()
 
@@ -232,17 +232,18 @@ class TestBadInput:
 
     def test_gateway(self, stack, demo_photos):
         *_, gateway = stubs(stack)
+        door_d = camera(stack.address("gateway"), "d")
         bad = grpc.StatusCode.INVALID_ARGUMENT
         frame = photo(demo_photos, "obama.jpg")
         blank = ndarray.encode(np.full((200, 200, 3), 128, np.uint8), "png")
 
-        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(frame=frame)]), timeout=30)),
+        assert_status(lambda: list(door_d.StreamCamera(iter([gateway_pb2.CameraFrame(frame=frame)]), timeout=30)),
                       bad, "door_id: required")
-        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(
+        assert_status(lambda: list(door_d.StreamCamera(iter([gateway_pb2.CameraFrame(
             door_id="d", frame=common_pb2.NDArray(dtype="uint8", shape=[10, 10, 3], data=b"x"))]), timeout=30)),
             bad, "frame.data: 1 bytes")
         cut = common_pb2.NDArray(data=frame.data[: len(frame.data) // 3], encoding=frame.encoding)
-        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=cut)]),
+        assert_status(lambda: list(door_d.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=cut)]),
                                                         timeout=30)), bad, "frame.data: corrupt or truncated image")
         partly = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="partly-cut", site="bad-input", images=[frame, cut]), timeout=30)
@@ -252,7 +253,7 @@ class TestBadInput:
             identity_id="wall", images=[blank]), timeout=30), bad, "images[0]: no face found")
         assert_status(lambda: gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="bad id!", images=[frame]), timeout=30), bad, "identity_id")
-        assert_status(lambda: list(gateway.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=frame),
+        assert_status(lambda: list(door_d.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=frame),
                                                               gateway_pb2.CameraFrame(door_id="e", frame=frame)]),
                                                          timeout=30)), bad, "a stream carries one door's frames")
 
@@ -262,8 +263,8 @@ def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos)
     gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
         identity_id="obama-one-frame", site="one-frame", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
 
-    decisions = list(gateway.StreamCamera(iter(camera_frames(demo_photos, "one-frame-door", ["obama2.jpg"],
-                                                             frames_each=1, site="one-frame")), timeout=30))
+    decisions = list(stream(stack.address("gateway"), camera_frames(demo_photos, "one-frame-door", ["obama2.jpg"],
+                                                                    frames_each=1, site="one-frame"), timeout=30))
 
     assert [(d.outcome, d.identity_id, d.frames) for d in decisions] == [
         (Outcome.OUTCOME_REVIEW, "obama-one-frame", 1)]
@@ -292,8 +293,8 @@ def test__the_gateway_is_ready_only_with_the_embedders_model_and_a_lost_embedder
         gateway.wait_serving(time.monotonic() + 120)
         embedder.kill()
         started = time.monotonic()
-        decisions = list(stub.StreamCamera(iter([gateway_pb2.CameraFrame(
-            door_id="back-door", frame=photo(demo_photos, "obama.jpg"))]), timeout=30))
+        decisions = list(stream(gateway.address, [gateway_pb2.CameraFrame(
+            door_id="back-door", frame=photo(demo_photos, "obama.jpg"))], timeout=30))
         elapsed = time.monotonic() - started
     finally:
         embedder.kill()
@@ -329,8 +330,8 @@ def test__a_detector_cutting_crops_for_another_model_is_refused_and_the_door_sta
         detector.wait_serving(time.monotonic() + 120)
         gateway.wait_serving(time.monotonic() + 120)
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
-        decisions = list(stub.StreamCamera(iter([gateway_pb2.CameraFrame(
-            door_id="side-door", frame=photo(demo_photos, "obama.jpg"))]), timeout=30))
+        decisions = list(stream(gateway.address, [gateway_pb2.CameraFrame(
+            door_id="side-door", frame=photo(demo_photos, "obama.jpg"))], timeout=30))
         with pytest.raises(grpc.RpcError) as enrolment:
             stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
                 identity_id="never-enrolled", images=[photo(demo_photos, "obama.jpg")]), timeout=30)

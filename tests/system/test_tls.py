@@ -99,8 +99,7 @@ def test__the_gateways_certificate_is_rotated_during_a_live_camera_stream_withou
     gateway.start()
     try:
         gateway.wait_serving(time.monotonic() + 60)
-        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
-        door = Door(stub, photo(demo_photos, "biden.jpg"), "rotation-door")
+        door = Door(gateway.address, photo(demo_photos, "biden.jpg"), "rotation-door")
         before = door.visit(wait_for=1)
         old_serial = served_serial(gateway.address, default_pki())
         default_pki().reissue(own, certs.Identity("service", "gateway"))  # rotate under the open stream

@@ -100,3 +100,24 @@ def test__cert_manager_issues_each_service_a_certificate_for_the_names_it_is_dia
     for name in ("detector", "embedder", "matcher"):  # the gateway dials these addresses
         host = config[f"FACEGATE_{name.upper()}_ADDRESS"].removeprefix("dns:///").rsplit(":", 1)[0]
         assert host in issued[f"{name}-tls"]["dnsNames"], name
+
+
+def test__every_workload_reads_the_shipped_access_policy_and_it_is_valid():
+    from services.core.access import parse_policy
+
+    config = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and
+                  doc["metadata"]["name"] == "facegate-config")["data"]
+    access = next(doc for _, doc in documents() if doc["kind"] == "ConfigMap" and
+                  doc["metadata"]["name"] == "facegate-access")["data"]
+    policy = parse_policy(yaml.safe_load(access["access.yaml"]))
+    directory, file = config["FACEGATE_ACCESS_POLICY"].rsplit("/", 1)
+
+    assert file in access
+    assert policy.caller("spiffe://facegate/service/gateway").roles == {"service"}  # type: ignore[union-attr]
+    assert policy.caller("spiffe://facegate/user/anyone") is None  # people are added by the site, not shipped
+    for _, doc in documents():
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            pod = doc["spec"]["template"]["spec"]
+            mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+            maps = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+            assert maps[mounts[directory]] == "facegate-access", doc["metadata"]["name"]

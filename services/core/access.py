@@ -1,0 +1,232 @@
+"""Who may call what: caller identities (from client certificates) mapped to roles by a policy
+file, and the roles' permissions, enforced for every RPC by one server interceptor.
+
+The policy file (YAML, `--access-policy`, re-read when it changes; an invalid edit keeps the
+previous policy, an invalid file at start stops the service):
+
+    callers:
+      - id: spiffe://facegate/user/alice        # one identity ...
+        roles: [operator]
+      - id: spiffe://facegate/*/camera/*         # ... or every identity of a shape (* = one segment)
+        roles: [camera]
+      - id: spiffe://facegate/integration/hr
+        roles: [integration]
+        sites: [hq]                               # integration calls limited to these sites
+
+Roles and what they may call are fixed here (`PERMISSIONS`), so a policy file names people and
+systems, never RPCs. Per-request limits (a camera streams only as the door its certificate
+names, a door controller watches only its door, an integration only its sites) are checked by
+the servicers with `caller()`. A caller with a valid certificate that the policy does not name
+is UNAUTHENTICATED; a named caller without the role is PERMISSION_DENIED, with a message naming
+the permission it lacks. The health check is open to every certificate holder.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+
+log = logging.getLogger("facegate.access")
+
+ROLES = ("service", "camera", "door-controller", "operator", "integration", "auditor")
+# full method name -> roles that may call it
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "/facegate.v1.Detector/Detect": frozenset({"service", "operator"}),
+    "/facegate.v1.Embedder/Embed": frozenset({"service", "operator"}),
+    "/facegate.v1.Embedder/GetModel": frozenset({"service", "operator", "integration", "auditor"}),
+    "/facegate.v1.Matcher/Enroll": frozenset({"service", "operator"}),
+    "/facegate.v1.Matcher/Identify": frozenset({"service", "operator", "integration"}),
+    "/facegate.v1.Matcher/Verify": frozenset({"service", "operator", "integration"}),
+    "/facegate.v1.Matcher/DeleteIdentity": frozenset({"service", "operator"}),
+    "/facegate.v1.Matcher/GetIdentity": frozenset({"service", "operator"}),
+    "/facegate.v1.Matcher/ListIdentities": frozenset({"service", "operator"}),
+    "/facegate.v1.Matcher/ExportIdentities": frozenset({"operator"}),
+    "/facegate.v1.Matcher/Cluster": frozenset({"operator"}),
+    "/facegate.v1.Gateway/StreamCamera": frozenset({"camera"}),
+    "/facegate.v1.Gateway/EnrollFromImages": frozenset({"operator"}),
+    "/facegate.v1.Gateway/WatchDecisions": frozenset({"door-controller", "operator", "auditor"}),
+    "/facegate.v1.Gateway/ListDecisions": frozenset({"operator", "auditor"}),
+    "/facegate.v1.Gateway/EraseIdentity": frozenset({"operator"}),
+    "/facegate.v1.Gateway/ListAdminActions": frozenset({"operator", "auditor"}),
+}
+OPEN = ("/grpc.health.v1.Health/",)  # any certificate holder
+ID_SHAPE = re.compile(r"spiffe://facegate(/([A-Za-z0-9._-]{1,64}|\*)){2,3}")
+PER_DOOR = re.compile(r"spiffe://facegate/(?P<site>[A-Za-z0-9._-]+)/(?P<kind>camera|door-controller)/(?P<door>[^/]+)")
+
+
+class PolicyError(ValueError):
+    """The access policy file is not valid (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, and what the policy lets them do."""
+
+    identity: str
+    roles: frozenset[str] = frozenset()
+    sites: tuple[str, ...] = ()  # integration: only these sites (empty: all)
+
+    @property
+    def door(self) -> tuple[str, str] | None:
+        """(site, door) a camera's or door controller's certificate names."""
+        match = PER_DOOR.fullmatch(self.identity)
+        return (match["site"], match["door"]) if match else None
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern[str]
+    roles: frozenset[str]
+    sites: tuple[str, ...]
+
+
+@dataclass
+class AccessPolicy:
+    rules: list[Rule] = field(default_factory=list)
+
+    def caller(self, identity: str) -> Caller | None:
+        """The first rule naming `identity`, or None (not a caller this policy knows)."""
+        for rule in self.rules:
+            if rule.pattern.fullmatch(identity):
+                return Caller(identity, rule.roles, rule.sites)
+        return None
+
+
+def parse_policy(data: Any, source: str = "") -> AccessPolicy:
+    if not isinstance(data, dict) or set(data) - {"callers"}:
+        raise PolicyError(f"{source}: a mapping with one key, callers")
+    callers = data.get("callers") or []
+    if not isinstance(callers, list):
+        raise PolicyError("callers: a list of {id, roles[, sites]}")
+    rules = []
+    for i, entry in enumerate(callers):
+        where = f"callers[{i}]"
+        if not isinstance(entry, dict) or set(entry) - {"id", "roles", "sites"} or "id" not in entry:
+            raise PolicyError(f"{where}: a mapping with id, roles and optionally sites")
+        identity = entry["id"]
+        if not isinstance(identity, str) or not ID_SHAPE.fullmatch(identity):
+            raise PolicyError(f"{where}.id: {identity!r}; a SPIFFE id like spiffe://facegate/user/alice "
+                              "(* stands for one path segment)")
+        roles = entry.get("roles")
+        if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+            raise PolicyError(f"{where}.roles: {roles!r}; a list of {', '.join(ROLES)}")
+        sites = entry.get("sites") or []
+        if not isinstance(sites, list) or not all(isinstance(s, str) and s for s in sites):
+            raise PolicyError(f"{where}.sites: {sites!r}; a list of site names")
+        pattern = re.compile("/".join(re.escape(part) if part != "*" else "[^/]+" for part in identity.split("/")))
+        rules.append(Rule(pattern, frozenset(roles), tuple(sites)))
+    return AccessPolicy(rules)
+
+
+def load_policy(path: Path) -> AccessPolicy:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return parse_policy(data, str(path))
+    except PolicyError as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+
+
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("facegate_caller", default=None)
+
+
+def caller() -> Caller | None:
+    """The caller of the RPC being served (None on a plaintext, --insecure server)."""
+    return _caller.get()
+
+
+class PolicyFile:
+    """The policy, re-read when its file changes (at most every `reload_seconds`)."""
+
+    def __init__(self, path: Path, reload_seconds: float = 2.0) -> None:
+        self._path, self._reload_seconds = path, reload_seconds
+        self._mtime = path.stat().st_mtime if path.exists() else 0.0
+        self.policy = load_policy(path)  # invalid at start: the service does not start
+        self._checked = time.monotonic()
+
+    def current(self) -> AccessPolicy:
+        now = time.monotonic()
+        if now - self._checked >= self._reload_seconds:
+            self._checked = now
+            try:
+                mtime = self._path.stat().st_mtime
+                if mtime != self._mtime:
+                    self.policy, self._mtime = load_policy(self._path), mtime
+                    log.info("access policy reloaded", extra={"fields": {"path": str(self._path)}})
+            except (OSError, PolicyError) as exc:
+                log.error("access policy not reloaded, keeping the previous one: %s", exc)
+        return self.policy
+
+
+Check = Callable[[grpc.aio.ServicerContext, str], Awaitable[Caller | None]]
+
+
+class Authorize(grpc.aio.ServerInterceptor):
+    """Every RPC: the caller's identity from its certificate, its roles from the policy, the
+    method's permission; the caller is then available to the servicer as `caller()`."""
+
+    def __init__(self, policy: PolicyFile) -> None:
+        self._policy = policy
+
+    async def _check(self, context: grpc.aio.ServicerContext, method: str) -> Caller | None:
+        values = (context.auth_context() or {}).get("peer_spiffe_id") or [b""]
+        identity = values[0].decode("utf-8", "replace")
+        if method.startswith(OPEN):
+            return Caller(identity)
+        known = self._policy.current().caller(identity) if identity else None
+        if known is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                f"{identity or 'a caller without a SPIFFE id'} is not in the access policy")
+        assert known is not None
+        allowed = PERMISSIONS.get(method, frozenset())
+        if not known.roles & allowed:
+            needs = " or ".join(sorted(allowed)) or "a role no caller has"
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{identity} (roles: {', '.join(sorted(known.roles))}) may not call "
+                                f"{method.rsplit('/', 1)[-1]}: it needs the {needs} role")
+        return known
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        check = self._check
+        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+            behaviour = getattr(handler, kind)
+            if behaviour is not None:
+                wrapped = _guarded(behaviour, check, method, streaming=kind.endswith("_stream"))
+                factory = getattr(grpc, f"{kind}_rpc_method_handler")
+                return factory(wrapped, handler.request_deserializer, handler.response_serializer)
+        return handler
+
+
+def _guarded(behaviour: Callable[..., Any], check: Check, method: str, streaming: bool) -> Callable[..., Any]:
+    """`behaviour`, run only for an authorised caller, with `caller()` set for it."""
+    if streaming:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            _caller.set(await check(context, method))
+            async for item in behaviour(request, context):
+                yield item
+
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        _caller.set(await check(context, method))
+        return await behaviour(request, context)
+
+    return unary
