@@ -57,6 +57,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "/facegate.v1.Gateway/ListDecisions": frozenset({"operator", "auditor"}),
     "/facegate.v1.Gateway/EraseIdentity": frozenset({"operator"}),
     "/facegate.v1.Gateway/ListAdminActions": frozenset({"operator", "auditor"}),
+    # only served with --reflection
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": frozenset({"operator"}),
 }
 OPEN = ("/grpc.health.v1.Health/",)  # any certificate holder
 ID_SHAPE = re.compile(r"spiffe://facegate(/([A-Za-z0-9._-]{1,64}|\*)){2,3}")

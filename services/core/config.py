@@ -65,6 +65,8 @@ class ServerSettings:
                                "--insecure; re-read when the files change")
     insecure: bool = setting(False, "plaintext gRPC, no caller identities: only for a throwaway local test "
                                     "(logs a warning at start)")
+    reflection: bool = setting(False, "serve gRPC reflection (for grpcurl while debugging; operators only): it "
+                                      "lists every RPC and message, so it is off unless asked for")
     access_policy: str = setting("", "YAML file naming who may call what (roles per caller identity; see "
                                       "services/core/access.py); required unless --insecure; re-read when it "
                                       "changes")

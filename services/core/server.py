@@ -1,10 +1,12 @@
 """One way to run a FaceGate gRPC service: written once, used by all four.
 
-`run_service()` starts a `grpc.aio` server with raised message limits, the standard health
-service (NOT_SERVING until the service's `start` hook has loaded its models or gallery),
-reflection, a Prometheus interceptor timing every RPC, `/metrics` on its own port, JSON logs,
-and graceful shutdown on SIGTERM/SIGINT. Servicers raise `services.core.errors.ServiceError`
-subclasses; the interceptor turns them into statuses, so no servicer handles that itself.
+`run_service()` starts a `grpc.aio` server with mutual TLS (`tls.py`) and the access policy's
+interceptor (`access.py`), raised message limits, the standard health service (NOT_SERVING
+until the service's `start` hook has loaded its models or gallery; also on a plaintext
+health-only port for probes), reflection if asked for, a Prometheus interceptor timing every
+RPC, `/metrics` on its own port, JSON logs, and graceful shutdown on SIGTERM/SIGINT.
+Servicers raise `services.core.errors.ServiceError` subclasses; the interceptor turns them into
+statuses, so no servicer handles that itself.
 """
 
 from __future__ import annotations
@@ -221,7 +223,8 @@ async def run_service(
     services = register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    if settings.reflection:
+        reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     for service in ["", *services]:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 

@@ -143,6 +143,21 @@ class AuditLog:
                 decision.identity_id, decision.display_name = pseudonym, ""
             decision.reason = decision.reason.replace(mention(identity_id), mention(pseudonym))
 
+    def begin_admin(self, action: str, subject: str, detail: str, caller: str) -> str:
+        """Record an admin action before it is carried out (an action the log could not take is
+        not carried out: no change without its record); `finish_admin` adds its result."""
+        action_id = uuid.uuid4().hex
+        with self._lock, self._db:
+            self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (action_id, time.time_ns(), action, subject,
+                                                           f"{detail}; result: pending", caller))
+        return action_id
+
+    def finish_admin(self, action_id: str, result: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE admin_actions SET detail = replace(detail, '; result: pending', ?) "
+                             "WHERE action_id = ?", (f"; result: {result}", action_id))
+
     def erase(self, identity_id: str, pseudonymise: bool, detail: str, caller: str) -> Erasure:
         """Record an erasure as an admin action and, if asked, pseudonymise the person's past
         decisions, all in one transaction."""
@@ -165,6 +180,8 @@ class AuditLog:
                     self._db.executemany("UPDATE decisions SET identity_id = ?, display_name = ?, reason = ? "
                                          "WHERE decision_id = ?", updates)
                     changed = len(updates)
+                    # earlier admin actions about the person (enrolments) name the pseudonym too
+                    self._db.execute("UPDATE admin_actions SET subject = ? WHERE subject = ?", (pseudonym, identity_id))
                 action.detail = f"{detail}; {changed} past decisions pseudonymised" if pseudonymise else \
                     f"{detail}; past decisions keep the identity"
                 self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "

@@ -43,8 +43,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-TIME_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: `$` lets "id\n" through
+TIME_PATTERN = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 class DoorConfigError(ValueError):
@@ -187,7 +187,7 @@ def _mapping(value: Any, where: str, allowed: set[str] | None) -> dict:
 
 
 def _identifier(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise DoorConfigError(f"{where}: {value!r} must be 1-128 letters, digits or ._:@-")
     return value
 
@@ -204,7 +204,7 @@ def _clock(value: Any, where: str, allow_midnight_end: bool = False) -> dt.time 
     text = str(value)
     if allow_midnight_end and text == "24:00":
         return None
-    match = TIME_PATTERN.match(text)
+    match = TIME_PATTERN.fullmatch(text)
     if not match:
         raise DoorConfigError(f"{where}: {value!r} is not a time (HH:MM{', or 24:00' if allow_midnight_end else ''})")
     return dt.time(int(match[1]), int(match[2]))

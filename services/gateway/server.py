@@ -33,7 +33,7 @@ from services.core.tls import peer_id
 from services.gateway.audit import AuditLog, EventQuery
 from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
-from services.gateway.doors import Door, DoorConfig, DoorConfigError, load_doors
+from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, mention, observation
 
@@ -182,6 +182,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._running: Running | None = None
         self._doors = DoorConfig()
         self._doors_mtime = 0.0
+        self._doors_refused_mtime = -1.0  # the last invalid version, reported once
         self._calibrated: tuple[float, ...] | None = None  # FARs the model has thresholds for, once known
         self._reloader: asyncio.Task[None] | None = None
         self._labels = Labels(configured=bool(settings.doors))
@@ -262,28 +263,41 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             await self._running.backends.close()
             self._running.audit.close()
 
-    def _reload_doors(self, initial: bool = False) -> None:
+    def _reload_doors(self, initial: bool = False) -> str | None:
         """Read the door file if it changed; keep the previous configuration if it is invalid
-        (at start, an invalid file stops the gateway)."""
+        (at start, an invalid file stops the gateway). Returns what happened to a changed file
+        (once per change), None if it did not change."""
         path = Path(self._settings.doors)
+        mtime = 0.0
         try:
             mtime = path.stat().st_mtime
-            if mtime == self._doors_mtime:
-                return
+            if mtime in (self._doors_mtime, self._doors_refused_mtime):
+                return None
             self._doors = load_doors(path, self._calibrated, self._settings.max_embeddings)
             self._doors_mtime = mtime
             CONFIG_RELOADS.labels("ok").inc()
             log.info("doors loaded", extra={"fields": {"path": str(path), "doors": len(self._doors.doors)}})
+            return f"loaded: {len(self._doors.doors)} doors"
         except (OSError, DoorConfigError) as exc:
             CONFIG_RELOADS.labels("invalid").inc()
             if initial:
                 raise SystemExit(f"--doors: {exc}") from exc
+            self._doors_refused_mtime = mtime
             log.error("door configuration not reloaded, keeping the previous one: %s", exc)
+            return f"refused, the previous configuration stays: {exc}"
 
     async def _watch_doors(self) -> None:
+        """Reload the door file when it changes; each change is an admin action on record."""
         while True:
             await asyncio.sleep(self._settings.reload_seconds)
-            self._reload_doors()
+            change = self._reload_doors()
+            if change and self._running:
+                try:
+                    action = await asyncio.to_thread(self._running.audit.begin_admin, "door_config_change",
+                                                     self._settings.doors, "the door file changed", "file")
+                    await asyncio.to_thread(self._running.audit.finish_admin, action, change)
+                except Exception as exc:  # the reload itself stands; say that its record is missing
+                    log.error("door configuration change not recorded in the audit log: %s", exc)
 
     def _door(self, frame: gateway_pb2.CameraFrame) -> Door:
         if not frame.door_id:
@@ -484,6 +498,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         run = self._run
         if not request.images:
             raise InvalidArgument("images: at least one photo is required")
+        if not ID_PATTERN.fullmatch(request.identity_id):  # before it is written to the admin log
+            raise InvalidArgument(f"identity_id: {request.identity_id[:140]!r} must be 1-128 characters of letters, "
+                                  "digits and ._:@-")
         errors = [""] * len(request.images)
         images = {}
         for i, message in enumerate(request.images):  # the header here; the detector decodes them once
@@ -512,15 +529,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not crops:
             raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: "
                                   f"{'; '.join(errors)}")
+        try:  # recorded before the gallery changes: no enrolment without its record
+            action = await asyncio.to_thread(
+                run.audit.begin_admin, "enrol_identity", request.identity_id,
+                f"{len(crops)} of {len(request.images)} photos with a face; site {request.site or '(all)'}; "
+                f"groups {', '.join(request.groups) or '(none)'}", peer_id(context) or context.peer())
+        except Exception as exc:  # sqlite3 errors, a full disk
+            raise Unavailable(f"audit log unavailable ({exc}); nothing was enrolled") from exc
         try:
             embeddings = await run.backends.embed(list(crops.values()), run.model_key)
             enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
                 identity_id=request.identity_id, display_name=request.display_name, site=request.site,
                 groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings))
         except BackendError as exc:
+            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
             if exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
                 raise InvalidArgument(str(exc)) from exc
             raise Unavailable(f"cannot enroll now: {exc}") from exc
+        await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
         return gateway_pb2.EnrollFromImagesResponse(image_errors=errors, templates_added=enrolled.templates_added,
                                                      identity_id=enrolled.identity.identity_id)
 

@@ -45,8 +45,8 @@ from services.core.failpoints import failpoint
 from services.matcher.exact_index import ExactIndex, TemplateHit
 
 T = TypeVar("T")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._:@ /-]{0,128}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: `$` lets "id\n" through
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9._:@ /-]{0,128}")
 MAX_TEMPLATES_PER_CALL = 100
 MAX_TEMPLATES_PER_IDENTITY = 32
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
@@ -102,13 +102,13 @@ class Identification:
 
 
 def check_id(value: str, name: str = "identity_id") -> str:
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidArgument(f"{name}: {value!r} must be 1-128 characters of letters, digits and ._:@-")
     return value
 
 
 def check_label(value: str, name: str) -> str:
-    if not LABEL_PATTERN.match(value):
+    if not LABEL_PATTERN.fullmatch(value):
         raise InvalidArgument(f"{name}: {value!r} must be at most 128 characters of letters, digits, space and ._:@/-")
     return value
 

@@ -166,8 +166,10 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         with a configured FAR (--site-far), the stricter of that and the site's threshold. A
         caller can tighten a site's FAR, never loosen it."""
         assert self._card is not None
-        if not 0 <= max_distance <= 2:
-            raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, 2], or 0 to use target_far")
+        loosest = max(self._card.distance_threshold, *self._card.far_thresholds.values())
+        if not 0 <= max_distance <= loosest:  # Verify(max_distance=2) would match anyone with anyone
+            raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, {loosest:.4f}] (the loosest threshold "
+                                  f"{self._card.model_key} is calibrated for), or 0 to use target_far")
         if not 0 <= target_far < 1:
             raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), "
                                   "or 0 for the site's or the model's default")
@@ -281,7 +283,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                       context: grpc.aio.ServicerContext) -> matcher_pb2.ClusterResponse:
         gallery = self._open_gallery
         if len(request.embeddings) > MAX_FACES:
-            raise InvalidArgument(f"embeddings: {len(request.embeddings)} faces; at most {MAX_FACES} per call")
+            raise InvalidArgument(f"embeddings: {len(request.embeddings)} faces; at most {MAX_FACES} per call "
+                                  "(cluster a larger set in parts, e.g. by day or by door)")
         if not 0 <= request.max_distance <= 2:
             raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the default")
         if request.min_cluster_size < 0:

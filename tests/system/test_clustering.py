@@ -46,3 +46,18 @@ def test__given_embed_output__when_clustering__then_the_three_obama_photos_group
     assert result.returncode == 0, result.stderr
     groups = [sorted(f["file"].rsplit("/", 1)[-1] for f in c["faces"]) for c in clusters]
     assert ["obama.jpg", "obama2.jpg", "obama3.jpg"] in groups and ["biden.jpg"] in groups
+
+
+def test__a_cluster_call_larger_than_the_matcher_can_hold_is_refused_before_any_work(stack):
+    from services.matcher.clustering import MAX_FACES
+
+    matcher = matcher_pb2_grpc.MatcherStub(channel(stack.address("matcher")))
+    vectors, _ = people(1, MAX_FACES + 1, 0.01)
+    embeddings = [common_pb2.Embedding(vector=v.tolist(), model_id="dlib-resnet-v1", model_version="1.0")
+                  for v in vectors]
+
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Cluster(matcher_pb2.ClusterRequest(embeddings=embeddings), timeout=60)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"embeddings: {MAX_FACES + 1} faces; at most {MAX_FACES} per call" in caught.value.details()

@@ -192,6 +192,8 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
         with_unknown_door.close()
         unknown_door_error = with_unknown_door.call.code(), with_unknown_door.call.details()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics").read().decode()
+        changes = [a for a in stub.ListAdminActions(gateway_pb2.ListAdminActionsRequest(), timeout=10).actions
+                   if a.action == "door_config_change"]
     finally:
         gateway.stop()
 
@@ -203,6 +205,10 @@ def test__door_configuration_is_reloaded_live_and_a_bad_edit_keeps_the_last_good
     assert unknown_door_error[0] == grpc.StatusCode.NOT_FOUND
     assert "'no-such-door' is not in the door" in unknown_door_error[1]
     assert 'door="lab"' in metrics and "no-such-door" not in metrics  # no series for a door that is not there
+    results = [c.detail.split("; result: ")[1] for c in changes]  # newest first
+    assert results[0].startswith("refused, the previous configuration stays: ") and "appears twice" in results[0]
+    assert "loaded: 1 doors" in results
+    assert all(c.subject == str(doors) and c.caller == "file" for c in changes)
 
 
 def test__an_invalid_door_file_stops_the_gateway_at_start_naming_the_field(tmp_path):

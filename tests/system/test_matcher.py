@@ -123,6 +123,20 @@ def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
     assert server_room.threshold < same.threshold
 
 
+def test__no_caller_loosens_a_threshold_past_what_the_model_is_calibrated_for(matcher):
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="loose-vera", embeddings=[emb(unit(62))]), timeout=10)
+    anyone = emb(unit(63))  # a random face: with max_distance=2 it "matched" before
+
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Verify(matcher_pb2.VerifyRequest(identity_id="loose-vera", probe=anyone, max_distance=2.0), timeout=10)
+    with pytest.raises(grpc.RpcError) as identify:
+        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[anyone], max_distance=0.9), timeout=10)
+
+    assert caught.value.code() == identify.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_distance: 2.0; must be in (0, 0.4220] (the loosest threshold dlib-resnet-v1@1.0 is calibrated for)" \
+        in caught.value.details()
+
+
 def test__a_sites_far_is_a_floor_a_call_can_tighten_but_never_loosen(matcher):
     def threshold(site: str, target_far: float = 0.0, max_distance: float = 0.0) -> float:
         request = matcher_pb2.IdentifyRequest(probes=[emb(ALICE)], site=site, target_far=target_far,
@@ -133,7 +147,7 @@ def test__a_sites_far_is_a_floor_a_call_can_tighten_but_never_loosen(matcher):
     assert threshold("lobby") == pytest.approx(0.3746, abs=1e-4)  # the model's default, FAR 1e-3
     assert threshold("server-room", target_far=0.001) == pytest.approx(0.3339, abs=1e-4)  # not loosened
     assert threshold("server-room", target_far=0.01) == pytest.approx(0.3339, abs=1e-4)
-    assert threshold("server-room", max_distance=0.5) == pytest.approx(0.3339, abs=1e-4)
+    assert threshold("server-room", max_distance=0.42) == pytest.approx(0.3339, abs=1e-4)
     assert threshold("lobby", target_far=0.0001) == pytest.approx(0.3339, abs=1e-4)  # tightened
     assert threshold("server-room", max_distance=0.2) == pytest.approx(0.2, abs=1e-6)
 

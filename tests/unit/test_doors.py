@@ -74,6 +74,12 @@ def test__a_door_without_a_target_far_leaves_it_to_its_site_and_never_to_a_fixed
     assert server_room is not None and server_room.target_far == 0.0001
 
 
+@pytest.mark.parametrize("door_id", ["lab\n", "lab\nmore", "", "x" * 129])
+def test__a_door_id_is_checked_whole(door_id):
+    with pytest.raises(DoorConfigError, match=r"doors\[0\]\.id"):
+        parse_doors({"doors": [{"id": door_id}]}, (0.001,))
+
+
 def test__a_door_needing_more_agreeing_frames_than_the_gateway_embeds_is_refused():
     data = yaml.safe_load(EXAMPLE.replace("frames_needed: 3", "frames_needed: 5"))
 
