@@ -2,7 +2,8 @@
 a crash or a failure there leaves nothing unsafe behind (as etcd's and TiKV's failpoints do).
 
 `FACEGATE_FAILPOINTS` holds comma-separated `name` (the process SIGKILLs itself there, as
-abruptly as a power cut) or `name=unavailable` (the call fails with UNAVAILABLE there), e.g.
+abruptly as a power cut), `name=unavailable` (the call fails with UNAVAILABLE there) or
+`name=error` (an unexpected exception there, as a bug would raise), e.g.
 `gallery.enroll.before_stale_delete`. Unset (always, outside tests) a failpoint costs one dict
 lookup.
 """
@@ -14,7 +15,7 @@ import signal
 
 from services.core.errors import Unavailable
 
-ACTIONS = ("kill", "unavailable")
+ACTIONS = ("kill", "unavailable", "error")
 
 
 def _parse(text: str) -> dict[str, str]:
@@ -35,5 +36,8 @@ def failpoint(name: str) -> None:
     action = _ARMED.get(name)
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "error":
+        raise RuntimeError(f"failpoint {name} is armed: an unexpected error with internals in its text "
+                           "(/srv/secret/path, SELECT * FROM templates)")
     elif action == "unavailable":
         raise Unavailable(f"failpoint {name} is armed (FACEGATE_FAILPOINTS): failing as a broken backend would")

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -182,9 +183,13 @@ class MetricsAndErrors(grpc.aio.ServerInterceptor):
         if isinstance(error, ServiceError):
             await context.abort(error.code, error.message)
         if code == grpc.StatusCode.INTERNAL and isinstance(error, Exception):
-            log.error("unhandled error in %s: %s", labels[1], "".join(traceback.format_exception(error)))
+            # The caller gets an id to quote, not the exception: its text can carry paths, queries
+            # or other internals an outsider should not learn.
+            error_id = uuid.uuid4().hex[:12]
+            log.error("unhandled error %s in %s: %s", error_id, labels[1], "".join(traceback.format_exception(error)))
             await context.abort(grpc.StatusCode.INTERNAL,
-                                f"internal error in {labels[1]}: {type(error).__name__}: {error}")
+                                f"internal error in {labels[1]} (error id {error_id}, in the service's log); "
+                                "retry, and report the id if it goes on")
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, Any]]:

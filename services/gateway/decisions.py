@@ -16,7 +16,8 @@ from services.gateway.tracking import Track, Verdict
 
 Outcome = gateway_pb2.Decision.Outcome
 DECISIONS = Counter("facegate_gateway_decisions_total", "Decisions made", ["door", "site", "outcome"])
-WATCHER_DROPS = Counter("facegate_gateway_watcher_dropped_total", "Decisions a slow watcher missed")
+WATCHER_DROPS = Counter("facegate_gateway_watcher_dropped_total",
+                        "Decisions slow watchers did not get (they were dropped, told so, and backfill)")
 
 
 def now_timestamp() -> Timestamp:
@@ -65,25 +66,31 @@ def _base(frame: gateway_pb2.CameraFrame, site: str, model_key: str) -> gateway_
 
 
 class DecisionHub:
-    """Fan-out of decisions to watchers. Each watcher has a bounded queue; a watcher too slow
-    to keep up loses its oldest decisions (counted), never the gateway's time."""
+    """Fan-out of decisions to watchers. Each watcher has a bounded queue; a watcher too slow to
+    keep up is dropped (its queue then holds only None: its stream ends with a status saying so,
+    and it backfills from ListDecisions), never the gateway's time or memory. Decisions are not
+    silently skipped for a door controller that still thinks it hears everything."""
 
     def __init__(self, queue_size: int = 1000) -> None:
-        self._queue_size = queue_size
-        self._watchers: set[asyncio.Queue[gateway_pb2.Decision]] = set()
+        self.queue_size = queue_size
+        self._watchers: set[asyncio.Queue[gateway_pb2.Decision | None]] = set()
 
     def publish(self, decision: gateway_pb2.Decision) -> None:
         DECISIONS.labels(decision.door_id, decision.site, Outcome.Name(decision.outcome)).inc()
-        for queue in self._watchers:
-            if queue.full():
-                queue.get_nowait()
-                WATCHER_DROPS.inc()
+        for queue in list(self._watchers):
+            if queue.full():  # too slow: drop the watcher, not the decision for the others
+                WATCHER_DROPS.inc(queue.qsize() + 1)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
+                self._watchers.discard(queue)
+                continue
             queue.put_nowait(decision)
 
-    def subscribe(self) -> asyncio.Queue[gateway_pb2.Decision]:
-        queue: asyncio.Queue[gateway_pb2.Decision] = asyncio.Queue(self._queue_size)
+    def subscribe(self) -> asyncio.Queue[gateway_pb2.Decision | None]:
+        queue: asyncio.Queue[gateway_pb2.Decision | None] = asyncio.Queue(self.queue_size)
         self._watchers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[gateway_pb2.Decision]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[gateway_pb2.Decision | None]) -> None:
         self._watchers.discard(queue)

@@ -26,6 +26,7 @@ from services.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 from services.core.server import ready, run_service
@@ -557,6 +558,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             while True:
                 decision = await queue.get()
+                if decision is None:
+                    raise ResourceExhausted(f"this watcher fell {self._hub.queue_size} decisions behind and was "
+                                            "dropped; reconnect, and backfill what it missed with ListDecisions "
+                                            "(since the last decision it got)")
                 if (not doors or decision.door_id in doors) and (not site or decision.site == site):
                     yield decision
         finally:

@@ -31,6 +31,9 @@ class MatcherServiceSettings(ServerSettings):
     """Matcher service settings."""
 
     port: int = setting(50053, "gRPC port", valid_port)
+    max_message_mb: int = setting(4, "largest gRPC message accepted or sent, MiB: a gallery call is small (4 MiB "
+                                     "holds ~7,000 embeddings), so a 60 MB request is refused before it is read",
+                                  in_range(1, 1024))
     milvus_uri: str = setting("./facegate-gallery.db",
                               "Milvus Lite file (embedded) or http://host:19530 for a Milvus server "
                               "(env MILVUS_URI too)")

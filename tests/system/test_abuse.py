@@ -1,0 +1,55 @@
+"""Abuse and bugs at the boundary: a request far larger than the RPC needs is refused before it
+is read, and an unexpected error tells the caller an id to quote, not the service's internals;
+either way the service keeps serving."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import numpy as np
+import pytest
+
+from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
+from tests.conftest import channel
+from tests.system.test_gateway_faults import start_matcher
+
+
+def unit_embedding(seed: int) -> common_pb2.Embedding:
+    vector = np.random.default_rng(seed).standard_normal(128)
+    return common_pb2.Embedding(vector=list(vector / np.linalg.norm(vector)), model_id="dlib-resnet-v1",
+                                model_version="1.0")
+
+
+def test__a_60_mb_request_to_the_matcher_is_refused_and_the_matcher_keeps_serving(tmp_path):
+    matcher = start_matcher(tmp_path)
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(matcher.address))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Enroll(matcher_pb2.EnrollRequest(identity_id="bloat", metadata={"note": "x" * 60_000_000},
+                                                  embeddings=[unit_embedding(1)]), timeout=60)
+        after = stub.Identify(matcher_pb2.IdentifyRequest(probes=[unit_embedding(2)]), timeout=10)
+        missing = stub.ListIdentities(matcher_pb2.ListIdentitiesRequest(), timeout=10).identities
+    finally:
+        matcher.stop()
+
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert after.results[0].unknown and list(missing) == []  # serving, and nothing was enrolled
+
+
+def test__an_unexpected_error_gives_the_caller_an_id_and_keeps_the_internals_in_the_log(tmp_path):
+    matcher = start_matcher(tmp_path, env={"FACEGATE_FAILPOINTS": "matcher.get_identity=error"})
+    try:
+        stub = matcher_pb2_grpc.MatcherStub(channel(matcher.address))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="anyone"), timeout=10)
+        still = stub.Identify(matcher_pb2.IdentifyRequest(probes=[unit_embedding(3)]), timeout=10)
+    finally:
+        matcher.stop()
+
+    details = caught.value.details()
+    error_id = re.search(r"error id ([0-9a-f]{12})", details)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL and error_id is not None
+    assert "secret" not in details and "SELECT" not in details and "RuntimeError" not in details
+    assert error_id.group(1) in matcher.log_tail(200) and "/srv/secret/path" in matcher.log_tail(200)
+    assert still.results[0].unknown
