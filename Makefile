@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-unit test-system lint test-milvus-server run bench bench-services bench-index bench-doors bench-frame-path eval-lfw proto proto-check clean
+.PHONY: setup test test-unit test-system lint test-milvus-server run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -69,6 +69,11 @@ bench-doors: setup
 BEFORE ?= 7999a55
 bench-frame-path: setup
 	$(PY) bench/frame_path_bench.py --before $(BEFORE)
+
+## bench-trust: what mutual TLS and the roles interceptor cost (Identify, a camera's decision
+## latency), plaintext and secure stacks side by side (~3 minutes)
+bench-trust: setup
+	$(PY) bench/trust_cost_bench.py
 
 ## proto: regenerate services/contracts/v1/ from protos/ (never edit the generated files)
 proto: $(STAMP)

@@ -45,7 +45,7 @@ class ServiceProcess:
     """One service subprocess with its ports and log."""
 
     def __init__(self, name: str, workdir: Path, args: list[str], env: dict[str, str],
-                 pki: LocalPKI | None = None, tls_dir: Path | None = None) -> None:
+                 pki: LocalPKI | None = None, tls_dir: Path | None = None, insecure: bool = False) -> None:
         """The service runs with a certificate from `pki` (default: this process's `default_pki()`),
         the one all its processes of that name share, or its own in `tls_dir`."""
         self.name = name
@@ -53,6 +53,7 @@ class ServiceProcess:
         self.address = f"127.0.0.1:{self.port}"
         self.pki = pki or default_pki()
         self.tls_dir = tls_dir or self.pki.service(name)
+        self.insecure = insecure  # plaintext, no caller identities: only to measure what TLS costs
         self.log_path = workdir / f"{name}.log"
         self._args = args
         self._env = env
@@ -61,7 +62,8 @@ class ServiceProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", f"services.{self.name}", "--host", "127.0.0.1", "--port", str(self.port),
                    "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-                   "--tls-dir", str(self.tls_dir), "--access-policy", str(self.pki.policy), *self._args]
+                   *(["--insecure"] if self.insecure else
+                     ["--tls-dir", str(self.tls_dir), "--access-policy", str(self.pki.policy)]), *self._args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env)
 
@@ -104,34 +106,37 @@ class LocalStack:
     """Detector, embedder, matcher (Milvus Lite file in `workdir` by default) and gateway."""
 
     def __init__(self, workdir: Path, milvus_uri: str | None = None, env: dict[str, str] | None = None,
-                 pki: LocalPKI | None = None) -> None:
+                 pki: LocalPKI | None = None, insecure: bool = False) -> None:
+        """`insecure`: every service plaintext (--insecure); only to measure what TLS costs."""
         self.workdir = Path(workdir)
         self.pki = pki or default_pki()
+        self.insecure = insecure
         self.workdir.mkdir(parents=True, exist_ok=True)
         base_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
         self.services: dict[str, ServiceProcess] = {}
         for name in ("detector", "embedder"):
-            self.services[name] = ServiceProcess(name, self.workdir, [], base_env, self.pki)
+            self.services[name] = ServiceProcess(name, self.workdir, [], base_env, self.pki,
+                                                 insecure=insecure)
         self.services["matcher"] = ServiceProcess(
             "matcher", self.workdir, ["--milvus-uri", milvus_uri or str(self.workdir / "gallery.db")], base_env,
-            self.pki)
+            self.pki, insecure=insecure)
         self.services["gateway"] = ServiceProcess("gateway", self.workdir, [
             "--detector-address", self.services["detector"].address,
             "--embedder-address", self.services["embedder"].address,
             "--matcher-address", self.services["matcher"].address,
             "--audit-db", str(self.workdir / "audit.db"),
-        ], base_env, self.pki)
+        ], base_env, self.pki, insecure=insecure)
 
     def address(self, name: str) -> str:
         return self.services[name].address
 
     def channel(self, name: str) -> grpc.Channel:
         """A channel to a service, as the harness's admin user (operator, auditor)."""
-        return blocking_channel(self.address(name), self.pki.user())
+        return blocking_channel(self.address(name), None if self.insecure else self.pki.user())
 
     def camera_channel(self, door: str, site: str = "default") -> grpc.Channel:
         """A channel to the gateway as the camera of `door` (it may stream as that door only)."""
-        return blocking_channel(self.address("gateway"), self.pki.camera(site, door))
+        return blocking_channel(self.address("gateway"), None if self.insecure else self.pki.camera(site, door))
 
     def start(self, timeout: float = 180.0) -> LocalStack:
         for service in self.services.values():

@@ -117,3 +117,16 @@ def test__the_gateways_certificate_is_rotated_during_a_live_camera_stream_withou
     assert old_serial != new_serial == x509.load_pem_x509_certificate((own / "tls.crt").read_bytes()).serial_number
     assert tls.load(own).spiffe_id == "spiffe://facegate/service/gateway"
     assert "TLS certificate reloaded" in gateway.log_tail(200)
+
+
+def test__plaintext_is_an_explicit_choice_that_the_service_warns_about(tmp_path):
+    plain = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "g.db")], ENV, insecure=True)
+    plain.start()
+    try:
+        plain.wait_serving(time.monotonic() + 60)
+        answered = health_check(grpc.insecure_channel(plain.address))
+    finally:
+        plain.stop()
+
+    assert answered is None
+    assert "--insecure: plaintext gRPC, callers are not identified" in plain.log_tail(200)
