@@ -128,6 +128,23 @@ def check_frame(message: common_pb2.NDArray, field: str = "frame", limits: Array
         raise InvalidArgument(f"{field}.shape: says {list(message.shape)} but the image is {height}x{width}x3")
 
 
+def megapixels(messages: list[common_pb2.NDArray]) -> float:
+    """What frames decode to, in megapixels, from their headers (raw: their shape), without
+    decoding: a request's total is limited before any of it is decoded, since ten small PNGs can
+    each claim 20 MP. A frame whose header is unreadable counts 0 (decoding it reports why)."""
+    total = 0
+    for message in messages:
+        if message.encoding == common_pb2.NDArray.ENCODING_RAW:
+            total += int(np.prod(message.shape[:2], dtype=np.int64)) if len(message.shape) >= 2 else 0
+            continue
+        try:
+            width, height = image_size(message.data)
+        except ImageError:
+            continue
+        total += width * height
+    return total / 1e6
+
+
 def _decode_image(message: common_pb2.NDArray, field: str, limits: ArrayLimits) -> np.ndarray:
     data = message.data  # read once (a copy per read under upb)
     if len(data) > limits.max_bytes:

@@ -30,6 +30,11 @@ class DetectorServiceSettings(ServerSettings):
     min_face_size: int = setting(40, "default smallest face side reported, px", in_range(12, 4096))
     min_score: float = setting(0.95, "default detector confidence threshold", in_range(0.0, 1.0))
     max_frames: int = setting(64, "most frames in one Detect call", in_range(1, 1024))
+    max_request_megapixels: float = setting(150.0, "most pixels the frames of one Detect call may decode to, in "
+                                                   "megapixels (checked from their headers before decoding: "
+                                                   "150 MP is ~450 MB decoded; the gateway's batches of 16 camera "
+                                                   "frames of at most 8.5 MP each stay within it)",
+                                            in_range(1, 10_000))
 
 
 def face_message(face: DetectedFace, quality: float) -> common_pb2.Face:
@@ -66,6 +71,11 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             raise InvalidArgument("frames: at least one frame is required")
         if len(request.frames) > self._settings.max_frames:
             raise InvalidArgument(f"frames: {len(request.frames)} frames; at most {self._settings.max_frames} per call")
+        total = ndarray.megapixels(list(request.frames))
+        if total > self._settings.max_request_megapixels:
+            raise InvalidArgument(f"frames: they decode to {total:.0f} MP in all; at most "
+                                  f"{self._settings.max_request_megapixels:.0f} MP per call (send fewer or smaller "
+                                  "frames)")
         if request.model_key and request.model_key != self._card.model_key:
             raise FailedPrecondition(
                 f"model_key: crops asked for {request.model_key}, but this detector cuts them for "

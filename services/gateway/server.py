@@ -72,6 +72,11 @@ class GatewayServiceSettings(ServerSettings):
     default_site: str = setting("default", "site of doors that do not name one")
     frames_needed: int = setting(2, "agreeing frames per face track, for doors not in the configuration "
                                     "(at least 2: one frame never opens a door)", in_range(2, 10))
+    max_frame_megapixels: float = setting(8.5, "largest camera frame, MP (8.5: a 4K UHD frame; the agent sends "
+                                               "at most 1280 px a side by default)", in_range(0.01, 100))
+    max_enrol_megapixels: float = setting(100.0, "most pixels the photos of one enrolment may decode to, MP "
+                                                 "(checked from their headers, before any is decoded)",
+                                          in_range(1, 10_000))
     max_embeddings: int = setting(4, "frames of one track embedded at most before it goes to review",
                                   in_range(1, 20))
     track_timeout: float = setting(1.5, "a face track ends after this many seconds unseen", in_range(0.1, 60))
@@ -384,6 +389,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         # pixels decoded: the detector decodes each frame once), a corrupt body comes back from
         # the detector as this frame's error.
         ndarray.check_frame(frame.frame, "frame")
+        if (size := ndarray.megapixels([frame.frame])) > self._settings.max_frame_megapixels:
+            raise InvalidArgument(f"frame: {size:.1f} MP; camera frames are at most "
+                                  f"{self._settings.max_frame_megapixels:g} MP (scale them down at the camera)")
         door_label, site_label = stream.labels
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracks = stream.tracks
@@ -502,6 +510,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not ID_PATTERN.fullmatch(request.identity_id):  # before it is written to the admin log
             raise InvalidArgument(f"identity_id: {request.identity_id[:140]!r} must be 1-128 characters of letters, "
                                   "digits and ._:@-")
+        total = ndarray.megapixels(list(request.images))
+        if total > self._settings.max_enrol_megapixels:
+            raise InvalidArgument(f"images: they decode to {total:.0f} MP in all; at most "
+                                  f"{self._settings.max_enrol_megapixels:.0f} MP per enrolment (send fewer or "
+                                  "smaller photos)")
         errors = [""] * len(request.images)
         images = {}
         for i, message in enumerate(request.images):  # the header here; the detector decodes them once

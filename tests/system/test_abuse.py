@@ -53,3 +53,40 @@ def test__an_unexpected_error_gives_the_caller_an_id_and_keeps_the_internals_in_
     assert "secret" not in details and "SELECT" not in details and "RuntimeError" not in details
     assert error_id.group(1) in matcher.log_tail(200) and "/srv/secret/path" in matcher.log_tail(200)
     assert still.results[0].unknown
+
+
+def big_png(side: int = 4600) -> common_pb2.NDArray:
+    """A photo that claims 21 MP in a few kilobytes (a flat PNG compresses to almost nothing)."""
+    from services.core import ndarray
+
+    return ndarray.encode(np.zeros((side, side, 3), np.uint8), "png")
+
+
+def test__pixel_limits_are_checked_from_headers_per_request_before_anything_is_decoded(stack, demo_photos):
+    from services.contracts.v1 import detector_pb2, detector_pb2_grpc, gateway_pb2, gateway_pb2_grpc
+    from tests.conftest import camera
+    from tests.system.test_services import photo
+
+    bomb = big_png()
+    detector = detector_pb2_grpc.DetectorStub(channel(stack.address("detector")))
+    gateway = gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway")))
+    refusals = {}
+    for name, call in {
+        "detect": lambda: detector.Detect(detector_pb2.DetectRequest(frames=[bomb] * 12), timeout=30),
+        "enrol": lambda: gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="bomb", images=[bomb] * 10), timeout=30),
+        "camera": lambda: list(camera(stack.address("gateway"), "bomb-door").StreamCamera(
+            iter([gateway_pb2.CameraFrame(door_id="bomb-door", frame=bomb)]), timeout=30)),
+    }.items():
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        refusals[name] = (caught.value.code(), caught.value.details())
+    still = detector.Detect(detector_pb2.DetectRequest(frames=[photo(demo_photos, "obama.jpg")]), timeout=30)
+
+    assert refusals["detect"] == (grpc.StatusCode.INVALID_ARGUMENT, "frames: they decode to 254 MP in all; at most "
+                                  "150 MP per call (send fewer or smaller frames)")
+    assert refusals["enrol"] == (grpc.StatusCode.INVALID_ARGUMENT, "images: they decode to 212 MP in all; at most "
+                                 "100 MP per enrolment (send fewer or smaller photos)")
+    assert refusals["camera"] == (grpc.StatusCode.INVALID_ARGUMENT, "frame: 21.2 MP; camera frames are at most 8.5 MP "
+                                  "(scale them down at the camera)")
+    assert len(still.frames[0].faces) == 1  # the detector went on serving

@@ -114,3 +114,12 @@ def test__the_check_refuses_a_frame_whose_declared_shape_is_not_its_size_or_that
         ndarray.check_frame(declared)
     with pytest.raises(InvalidArgument, match="frame: image 9000x20 exceeds the limits"):
         ndarray.check_frame(huge)
+
+
+def test__a_requests_pixels_are_counted_from_headers_and_shapes_without_decoding():
+    flat = ndarray.encode(np.zeros((3000, 4000, 3), np.uint8), "png")  # 12 MP in a few kilobytes
+    raw = ndarray.encode(FRAME)  # 48 x 64
+    unreadable = common_pb2.NDArray(data=b"not an image", encoding=common_pb2.NDArray.ENCODING_JPEG)
+
+    assert len(flat.data) < 100_000
+    assert ndarray.megapixels([flat, raw, unreadable]) == pytest.approx(12 + 48 * 64 / 1e6)
