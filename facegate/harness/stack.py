@@ -52,8 +52,8 @@ class ServiceProcess:
         self.port, self.metrics_port, self.health_port = free_port(), free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.pki = pki or default_pki()
-        self.tls_dir = tls_dir or self.pki.service(name)
         self.insecure = insecure  # plaintext, no caller identities: only to measure what TLS costs
+        self.tls_dir = tls_dir or (None if insecure else self.pki.service(name))
         self.log_path = workdir / f"{name}.log"
         self._args = args
         self._env = env

@@ -40,9 +40,9 @@ def encode(array: np.ndarray, encoding: str = "raw", jpeg_quality: int = 90, bgr
     take it as it is instead of converting it to RGB and back (the file decodes to RGB either way).
     """
     if encoding == "raw":
-        little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        return common_pb2.NDArray(dtype=array.dtype.name, shape=list(array.shape),
-                                  data=np.ascontiguousarray(little).tobytes())
+        message = common_pb2.NDArray()
+        encode_into(message, array)
+        return message
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"{encoding} encoding needs a uint8 H x W x 3 image; got {array.dtype} {array.shape}")
     if not bgr:
@@ -105,14 +105,15 @@ def decode_frame(message: common_pb2.NDArray, field: str = "frame", limits: Arra
     return array
 
 
-def check_frame(message: common_pb2.NDArray, field: str = "frame", limits: ArrayLimits = DEFAULT_LIMITS) -> None:
+def check_frame(message: common_pb2.NDArray, field: str = "frame",
+                limits: ArrayLimits = DEFAULT_LIMITS) -> tuple[int, int]:
     """What `decode_frame` checks, without decoding the pixels: a JPEG/PNG frame is judged by its
     header (format, size), a raw one by its dtype, shape and length (free: no copy). For a
     service that forwards frames it does not look at: the one that decodes them reports a body
-    that is corrupt behind a valid header."""
+    that is corrupt behind a valid header. Returns (width, height) as the frame decodes."""
     if message.encoding == common_pb2.NDArray.ENCODING_RAW:
-        decode_frame(message, field, limits)
-        return
+        height, width = decode_frame(message, field, limits).shape[:2]
+        return width, height
     if message.encoding not in (common_pb2.NDArray.ENCODING_JPEG, common_pb2.NDArray.ENCODING_PNG):
         raise InvalidArgument(f"{field}.encoding: unknown value {message.encoding}")
     data = message.data  # read once (a copy per read under upb)
@@ -126,6 +127,7 @@ def check_frame(message: common_pb2.NDArray, field: str = "frame", limits: Array
         raise InvalidArgument(f"{field}: image {width}x{height} exceeds the limits")
     if message.shape and tuple(message.shape) != (height, width, 3):
         raise InvalidArgument(f"{field}.shape: says {list(message.shape)} but the image is {height}x{width}x3")
+    return width, height
 
 
 def megapixels(messages: list[common_pb2.NDArray]) -> float:

@@ -71,11 +71,6 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             raise InvalidArgument("frames: at least one frame is required")
         if len(request.frames) > self._settings.max_frames:
             raise InvalidArgument(f"frames: {len(request.frames)} frames; at most {self._settings.max_frames} per call")
-        total = ndarray.megapixels(list(request.frames))
-        if total > self._settings.max_request_megapixels:
-            raise InvalidArgument(f"frames: they decode to {total:.0f} MP in all; at most "
-                                  f"{self._settings.max_request_megapixels:.0f} MP per call (send fewer or smaller "
-                                  "frames)")
         if request.model_key and request.model_key != self._card.model_key:
             raise FailedPrecondition(
                 f"model_key: crops asked for {request.model_key}, but this detector cuts them for "
@@ -94,6 +89,11 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     def _detect(self, request: detector_pb2.DetectRequest, options: DetectorSettings) -> detector_pb2.DetectResponse:
         assert self._detector is not None and self._card is not None
         card, crops = self._card, request.return_crops
+        total = ndarray.megapixels(list(request.frames))  # from headers, before anything is decoded
+        if total > self._settings.max_request_megapixels:
+            raise InvalidArgument(f"frames: they decode to {total:.0f} MP in all; at most "
+                                  f"{self._settings.max_request_megapixels:.0f} MP per call (send fewer or smaller "
+                                  "frames)")
         response = detector_pb2.DetectResponse(model_key=card.model_key if crops else "")
         frames: dict[int, np.ndarray] = {}
         for i, message in enumerate(request.frames):

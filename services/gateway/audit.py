@@ -143,15 +143,22 @@ class AuditLog:
                 decision.identity_id, decision.display_name = pseudonym, ""
             decision.reason = decision.reason.replace(mention(identity_id), mention(pseudonym))
 
-    def begin_admin(self, action: str, subject: str, detail: str, caller: str) -> str:
-        """Record an admin action before it is carried out (an action the log could not take is
-        not carried out: no change without its record); `finish_admin` adds its result."""
-        action_id = uuid.uuid4().hex
+    def record_admin(self, action: str, subject: str, detail: str, caller: str, result: str = "pending") -> str:
+        """Record an admin action: before it is carried out (result "pending": an action the log
+        could not take is not carried out, no change without its record; `finish_admin` adds the
+        result), or once done, with its result. Returns its id."""
+        message = gateway_pb2.AdminAction(action_id=uuid.uuid4().hex, action=action, subject=subject,
+                                          detail=f"{detail}; result: {result}", caller=caller)
+        message.at.FromNanoseconds(time.time_ns())
         with self._lock, self._db:
-            self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (action_id, time.time_ns(), action, subject,
-                                                           f"{detail}; result: pending", caller))
-        return action_id
+            self._insert_admin(message)
+        return message.action_id
+
+    def _insert_admin(self, action: gateway_pb2.AdminAction) -> None:
+        """One admin_actions row (the caller holds the lock, inside a transaction)."""
+        self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (action.action_id, action.at.ToNanoseconds(), action.action,
+                                                       action.subject, action.detail, action.caller))
 
     def finish_admin(self, action_id: str, result: str) -> None:
         with self._lock, self._db:
@@ -184,9 +191,7 @@ class AuditLog:
                     self._db.execute("UPDATE admin_actions SET subject = ? WHERE subject = ?", (pseudonym, identity_id))
                 action.detail = f"{detail}; {changed} past decisions pseudonymised" if pseudonymise else \
                     f"{detail}; past decisions keep the identity"
-                self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)", (action.action_id, action.at.ToNanoseconds(),
-                                                               action.action, action.subject, action.detail, caller))
+                self._insert_admin(action)
             if pseudonymise:
                 self._erased[identity_id] = (pseudonym, time.monotonic() + ERASED_MEMORY)
         return Erasure(changed, pseudonym, action)

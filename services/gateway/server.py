@@ -299,9 +299,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             change = self._reload_doors()
             if change and self._running:
                 try:
-                    action = await asyncio.to_thread(self._running.audit.begin_admin, "door_config_change",
-                                                     self._settings.doors, "the door file changed", "file")
-                    await asyncio.to_thread(self._running.audit.finish_admin, action, change)
+                    await asyncio.to_thread(self._running.audit.record_admin, "door_config_change",
+                                            self._settings.doors, "the door file changed", "file", change)
                 except Exception as exc:  # the reload itself stands; say that its record is missing
                     log.error("door configuration change not recorded in the audit log: %s", exc)
 
@@ -388,8 +387,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         # A malformed frame is this camera's error, not the batch's: its header is checked here (no
         # pixels decoded: the detector decodes each frame once), a corrupt body comes back from
         # the detector as this frame's error.
-        ndarray.check_frame(frame.frame, "frame")
-        if (size := ndarray.megapixels([frame.frame])) > self._settings.max_frame_megapixels:
+        width, height = ndarray.check_frame(frame.frame, "frame")
+        if (size := width * height / 1e6) > self._settings.max_frame_megapixels:
             raise InvalidArgument(f"frame: {size:.1f} MP; camera frames are at most "
                                   f"{self._settings.max_frame_megapixels:g} MP (scale them down at the camera)")
         door_label, site_label = stream.labels
@@ -510,19 +509,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not ID_PATTERN.fullmatch(request.identity_id):  # before it is written to the admin log
             raise InvalidArgument(f"identity_id: {request.identity_id[:140]!r} must be 1-128 characters of letters, "
                                   "digits and ._:@-")
-        total = ndarray.megapixels(list(request.images))
-        if total > self._settings.max_enrol_megapixels:
+        errors = [""] * len(request.images)
+        images = {}
+        pixels = 0
+        for i, message in enumerate(request.images):  # the header here; the detector decodes them once
+            try:
+                width, height = ndarray.check_frame(message, f"images[{i}]")
+                images[i], pixels = message, pixels + width * height
+            except InvalidArgument as exc:
+                errors[i] = exc.message
+        if (total := pixels / 1e6) > self._settings.max_enrol_megapixels:  # what the detector would decode
             raise InvalidArgument(f"images: they decode to {total:.0f} MP in all; at most "
                                   f"{self._settings.max_enrol_megapixels:.0f} MP per enrolment (send fewer or "
                                   "smaller photos)")
-        errors = [""] * len(request.images)
-        images = {}
-        for i, message in enumerate(request.images):  # the header here; the detector decodes them once
-            try:
-                ndarray.check_frame(message, f"images[{i}]")
-                images[i] = message
-            except InvalidArgument as exc:
-                errors[i] = exc.message
         crops = {}
         if images:
             try:
@@ -545,7 +544,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                   f"{'; '.join(errors)}")
         try:  # recorded before the gallery changes: no enrolment without its record
             action = await asyncio.to_thread(
-                run.audit.begin_admin, "enrol_identity", request.identity_id,
+                run.audit.record_admin, "enrol_identity", request.identity_id,
                 f"{len(crops)} of {len(request.images)} photos with a face; site {request.site or '(all)'}; "
                 f"groups {', '.join(request.groups) or '(none)'}", peer_id(context) or context.peer())
         except Exception as exc:  # sqlite3 errors, a full disk

@@ -97,7 +97,7 @@ def test__an_erasure_without_a_pseudonym_is_recorded_and_leaves_decisions_as_the
 def test__an_admin_action_is_on_record_before_it_is_carried_out_and_its_result_after(tmp_path):
     log = AuditLog(tmp_path / "audit.db")
 
-    action = log.begin_admin("enrol_identity", "alice", "2 of 2 photos with a face",
+    action = log.record_admin("enrol_identity", "alice", "2 of 2 photos with a face",
                              caller="spiffe://facegate/user/bob")
     pending = log.admin_actions()[0].detail
     log.finish_admin(action, "2 templates added")
@@ -110,7 +110,7 @@ def test__an_admin_action_is_on_record_before_it_is_carried_out_and_its_result_a
 
 def test__erasing_with_a_pseudonym_renames_the_person_in_earlier_admin_actions_too(tmp_path):
     log = AuditLog(tmp_path / "audit.db")
-    log.finish_admin(log.begin_admin("enrol_identity", "alice", "1 of 1 photos", caller="c"), "1 templates added")
+    log.finish_admin(log.record_admin("enrol_identity", "alice", "1 of 1 photos", caller="c"), "1 templates added")
 
     erasure = log.erase("alice", pseudonymise=True, detail="1 templates removed from the gallery", caller="c")
 
