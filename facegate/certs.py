@@ -85,7 +85,7 @@ def init_ca(directory: Path, days: int = CA_DAYS) -> Path:
                                          crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    _write(directory, {"ca.crt": _pem(cert), "ca.key": _key_pem(key)})
+    write_files(directory, {"ca.crt": _pem(cert), "ca.key": _key_pem(key)})
     return directory
 
 
@@ -126,7 +126,7 @@ def issue(ca_dir: Path, out_dir: Path, identity: Identity, dns_names: tuple[str,
             .add_extension(x509.ExtendedKeyUsage(uses), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    _write(out_dir, {"tls.key": _key_pem(key), "tls.crt": _pem(cert), "ca.crt": _pem(ca_cert)})
+    write_files(out_dir, {"tls.key": _key_pem(key), "tls.crt": _pem(cert), "ca.crt": _pem(ca_cert)})
     return cert
 
 
@@ -139,7 +139,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write(directory: Path, files: dict[str, bytes]) -> None:
+def write_files(directory: Path, files: dict[str, bytes]) -> None:
     """Each file replaced atomically (a reader sees the old file or the new one, never half of
     one); keys readable by their owner only. Readers check that key and certificate match, so
     the moment between two replacements is not a problem."""

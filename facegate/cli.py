@@ -21,6 +21,9 @@
     Certificates (every connection is mutual TLS; callers pass --tls-dir or FACEGATE_TLS_DIR):
     facegate certs init DIR                       a local CA
     facegate certs issue --ca DIR --out DIR --service gateway|--camera D --site S|--user NAME|...
+    facegate tokens keygen DIR                    a bearer-token issuer's key pair
+    facegate tokens issue --key F --issuer N --subject ID --scope ROLE   a signed JWT (callers without a
+                                                  certificate pass it as --token-file, with --ca-file)
 """
 
 from __future__ import annotations
@@ -250,21 +253,67 @@ def cmd_certs_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens_keygen(args: argparse.Namespace) -> int:
+    from facegate import tokens
+
+    try:
+        public = tokens.keygen(args.dir)
+    except tokens.TokenIssueError as exc:
+        print(f"facegate tokens keygen: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.dir}: {tokens.KEY} (keep it with the issuer) and {public.name} (list it under token_issuers in "
+          "the access policy)")
+    return 0
+
+
+def cmd_tokens_issue(args: argparse.Namespace) -> int:
+    from facegate import tokens
+
+    try:
+        print(tokens.issue(args.key, args.issuer, args.subject, args.scope, args.minutes))
+    except tokens.TokenIssueError as exc:
+        print(f"facegate tokens issue: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _tls_dir(args: argparse.Namespace) -> Path | None:
-    """The caller's certificate directory (None: plaintext, --insecure)."""
-    if args.insecure:
+    """The caller's certificate directory (None: plaintext, --insecure; or a bearer token)."""
+    if args.insecure or (not args.tls_dir and getattr(args, "token_file", "")):
         return None
     if not args.tls_dir:
         raise SystemExit(f"facegate {args.command}: --tls-dir (or FACEGATE_TLS_DIR) is required: a directory with "
-                         "your certificate (`facegate certs issue --user NAME`); or --insecure for a plaintext stack")
+                         "your certificate (`facegate certs issue --user NAME`); or --token-file and --ca-file for "
+                         "a service's token port; or --insecure for a plaintext stack")
     return Path(args.tls_dir)
+
+
+def _channel(args: argparse.Namespace, address: str) -> Any:
+    """A channel to `address` with the caller's credentials: a certificate, a bearer token, or both."""
+    from services.core.channels import blocking_channel
+    from services.core.tls import TLSError
+
+    token, ca_file = None, None
+    if getattr(args, "token_file", "") and not args.insecure:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise SystemExit(f"facegate {args.command}: --token-file: cannot read {args.token_file} "
+                             f"({exc.strerror})") from exc
+        if not args.tls_dir and not args.ca_file:
+            raise SystemExit(f"facegate {args.command}: --ca-file (or FACEGATE_CA_FILE) is required with a token and "
+                             "no --tls-dir: the CA certificate the service's certificate is issued by")
+        ca_file = Path(args.ca_file) if args.ca_file else None
+    try:
+        return blocking_channel(address, _tls_dir(args), token=token, ca_file=ca_file)
+    except TLSError as exc:
+        raise SystemExit(f"facegate {args.command}: {exc}") from exc
 
 
 def _gateway(args: argparse.Namespace) -> Any:
     from services.contracts.v1 import gateway_pb2_grpc
-    from services.core.channels import blocking_channel
 
-    return gateway_pb2_grpc.GatewayStub(blocking_channel(args.gateway, _tls_dir(args)))
+    return gateway_pb2_grpc.GatewayStub(_channel(args, args.gateway))
 
 
 def _encoded_photo(path: str) -> Any:
@@ -430,9 +479,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def _matcher(args: argparse.Namespace) -> Any:
     from services.contracts.v1 import matcher_pb2_grpc
-    from services.core.channels import blocking_channel
 
-    return matcher_pb2_grpc.MatcherStub(blocking_channel(args.matcher, _tls_dir(args)))
+    return matcher_pb2_grpc.MatcherStub(_channel(args, args.matcher))
 
 
 def cmd_gallery_export(args: argparse.Namespace) -> int:
@@ -543,6 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tls-dir", default=os.environ.get("FACEGATE_TLS_DIR", ""),
                        help="your certificate: a directory with tls.crt, tls.key, ca.crt (env FACEGATE_TLS_DIR)")
         p.add_argument("--insecure", action="store_true", help="plaintext, for a stack run with --insecure")
+        p.add_argument("--token-file", default=os.environ.get("FACEGATE_TOKEN_FILE", ""),
+                       help="a bearer token (`facegate tokens issue`) to call as its subject: on a service's "
+                            "--token-port with --ca-file, or with --tls-dir on its main port (env FACEGATE_TOKEN_FILE)")
+        p.add_argument("--ca-file", default=os.environ.get("FACEGATE_CA_FILE", ""),
+                       help="the CA certificate to trust when calling with a token and no --tls-dir "
+                            "(env FACEGATE_CA_FILE)")
 
     def gateway_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--gateway", default=os.environ.get("FACEGATE_GATEWAY", "127.0.0.1:50050"),
@@ -631,6 +685,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ip", action="append", default=[], help="an IP address the service is reached at (repeatable)")
     p.add_argument("--hours", type=float, default=7 * 24, help="lifetime in hours (default 168: re-issue weekly)")
     p.set_defaults(func=cmd_certs_issue)
+
+    tokens = sub.add_parser("tokens", help="bearer tokens (JWTs) for callers without a client certificate"
+                            ).add_subparsers(dest="action", required=True)
+    p = tokens.add_parser("keygen", help="create a token issuer's key pair (token.key, token.pub) in a directory")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(func=cmd_tokens_keygen)
+    p = tokens.add_parser("issue", help="print a signed token for one identity and some of its roles")
+    p.add_argument("--key", type=Path, required=True, help="the issuer's token.key")
+    p.add_argument("--issuer", required=True, help="the issuer's name, as in the access policy's token_issuers")
+    p.add_argument("--subject", required=True, help="whom the token speaks for, e.g. spiffe://facegate/user/alice")
+    p.add_argument("--scope", action="append", required=True,
+                   help="a role the token may use (repeatable; the policy's roles for the subject still bound it)")
+    p.add_argument("--minutes", type=float, default=15.0, help="lifetime (default 15)")
+    p.set_defaults(func=cmd_tokens_issue)
 
     p = sub.add_parser("watch", help="print every decision as it is made")
     p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")

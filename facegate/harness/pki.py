@@ -13,7 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from facegate import certs
+from facegate import certs, tokens
 
 ADMIN = "admin"  # the user the harness calls services as (operator and auditor)
 POLICY = """# Who may call what on a local stack (services/core/access.py explains the roles).
@@ -24,7 +24,11 @@ callers:
   - {id: "spiffe://facegate/*/camera/*", roles: [camera]}
   - {id: "spiffe://facegate/*/door-controller/*", roles: [door-controller]}
   - {id: "spiffe://facegate/integration/*", roles: [integration]}
+token_issuers:  # bearer tokens for people and integrations (LocalPKI.token)
+  - {issuer: facegate-local, public_key_file: tokens/token.pub, max_minutes: 60,
+     subjects: ["spiffe://facegate/user/*", "spiffe://facegate/integration/*"]}
 """
+TOKEN_ISSUER = "facegate-local"
 
 
 class LocalPKI:
@@ -35,6 +39,8 @@ class LocalPKI:
         self._lock = threading.Lock()
         if not (root / "ca" / "ca.key").exists():
             certs.init_ca(root / "ca")
+        if not (root / "tokens" / tokens.KEY).exists():
+            tokens.keygen(root / "tokens")
         self.policy = root / "access.yaml"  # the services' --access-policy
         if not self.policy.exists():
             self.policy.write_text(POLICY)
@@ -60,6 +66,15 @@ class LocalPKI:
 
     def integration(self, name: str) -> Path:
         return self._issued(certs.Identity("integration", name))
+
+    def token(self, subject: str, scopes: list[str], minutes: float = 15.0) -> str:
+        """A bearer token from this PKI's issuer (trusted by its policy for users and integrations)."""
+        return tokens.issue(self.root / "tokens" / tokens.KEY, TOKEN_ISSUER, subject, scopes, minutes)
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate, for token callers that present no certificate."""
+        return self.root / "ca" / "ca.crt"
 
     def reissue(self, directory: Path, identity: certs.Identity, hours: float = certs.LEAF_HOURS) -> None:
         """A new key and certificate into `directory` (re-issuing into the same one rotates it)."""

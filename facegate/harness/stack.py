@@ -50,7 +50,9 @@ class ServiceProcess:
         the one all its processes of that name share, or its own in `tls_dir`."""
         self.name = name
         self.port, self.metrics_port, self.health_port = free_port(), free_port(), free_port()
+        self.token_port = free_port()  # TLS without client certificates, for bearer-token callers
         self.address = f"127.0.0.1:{self.port}"
+        self.token_address = f"127.0.0.1:{self.token_port}"
         self.pki = pki or default_pki()
         self.insecure = insecure  # plaintext, no caller identities: only to measure what TLS costs
         self.tls_dir = tls_dir or (None if insecure else self.pki.service(name))
@@ -63,7 +65,8 @@ class ServiceProcess:
         command = [sys.executable, "-m", f"services.{self.name}", "--host", "127.0.0.1", "--port", str(self.port),
                    "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
                    *(["--insecure"] if self.insecure else
-                     ["--tls-dir", str(self.tls_dir), "--access-policy", str(self.pki.policy)]), *self._args]
+                     ["--tls-dir", str(self.tls_dir), "--access-policy", str(self.pki.policy),
+                      "--token-port", str(self.token_port)]), *self._args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env)
 

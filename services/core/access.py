@@ -12,6 +12,11 @@ previous policy, an invalid file at start stops the service):
       - id: spiffe://facegate/integration/hr
         roles: [integration]
         sites: [hq]                               # integration calls limited to these sites
+    token_issuers:                                # optional: who may sign bearer tokens (tokens.py)
+      - issuer: facegate-console                  # the tokens' `iss`
+        public_key_file: console-token.pub        # Ed25519 or P-256 PEM, relative to this file
+        subjects: [spiffe://facegate/user/*]      # whom its tokens may name
+        max_minutes: 15                           # longest token lifetime it may issue (default 60)
 
 Roles and what they may call are fixed here (`PERMISSIONS`), so a policy file names people and
 systems, never RPCs. Per-request limits (a camera streams only as the door its certificate
@@ -19,6 +24,11 @@ names, a door controller watches only its door, an integration only its sites) a
 the servicers with `caller()`. A caller with a valid certificate that the policy does not name
 is UNAUTHENTICATED; a named caller without the role is PERMISSION_DENIED, with a message naming
 the permission it lacks. The health check is open to every certificate holder.
+
+A call may instead carry a bearer token (`authorization: Bearer <JWT>`, see `tokens.py`): on
+the token port (`--token-port`: TLS without client certificates) it is the only credential; on
+the mutual-TLS port it speaks for someone other than the certificate's holder (a console acting
+for the person logged in), and the caller is recorded as "<subject> via <certificate id>".
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from typing import Any
 
 import grpc
 import yaml
+
+from services.core.tokens import Issuer, TokenError, load_public_key, verify
 
 log = logging.getLogger("facegate.access")
 
@@ -76,6 +88,11 @@ class Caller:
     identity: str
     roles: frozenset[str] = frozenset()
     sites: tuple[str, ...] = ()  # integration: only these sites (empty: all)
+    via: str = ""  # the certificate that presented a bearer token for `identity` ("" = none)
+
+    def describe(self) -> str:
+        """Who, for logs and the admin log."""
+        return f"{self.identity} via {self.via}" if self.via else self.identity
 
     @property
     def door(self) -> tuple[str, str] | None:
@@ -94,6 +111,7 @@ class Rule:
 @dataclass
 class AccessPolicy:
     rules: list[Rule] = field(default_factory=list)
+    issuers: dict[str, Issuer] = field(default_factory=dict)  # bearer-token issuers by `iss`
 
     def caller(self, identity: str) -> Caller | None:
         """The first rule naming `identity`, or None (not a caller this policy knows)."""
@@ -103,9 +121,15 @@ class AccessPolicy:
         return None
 
 
-def parse_policy(data: Any, source: str = "") -> AccessPolicy:
-    if not isinstance(data, dict) or set(data) - {"callers"}:
-        raise PolicyError(f"{source}: a mapping with one key, callers")
+def _pattern(identity: str) -> re.Pattern[str]:
+    """An identity of the policy (`*` = one path segment) as a pattern to match whole."""
+    return re.compile("/".join(re.escape(part) if part != "*" else "[^/]+" for part in identity.split("/")))
+
+
+def parse_policy(data: Any, source: str = "", base: Path | None = None) -> AccessPolicy:
+    """The policy in `data` (parsed YAML); key files are relative to `base` (the policy's folder)."""
+    if not isinstance(data, dict) or set(data) - {"callers", "token_issuers"}:
+        raise PolicyError(f"{source}: a mapping with the keys callers and optionally token_issuers")
     callers = data.get("callers") or []
     if not isinstance(callers, list):
         raise PolicyError("callers: a list of {id, roles[, sites]}")
@@ -124,9 +148,35 @@ def parse_policy(data: Any, source: str = "") -> AccessPolicy:
         sites = entry.get("sites") or []
         if not isinstance(sites, list) or not all(isinstance(s, str) and s for s in sites):
             raise PolicyError(f"{where}.sites: {sites!r}; a list of site names")
-        pattern = re.compile("/".join(re.escape(part) if part != "*" else "[^/]+" for part in identity.split("/")))
-        rules.append(Rule(pattern, frozenset(roles), tuple(sites)))
-    return AccessPolicy(rules)
+        rules.append(Rule(_pattern(identity), frozenset(roles), tuple(sites)))
+    return AccessPolicy(rules, parse_issuers(data.get("token_issuers") or [], base or Path(".")))
+
+
+def parse_issuers(entries: Any, base: Path) -> dict[str, Issuer]:
+    if not isinstance(entries, list):
+        raise PolicyError("token_issuers: a list of {issuer, public_key_file, subjects[, max_minutes]}")
+    issuers: dict[str, Issuer] = {}
+    for i, entry in enumerate(entries):
+        where = f"token_issuers[{i}]"
+        required = {"issuer", "public_key_file", "subjects"}
+        if not isinstance(entry, dict) or set(entry) - required - {"max_minutes"} or not required <= set(entry):
+            raise PolicyError(f"{where}: a mapping with issuer, public_key_file, subjects and optionally max_minutes")
+        name = entry["issuer"]
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._:/-]{1,128}", name) or name in issuers:
+            raise PolicyError(f"{where}.issuer: {name!r}; a unique name of 1-128 letters, digits or ._:/-")
+        subjects = entry["subjects"]
+        if not isinstance(subjects, list) or not subjects or \
+                not all(isinstance(s, str) and ID_SHAPE.fullmatch(s) for s in subjects):
+            raise PolicyError(f"{where}.subjects: {subjects!r}; a list of SPIFFE ids (* = one path segment)")
+        minutes = entry.get("max_minutes", 60)
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 1440:
+            raise PolicyError(f"{where}.max_minutes: {minutes!r}; 1-1440 (tokens should be short-lived)")
+        try:
+            key = load_public_key(base / str(entry["public_key_file"]))
+        except TokenError as exc:
+            raise PolicyError(f"{where}.public_key_file: {exc}") from None
+        issuers[name] = Issuer(name, key, tuple(_pattern(s) for s in subjects), minutes)
+    return issuers
 
 
 def load_policy(path: Path) -> AccessPolicy:
@@ -137,7 +187,7 @@ def load_policy(path: Path) -> AccessPolicy:
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: not valid YAML ({exc})") from exc
     try:
-        return parse_policy(data, str(path))
+        return parse_policy(data, str(path), path.parent)
     except PolicyError as exc:
         raise PolicyError(f"{path}: {exc}") from None
 
@@ -173,6 +223,22 @@ class PolicyFile:
         return self.policy
 
 
+def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+    """The token of an `authorization: Bearer <token>` header, if the call has one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+def who_called(context: grpc.aio.ServicerContext) -> str:
+    """The caller as the admin log records it (the peer's address on a plaintext server)."""
+    known = caller()
+    return known.describe() if known else str(context.peer())
+
+
 Check = Callable[[grpc.aio.ServicerContext, str], Awaitable[Caller | None]]
 
 
@@ -188,16 +254,35 @@ class Authorize(grpc.aio.ServerInterceptor):
         identity = values[0].decode("utf-8", "replace")
         if method.startswith(OPEN):
             return Caller(identity)
-        known = self._policy.current().caller(identity) if identity else None
-        if known is None:
+        policy = self._policy.current()
+        token = bearer_token(context)
+        if token is not None:  # it speaks for its subject, whoever presents it
+            try:
+                claims = verify(token, policy.issuers, ROLES)
+            except TokenError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"bearer token refused: {exc}")
+            named = policy.caller(claims.subject)
+            if named is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    f"{claims.subject} (bearer token subject) is not in the access policy")
+            assert named is not None
+            known: Caller | None = Caller(claims.subject, named.roles & claims.scopes, named.sites, via=identity)
+        elif identity:
+            known = policy.caller(identity)
+            if known is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{identity} is not in the access policy")
+        else:  # the token port: no client certificate
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f"{identity or 'a caller without a SPIFFE id'} is not in the access policy")
+                                "no client certificate and no bearer token: send metadata "
+                                "'authorization: Bearer <token>' (see `facegate tokens issue`)")
         assert known is not None
         allowed = PERMISSIONS.get(method, frozenset())
         if not known.roles & allowed:
             needs = " or ".join(sorted(allowed)) or "a role no caller has"
+            roles = ", ".join(sorted(known.roles)) or "none"
+            scoped = " as narrowed by its token's scope" if token is not None else ""
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"{identity} (roles: {', '.join(sorted(known.roles))}) may not call "
+                                f"{known.describe()} (roles: {roles}{scoped}) may not call "
                                 f"{method.rsplit('/', 1)[-1]}: it needs the {needs} role")
         return known
 

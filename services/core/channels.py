@@ -42,10 +42,11 @@ def service_config(service: str, idempotent_methods: Iterable[str]) -> str:
 
 def open_channel(
     address: str, service: str, idempotent_methods: Iterable[str] = (), max_message_mb: int = 64,
-    tls_dir: Path | None = None,
+    tls_dir: Path | None = None, token: str | None = None, ca_file: Path | None = None,
 ) -> grpc.aio.Channel:
     """An aio channel to `address` ("host:port", or any gRPC target with a scheme): mutual TLS
-    with the certificate in `tls_dir` (`services.core.tls`), plaintext if None (--insecure)."""
+    with the certificate in `tls_dir` (`services.core.tls`), and/or a bearer `token` (with the
+    `ca_file` to trust when there is no certificate); plaintext if none of them (--insecure)."""
     target = address if "://" in address or address.startswith(("dns:", "unix:")) else f"dns:///{address}"
     options = message_options(max_message_mb) + [
         ("grpc.enable_retries", 1),
@@ -59,15 +60,16 @@ def open_channel(
         ("grpc.min_reconnect_backoff_ms", 250),
         ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
-    if tls_dir is None:
+    if tls_dir is None and token is None:
         return grpc.aio.insecure_channel(target, options=options)
-    return grpc.aio.secure_channel(target, channel_credentials(tls_dir), options=options)
+    return grpc.aio.secure_channel(target, channel_credentials(tls_dir, token, ca_file), options=options)
 
 
-def blocking_channel(address: str, tls_dir: Path | None, max_message_mb: int = 64) -> grpc.Channel:
+def blocking_channel(address: str, tls_dir: Path | None, max_message_mb: int = 64,
+                     token: str | None = None, ca_file: Path | None = None) -> grpc.Channel:
     """A synchronous channel for command-line tools, tests and benchmarks (same message limits):
-    mutual TLS with the certificate in `tls_dir`, plaintext if None (a stack run --insecure)."""
+    credentials as `open_channel`'s; plaintext if none (a stack run --insecure)."""
     options = message_options(max_message_mb)
-    if tls_dir is None:
+    if tls_dir is None and token is None:
         return grpc.insecure_channel(address, options=options)
-    return grpc.secure_channel(address, channel_credentials(tls_dir), options=options)
+    return grpc.secure_channel(address, channel_credentials(tls_dir, token, ca_file), options=options)

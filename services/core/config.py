@@ -73,8 +73,14 @@ class ServerSettings:
     health_port: int = setting(-1, "a plaintext port serving only the gRPC health check, for probes that cannot "
                                    "present a client certificate (Kubernetes); -1 = none, 0 = pick a free one",
                                lambda v: None if -1 <= v <= 65535 else "must be -1 (none) or a TCP port (0-65535)")
+    token_port: int = setting(-1, "a TLS port for callers with a bearer token instead of a client certificate "
+                                  "(services/core/tokens.py; issuers trusted by the access policy); -1 = none, "
+                                  "0 = pick a free one",
+                              lambda v: None if -1 <= v <= 65535 else "must be -1 (none) or a TCP port (0-65535)")
 
     def __post_init__(self) -> None:
+        if self.token_port >= 0 and self.insecure:
+            raise ValueError("--token-port needs TLS (bearer tokens are never sent in plaintext): drop --insecure")
         if not self.tls_dir and not self.insecure:
             raise ValueError("--tls-dir (FACEGATE_TLS_DIR) is required: the directory with this service's "
                              "certificate (see `facegate certs`); or pass --insecure for plaintext")

@@ -235,6 +235,7 @@ async def run_service(
 
     address = f"{settings.host}:{settings.port}"
     identity = "none (plaintext)"
+    ports: dict[str, str] = {}  # optional ports, for the "listening" log line
     if settings.insecure:
         log.warning("--insecure: plaintext gRPC, callers are not identified; anyone who can reach %s can call "
                     "every RPC. Only for a throwaway local test.", address)
@@ -246,6 +247,12 @@ async def run_service(
             raise SystemExit(f"error: --tls-dir: {exc}") from exc
         identity = tls.material.spiffe_id
         bound = server.add_secure_port(address, tls.credentials())
+        if settings.token_port >= 0:  # same servicers and interceptor; callers prove who they are by token
+            token_bound = server.add_secure_port(f"{settings.host}:{settings.token_port}",
+                                                 tls.credentials(client_certificates=False))
+            if token_bound == 0:
+                raise SystemExit(f"error: cannot bind {settings.host}:{settings.token_port} (--token-port)")
+            ports["token"] = f"{settings.host}:{token_bound}"
     if bound == 0:
         raise SystemExit(f"error: cannot bind {address} (port in use or address not local)")
     health_server = None
@@ -256,12 +263,13 @@ async def run_service(
         if health_bound == 0:
             raise SystemExit(f"error: cannot bind {settings.host}:{settings.health_port} (--health-port)")
         await health_server.start()
+        ports["health"] = f"{settings.host}:{health_bound}"
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
     metrics_port = metrics_server.server_port
     await server.start()
     log.info("listening", extra={"fields": {
         "service": name, "grpc": f"{settings.host}:{bound}", "metrics": f"{settings.host}:{metrics_port}",
-        "identity": identity, **({"health": f"{settings.host}:{health_bound}"} if health_server else {})}})
+        "identity": identity, **ports}})
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

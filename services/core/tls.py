@@ -81,9 +81,11 @@ class ServerTLS:
         self._lock = threading.Lock()
         self.material = load(directory)  # a bad directory stops the service at start
 
-    def credentials(self) -> grpc.ServerCredentials:
+    def credentials(self, client_certificates: bool = True) -> grpc.ServerCredentials:
+        """Mutual TLS; or, with `client_certificates=False`, TLS that asks callers for no
+        certificate (gRPC then does not request one at all: the bearer-token port)."""
         return grpc.dynamic_ssl_server_credentials(self._configuration(self.material), self._fetch,
-                                                   require_client_authentication=True)
+                                                   require_client_authentication=client_certificates)
 
     @staticmethod
     def _configuration(material: TLSMaterial) -> grpc.ServerCertificateConfiguration:
@@ -107,11 +109,29 @@ class ServerTLS:
         return self._configuration(fresh)
 
 
-def channel_credentials(directory: Path) -> grpc.ChannelCredentials:
-    """Client credentials: trust the directory's CA, present its certificate."""
-    material = load(directory)
-    return grpc.ssl_channel_credentials(material.root_certificates, material.private_key,
-                                        material.certificate_chain)
+def channel_credentials(directory: Path | None, token: str | None = None,
+                        ca_file: Path | None = None) -> grpc.ChannelCredentials:
+    """Client credentials: trust the directory's CA and present its certificate (mutual TLS).
+    With a bearer `token` as well, every call also carries it (speaking for its subject); with
+    a token and no directory, TLS trusting `ca_file` only (a service's --token-port)."""
+    if directory is not None:
+        material = load(directory)
+        tls = grpc.ssl_channel_credentials(material.root_certificates, material.private_key,
+                                           material.certificate_chain)
+    elif token is not None and ca_file is not None:
+        try:
+            roots = ca_file.read_bytes()
+            x509.load_pem_x509_certificates(roots)
+        except OSError as exc:
+            raise TLSError(f"{ca_file}: cannot read the CA certificate ({exc.strerror})") from exc
+        except ValueError as exc:
+            raise TLSError(f"{ca_file}: not a PEM CA certificate ({exc})") from exc
+        tls = grpc.ssl_channel_credentials(roots)
+    else:
+        raise TLSError("a certificate directory, or a bearer token and the CA certificate to trust, is needed")
+    if token is None:
+        return tls
+    return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
 
 
 def peer_id(context: grpc.aio.ServicerContext) -> str:

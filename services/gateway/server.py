@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.contracts.v1 import common_pb2, detector_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2
 from services.core import ndarray
-from services.core.access import caller
+from services.core.access import caller, who_called
 from services.core.batching import MicroBatcher
 from services.core.config import ServerSettings, in_range, load_settings, positive, setting, valid_port
 from services.core.errors import (
@@ -30,7 +30,6 @@ from services.core.errors import (
     Unavailable,
 )
 from services.core.server import ready, run_service
-from services.core.tls import peer_id
 from services.gateway.audit import AuditLog, EventQuery
 from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
@@ -546,7 +545,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             action = await asyncio.to_thread(
                 run.audit.record_admin, "enrol_identity", request.identity_id,
                 f"{len(crops)} of {len(request.images)} photos with a face; site {request.site or '(all)'}; "
-                f"groups {', '.join(request.groups) or '(none)'}", peer_id(context) or context.peer())
+                f"groups {', '.join(request.groups) or '(none)'}", who_called(context))
         except Exception as exc:  # sqlite3 errors, a full disk
             raise Unavailable(f"audit log unavailable ({exc}); nothing was enrolled") from exc
         try:
@@ -606,7 +605,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             f"; reason: {request.reason}" if request.reason else "")
         try:
             erasure = await asyncio.to_thread(audit.erase, request.identity_id, request.pseudonymise_decisions, detail,
-                                              peer_id(context) or context.peer())
+                                              who_called(context))
         except Exception as exc:  # sqlite3 errors: the gallery part is done, the audit part is not
             raise Unavailable(f"{request.identity_id!r} was deleted from the gallery ({removed} templates), "
                               f"but the audit log could not be updated ({exc}); retry the erasure: it is safe to "

@@ -31,7 +31,7 @@ def test__a_caller_gets_the_roles_of_the_first_rule_naming_it():
     ({"callers": [{"id": "spiffe://facegate/user/alice\n", "roles": ["operator"]}]}, "callers[0].id"),
     ({"callers": [{"id": "spiffe://facegate/user/alice", "roles": []}]}, "callers[0].roles: []"),
     ({"callers": [{"id": "spiffe://facegate/user/a", "roles": ["operator"], "rpcs": ["*"]}]}, "callers[0]: a mapping"),
-    ({"people": []}, "a mapping with one key, callers"),
+    ({"people": []}, "a mapping with the keys callers and optionally token_issuers"),
 ])
 def test__an_invalid_policy_is_refused_naming_the_field(data, error):
     with pytest.raises(PolicyError) as caught:
