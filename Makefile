@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-unit test-system lint test-milvus-server run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: setup test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -42,6 +42,12 @@ lint: $(STAMP)
 ## private network namespace (it listens on every interface; there it can only see loopback)
 test-milvus-server: setup
 	FACEGATE_TEST_MILVUS=server tools/private_net.sh $(PY) -m pytest -ra tests/system/test_matcher.py tests/system/test_exact_index.py
+
+## fuzz: a longer property-based campaign (hypothesis) against the codec and the real services:
+## FACEGATE_FUZZ_EXAMPLES per property (default 1000, random seeds); prints the statuses seen
+fuzz: setup
+	FACEGATE_FUZZ_EXAMPLES=$${FACEGATE_FUZZ_EXAMPLES:-1000} FACEGATE_FUZZ_RANDOM=1 \
+		$(PY) -m pytest -s -m fuzz --timeout 3600 tests/unit/test_ndarray_properties.py tests/system/test_fuzz.py
 
 ## run: the demo on photos shipped by a PyPI package (no ../shared needed)
 run: setup

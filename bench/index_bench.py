@@ -66,11 +66,11 @@ def unit(v: np.ndarray) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def wait_indexed(uri: str, collection: str, rows: int, timeout: float = 600) -> None:
+def wait_indexed(uri: str, token: str, collection: str, rows: int, timeout: float = 600) -> None:
     """Flush and wait until the server's index covers every row (it builds asynchronously)."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri)
+    client = MilvusClient(uri, token=token)
     client.flush(collection)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,17 +81,17 @@ def wait_indexed(uri: str, collection: str, rows: int, timeout: float = 600) -> 
     raise TimeoutError(f"index of {collection} not built in {timeout} s")
 
 
-def measure(config: Config, size: int, queries: int, uri: str, vectors: np.ndarray, probes: np.ndarray,
-            truth: np.ndarray) -> str:
+def measure(config: Config, size: int, queries: int, uri: str, token: str, vectors: np.ndarray,
+            probes: np.ndarray, truth: np.ndarray) -> str:
     collection = f"bench_{config.backend}_{config.index}_{config.search}_{size}".lower()
     gallery = Gallery(uri, MODEL, 128, 0.3746, collection, config.index, 0.08, config.search,
-                      config.index_params, config.search_params)
+                      config.index_params, config.search_params, token=token)
     try:
         started = time.perf_counter()
         gallery.enroll_new([(Identity(f"p{i:06d}"), vectors[i:i + 1]) for i in range(size)], MODEL)
         gallery.flush()
         if config.backend == "server":
-            wait_indexed(uri, f"{collection}_templates", size)
+            wait_indexed(uri, token, f"{collection}_templates", size)
         load = time.perf_counter() - started
         times, hits = [], 0
         for i in range(queries):
@@ -139,7 +139,8 @@ def main() -> None:
                     uri = server.uri if config.backend == "server" and server else str(Path(tmp) / f"lite-{size}.db")
                     count = args.lite_milvus_queries if (config.backend, config.search) == ("lite", "milvus") \
                         else args.queries
-                    print(measure(config, size, count, uri, vectors[:size], probes, truth), flush=True)
+                    token = server.token if config.backend == "server" and server else ""
+                    print(measure(config, size, count, uri, token, vectors[:size], probes, truth), flush=True)
         finally:
             if server:
                 server.stop()

@@ -90,9 +90,9 @@ def main() -> None:
 
     photo = letterbox(decode_image(assets.demo_photos()["obama.jpg"].read_bytes()))
     with tempfile.TemporaryDirectory(prefix="facegate-bench-") as workdir, LocalStack(Path(workdir)) as stack:
-        detector = detector_pb2_grpc.DetectorStub(stack.channel("detector"))
-        embedder = embedder_pb2_grpc.EmbedderStub(stack.channel("embedder"))
-        matcher = matcher_pb2_grpc.MatcherStub(stack.channel("matcher"))
+        detector = detector_pb2_grpc.DetectorStub(stack.channel("detector", as_service=True))
+        embedder = embedder_pb2_grpc.EmbedderStub(stack.channel("embedder", as_service=True))
+        matcher = matcher_pb2_grpc.MatcherStub(stack.channel("matcher", as_service=True))
         gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
 
         raw_frame = ndarray.encode(photo)

@@ -39,7 +39,7 @@ def measure(insecure: bool, repeats: int, visits: int) -> dict[str, tuple[float,
     photo = letterbox(decode_image(assets.demo_photos()["obama.jpg"].read_bytes()))
     with tempfile.TemporaryDirectory(prefix="facegate-trust-") as workdir, \
             LocalStack(Path(workdir), insecure=insecure) as stack:
-        matcher = matcher_pb2_grpc.MatcherStub(stack.channel("matcher"))
+        matcher = matcher_pb2_grpc.MatcherStub(stack.channel("matcher", as_service=True))
         grow_gallery(matcher, 0, 1000)
         time.sleep(2.0)  # the matcher seals new rows ~1 s after writes: measure the steady state
         probes = iter([embedding(v) for v in unit_vectors(repeats + 5, seed=7)])

@@ -83,7 +83,6 @@ def run(settings: CameraSettings, on_decision: Callable[[gateway_pb2.Decision], 
     """Stream until the source ends (files) or `stop()`; reconnect with backoff on failures.
     Returns the number of frames sent."""
     backoff, sent = 1.0, 0
-    stub = gateway_pb2_grpc.GatewayStub(blocking_channel(settings.gateway, settings.tls_dir))
     while not stop():
         try:
             capture = open_source(settings.source)
@@ -102,7 +101,11 @@ def run(settings: CameraSettings, on_decision: Callable[[gateway_pb2.Decision], 
                 counted += 1
                 yield frame
 
+        # A channel per connection: it reads the certificate as it is now, so a rotated one is
+        # presented from the next reconnect (an open stream keeps the one of its handshake).
+        channel = blocking_channel(settings.gateway, settings.tls_dir)
         try:
+            stub = gateway_pb2_grpc.GatewayStub(channel)
             for decision in stub.StreamCamera(counting(frames(settings, capture, stop))):
                 backoff = 1.0
                 on_decision(decision)
@@ -119,4 +122,5 @@ def run(settings: CameraSettings, on_decision: Callable[[gateway_pb2.Decision], 
             backoff = min(settings.max_backoff, backoff * 2)
         finally:
             capture.release()
+            channel.close()
     return sent

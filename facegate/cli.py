@@ -15,8 +15,9 @@
     facegate events [--door D] [--since 1h]       decisions from the audit log
 
     Talking to a matcher (default 127.0.0.1:50053):
-    facegate gallery export FILE                  every identity and template as JSON lines
-    facegate gallery import FILE                  enroll them again (into an empty gallery)
+    facegate gallery keygen KEY_FILE              a key pair to encrypt exports to (age)
+    facegate gallery export FILE --recipient age1...   every identity and template, encrypted
+    facegate gallery import FILE --identity KEY_FILE   enroll them again (into an empty gallery)
 
     Certificates (every connection is mutual TLS; callers pass --tls-dir or FACEGATE_TLS_DIR):
     facegate certs init DIR                       a local CA
@@ -337,16 +338,26 @@ def _rpc_failed(command: str, error: Any) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.contracts.v1 import gateway_pb2
+    from services.contracts.v1 import common_pb2, gateway_pb2
     from services.core.images import ImageError
 
+    mode = common_pb2.ENROLL_MODE_ADD_TEMPLATES if args.add else \
+        common_pb2.ENROLL_MODE_UPDATE_DETAILS if args.update else common_pb2.ENROLL_MODE_CREATE
+    if args.update and args.images:
+        print("facegate enroll: --update changes details only: give no photos (add faces with --add)", file=sys.stderr)
+        return 2
+    if not args.update and not args.images:
+        print("facegate enroll: at least one photo is needed", file=sys.stderr)
+        return 2
     try:
         images = [_encoded_photo(p) for p in args.images]
     except (OSError, ImageError) as exc:
         print(f"facegate enroll: {exc}", file=sys.stderr)
         return 2
+    name = args.name or ("" if args.add or args.update else args.id)
     request = gateway_pb2.EnrollFromImagesRequest(
-        identity_id=args.id, display_name=args.name or args.id, site=args.site, groups=args.group, images=images)
+        identity_id=args.id, display_name=name, site=args.site, groups=args.group, images=images, mode=mode,
+        allow_duplicate_of=args.allow_duplicate_of)
     try:
         reply = _gateway(args).EnrollFromImages(request, timeout=args.timeout)
     except grpc.RpcError as exc:
@@ -483,22 +494,57 @@ def _matcher(args: argparse.Namespace) -> Any:
     return matcher_pb2_grpc.MatcherStub(_channel(args, args.matcher))
 
 
+def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
+    """The passphrase of --passphrase-file, or asked for with --passphrase; None if neither."""
+    import getpass
+
+    if args.passphrase_file:
+        try:
+            return Path(args.passphrase_file).read_text().rstrip("\n")
+        except OSError as exc:
+            raise SystemExit(f"facegate gallery: --passphrase-file: cannot read it ({exc.strerror})") from exc
+    if not args.passphrase:
+        return None
+    text = getpass.getpass("passphrase: ")
+    if confirm and getpass.getpass("again: ") != text:
+        raise SystemExit("facegate gallery: the passphrases differ")
+    return text
+
+
 def cmd_gallery_export(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
 
+    from facegate import gallery_file
     from services.contracts.v1 import matcher_pb2
 
-    count = 0
+    passphrase = _passphrase(args, confirm=True)
+    if not args.recipient and passphrase is None and not args.plaintext:
+        print("facegate gallery export: an export holds biometric templates, so it is encrypted: give --recipient "
+              "age1... (from `facegate gallery keygen`; repeatable) or --passphrase / --passphrase-file; or "
+              "--plaintext to write it unencrypted", file=sys.stderr)
+        return 2
+    lines = []
     try:
-        with open(args.file, "w") as out:
-            for item in _matcher(args).ExportIdentities(matcher_pb2.ExportIdentitiesRequest(site=args.site),
-                                                       timeout=args.timeout):
-                out.write(json.dumps(MessageToDict(item, preserving_proto_field_name=True)) + "\n")
-                count += 1
+        for item in _matcher(args).ExportIdentities(matcher_pb2.ExportIdentitiesRequest(site=args.site),
+                                                   timeout=args.timeout):
+            lines.append(json.dumps(MessageToDict(item, preserving_proto_field_name=True)) + "\n")
     except grpc.RpcError as exc:
         return _rpc_failed("gallery export", exc)
-    print(f"exported {count} identities to {args.file}")
+    data = "".join(lines).encode()
+    try:
+        if not args.plaintext:
+            data = gallery_file.seal(data, args.recipient, passphrase)
+        gallery_file.write_private(args.file, data)
+    except gallery_file.GalleryFileError as exc:
+        print(f"facegate gallery export: {exc}; nothing was written", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"facegate gallery export: cannot write {args.file} ({exc.strerror})", file=sys.stderr)
+        return 2
+    sealed = "UNENCRYPTED (--plaintext)" if args.plaintext else \
+        "encrypted to a passphrase" if passphrase is not None else f"encrypted to {len(args.recipient)} recipient(s)"
+    print(f"exported {len(lines)} identities to {args.file}, {sealed}")
     return 0
 
 
@@ -506,31 +552,66 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import ParseDict, ParseError
 
-    from services.contracts.v1 import matcher_pb2
+    from facegate import gallery_file
+    from services.contracts.v1 import common_pb2, matcher_pb2
 
+    try:
+        data = args.file.read_bytes()
+        if gallery_file.is_sealed(data):
+            data = gallery_file.unseal(data, args.identity, _passphrase(args, confirm=False))
+        text = data.decode()
+    except OSError as exc:
+        print(f"facegate gallery import: cannot read {args.file} ({exc.strerror})", file=sys.stderr)
+        return 2
+    except (gallery_file.GalleryFileError, UnicodeDecodeError) as exc:
+        print(f"facegate gallery import: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    items = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append((number, ParseDict(json.loads(line), matcher_pb2.IdentityExport())))
+        except (ValueError, ParseError) as exc:
+            print(f"facegate gallery import: {args.file}:{number}: not an exported identity: {exc}",
+                  file=sys.stderr)
+            return 2
+    # Look-alikes acknowledged at enrolment (twins) travel in metadata; either of a pair may come
+    # first, so each may resemble the people it names and the people who name it.
+    lookalikes: dict[str, set[str]] = {}
+    for _, item in items:
+        for other in filter(None, item.identity.metadata.get("facegate.lookalikes", "").split(",")):
+            lookalikes.setdefault(item.identity.identity_id, set()).add(other)
+            lookalikes.setdefault(other, set()).add(item.identity.identity_id)
     stub = _matcher(args)
     imported = 0
-    with open(args.file) as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                item = ParseDict(json.loads(line), matcher_pb2.IdentityExport())
-            except (ValueError, ParseError) as exc:
-                print(f"facegate gallery import: {args.file}:{number}: not an exported identity: {exc}",
-                      file=sys.stderr)
-                return 2
-            who = item.identity
-            try:
-                stub.Enroll(matcher_pb2.EnrollRequest(
-                    identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,
-                    metadata=who.metadata, embeddings=item.templates), timeout=args.timeout)
-            except grpc.RpcError as exc:
-                print(f"facegate gallery import: {args.file}:{number}: {who.identity_id}: "
-                      f"{exc.code().name}: {exc.details()} ({imported} imported before it)", file=sys.stderr)
-                return 2
-            imported += 1
+    for number, item in items:
+        who = item.identity
+        allowed = sorted(lookalikes.get(who.identity_id, set()) | set(args.allow_duplicate_of))
+        try:  # CREATE repeats harmlessly: an import stopped half-way can be run again
+            stub.Enroll(matcher_pb2.EnrollRequest(
+                identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,
+                metadata=who.metadata, embeddings=item.templates, mode=common_pb2.ENROLL_MODE_CREATE,
+                allow_duplicate_of=allowed), timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"facegate gallery import: {args.file}:{number}: {who.identity_id}: "
+                  f"{exc.code().name}: {exc.details()} ({imported} imported before it; running the import again "
+                  "is safe)", file=sys.stderr)
+            return 2
+        imported += 1
     print(f"imported {imported} identities from {args.file}")
+    return 0
+
+
+def cmd_gallery_keygen(args: argparse.Namespace) -> int:
+    from facegate import gallery_file
+
+    try:
+        recipient = gallery_file.keygen(args.file)
+    except (gallery_file.GalleryFileError, OSError) as exc:
+        print(f"facegate gallery keygen: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: the secret key (keep it where exports are read); export to it with --recipient {recipient}")
     return 0
 
 
@@ -604,12 +685,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline, s")
         tls_options(p)
 
-    p = sub.add_parser("enroll", help="enroll a person from photos through the gateway")
+    p = sub.add_parser("enroll", help="enroll a person from photos through the gateway (a new person, unless "
+                                      "--add or --update)")
     p.add_argument("--id", required=True, help="identity id (letters, digits, ._:@-)")
     p.add_argument("--name", default="", help="display name")
     p.add_argument("--site", default="", help="site the person belongs to (empty = all)")
     p.add_argument("--group", action="append", default=[], help="access group (repeatable)")
-    p.add_argument("images", nargs="+")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--add", action="store_true", help="add these photos to an enrolled person (each must look "
+                                                        "like them); name, site and groups are kept")
+    how.add_argument("--update", action="store_true", help="change an enrolled person's name, site or groups; "
+                                                           "no photos")
+    p.add_argument("--allow-duplicate-of", action="append", default=[], metavar="ID",
+                   help="enrol even though the face looks like this enrolled person (twins; repeatable; recorded)")
+    p.add_argument("images", nargs="*")
     gateway_options(p)
     p.set_defaults(func=cmd_enroll)
 
@@ -622,19 +711,33 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_options(p)
     p.set_defaults(func=cmd_identify)
 
-    gallery = sub.add_parser("gallery", help="export or import a matcher's gallery").add_subparsers(
+    gallery = sub.add_parser("gallery", help="export or import a matcher's gallery (encrypted files)").add_subparsers(
         dest="action", required=True)
-    for action, func, text in (("export", cmd_gallery_export, "write every identity and template as JSON lines"),
+    for action, func, text in (("export", cmd_gallery_export, "write every identity and template, encrypted"),
                                ("import", cmd_gallery_import, "enroll identities from an export")):
         p = gallery.add_parser(action, help=text)
         p.add_argument("file", type=Path)
         p.add_argument("--matcher", default=os.environ.get("FACEGATE_MATCHER", "127.0.0.1:50053"),
                        help="matcher host:port (env FACEGATE_MATCHER)")
         p.add_argument("--timeout", type=float, default=300.0, help="RPC deadline, s")
+        p.add_argument("--passphrase", action="store_true", help="encrypt to / decrypt with a passphrase asked for")
+        p.add_argument("--passphrase-file", default="", help="the passphrase, from this file")
         tls_options(p)
         if action == "export":
             p.add_argument("--site", default="", help="only this site")
+            p.add_argument("--recipient", action="append", default=[], metavar="PUBLIC_KEY",
+                           help="encrypt to this age public key (age1..., `facegate gallery keygen`) or ssh-ed25519 "
+                                "key (repeatable)")
+            p.add_argument("--plaintext", action="store_true", help="write it unencrypted (biometric data: avoid)")
+        else:
+            p.add_argument("--identity", action="append", type=Path, default=[], metavar="KEY_FILE",
+                           help="the secret key of a recipient the export was encrypted to (repeatable)")
+            p.add_argument("--allow-duplicate-of", action="append", default=[], metavar="ID",
+                           help="import a face even though it looks like this identity (as it did when exported)")
         p.set_defaults(func=func)
+    p = gallery.add_parser("keygen", help="create a key pair to encrypt exports to (age format)")
+    p.add_argument("file", type=Path, help="where to write the secret key (owner-only)")
+    p.set_defaults(func=cmd_gallery_keygen)
 
     p = sub.add_parser("camera", help="edge agent: stream a camera (URL, video file or device) to the gateway")
     p.add_argument("--door", required=True, help="door id (as in the gateway's door configuration)")

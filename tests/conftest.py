@@ -64,7 +64,11 @@ def stack(tmp_path_factory):
     The gateway keeps up to 16 waiting frames per door so tests can send photo bursts."""
     from facegate.harness.stack import LocalStack
 
-    local = LocalStack(tmp_path_factory.mktemp("stack"), env={"FACEGATE_FRAME_QUEUE": "16"})
+    # Tests on this stack keep apart by site and enrol the same demo photos as different people
+    # on purpose, so its matcher does not refuse duplicate enrolments; the duplicate check is
+    # tested on matchers of its own (test_matcher.py, test_gateway_rules.py).
+    local = LocalStack(tmp_path_factory.mktemp("stack"),
+                       env={"FACEGATE_FRAME_QUEUE": "16", "FACEGATE_DUPLICATE_DISTANCE": "0"})
     local.start()
     yield local
     local.stop()
@@ -93,12 +97,21 @@ def milvus_server_uri(milvus_server):
     return milvus_server.uri if milvus_server is not None else None
 
 
-def channel(address: str):
-    """A channel to a local service, as the harness's admin user (mutual TLS)."""
+@pytest.fixture(scope="session")
+def milvus_token(milvus_server):
+    """The credentials of the session's Milvus server (it runs with authorization), or ""."""
+    return milvus_server.token if milvus_server is not None else ""
+
+
+def channel(address: str, as_service: bool = False):
+    """A channel to a local service, as the harness's admin user (mutual TLS); or, with
+    `as_service`, as FaceGate's services call each other (not rate-limited per caller: tests
+    that send the detector or embedder many calls in a burst call it as the gateway does)."""
     from facegate.harness.pki import default_pki
     from services.core.channels import blocking_channel
 
-    return blocking_channel(address, default_pki().user())
+    pki = default_pki()
+    return blocking_channel(address, pki.service("harness") if as_service else pki.user())
 
 
 def camera(address: str, door: str, site: str = "default"):

@@ -35,6 +35,7 @@ class MilvusServer:
     def __init__(self, data_dir: Path, start_timeout: float = 180.0) -> None:
         self.data_dir = Path(data_dir)
         self.uri = f"http://127.0.0.1:{PROXY_PORT}"
+        self.token = "root:Milvus"  # the server's first user (a deployment changes its password)
         self._timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -49,7 +50,9 @@ class MilvusServer:
             raise RuntimeError("milvus-server not found: `make setup` installs milvus==2.3.5 (dev extra)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "milvus-server.log", "ab")
-        self._process = subprocess.Popen([executable, "--data", str(self.data_dir)], stdout=log,
+        # authorization on, as a deployment runs it: clients need the credentials in `token`
+        self._process = subprocess.Popen([executable, "--data", str(self.data_dir), "--authorization-enabled", "true"],
+                                         stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + self._timeout

@@ -7,6 +7,7 @@ Each service is `python -m services.<name>` on free ports, logging to `<workdir>
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,31 @@ from services.core.channels import blocking_channel
 SERVICES = ("detector", "embedder", "matcher", "gateway")
 
 
+_handed_out: set[int] = set()
+_ports = random.Random()  # seeded from the OS: concurrent test processes pick different ports
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port for a service to listen on: free now, not handed out before by this process, and
+    below the kernel's ephemeral range. (Port 0's pick comes from that range, which outgoing
+    connections also draw from: between our check and the service's bind, a client socket
+    could take it, and did.)"""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    for _ in range(1000):
+        port = _ports.randrange(10_000, max(10_001, ephemeral_low))
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range after 1000 tries")
 
 
 def health_status(address: str, timeout: float = 1.0) -> int | None:
@@ -133,9 +155,11 @@ class LocalStack:
     def address(self, name: str) -> str:
         return self.services[name].address
 
-    def channel(self, name: str) -> grpc.Channel:
-        """A channel to a service, as the harness's admin user (operator, auditor)."""
-        return blocking_channel(self.address(name), None if self.insecure else self.pki.user())
+    def channel(self, name: str, as_service: bool = False) -> grpc.Channel:
+        """A channel to a service, as the harness's admin user (operator, auditor); or, with
+        `as_service`, as a FaceGate service would call it (no per-caller rate limits: benchmarks)."""
+        credentials = self.pki.service("harness") if as_service else self.pki.user()
+        return blocking_channel(self.address(name), None if self.insecure else credentials)
 
     def camera_channel(self, door: str, site: str = "default") -> grpc.Channel:
         """A channel to the gateway as the camera of `door` (it may stream as that door only)."""

@@ -33,11 +33,12 @@ for the person logged in), and the caller is recorded as "<subject> via <certifi
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from typing import Any
 import grpc
 import yaml
 
+from services.core.admission import Admission, Refused
 from services.core.tokens import Issuer, TokenError, load_public_key, verify
 
 log = logging.getLogger("facegate.access")
@@ -239,15 +241,13 @@ def who_called(context: grpc.aio.ServicerContext) -> str:
     return known.describe() if known else str(context.peer())
 
 
-Check = Callable[[grpc.aio.ServicerContext, str], Awaitable[Caller | None]]
-
-
 class Authorize(grpc.aio.ServerInterceptor):
-    """Every RPC: the caller's identity from its certificate, its roles from the policy, the
-    method's permission; the caller is then available to the servicer as `caller()`."""
+    """Every RPC: the caller's identity from its certificate (or token), its roles from the
+    policy, the method's permission, the caller's limits (`admission.py`); the caller is then
+    available to the servicer as `caller()`."""
 
-    def __init__(self, policy: PolicyFile) -> None:
-        self._policy = policy
+    def __init__(self, policy: PolicyFile, admission: Admission | None = None) -> None:
+        self._policy, self._admission = policy, admission
 
     async def _check(self, context: grpc.aio.ServicerContext, method: str) -> Caller | None:
         values = (context.auth_context() or {}).get("peer_spiffe_id") or [b""]
@@ -286,34 +286,64 @@ class Authorize(grpc.aio.ServerInterceptor):
                                 f"{method.rsplit('/', 1)[-1]}: it needs the {needs} role")
         return known
 
+    async def _admit(self, context: grpc.aio.ServicerContext, method: str) -> Caller | None:
+        """The authorised caller, counted against its rate."""
+        known = await self._check(context, method)
+        if known is not None and self._admission is not None and not method.startswith(OPEN):
+            try:
+                await self._admission.admit(known.identity, known.roles, method)
+            except Refused as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        return known
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, context: grpc.aio.ServicerContext, known: Caller | None) -> AsyncIterator[None]:
+        """One of the caller's stream slots, held while a streaming call is open."""
+        if known is None or self._admission is None:
+            yield
+            return
+        try:
+            self._admission.open_stream(known.identity, known.roles)
+        except Refused as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        try:
+            yield
+        finally:
+            self._admission.close_stream(known.identity, known.roles)
+
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
                                 details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
         if handler is None:
             return None
         method: str = details.method
-        check = self._check
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             behaviour = getattr(handler, kind)
             if behaviour is not None:
-                wrapped = _guarded(behaviour, check, method, streaming=kind.endswith("_stream"))
+                wrapped = self._guarded(behaviour, method, kind)
                 factory = getattr(grpc, f"{kind}_rpc_method_handler")
                 return factory(wrapped, handler.request_deserializer, handler.response_serializer)
         return handler
 
+    def _guarded(self, behaviour: Callable[..., Any], method: str, kind: str) -> Callable[..., Any]:
+        """`behaviour`, run only for an authorised caller within its limits, with `caller()` set
+        for it; a streaming call holds one of the caller's stream slots while it is open."""
+        if kind.endswith("_stream"):
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                known = await self._admit(context, method)
+                _caller.set(known)
+                async with self._slot(context, known):
+                    async for item in behaviour(request, context):
+                        yield item
 
-def _guarded(behaviour: Callable[..., Any], check: Check, method: str, streaming: bool) -> Callable[..., Any]:
-    """`behaviour`, run only for an authorised caller, with `caller()` set for it."""
-    if streaming:
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            _caller.set(await check(context, method))
-            async for item in behaviour(request, context):
-                yield item
+            return stream
 
-        return stream
+        streaming_in = kind == "stream_unary"
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _caller.set(await check(context, method))
-        return await behaviour(request, context)
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            known = await self._admit(context, method)
+            _caller.set(known)
+            async with self._slot(context, known if streaming_in else None):
+                return await behaviour(request, context)
 
-    return unary
+        return unary

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from services.core.admission import parse_rate
+
 T = TypeVar("T")
 
 
@@ -77,6 +79,14 @@ class ServerSettings:
                                   "(services/core/tokens.py; issuers trusted by the access policy); -1 = none, "
                                   "0 = pick a free one",
                               lambda v: None if -1 <= v <= 65535 else "must be -1 (none) or a TCP port (0-65535)")
+
+    rate_limit: str = setting("100/second", "calls one caller may make of one RPC (a moving window, e.g. 100/second "
+                                            "or 3000/minute); FaceGate's own services are not limited",
+                              parse_rate)
+    heavy_rate_limit: str = setting("5/second", "the same for RPCs doing seconds of work (enrolment from photos, "
+                                                "Cluster, export, Detect and Embed called by people)", parse_rate)
+    max_streams_per_caller: int = setting(8, "streaming calls (camera streams, decision watches, exports) one "
+                                             "caller may hold open at once", in_range(1, 10_000))
 
     def __post_init__(self) -> None:
         if self.token_port >= 0 and self.insecure:

@@ -36,6 +36,7 @@ class ModelCard:
     far_thresholds: dict[str, float] = field(default_factory=dict)  # "0.001" -> threshold meeting that FAR
     default_far: float | None = None  # the FAR `distance_threshold` was calibrated for, if any
     ambiguity_gap: float = 0.0  # 1:K: a match is ambiguous if the 2nd identity is within this distance of it
+    duplicate_distance: float = 0.0  # enrolment: a face this close to another identity is a duplicate (0 = no check)
 
     def threshold_for(self, far: float | None) -> float:
         """The threshold calibrated for a false-accept rate, or the default one for None/0."""
@@ -69,6 +70,7 @@ class ModelCard:
                 far_thresholds={f"{float(k):g}": float(v) for k, v in raw.get("far_thresholds", {}).items()},
                 default_far=float(raw["default_far"]) if raw.get("default_far") is not None else None,
                 ambiguity_gap=float(raw.get("ambiguity_gap", 0.0)),
+                duplicate_distance=float(raw.get("duplicate_distance", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
@@ -88,6 +90,7 @@ class ModelCard:
                 "far_thresholds": self.far_thresholds,
                 "default_far": self.default_far,
                 "ambiguity_gap": self.ambiguity_gap,
+                "duplicate_distance": self.duplicate_distance,
             },
             indent=2,
         )

@@ -9,6 +9,7 @@ read once from the message (protobuf's upb runtime copies a bytes field on every
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -81,8 +82,10 @@ def decode(message: common_pb2.NDArray, field: str = "array", limits: ArrayLimit
         raise InvalidArgument(f"{field}.shape: {len(shape)} dimensions; need 1 to {limits.max_dims}")
     if any(side < 0 for side in shape):
         raise InvalidArgument(f"{field}.shape: negative dimension in {list(shape)}")
+    if any(side > limits.max_bytes for side in shape):  # numpy refuses such a shape even with no elements
+        raise InvalidArgument(f"{field}.shape: a side over {limits.max_bytes} in {list(shape)}")
     dtype = np.dtype(message.dtype).newbyteorder("<")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no int64 overflow
     if expected > limits.max_bytes:
         raise InvalidArgument(f"{field}: {expected} bytes exceeds the limit of {limits.max_bytes}")
     data = message.data  # read once: with protobuf's upb runtime every read of a bytes field is a copy
@@ -137,7 +140,8 @@ def megapixels(messages: list[common_pb2.NDArray]) -> float:
     total = 0
     for message in messages:
         if message.encoding == common_pb2.NDArray.ENCODING_RAW:
-            total += int(np.prod(message.shape[:2], dtype=np.int64)) if len(message.shape) >= 2 else 0
+            # a negative side is refused when the frame is decoded; here it must not lower the total
+            total += math.prod(max(0, side) for side in message.shape[:2]) if len(message.shape) >= 2 else 0
             continue
         try:
             width, height = image_size(message.data)

@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.core.access import Authorize, PolicyError, PolicyFile
+from services.core.admission import Admission
 from services.core.channels import message_options
 from services.core.config import ServerSettings
 from services.core.errors import ServiceError, Unavailable
@@ -221,7 +222,8 @@ async def run_service(
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsAndErrors(name)]
     if not settings.insecure:  # identities come with TLS: without it there is nobody to authorise
         try:
-            interceptors.append(Authorize(PolicyFile(Path(settings.access_policy))))
+            admission = Admission(settings.rate_limit, settings.heavy_rate_limit, settings.max_streams_per_caller)
+            interceptors.append(Authorize(PolicyFile(Path(settings.access_policy)), admission))
         except PolicyError as exc:
             raise SystemExit(f"error: --access-policy: {exc}") from exc
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))

@@ -43,7 +43,7 @@ def load(directory: Path) -> TLSMaterial:
     """Read and check a TLS directory: the files are there, the key is the certificate's, and the
     certificate names one SPIFFE id."""
     try:
-        stamp = tuple((directory / name).stat().st_mtime for name in FILES)
+        when = stamp(directory)
         chain, key, roots = ((directory / name).read_bytes() for name in FILES)
     except OSError as exc:
         raise TLSError(f"{directory}: needs {', '.join(FILES)} ({exc.strerror}: {exc.filename}); issue them with "
@@ -58,7 +58,12 @@ def load(directory: Path) -> TLSMaterial:
                                          serialization.PublicFormat.SubjectPublicKeyInfo) != \
             cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
         raise TLSError(f"{directory}: tls.key is not the key of tls.crt (a rotation half-way through?)")
-    return TLSMaterial(chain, key, roots, spiffe_id_of(cert), stamp)
+    return TLSMaterial(chain, key, roots, spiffe_id_of(cert), when)
+
+
+def stamp(directory: Path) -> tuple[float, ...]:
+    """The TLS files' modification times: a cheap test for a rotation (OSError if one is missing)."""
+    return tuple((directory / name).stat().st_mtime for name in FILES)
 
 
 def spiffe_id_of(cert: x509.Certificate) -> str:
@@ -96,8 +101,7 @@ class ServerTLS:
         """Called by gRPC at each handshake (synchronously: keep it cheap). None keeps what is served."""
         with self._lock:
             try:
-                stamp = tuple((self._directory / name).stat().st_mtime for name in FILES)
-                if stamp == self.material.stamp:
+                if stamp(self._directory) == self.material.stamp:
                     return None
                 fresh = load(self._directory)
             except (OSError, TLSError) as exc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -18,8 +20,10 @@ from services.contracts.v1 import (
     matcher_pb2,
     matcher_pb2_grpc,
 )
+from services.core import tls
 from services.core.channels import open_channel
 
+log = logging.getLogger("facegate.gateway")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -56,18 +60,68 @@ class Backends:
         """`tls_dir`: the gateway's own certificate, which it presents to the other services (None:
         plaintext, a gateway run --insecure)."""
         self.deadline = deadline
+        self._addresses = (detector, embedder, matcher)
+        self._max_message_mb, self._tls_dir = max_message_mb, tls_dir
+        self._stamp = tls.load(tls_dir).stamp if tls_dir else ()
+        self._channels: list[grpc.aio.Channel] = []
+        self._retired: set[asyncio.Task[None]] = set()  # closing old channels a deadline after a rotation
+        self._old: list[grpc.aio.Channel] = []
+        self._connect()
+
+    def _connect(self) -> None:
+        """Open the three channels (with the certificate as it is now) and their stubs."""
+        detector, embedder, matcher = self._addresses
+        mb, tls_dir = self._max_message_mb, self._tls_dir
         self._channels = [
-            open_channel(detector, "facegate.v1.Detector", ["Detect"], max_message_mb, tls_dir),
-            open_channel(embedder, "facegate.v1.Embedder", ["Embed", "GetModel"], max_message_mb, tls_dir),
+            open_channel(detector, "facegate.v1.Detector", ["Detect"], mb, tls_dir),
+            open_channel(embedder, "facegate.v1.Embedder", ["Embed", "GetModel"], mb, tls_dir),
             open_channel(matcher, "facegate.v1.Matcher", ["Identify", "Verify", "GetIdentity", "ListIdentities"],
-                         max_message_mb, tls_dir),
+                         mb, tls_dir),
         ]
         self.detector = detector_pb2_grpc.DetectorStub(self._channels[0])
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._channels[1])
         self.matcher = matcher_pb2_grpc.MatcherStub(self._channels[2])
 
+    def follow_certificate(self) -> bool:
+        """Re-open the channels if the certificate in `tls_dir` was rotated (returns whether).
+
+        A channel keeps the credentials it was made with, and an open connection the
+        certificate of its handshake; so without this the gateway would present its old
+        certificate at its next reconnect, refused once that certificate expires. Calls under
+        way finish on the old channels, closed a deadline later. A half-written rotation (a key
+        that is not the certificate's) is left alone until it is whole."""
+        if self._tls_dir is None:
+            return False
+        try:
+            if tls.stamp(self._tls_dir) == self._stamp:
+                return False
+            material = tls.load(self._tls_dir)
+        except (OSError, tls.TLSError) as exc:
+            log.warning("client certificate in %s not reloaded, keeping the current one: %s", self._tls_dir, exc)
+            return False
+        if material.stamp == self._stamp:
+            return False
+        old = self._channels
+        self._connect()
+        self._stamp = material.stamp
+        log.info("client certificate reloaded: backend channels re-opened",
+                 extra={"fields": {"identity": material.spiffe_id}})
+        task = asyncio.get_running_loop().create_task(self._close_later(old))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        return True
+
+    async def _close_later(self, channels: list[grpc.aio.Channel]) -> None:
+        self._old.extend(channels)
+        await asyncio.sleep(self.deadline + 1)
+        for channel in channels:
+            self._old.remove(channel)
+            await channel.close()
+
     async def close(self) -> None:
-        for channel in self._channels:
+        for task in list(self._retired):  # retired channels: closed with the rest, now
+            task.cancel()
+        for channel in [*self._old, *self._channels]:
             await channel.close()
 
     @calls("embedder")
@@ -107,6 +161,9 @@ class Backends:
     @calls("embedder")
     async def _embed(self, crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
         response = await self.embedder.Embed(embedder_pb2.EmbedRequest(each_crop=crops), timeout=self.deadline)
+        if len(response.embeddings) != len(crops):
+            raise BackendError("embedder", grpc.StatusCode.INTERNAL,
+                               f"{len(response.embeddings)} embeddings for {len(crops)} crops")
         return list(response.embeddings)
 
     @calls("matcher")
@@ -115,6 +172,9 @@ class Backends:
         response = await self.matcher.Identify(
             matcher_pb2.IdentifyRequest(probes=embeddings, top_k=3, site=site, target_far=target_far),
             timeout=self.deadline)
+        if len(response.results) != len(embeddings):  # never pair a face with another face's result
+            raise BackendError("matcher", grpc.StatusCode.INTERNAL,
+                               f"{len(response.results)} results for {len(embeddings)} probes")
         return list(response.results)
 
     @calls("matcher")

@@ -27,6 +27,7 @@ from services.core.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    ServiceError,
     Unavailable,
 )
 from services.core.server import ready, run_service
@@ -92,9 +93,17 @@ class GatewayServiceSettings(ServerSettings):
     error_repeat_seconds: float = setting(5.0, "while backends fail, one error decision per door per this many "
                                                "seconds (every failure is counted in the metrics)", in_range(0.1, 3600))
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
-    reload_seconds: float = setting(5.0, "how often to check the door configuration for changes", in_range(0.1, 3600))
+    reload_seconds: float = setting(5.0, "how often to check the door configuration and the gateway's own "
+                                         "certificate (--tls-dir) for changes", in_range(0.1, 3600))
 
 
+# admin-log action per EnrollMode; the matcher's refusals of an enrolment, passed on as they are
+ENROL_ACTIONS = {common_pb2.ENROLL_MODE_UNSPECIFIED: "enrol_identity", common_pb2.ENROLL_MODE_CREATE: "enrol_identity",
+                 common_pb2.ENROLL_MODE_ADD_TEMPLATES: "add_templates",
+                 common_pb2.ENROLL_MODE_UPDATE_DETAILS: "update_identity"}
+ENROL_REFUSALS: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument, grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists, grpc.StatusCode.NOT_FOUND: NotFound}
 STARTING = "gateway is starting (waiting for the embedder's model card or the audit log)"
 UNCONFIGURED_DOOR_LABELS = 256  # without a door file, the doors (and sites) that get their own series
 
@@ -190,6 +199,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._doors_refused_mtime = -1.0  # the last invalid version, reported once
         self._calibrated: tuple[float, ...] | None = None  # FARs the model has thresholds for, once known
         self._reloader: asyncio.Task[None] | None = None
+        self._certificate_follower: asyncio.Task[None] | None = None
         self._labels = Labels(configured=bool(settings.doors))
         self._streaming: dict[str, str] = {}  # door id -> peer of its camera stream
         self._failing_since: dict[str, float] = {}  # door id -> last error decision while backends fail
@@ -225,6 +235,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             embed=MicroBatcher("gateway_embed", embed, s.embed_batch, wait, s.detect_concurrency))
         self._running.detect.start()
         self._running.embed.start()
+        self._certificate_follower = asyncio.create_task(self._follow_certificate(backends))
 
     async def _model_of(self, backends: Backends) -> common_pb2.ModelInfo:
         """The embedder's model card, waiting for the embedder to come up (the gateway is not
@@ -260,8 +271,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return self._running
 
     async def stop(self) -> None:
-        if self._reloader:
-            self._reloader.cancel()
+        for task in (self._reloader, self._certificate_follower):
+            if task:
+                task.cancel()
         if self._running:
             for batcher in (self._running.detect, self._running.embed):
                 await batcher.stop()
@@ -302,6 +314,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                             self._settings.doors, "the door file changed", "file", change)
                 except Exception as exc:  # the reload itself stands; say that its record is missing
                     log.error("door configuration change not recorded in the audit log: %s", exc)
+
+    async def _follow_certificate(self, backends: Backends) -> None:
+        """Present a rotated client certificate to the other services from its next check on."""
+        while True:
+            await asyncio.sleep(self._settings.reload_seconds)
+            backends.follow_certificate()  # three stat()s unless the files changed
 
     def _door(self, frame: gateway_pb2.CameraFrame) -> Door:
         if not frame.door_id:
@@ -425,7 +443,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._failing_since.pop(door.door_id, None)
         model_key = f"{embeddings[0].model_id}@{embeddings[0].model_version}"
         fresh = []
-        for (face, track), result in zip(wanted, results, strict=False):
+        for (face, track), result in zip(wanted, results, strict=True):  # counts checked in backends
             verdict = track.observe(observation(result), face.face.quality, door.frames_needed,
                                     self._settings.max_embeddings)
             if verdict is not None:
@@ -503,11 +521,53 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def EnrollFromImages(self, request: gateway_pb2.EnrollFromImagesRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.EnrollFromImagesResponse:
         run = self._run
-        if not request.images:
-            raise InvalidArgument("images: at least one photo is required")
+        action_name = ENROL_ACTIONS.get(request.mode)
+        if action_name is None:
+            raise InvalidArgument(f"mode: {request.mode} is not a known EnrollMode value")
         if not ID_PATTERN.fullmatch(request.identity_id):  # before it is written to the admin log
             raise InvalidArgument(f"identity_id: {request.identity_id[:140]!r} must be 1-128 characters of letters, "
                                   "digits and ._:@-")
+        if request.mode == common_pb2.ENROLL_MODE_UPDATE_DETAILS:
+            if request.images:
+                raise InvalidArgument("mode UPDATE_DETAILS changes details only: send no images (add faces with "
+                                      "mode ADD_TEMPLATES)")
+            crops: dict[int, common_pb2.NDArray] = {}
+            errors: list[str] = []
+            what = "details"
+        else:
+            crops, errors = await self._faces_to_enrol(request)
+            what = f"{len(crops)} of {len(request.images)} photos with a face"
+        acknowledged = f"; acknowledged look-alikes {', '.join(request.allow_duplicate_of)[:600]}" \
+            if request.allow_duplicate_of else ""
+        try:  # recorded before the gallery changes: no enrolment without its record
+            action = await asyncio.to_thread(
+                run.audit.record_admin, action_name, request.identity_id,
+                f"{what}; site {request.site or '(all)'}; groups {', '.join(request.groups) or '(none)'}"
+                f"{acknowledged}", who_called(context))
+        except Exception as exc:  # sqlite3 errors, a full disk
+            raise Unavailable(f"audit log unavailable ({exc}); nothing was enrolled") from exc
+        try:
+            embeddings = await run.backends.embed(list(crops.values()), run.model_key) if crops else []
+            enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
+                identity_id=request.identity_id, display_name=request.display_name, site=request.site,
+                groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings,
+                mode=request.mode, allow_duplicate_of=list(request.allow_duplicate_of)))
+        except BackendError as exc:
+            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
+            refusal = ENROL_REFUSALS.get(exc.code)
+            if refusal is not None:  # the matcher's answer about this request: pass it on as it is
+                raise refusal(str(exc)) from exc
+            raise Unavailable(f"cannot enroll now: {exc}") from exc
+        await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
+        return gateway_pb2.EnrollFromImagesResponse(image_errors=errors, templates_added=enrolled.templates_added,
+                                                     identity_id=enrolled.identity.identity_id)
+
+    async def _faces_to_enrol(self, request: gateway_pb2.EnrollFromImagesRequest
+                              ) -> tuple[dict[int, common_pb2.NDArray], list[str]]:
+        """The largest face's crop of each photo that has one, and per photo why not ("" = used)."""
+        run = self._run
+        if not request.images:
+            raise InvalidArgument("images: at least one photo is required")
         errors = [""] * len(request.images)
         images = {}
         pixels = 0
@@ -541,26 +601,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not crops:
             raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: "
                                   f"{'; '.join(errors)}")
-        try:  # recorded before the gallery changes: no enrolment without its record
-            action = await asyncio.to_thread(
-                run.audit.record_admin, "enrol_identity", request.identity_id,
-                f"{len(crops)} of {len(request.images)} photos with a face; site {request.site or '(all)'}; "
-                f"groups {', '.join(request.groups) or '(none)'}", who_called(context))
-        except Exception as exc:  # sqlite3 errors, a full disk
-            raise Unavailable(f"audit log unavailable ({exc}); nothing was enrolled") from exc
-        try:
-            embeddings = await run.backends.embed(list(crops.values()), run.model_key)
-            enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
-                identity_id=request.identity_id, display_name=request.display_name, site=request.site,
-                groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings))
-        except BackendError as exc:
-            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
-            if exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                raise InvalidArgument(str(exc)) from exc
-            raise Unavailable(f"cannot enroll now: {exc}") from exc
-        await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
-        return gateway_pb2.EnrollFromImagesResponse(image_errors=errors, templates_added=enrolled.templates_added,
-                                                     identity_id=enrolled.identity.identity_id)
+        return crops, errors
 
     async def WatchDecisions(self, request: gateway_pb2.WatchDecisionsRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.Decision]:

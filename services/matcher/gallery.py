@@ -34,20 +34,24 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.core.failpoints import failpoint
 from services.matcher.exact_index import ExactIndex, TemplateHit
+from services.matcher.lite_socket import LiteOnUnixSocket
 
 T = TypeVar("T")
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: `$` lets "id\n" through
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9._:@ /-]{0,128}")
 MAX_TEMPLATES_PER_CALL = 100
+MAX_GROUPS, MAX_METADATA_KEYS = 64, 32
+LOOKALIKES = "facegate.lookalikes"  # metadata: people this one was enrolled beside on purpose (twins)
 MAX_TEMPLATES_PER_IDENTITY = 32
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
 REWRITE_SUFFIX = "__rewrite"  # a Lite collection being rewritten without its deleted rows
@@ -61,6 +65,9 @@ REWRITE_SUFFIX = "__rewrite"  # a Lite collection being rewritten without its de
 STRONG = {"consistency_level": "Strong"}
 SESSION = {"consistency_level": "Session"}
 CLASSIFIERS = ("nearest", "knn")
+# What an enrolment may do (EnrollMode in the contract): one thing at a time, named.
+CREATE, ADD_TEMPLATES, UPDATE_DETAILS = "create", "add_templates", "update_details"
+ENROL_MODES = (CREATE, ADD_TEMPLATES, UPDATE_DETAILS)
 SEARCH_MODES = ("auto", "memory", "milvus")
 
 
@@ -103,13 +110,24 @@ class Identification:
 
 def check_id(value: str, name: str = "identity_id") -> str:
     if not ID_PATTERN.fullmatch(value):
-        raise InvalidArgument(f"{name}: {value!r} must be 1-128 characters of letters, digits and ._:@-")
+        raise InvalidArgument(f"{name}: {value[:140]!r} must be 1-128 characters of letters, digits and ._:@-")
+    return value
+
+
+def check_text(value: str, name: str, limit: int) -> str:
+    """Free text shown to people (names, metadata): bounded, and without control characters
+    (a terminal escape or a NUL in a name would reach consoles and logs as sent)."""
+    if len(value) > limit:
+        raise InvalidArgument(f"{name}: {len(value)} characters; at most {limit}")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+        raise InvalidArgument(f"{name}: control or format characters (e.g. escape codes, NUL) are not accepted")
     return value
 
 
 def check_label(value: str, name: str) -> str:
     if not LABEL_PATTERN.fullmatch(value):
-        raise InvalidArgument(f"{name}: {value!r} must be at most 128 characters of letters, digits, space and ._:@/-")
+        raise InvalidArgument(f"{name}: {value[:140]!r} must be at most 128 characters of letters, digits, space "
+                              "and ._:@/-")
     return value
 
 
@@ -182,12 +200,17 @@ class Gallery:
     def __init__(self, uri: str, model_key: str, dim: int, threshold: float,
                  collection: str = "facegate_gallery", index_type: str = "FLAT", ambiguity_gap: float = 0.0,
                  search: str = "auto", index_params: dict | None = None, search_params: dict | None = None,
-                 compact_server: bool = False) -> None:
+                 compact_server: bool = False, duplicate_distance: float = 0.0, token: str = "") -> None:
+        """`threshold`: a match (and the most a face added to an identity may differ from its
+        templates); `duplicate_distance`: a new face this close to another identity is refused
+        as a duplicate enrolment (0 = no check); `token`: a Milvus server's credentials
+        (user:password or an API key)."""
         from pymilvus import MilvusClient
 
         self.model_key = model_key
         self.dim = dim
         self.threshold = threshold
+        self.duplicate_distance = duplicate_distance
         self.ambiguity_gap = ambiguity_gap
         self._identities = f"{collection}_identities"
         self._templates = f"{collection}_templates"
@@ -196,12 +219,17 @@ class Gallery:
         self._search_params = dict(search_params or {})
         self._deleted = RecentDeletes()
         self._unflushed = 0  # rows written since the last flush
+        self._lite_socket: LiteOnUnixSocket | None = None
         try:
-            self._client = MilvusClient(uri)
+            if self._lite:  # not on the TCP port pymilvus would open for it (README: Security model)
+                self._lite_socket = LiteOnUnixSocket(uri)
+            self._client = MilvusClient(self._lite_socket.uri, token="") if self._lite_socket else \
+                MilvusClient(uri, token=token)
         except Exception as exc:  # pymilvus raises its own types; all mean "cannot open"
             raise Unavailable(
                 f"cannot open the gallery at {uri!r}: {exc}. A Milvus Lite file can be used by one process "
-                "at a time; run one matcher per file, or point MILVUS_URI at a Milvus server."
+                "at a time; run one matcher per file, or point MILVUS_URI at a Milvus server. A server with "
+                "authorization needs its credentials (--milvus-token-file or MILVUS_TOKEN)."
             ) from exc
         self._index = (index_type, dict(index_params or {}))
         self._compact_server = compact_server
@@ -350,6 +378,8 @@ class Gallery:
     def close(self) -> None:
         self.flush()
         self._client.close()
+        if self._lite_socket is not None:
+            self._lite_socket.close()
 
     def flush(self) -> bool:
         """Seal recent writes. Milvus Lite searches and reads unsealed (growing) rows ~20x slower
@@ -366,61 +396,145 @@ class Gallery:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str) -> tuple[Identity, int]:
-        """Add templates (validated first: nothing is written unless everything is valid).
-        Idempotent: sending the same embeddings again adds nothing."""
-        vectors = self._check_enrolment(identity, vectors, model_key)
+    def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str, mode: str = CREATE,
+               allow_duplicate_of: tuple[str, ...] = ()) -> tuple[Identity, int]:
+        """Create an identity, add templates to one, or change its details (`mode`), after
+        checking everything: nothing is written unless the whole request is valid.
+
+        CREATE refuses an id that exists, unless the request repeats it exactly (a retry: adds
+        nothing). ADD_TEMPLATES takes faces within `threshold` of the identity's templates only.
+        A face within `duplicate_distance` of another identity is a duplicate enrolment, refused
+        unless that identity is in `allow_duplicate_of`."""
+        if mode not in ENROL_MODES:
+            raise InvalidArgument(f"mode: {mode!r}; one of {', '.join(ENROL_MODES)}")
+        details = bool(identity.display_name or identity.site or identity.groups or identity.metadata)
+        if mode == ADD_TEMPLATES and details:
+            raise InvalidArgument("mode ADD_TEMPLATES adds faces only: leave display_name, site, groups and metadata "
+                                  "empty (the stored ones are kept; change them with mode UPDATE_DETAILS)")
+        if mode == UPDATE_DETAILS:
+            if len(vectors):
+                raise InvalidArgument("mode UPDATE_DETAILS changes details only: send no embeddings (add faces with "
+                                      "mode ADD_TEMPLATES)")
+            self._check_details(identity)
+            self.check_model(model_key)
+        else:
+            vectors = self._check_enrolment(identity, vectors, model_key)
+        for i, other in enumerate(allow_duplicate_of):
+            check_id(other, f"allow_duplicate_of[{i}]")
 
         with self._lock:
             row = self._identity_row(identity.identity_id)
+            if row is None and mode != CREATE:
+                raise NotFound(f"identity {identity.identity_id!r} is not enrolled; create it with mode CREATE")
             current = self._identity_of(row) if row is not None else Identity(
                 identity.identity_id, model_key=self.model_key, created_ms=int(time.time() * 1000))
             merged = self._merge(current, identity)
-            stored = self._templates_of([identity.identity_id], vectors=False, consistency=STRONG)
-            # Templates under another site or name (a move, or the leftovers of one a crash
-            # interrupted) are rewritten under the identity's current ones, then deleted.
-            stale = [t for t in stored if (t.site, t.display_name) != (merged.site, merged.display_name)]
+            stored = self._templates_of([identity.identity_id], vectors=mode == ADD_TEMPLATES, consistency=STRONG)
             asked = {template_pk(merged, v) for v in vectors}
-            if stale:
-                moved = self._templates_of([identity.identity_id], vectors=True, consistency=STRONG,
-                                           pks=[t.pk for t in stale])
-                vectors = np.concatenate([vectors,
-                                          np.asarray([t.vector for t in moved], np.float32).reshape(-1, self.dim)])
-            records = {}
-            for vector in vectors:
-                pk = template_pk(merged, vector)
-                records[pk] = self._template_record(merged, pk, vector)
-            kept = {t.pk for t in stored} - {t.pk for t in stale}
-            total = len(kept | records.keys())
-            if total > MAX_TEMPLATES_PER_IDENTITY:
+            if row is not None and mode == CREATE:
+                if merged == current and asked <= {t.pk for t in stored}:  # the same enrolment again
+                    return replace(current, template_count=len(stored)), 0
+                raise AlreadyExists(f"identity {identity.identity_id!r} is enrolled already: add faces to it with "
+                                    "mode ADD_TEMPLATES, change its details with mode UPDATE_DETAILS, or delete it "
+                                    "first to start again")
+            if mode == ADD_TEMPLATES:
+                self._check_same_person(identity.identity_id, vectors, stored)
+            if len(vectors):
+                self._check_not_duplicate(identity.identity_id, vectors, allow_duplicate_of)
+            if allow_duplicate_of:  # kept with the person, so an export restores without asking again
+                known = set(filter(None, merged.metadata.get(LOOKALIKES, "").split(",")))
+                merged = replace(merged, metadata={**merged.metadata,
+                                                   LOOKALIKES: ",".join(sorted(known | set(allow_duplicate_of)))})
+            return self._write(merged, vectors, stored, asked)
+
+    def _check_same_person(self, identity_id: str, vectors: np.ndarray, stored: list[TemplateRow]) -> None:
+        """Each new face is within `threshold` of the identity's nearest template."""
+        own = np.asarray([t.vector for t in stored], np.float32).reshape(-1, self.dim)
+        if not len(own):
+            return  # an identity whose templates were all removed: nothing to compare with
+        distances = np.linalg.norm(vectors[:, None, :] - own[None, :, :], axis=2).min(axis=1)
+        for i, distance in enumerate(distances):
+            if distance > self.threshold:
                 raise FailedPrecondition(
-                    f"identity {identity.identity_id!r} would have {total} templates; at most "
-                    f"{MAX_TEMPLATES_PER_IDENTITY} per person (more add little and crowd searches): delete the "
-                    "identity and re-enrol it from its best photos")
-            self._client.upsert(self._identities, [self._identity_record(merged)])  # identity before its templates
-            if records:
-                self._client.upsert(self._templates, list(records.values()))
-                if self._exact is not None:
-                    self._exact.remove(list(records))
-                    self._exact.add(list(records), np.asarray([r["vector"] for r in records.values()], np.float32),
-                                    merged.identity_id, merged.display_name, merged.site)
-            if stale:
-                failpoint("gallery.enroll.before_stale_delete")
-                self._remove_templates([t.pk for t in stale if t.pk not in records])
-            self._deleted.discard(identity.identity_id)
-            for pk in records:  # a key deleted before (same person, photo, site) is live again
-                self._deleted.discard(pk)
-            self._unflushed += len(records)
+                    f"embeddings[{i}] is {distance:.3f} from {identity_id!r}'s nearest template, farther than the "
+                    f"match threshold {self.threshold:.3f}: it does not look like the same person, so nothing was "
+                    "added (a poor photo? retake it; a different person? enrol them under their own id)")
+
+    def _check_not_duplicate(self, identity_id: str, vectors: np.ndarray, allowed: tuple[str, ...]) -> None:
+        """No new face is within `duplicate_distance` of another identity, at any site."""
+        if self.duplicate_distance <= 0 or self._is_empty():
+            return
+        results = self.identify(vectors, 2 + len(allowed), "", self.duplicate_distance, self.model_key)
+        for i, result in enumerate(results):
+            for candidate in result.candidates:
+                if candidate.identity_id in (identity_id, *allowed) or candidate.distance > self.duplicate_distance:
+                    continue
+                raise AlreadyExists(
+                    f"embeddings[{i}] looks like enrolled identity {candidate.identity_id!r} (distance "
+                    f"{candidate.distance:.3f}, within the duplicate-enrolment distance {self.duplicate_distance:.3f}):"
+                    f" the same person enrolled twice? Nothing was enrolled. If they are different people (twins), "
+                    f"list {candidate.identity_id!r} in allow_duplicate_of")
+
+    def _is_empty(self) -> bool:
+        return self._exact is not None and len(self._exact) == 0
+
+    def _write(self, merged: Identity, vectors: np.ndarray, stored: list[TemplateRow],
+               asked: set[int]) -> tuple[Identity, int]:
+        """Write the identity and its new templates (the caller holds the lock and has checked them)."""
+        identity_id = merged.identity_id
+        # Templates under another site or name (a move, or the leftovers of one a crash
+        # interrupted) are rewritten under the identity's current ones, then deleted.
+        stale = [t for t in stored if (t.site, t.display_name) != (merged.site, merged.display_name)]
+        if stale:
+            moved = self._templates_of([identity_id], vectors=True, consistency=STRONG, pks=[t.pk for t in stale])
+            vectors = np.concatenate([vectors.reshape(-1, self.dim),
+                                      np.asarray([t.vector for t in moved], np.float32).reshape(-1, self.dim)])
+        records = {}
+        for vector in vectors:
+            pk = template_pk(merged, vector)
+            records[pk] = self._template_record(merged, pk, vector)
+        kept = {t.pk for t in stored} - {t.pk for t in stale}
+        total = len(kept | records.keys())
+        if total > MAX_TEMPLATES_PER_IDENTITY:
+            raise FailedPrecondition(
+                f"identity {identity_id!r} would have {total} templates; at most "
+                f"{MAX_TEMPLATES_PER_IDENTITY} per person (more add little and crowd searches): delete the "
+                "identity and re-enrol it from its best photos")
+        self._client.upsert(self._identities, [self._identity_record(merged)])  # identity before its templates
+        if records:
+            self._client.upsert(self._templates, list(records.values()))
+            if self._exact is not None:
+                self._exact.remove(list(records))
+                self._exact.add(list(records), np.asarray([r["vector"] for r in records.values()], np.float32),
+                                merged.identity_id, merged.display_name, merged.site)
+        if stale:
+            failpoint("gallery.enroll.before_stale_delete")
+            self._remove_templates([t.pk for t in stale if t.pk not in records])
+        self._deleted.discard(identity_id)
+        for pk in records:  # a key deleted before (same person, photo, site) is live again
+            self._deleted.discard(pk)
+        self._unflushed += len(records)
         added = len(asked - {t.pk for t in stored})
         return replace(merged, template_count=total), added
 
-    def _check_enrolment(self, identity: Identity, vectors: np.ndarray, model_key: str) -> np.ndarray:
+    def _check_details(self, identity: Identity) -> None:
         check_id(identity.identity_id)
         check_label(identity.site, "site")
+        if len(identity.groups) > MAX_GROUPS:
+            raise InvalidArgument(f"groups: {len(identity.groups)}; at most {MAX_GROUPS} per person")
         for i, group in enumerate(identity.groups):
             check_label(group, f"groups[{i}]")
-        if len(identity.display_name) > 512:
-            raise InvalidArgument("display_name: at most 512 characters")
+        check_text(identity.display_name, "display_name", 512)
+        if len(identity.metadata) > MAX_METADATA_KEYS:
+            raise InvalidArgument(f"metadata: {len(identity.metadata)} keys; at most {MAX_METADATA_KEYS}")
+        for key, value in identity.metadata.items():
+            check_label(key, "metadata key")
+            if not key:
+                raise InvalidArgument("metadata: an empty key")
+            check_text(value, f"metadata[{key!r}]", 1024)
+
+    def _check_enrolment(self, identity: Identity, vectors: np.ndarray, model_key: str) -> np.ndarray:
+        self._check_details(identity)
         self.check_model(model_key)
         vectors = self.check_vectors(vectors, "embeddings")
         limit = min(MAX_TEMPLATES_PER_CALL, MAX_TEMPLATES_PER_IDENTITY)

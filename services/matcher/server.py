@@ -10,20 +10,21 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.contracts.v1 import common_pb2, matcher_pb2, matcher_pb2_grpc
-from services.core.access import caller
+from services.core.access import caller, who_called
 from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
 from services.core.errors import InvalidArgument, NotFound, PermissionDenied
 from services.core.failpoints import failpoint
 from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
 from services.core.server import ready, run_service
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
-from services.matcher.gallery import SEARCH_MODES, Gallery, Identity
+from services.matcher.gallery import ADD_TEMPLATES, CREATE, SEARCH_MODES, UPDATE_DETAILS, Gallery, Identity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,9 @@ class MatcherServiceSettings(ServerSettings):
     milvus_uri: str = setting("./facegate-gallery.db",
                               "Milvus Lite file (embedded) or http://host:19530 for a Milvus server "
                               "(env MILVUS_URI too)")
+    milvus_token_file: str = setting("", "file holding the Milvus server's credentials, user:password or an API key "
+                                         "(a mounted Secret; env MILVUS_TOKEN is read when no file is given); a "
+                                         "server with authorization refuses a matcher without them")
     collection: str = setting("facegate_gallery", "Milvus collection name")
     index_type: str = setting("FLAT", "vector index", one_of("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"))
     index_params: str = setting("", 'index build parameters as JSON, e.g. {"M": 16, "efConstruction": 200} '
@@ -54,12 +58,19 @@ class MatcherServiceSettings(ServerSettings):
                                                "within this long (a rewrite; a server purges by itself, see "
                                                "--compact-server)",
                                          in_range(1.0, 86400.0))
+    duplicate_distance: float = setting(-1.0, "refuse an enrolment whose face is this close to another identity "
+                                              "(a duplicate; the caller may acknowledge it with allow_duplicate_of): "
+                                              "-1 = the model card's (0.30 for dlib-resnet-v1, measured on LFW), "
+                                              "0 = no check", in_range(-1.0, 2.0))
     compact_server: bool = setting(False, "with a Milvus server, also flush deletions and request a compaction at "
                                           "each purge (faster erasure from its disk; Milvus 2.3.5's datacoord was "
                                           "seen to panic on such compactions: see README 'Erasure')")
 
 
 CLASSIFIER_NAMES = {matcher_pb2.CLASSIFIER_NEAREST: "nearest", matcher_pb2.CLASSIFIER_KNN_VOTE: "knn"}
+ENROL_MODES = {common_pb2.ENROLL_MODE_UNSPECIFIED: CREATE, common_pb2.ENROLL_MODE_CREATE: CREATE,
+               common_pb2.ENROLL_MODE_ADD_TEMPLATES: ADD_TEMPLATES,
+               common_pb2.ENROLL_MODE_UPDATE_DETAILS: UPDATE_DETAILS}
 
 
 def identity_message(identity: Identity) -> matcher_pb2.Identity:
@@ -86,6 +97,17 @@ def vectors_of(embeddings: list[common_pb2.Embedding], field: str) -> tuple[np.n
 
 
 LOADING = "matcher is still opening its gallery"
+admin_log = logging.getLogger("facegate.matcher.admin")
+
+
+def milvus_token(path: str) -> str:
+    """The Milvus credentials: from the file, else env MILVUS_TOKEN, else none (Lite has none)."""
+    if not path:
+        return os.environ.get("MILVUS_TOKEN", "")
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"error: --milvus-token-file: cannot read {path} ({exc.strerror})") from exc
 
 
 def site_limits() -> tuple[str, ...]:
@@ -94,6 +116,14 @@ def site_limits() -> tuple[str, ...]:
     if who is None or who.roles & {"service", "operator"}:
         return ()
     return who.sites
+
+
+def admin_action(context: grpc.aio.ServicerContext, action: str, subject: str, **detail: object) -> None:
+    """A change to the gallery (or an export of it), in the matcher's log with who asked. The
+    gateway's admin actions go to its audit store; calls made straight to the matcher are
+    logged here until the matcher writes to a shared store too (issue 13)."""
+    admin_log.info("admin action", extra={"fields": {"action": action, "subject": subject,
+                                                     "caller": who_called(context), **detail}})
 
 
 def caller_name() -> str:
@@ -122,6 +152,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             self._settings.collection, self._settings.index_type, card.ambiguity_gap, self._settings.search,
             json.loads(self._settings.index_params or "{}"), json.loads(self._settings.search_params or "{}"),
             self._settings.compact_server,
+            card.duplicate_distance if self._settings.duplicate_distance < 0 else self._settings.duplicate_distance,
+            milvus_token(self._settings.milvus_token_file),
         )
         logging.getLogger("facegate.matcher").info(
             "gallery open", extra={"fields": {"templates": self._gallery.count(), "search": self._gallery.search_mode}})
@@ -187,10 +219,19 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     async def Enroll(self, request: matcher_pb2.EnrollRequest,
                      context: grpc.aio.ServicerContext) -> matcher_pb2.EnrollResponse:
         gallery = self._open_gallery
-        vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
+        mode = ENROL_MODES.get(request.mode)
+        if mode is None:
+            raise InvalidArgument(f"mode: {request.mode} is not a known EnrollMode value")
+        if mode == UPDATE_DETAILS and not request.embeddings:  # details only: no faces to stack
+            vectors, model_key = np.zeros((0, gallery.dim), np.float32), gallery.model_key
+        else:
+            vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
-        stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key)
+        stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key, mode,
+                                                tuple(request.allow_duplicate_of))
+        admin_action(context, mode, request.identity_id, templates_added=added,
+                     acknowledged_lookalikes=list(request.allow_duplicate_of))
         return matcher_pb2.EnrollResponse(identity=identity_message(stored), templates_added=added)
 
     @ready(LOADING)
@@ -246,6 +287,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
     async def DeleteIdentity(self, request: matcher_pb2.DeleteIdentityRequest,
                              context: grpc.aio.ServicerContext) -> matcher_pb2.DeleteIdentityResponse:
         removed = await asyncio.to_thread(self._open_gallery.delete, request.identity_id)
+        admin_action(context, "delete", request.identity_id, templates_removed=removed)
         return matcher_pb2.DeleteIdentityResponse(templates_removed=removed)
 
     @ready(LOADING)
@@ -271,13 +313,16 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                                context: grpc.aio.ServicerContext) -> AsyncIterator[matcher_pb2.IdentityExport]:
         gallery = self._open_gallery
         model_id, _, version = gallery.model_key.partition("@")
-        token = ""
+        token, sent = "", 0
+        admin_action(context, "export", request.site or "(every site)", stage="started")
         while True:
             page, token = await asyncio.to_thread(gallery.export_page, token, request.site)
             for identity, vectors in page:
                 yield matcher_pb2.IdentityExport(identity=identity_message(identity), templates=[
                     common_pb2.Embedding(vector=v.tolist(), model_id=model_id, model_version=version) for v in vectors])
+                sent += 1
             if not token:
+                admin_action(context, "export", request.site or "(every site)", stage="finished", identities=sent)
                 return
 
 

@@ -5,6 +5,7 @@ either way the service keeps serving."""
 from __future__ import annotations
 
 import re
+import time
 
 import grpc
 import numpy as np
@@ -90,3 +91,49 @@ def test__pixel_limits_are_checked_from_headers_per_request_before_anything_is_d
     assert refusals["camera"] == (grpc.StatusCode.INVALID_ARGUMENT, "frame: 21.2 MP; camera frames are at most 8.5 MP "
                                   "(scale them down at the camera)")
     assert len(still.frames[0].faces) == 1  # the detector went on serving
+
+
+def test__a_caller_over_its_rate_is_refused_while_others_are_served(stack):
+    """150 Identify calls as fast as one client can send them: past the default 100 per second
+    the caller gets RESOURCE_EXHAUSTED; another caller is served meanwhile."""
+    from facegate.harness.pki import default_pki
+    from services.core.channels import blocking_channel
+
+    pki = default_pki()
+    flood = matcher_pb2_grpc.MatcherStub(blocking_channel(stack.address("matcher"), pki.integration("flood")))
+    other = matcher_pb2_grpc.MatcherStub(blocking_channel(stack.address("matcher"), pki.integration("calm")))
+    codes = []
+    for _ in range(150):
+        try:
+            flood.Identify(matcher_pb2.IdentifyRequest(), timeout=5)
+        except grpc.RpcError as error:
+            codes.append((error.code(), error.details()))
+
+    limited = [details for code, details in codes if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert limited and "spiffe://facegate/integration/flood is over its rate for Identify" in limited[0]
+    with pytest.raises(grpc.RpcError) as caught:
+        other.Identify(matcher_pb2.IdentifyRequest(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # served: refused for its empty request
+
+
+def test__a_caller_holds_at_most_its_share_of_open_streams(stack):
+    """A door controller opening nine watches: one is refused, eight stay open."""
+    from facegate.harness.pki import default_pki
+    from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
+    from services.core.channels import blocking_channel
+
+    gateway = gateway_pb2_grpc.GatewayStub(blocking_channel(
+        stack.address("gateway"), default_pki().door_controller("default", "stream-limit-door")))
+    watches = [gateway.WatchDecisions(gateway_pb2.WatchDecisionsRequest(door_ids=["stream-limit-door"]), timeout=30)
+               for _ in range(9)]
+    try:
+        deadline = time.monotonic() + 10
+        while not any(watch.done() for watch in watches) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # time for a second refusal, if there were one
+        ended = [watch for watch in watches if watch.done()]
+        assert len(ended) == 1 and ended[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "already has 8 streams open" in ended[0].details()
+    finally:
+        for watch in watches:
+            watch.cancel()

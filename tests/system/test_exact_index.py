@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from services.core.errors import InvalidArgument, NotFound
-from services.matcher.gallery import Gallery, Identity
+from services.matcher.gallery import UPDATE_DETAILS, Gallery, Identity
 from tests.unit.test_exact_index import units
 
 MODEL = "dlib-resnet-v1@1.0"
@@ -17,19 +17,20 @@ MODEL = "dlib-resnet-v1@1.0"
 
 @pytest.mark.parametrize("classifier", ["nearest", "knn"])
 def test__after_enrol_move_and_delete__memory_and_milvus_search_give_the_same_answers(
-    tmp_path, classifier, milvus_server_uri
+    tmp_path, classifier, milvus_server_uri, milvus_token
 ):
     vectors = units(120, 3)
     uri = milvus_server_uri or str(tmp_path / "gallery.db")
     collection = f"exact_{classifier}"
 
     def open_gallery(search: str) -> Gallery:
-        return Gallery(uri, MODEL, 128, 0.3746, collection, ambiguity_gap=0.08, search=search)
+        return Gallery(uri, MODEL, 128, 0.3746, collection, ambiguity_gap=0.08, search=search, token=milvus_token)
 
     gallery = open_gallery("memory")
     for i in range(40):
         gallery.enroll(Identity(f"p{i}", site="hq" if i % 2 else ""), vectors[3 * i:3 * i + 3], MODEL)
-    gallery.enroll(Identity("p1", site="lobby", display_name="moved"), units(1, 5), MODEL)  # rewrites p1's rows
+    gallery.enroll(Identity("p1", site="lobby", display_name="moved"), np.zeros((0, 128), np.float32), MODEL,
+                   UPDATE_DETAILS)  # rewrites p1's rows
     gallery.delete("p2")
     probes = units(30, 4) * 0.3 + vectors[:90:3] * 0.7
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
@@ -58,10 +59,11 @@ def test__after_enrol_move_and_delete__memory_and_milvus_search_give_the_same_an
     assert ("p1", "moved") in {c[:2] for result in in_memory["lobby"] for c in result[2]}
 
 
-def test__a_bulk_load_of_new_people_is_searchable_and_refuses_anyone_enrolled_already(tmp_path, milvus_server_uri):
+def test__a_bulk_load_of_new_people_is_searchable_and_refuses_anyone_enrolled_already(tmp_path, milvus_server_uri,
+                                                                                      milvus_token):
     uri = milvus_server_uri or str(tmp_path / "gallery.db")
     vectors = units(50, 6)
-    gallery = Gallery(uri, MODEL, 128, 0.3746, "bulk", ambiguity_gap=0.08)
+    gallery = Gallery(uri, MODEL, 128, 0.3746, "bulk", ambiguity_gap=0.08, token=milvus_token)
     try:
         added = gallery.enroll_new([(Identity(f"b{i}", site="hq"), vectors[i:i + 1]) for i in range(50)], MODEL)
         with pytest.raises(InvalidArgument, match="'b7' is enrolled already"):
@@ -78,7 +80,8 @@ def test__a_bulk_load_of_new_people_is_searchable_and_refuses_anyone_enrolled_al
 
 
 @pytest.mark.parametrize("search", ["memory", "milvus"])
-def test__a_gallery_written_before_the_template_cap_still_shows_a_close_rival(tmp_path, milvus_server_uri, search):
+def test__a_gallery_written_before_the_template_cap_still_shows_a_close_rival(tmp_path, milvus_server_uri, milvus_token,
+                                                                             search):
     """An identity with 100 near-identical templates (as versions without the cap of 32 could
     store) fills the first search window; the search widens until a second identity shows."""
     uri = milvus_server_uri or str(tmp_path / "gallery.db")
@@ -86,7 +89,7 @@ def test__a_gallery_written_before_the_template_cap_still_shows_a_close_rival(tm
     flood = probe + 0.002 * np.random.default_rng(8).standard_normal((100, 128)).astype(np.float32)
     flood /= np.linalg.norm(flood, axis=1, keepdims=True)
     rival = probe + 0.004 * np.random.default_rng(9).standard_normal(128).astype(np.float32)
-    writer = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08)
+    writer = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08, token=milvus_token)
     writer.enroll(Identity("flood"), flood[:1], MODEL)
     legacy = writer._template_record  # an older version wrote rows the same way, with no cap
     writer._client.insert(writer._templates,
@@ -94,7 +97,8 @@ def test__a_gallery_written_before_the_template_cap_still_shows_a_close_rival(tm
     writer.enroll(Identity("rival"), (rival / np.linalg.norm(rival))[None], MODEL)
     writer.close()
 
-    gallery = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08, search=search)
+    gallery = Gallery(uri, MODEL, 128, 0.3746, f"legacy_{search}", ambiguity_gap=0.08, search=search,
+                      token=milvus_token)
     try:
         result = gallery.identify(probe[None], 1, "", None, MODEL)[0]
     finally:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from facegate.harness.stack import ServiceProcess, free_port
-from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
+from services.contracts.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import channel, stream
 from tests.system.test_gateway_faults import ENV, Door, start_gateway, start_matcher
 from tests.system.test_services import camera_frames, photo
@@ -208,17 +208,18 @@ def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack,
     try:
         stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
 
-        def enrol(groups: list[str]) -> None:
+        def regroup(groups: list[str]) -> None:  # a change of details: no photos
             stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
-                identity_id="obama", display_name="Barack Obama", groups=groups,
-                images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+                identity_id="obama", groups=groups, mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS), timeout=60)
 
         door = Door(gateway.address, photo(demo_photos, "obama2.jpg"), "staff-door")
-        enrol(["staff"])
+        stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="obama", display_name="Barack Obama", groups=["staff"],
+            images=[photo(demo_photos, "obama.jpg")]), timeout=60)
         as_staff = door.visit(wait_for=1)
-        enrol(["visitors"])  # seconds later: no cached copy of the old groups may open the door
+        regroup(["visitors"])  # seconds later: no cached copy of the old groups may open the door
         as_visitor = door.visit(wait_for=1)
-        enrol(["staff"])
+        regroup(["staff"])
         erased = facegate("erase", "--gateway", gateway.address, "--id", "obama", "--pseudonymise",
                           "--reason", "ticket 42")
         after_erasure = door.visit(wait_for=1)
@@ -240,11 +241,56 @@ def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack,
     assert all("obama" not in d.reason.lower() for d in logged) and pseudonym in before[0].reason
     admin = "spiffe://facegate/user/admin"  # who, from the CLI's and the test's certificate
     assert [(a.action, a.subject, a.caller) for a in actions] == [("erase_identity", pseudonym, admin)] + [
-        ("enrol_identity", pseudonym, admin)] * 3  # newest first; earlier actions name the pseudonym too
+        ("update_identity", pseudonym, admin)] * 2 + [("enrol_identity", pseudonym, admin)]  # newest first; earlier
+    # actions name the pseudonym too
+    assert "details; site (all); groups visitors" in actions[2].detail and "0 templates added" in actions[2].detail
     assert "site (all); groups staff" in actions[-1].detail and "result: 1 templates added" in actions[-1].detail
     assert all("obama" not in str(a).lower() for a in actions)
     assert "1 templates removed" in actions[0].detail and "ticket 42" in actions[0].detail
     assert "2 past decisions pseudonymised" in actions[0].detail and "obama" not in str(actions[0]).lower()
+
+
+def test__enrolment_never_merges_people_by_accident(stack, tmp_path, demo_photos):
+    """The review's attack: `enroll --id obama biden.jpg` used to add Biden's face to Obama's
+    identity (and replace its groups), and Obama's photo under a new id made Obama come out as
+    that id. Now a second CREATE is refused, adding a face that is not the person's is refused,
+    and a face that is already someone else's is refused naming them, unless acknowledged."""
+    matcher = start_matcher(tmp_path)  # the duplicate check on, as shipped
+    gateway = start_gateway(stack, tmp_path, "--heavy-rate-limit", "100/second",  # seven enrolments at once
+                            matcher_address=matcher.address)
+    try:
+        stub = gateway_pb2_grpc.GatewayStub(channel(gateway.address))
+
+        def enrol(identity_id: str, name: str, mode: int = 0, **extra) -> grpc.StatusCode:
+            try:
+                stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+                    identity_id=identity_id, images=[photo(demo_photos, name)], mode=mode, **extra), timeout=60)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                messages.append(error.details())
+                return error.code()
+
+        messages: list[str] = []
+        created = enrol("obama", "obama.jpg", groups=["staff"])
+        biden_as_obama = enrol("obama", "biden.jpg", groups=["server-room"])
+        biden_added = enrol("obama", "biden.jpg", common_pb2.ENROLL_MODE_ADD_TEMPLATES)
+        obama_added = enrol("obama", "obama2.jpg", common_pb2.ENROLL_MODE_ADD_TEMPLATES)
+        obama_again = enrol("impostor", "obama.jpg")  # his own photo under a new id
+        acknowledged = enrol("obama-twin", "obama.jpg", allow_duplicate_of=["obama"])
+        biden = enrol("biden", "biden.jpg")
+        actions = stub.ListAdminActions(gateway_pb2.ListAdminActionsRequest(), timeout=10).actions
+    finally:
+        gateway.stop()
+        matcher.stop()
+
+    assert (created, obama_added, acknowledged, biden) == (grpc.StatusCode.OK,) * 4
+    assert biden_as_obama == grpc.StatusCode.ALREADY_EXISTS and "mode ADD_TEMPLATES" in messages[0]
+    assert biden_added == grpc.StatusCode.FAILED_PRECONDITION and "does not look like the same person" in messages[1]
+    assert obama_again == grpc.StatusCode.ALREADY_EXISTS and "looks like enrolled identity 'obama'" in messages[2]
+    refused = [a for a in actions if "failed" in a.detail]
+    assert len(refused) == 3  # each refusal is on record, with its reason
+    assert any("acknowledged look-alikes obama" in a.detail for a in actions if a.subject == "obama-twin")
+    assert [a.action for a in actions if a.subject == "obama"].count("add_templates") == 2
 
 
 def test__a_gateway_asked_to_decide_on_one_frame_refuses_to_start():

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -33,13 +34,16 @@ def emb(vector: np.ndarray) -> common_pb2.Embedding:
 
 
 @pytest.fixture(scope="session")
-def gallery_args(milvus_server_uri):
+def gallery_args(milvus_server_uri, milvus_token):
     """Matcher flags for a gallery of its own per work directory: a Lite file in it, or a
-    collection named after it on the Milvus server."""
+    collection named after it on the Milvus server (with the server's credentials in a file, as
+    a mounted Secret gives them)."""
     def args(workdir) -> list[str]:
         if milvus_server_uri is None:
             return ["--milvus-uri", str(workdir / "gallery.db")]
-        return ["--milvus-uri", milvus_server_uri, "--collection", "t_" + re.sub(r"\W", "_", workdir.name)]
+        (workdir / "milvus-token").write_text(milvus_token)
+        return ["--milvus-uri", milvus_server_uri, "--collection", "t_" + re.sub(r"\W", "_", workdir.name),
+                "--milvus-token-file", str(workdir / "milvus-token")]
     return args
 
 
@@ -71,8 +75,8 @@ SITE_FAR = '{"server-room": 0.0001}'
 def test__given_enrolments__then_identify_aggregates_templates_per_identity_and_rejects_strangers(matcher):
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="alice", display_name="Alice", site="hq",
                                              embeddings=[emb(ALICE), emb(unit(3, ALICE, 0.01))]), timeout=10)
-    again = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="alice", embeddings=[emb(unit(4, ALICE, 0.01))]),
-                           timeout=10)
+    again = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="alice", embeddings=[emb(unit(4, ALICE, 0.01))],
+                                                     mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES), timeout=10)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="bob", display_name="Bob", site="lab", embeddings=[emb(BOB)]),
                    timeout=10)
 
@@ -124,7 +128,7 @@ def test__verify_uses_the_calibrated_threshold_or_a_stricter_one(matcher):
 
 
 def test__no_caller_loosens_a_threshold_past_what_the_model_is_calibrated_for(matcher):
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="loose-vera", embeddings=[emb(unit(62))]), timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="loose-vera", embeddings=[emb(unit(162))]), timeout=10)
     anyone = emb(unit(63))  # a random face: with max_distance=2 it "matched" before
 
     with pytest.raises(grpc.RpcError) as caught:
@@ -176,9 +180,10 @@ def test__metadata_upsert_keeps_templates_and_list_pages_in_id_order(matcher):
     mona = unit(62)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", display_name="Mona", embeddings=[emb(mona)]),
                    timeout=10)
-    updated = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", groups=["night-shift"],
-                                                       metadata={"badge": "42"}, embeddings=[emb(unit(8, mona, 0.01))]),
-                             timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", groups=["night-shift"], metadata={"badge": "42"},
+                                             mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS), timeout=10)
+    updated = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", embeddings=[emb(unit(8, mona, 0.01))],
+                                                       mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES), timeout=10)
 
     pages, token = [], ""
     while True:
@@ -291,8 +296,10 @@ def test__given_a_new_site_on_re_enrolment__then_every_template_moves_with_the_p
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="hq",
                                              embeddings=[emb(erin), emb(unit(21, erin, 0.01))]), timeout=10)
 
-    moved = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="lab",
-                                                     embeddings=[emb(unit(22, erin, 0.01))]), timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", site="lab",
+                                             mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS), timeout=10)
+    moved = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="erin", embeddings=[emb(unit(22, erin, 0.01))],
+                                                     mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES), timeout=10)
     at_lab = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(erin)], site="lab"), timeout=10).results[0]
     at_hq = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(erin)], site="hq"), timeout=10).results[0]
 
@@ -304,9 +311,9 @@ def test__given_a_new_site_on_re_enrolment__then_every_template_moves_with_the_p
 
 def test__given_two_people_who_fit_a_probe_equally__then_the_match_is_ambiguous_and_not_accepted(matcher):
     twin = unit(30)
-    for name, seed in (("twin-a", 31), ("twin-b", 32)):
-        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=name, embeddings=[emb(unit(seed, twin, 0.005))]),
-                       timeout=10)
+    for name, seed, known in (("twin-a", 31, []), ("twin-b", 32, ["twin-a"])):  # the desk knows they are twins
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=name, embeddings=[emb(unit(seed, twin, 0.005))],
+                                                 allow_duplicate_of=known), timeout=10)
 
     result = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(twin)]), timeout=10).results[0]
 
@@ -321,7 +328,7 @@ def test__with_knn_vote__the_person_most_of_the_nearest_templates_belong_to_rank
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="single", embeddings=[emb(unit(41, probe, 0.002))]),
                    timeout=10)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="several", embeddings=[
-        emb(unit(seed, probe, 0.004)) for seed in (42, 43, 44)]), timeout=10)
+        emb(unit(seed, probe, 0.004)) for seed in (42, 43, 44)], allow_duplicate_of=["single"]), timeout=10)
 
     def identify(**options):
         return matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(probe)], **options), timeout=10).results[0]
@@ -350,17 +357,23 @@ def test__given_a_bad_classifier_option__then_identify_says_which(matcher, optio
 def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_templates_carry_over(
     matcher, matcher_process, tmp_path, gallery_args
 ):
+    """The export is encrypted to a recipient's key (templates are biometric data) and opens with it."""
+    from facegate import gallery_file
     from tests.system.test_cli import facegate
 
     xena = unit(63)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="xena", display_name="Xena", site="hq",
                                              embeddings=[emb(xena), emb(unit(64, xena, 0.01))]), timeout=10)
-    dump = tmp_path / "gallery.jsonl"
-    exported = facegate("gallery", "export", "--matcher", matcher_process[0].address, str(dump))
-    records = [json.loads(line) for line in dump.read_text().splitlines()]
+    key, dump = tmp_path / "desk.key", tmp_path / "gallery.age"
+    recipient = gallery_file.keygen(key)
+    exported = facegate("gallery", "export", "--matcher", matcher_process[0].address, "--recipient", recipient,
+                        str(dump))
+    sealed = dump.read_bytes()
+    records = [json.loads(line) for line in gallery_file.unseal(sealed, [key], None).decode().splitlines()]
     target = start_matcher(tmp_path, gallery_args(tmp_path), "target")
     try:
-        imported = facegate("gallery", "import", "--matcher", target.address, str(dump))
+        imported = facegate("gallery", "import", "--matcher", target.address, "--identity", str(key), str(dump))
+        again = facegate("gallery", "import", "--matcher", target.address, "--identity", str(key), str(dump))
         copy = matcher_pb2_grpc.MatcherStub(channel(target.address))
         original = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="xena"), timeout=10)
         restored = copy.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="xena"), timeout=10)
@@ -369,6 +382,9 @@ def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_
         target.stop()
 
     assert exported.returncode == 0 and imported.returncode == 0, exported.stderr + imported.stderr
+    assert again.returncode == 0, again.stderr  # an import run twice changes nothing the second time
+    assert sealed.startswith(b"age-encryption.org/v1") and b"xena" not in sealed
+    assert dump.stat().st_mode & 0o077 == 0  # owner-only
     ids = [r["identity"]["identity_id"] for r in records]
     assert ids == sorted(ids) and "xena" in ids
     assert all(len(r["templates"]) == r["identity"]["template_count"] for r in records)
@@ -376,6 +392,33 @@ def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_
         original.template_count, original.display_name, original.site)
     assert (restored.template_count, original.template_count) == (2, 2)
     assert not found.unknown and found.candidates[0].identity_id == "xena"
+
+
+def test__an_export_is_not_written_unencrypted_unless_asked(matcher_process, tmp_path):
+    from tests.system.test_cli import facegate
+
+    dump = tmp_path / "gallery.jsonl"
+
+    refused = facegate("gallery", "export", "--matcher", matcher_process[0].address, str(dump))
+    plain = facegate("gallery", "export", "--matcher", matcher_process[0].address, "--plaintext", str(dump))
+
+    assert refused.returncode == 2 and "--recipient" in refused.stderr
+    assert plain.returncode == 0 and "UNENCRYPTED" in plain.stdout and dump.read_bytes().startswith(b"{")
+
+
+def test__an_encrypted_export_does_not_open_with_another_key(matcher_process, tmp_path):
+    from facegate import gallery_file
+    from tests.system.test_cli import facegate
+
+    dump = tmp_path / "gallery.age"
+    exported = facegate("gallery", "export", "--matcher", matcher_process[0].address,
+                        "--recipient", gallery_file.keygen(tmp_path / "desk.key"), str(dump))
+    gallery_file.keygen(tmp_path / "other.key")
+
+    result = facegate("gallery", "import", "--matcher", matcher_process[0].address,
+                      "--identity", str(tmp_path / "other.key"), str(dump))
+
+    assert exported.returncode == 0 and result.returncode == 2 and "cannot decrypt" in result.stderr
 
 
 def test__given_a_corrupt_export_line__then_import_stops_naming_the_line(matcher_process, tmp_path):
@@ -395,8 +438,8 @@ def test__a_person_with_many_templates_cannot_hide_a_close_rival_from_the_ambigu
     # nothing else), and one "rival" template as close to the probe as flood's best.
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="flood", embeddings=[
         emb(unit(seed, probe, 0.002)) for seed in range(1000, 1020)]), timeout=10)
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="rival", embeddings=[emb(unit(81, probe, 0.004))]),
-                   timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="rival", embeddings=[emb(unit(81, probe, 0.004))],
+                                             allow_duplicate_of=["flood"]), timeout=10)
 
     result = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(probe)], top_k=1), timeout=10).results[0]
 
@@ -411,7 +454,8 @@ def test__a_person_holds_at_most_32_templates_and_the_refusal_says_what_to_do(ma
 
     with pytest.raises(grpc.RpcError) as caught:
         matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="capped", embeddings=[
-            emb(unit(seed, base, 0.01)) for seed in range(2030, 2033)]), timeout=10)
+            emb(unit(seed, base, 0.01)) for seed in range(2030, 2033)], mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES),
+            timeout=10)
     stored = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="capped"), timeout=10)
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -445,7 +489,7 @@ def test__a_matcher_killed_between_moving_templates_and_deleting_the_old_ones_le
     stub = matcher_pb2_grpc.MatcherStub(channel(crashing.address))
     stub.Enroll(matcher_pb2.EnrollRequest(identity_id="nina", site="hq", embeddings=[emb(nina)]), timeout=10)
     stub.Enroll(matcher_pb2.EnrollRequest(identity_id="olaf", site="hq", embeddings=[emb(other)]), timeout=10)
-    move = matcher_pb2.EnrollRequest(identity_id="nina", site="lab", embeddings=[emb(unit(87, nina, 0.01))])
+    move = matcher_pb2.EnrollRequest(identity_id="nina", site="lab", mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS)
     with pytest.raises(grpc.RpcError):
         stub.Enroll(move, timeout=10)
     assert crashing.process is not None and crashing.process.wait(timeout=30) == -9
@@ -462,10 +506,10 @@ def test__a_matcher_killed_between_moving_templates_and_deleting_the_old_ones_le
     finally:
         restarted.stop()
 
-    assert retried.identity.template_count == 2 and retried.identity.site == "lab"
-    assert (retried.templates_added, again.templates_added) == (0, 0)  # written before the crash: not added twice
+    assert retried.identity.template_count == 1 and retried.identity.site == "lab"
+    assert (retried.templates_added, again.templates_added) == (0, 0)
     assert all(c.identity_id != "nina" for c in at_hq.candidates)  # the old copies are gone
-    assert removed.templates_removed == 2 and olaf_removed.templates_removed == 1
+    assert removed.templates_removed == 1 and olaf_removed.templates_removed == 1
     assert all(c.identity_id != "nina" for c in after.candidates)
 
 
@@ -481,8 +525,11 @@ def test__two_matchers_enrolling_one_person_at_once_lose_no_template_and_deletio
     second = start_matcher(tmp_path, gallery_args(tmp_path), "second")
     try:
         stubs = [matcher_pb2_grpc.MatcherStub(channel(m.address)) for m in (first, second)]
+        stubs[0].Enroll(matcher_pb2.EnrollRequest(identity_id="pia", embeddings=[emb(pia)]), timeout=30)
+        time.sleep(1.0)  # the second matcher sees her after Milvus' staleness
         calls = [(stubs[i % 2],
-                  matcher_pb2.EnrollRequest(identity_id="pia", embeddings=[emb(unit(3000 + i, pia, 0.01))]))
+                  matcher_pb2.EnrollRequest(identity_id="pia", embeddings=[emb(unit(3000 + i, pia, 0.01))],
+                                            mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES))
                  for i in range(24)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda call: call[0].Enroll(call[1], timeout=30), calls))
@@ -497,8 +544,8 @@ def test__two_matchers_enrolling_one_person_at_once_lose_no_template_and_deletio
         first.stop()
         second.stop()
 
-    assert counted == [24, 24]
-    assert removed.templates_removed == 24
+    assert counted == [25, 25]
+    assert removed.templates_removed == 25
     assert all(c.identity_id != "pia" for result in after for c in result.candidates)
 
 
@@ -606,3 +653,120 @@ def test__a_person_deleted_and_enrolled_again_from_the_same_photo_is_found_and_d
     assert again.templates_added == 1
     assert not found.unknown and found.candidates[0].identity_id == "uma"
     assert removed.templates_removed == 1 and all(c.identity_id != "uma" for c in after.candidates)
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (from /proc: its socket inodes in LISTEN state)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test__a_lite_gallery_opens_no_port_of_its_own(matcher, matcher_process, milvus_server_uri):
+    """pymilvus would serve a Lite file on a TCP port of 127.0.0.1 that any local process could
+    use without credentials; the matcher's Lite server listens on a private Unix socket."""
+    service = matcher_process[0]
+    if milvus_server_uri:
+        pytest.skip("a Milvus server gallery: no Lite server in the matcher")
+    matcher.ListIdentities(matcher_pb2.ListIdentitiesRequest(page_size=1), timeout=10)  # the gallery in use
+
+    ports = listening_tcp_ports(service.process.pid)
+
+    assert ports == {service.port, service.metrics_port, service.health_port, service.token_port}
+
+
+def test__a_matcher_without_the_servers_credentials_does_not_start_and_says_why(tmp_path, milvus_server_uri):
+    if milvus_server_uri is None:
+        pytest.skip("Milvus Lite has no credentials; this needs the Milvus server (make test-milvus-server)")
+    service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", milvus_server_uri, "--collection", "t_no_token"],
+                             {k: v for k, v in ENV.items() if k != "MILVUS_TOKEN"})
+    service.start()
+    assert service.process is not None and service.process.wait(timeout=60) != 0
+
+    assert "--milvus-token-file or MILVUS_TOKEN" in service.log_tail(60)
+
+
+@pytest.mark.parametrize(("details", "message"), [
+    ({"display_name": "Mallory\x1b[2J"}, "display_name: control or format characters"),
+    ({"display_name": "x" * 600}, "display_name: 600 characters; at most 512"),
+    ({"metadata": {"badge": "4\x002"}}, "metadata['badge']: control or format characters"),
+    ({"metadata": {f"k{i}": "v" for i in range(40)}}, "metadata: 40 keys; at most 32"),
+    ({"metadata": {"badge": "x" * 2000}}, "at most 1024"),
+    ({"groups": [f"g{i}" for i in range(1000)]}, "groups: 1000; at most 64"),
+])
+def test__free_text_is_bounded_and_without_control_characters(matcher, details, message):
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="free-text", embeddings=[emb(unit(170))], **details),
+                       timeout=10)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in caught.value.details()
+
+
+def test__each_enrolment_mode_does_one_thing_and_refuses_the_others(matcher):
+    """CREATE refuses an existing id (a retry of the same call changes nothing); ADD_TEMPLATES
+    takes only faces of the person and no details; UPDATE_DETAILS takes no faces; neither
+    touches an id that is not enrolled."""
+    ADD, UPDATE = common_pb2.ENROLL_MODE_ADD_TEMPLATES, common_pb2.ENROLL_MODE_UPDATE_DETAILS
+    uma = unit(171)
+    create = matcher_pb2.EnrollRequest(identity_id="uma", display_name="Uma", groups=["staff"], embeddings=[emb(uma)])
+    matcher.Enroll(create, timeout=10)
+
+    def status(**fields) -> grpc.StatusCode:
+        try:
+            matcher.Enroll(matcher_pb2.EnrollRequest(**fields), timeout=10)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as error:
+            return error.code()
+
+    retried = matcher.Enroll(create, timeout=10)
+    assert retried.templates_added == 0 and retried.identity.template_count == 1
+    assert status(identity_id="uma", groups=["server-room"], embeddings=[emb(uma)]) == grpc.StatusCode.ALREADY_EXISTS
+    assert status(identity_id="uma", embeddings=[emb(unit(172))], mode=ADD) == grpc.StatusCode.FAILED_PRECONDITION
+    assert status(identity_id="uma", groups=["server-room"], embeddings=[emb(unit(173, uma, 0.01))],
+                  mode=ADD) == grpc.StatusCode.INVALID_ARGUMENT
+    assert status(identity_id="uma", groups=["x"], embeddings=[emb(uma)],
+                  mode=UPDATE) == grpc.StatusCode.INVALID_ARGUMENT
+    assert status(identity_id="nobody-uma", embeddings=[emb(uma)], mode=ADD) == grpc.StatusCode.NOT_FOUND
+    assert status(identity_id="nobody-uma", groups=["x"], mode=UPDATE) == grpc.StatusCode.NOT_FOUND
+    assert status(identity_id="uma-again", embeddings=[emb(unit(174, uma, 0.005))]) == grpc.StatusCode.ALREADY_EXISTS
+    stored = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="uma"), timeout=10)
+    assert (stored.template_count, list(stored.groups)) == (1, ["staff"])  # nothing refused changed anything
+    added = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="uma", embeddings=[emb(unit(175, uma, 0.01))],
+                                                     mode=ADD), timeout=10)
+    moved = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="uma", groups=["night"], mode=UPDATE), timeout=10)
+    assert (added.templates_added, moved.identity.template_count, list(moved.identity.groups)) == (1, 2, ["night"])
+
+
+def test__an_acknowledged_look_alike_is_kept_with_the_person(matcher):
+    """Twins enrolled on purpose: the acknowledgement is stored in metadata (facegate.lookalikes),
+    so an export imports again without anyone being asked twice."""
+    twin = unit(176)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="ada", embeddings=[emb(unit(177, twin, 0.004))]), timeout=10)
+
+    eve = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="eve", embeddings=[emb(unit(178, twin, 0.004))],
+                                                   allow_duplicate_of=["ada"]), timeout=10)
+
+    assert dict(eve.identity.metadata) == {"facegate.lookalikes": "ada"}
+
+
+def test__changes_made_straight_on_the_matcher_are_logged_with_who_made_them(matcher, matcher_process):
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="logged-lou", embeddings=[emb(unit(179))]), timeout=10)
+    matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id="logged-lou"), timeout=10)
+
+    lines = [json.loads(line) for line in matcher_process[0].log_tail(400).splitlines()
+             if line.startswith("{") and '"admin action"' in line and "logged-lou" in line]
+
+    assert [(e["action"], e["subject"], e["caller"]) for e in lines] == [
+        ("create", "logged-lou", "spiffe://facegate/user/admin"), ("delete", "logged-lou", "spiffe://facegate/user/admin")]

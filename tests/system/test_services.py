@@ -35,8 +35,8 @@ def photo(demo_photos, name: str, encoding: str = "jpeg") -> common_pb2.NDArray:
 
 def stubs(stack):
     return (
-        detector_pb2_grpc.DetectorStub(channel(stack.address("detector"))),
-        embedder_pb2_grpc.EmbedderStub(channel(stack.address("embedder"))),
+        detector_pb2_grpc.DetectorStub(channel(stack.address("detector"), as_service=True)),  # as the gateway calls
+        embedder_pb2_grpc.EmbedderStub(channel(stack.address("embedder"), as_service=True)),
         matcher_pb2_grpc.MatcherStub(channel(stack.address("matcher"))),
         gateway_pb2_grpc.GatewayStub(channel(stack.address("gateway"))),
     )

@@ -130,3 +130,41 @@ def test__plaintext_is_an_explicit_choice_that_the_service_warns_about(tmp_path)
 
     assert answered is None
     assert "--insecure: plaintext gRPC, callers are not identified" in plain.log_tail(200)
+
+
+def test__a_rotated_client_certificate_is_presented_once_the_old_one_has_expired(stack, tmp_path, demo_photos):
+    """The gateway's certificate lives 20 s and is re-issued at once. After it has expired, the
+    matcher restarts, so the gateway must connect again: with the rotated certificate (the old
+    one would be refused at the handshake and every door would decide `error`)."""
+    pki = default_pki()
+    own = tmp_path / "gateway-tls"
+    gateway_id = certs.Identity("service", "gateway")
+    pki.reissue(own, gateway_id, hours=20 / 3600)
+    expires = time.monotonic() + 20
+    matcher = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "gallery.db")], ENV)
+    matcher.start()
+    matcher.wait_serving(time.monotonic() + 60)
+    gateway = ServiceProcess("gateway", tmp_path, [
+        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
+        "--matcher-address", matcher.address, "--audit-db", str(tmp_path / "audit.db"), "--reload-seconds", "0.5"],
+        ENV, tls_dir=own)
+    gateway.start()
+    try:
+        gateway.wait_serving(time.monotonic() + 60)
+        gateway_pb2_grpc.GatewayStub(channel(gateway.address)).EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="obama", images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+        pki.reissue(own, gateway_id)  # rotated: 7 days
+        time.sleep(max(0.0, expires - time.monotonic()) + 2)
+        matcher.stop()
+        matcher.start()  # same port and gallery
+        matcher.wait_serving(time.monotonic() + 60)
+        door = Door(gateway.address, photo(demo_photos, "obama2.jpg"), "rotation-door")
+        decided = door.visit(wait_for=1)
+        door.close()
+        log = gateway.log_tail(200)
+    finally:
+        gateway.stop()
+        matcher.stop()
+
+    assert [d.outcome for d in decided] == [gateway_pb2.Decision.Outcome.OUTCOME_GRANTED], log
+    assert "client certificate reloaded" in log

@@ -7,6 +7,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EnrollMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENROLL_MODE_UNSPECIFIED: _ClassVar[EnrollMode]
+    ENROLL_MODE_CREATE: _ClassVar[EnrollMode]
+    ENROLL_MODE_ADD_TEMPLATES: _ClassVar[EnrollMode]
+    ENROLL_MODE_UPDATE_DETAILS: _ClassVar[EnrollMode]
+ENROLL_MODE_UNSPECIFIED: EnrollMode
+ENROLL_MODE_CREATE: EnrollMode
+ENROLL_MODE_ADD_TEMPLATES: EnrollMode
+ENROLL_MODE_UPDATE_DETAILS: EnrollMode
+
 class NDArray(_message.Message):
     __slots__ = ("dtype", "shape", "data", "encoding")
     class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

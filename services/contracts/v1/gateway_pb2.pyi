@@ -74,7 +74,7 @@ class Decision(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., frame_sequence: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., model_key: _Optional[str] = ..., frames: _Optional[int] = ..., track_id: _Optional[str] = ...) -> None: ...
 
 class EnrollFromImagesRequest(_message.Message):
-    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images")
+    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images", "mode", "allow_duplicate_of")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,13 +88,17 @@ class EnrollFromImagesRequest(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     display_name: str
     site: str
     groups: _containers.RepeatedScalarFieldContainer[str]
     metadata: _containers.ScalarMap[str, str]
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
-    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ...) -> None: ...
+    mode: _common_pb2.EnrollMode
+    allow_duplicate_of: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EnrollFromImagesResponse(_message.Message):
     __slots__ = ("image_errors", "templates_added", "identity_id")

@@ -92,8 +92,13 @@ class MatcherServicer:
     """
 
     def Enroll(self, request, context):
-        """Add templates to an identity, creating it if new (metadata of an existing identity is
-        replaced by non-empty fields). Not idempotent: each call adds templates.
+        """Create an identity (mode CREATE, the default), add templates to an existing one
+        (ADD_TEMPLATES) or change its details (UPDATE_DETAILS): one at a time, never by accident.
+        CREATE of an id that exists: ALREADY_EXISTS (unless the call repeats the enrolment exactly,
+        a retry, which changes nothing). ADD_TEMPLATES and UPDATE_DETAILS of an unknown id:
+        NOT_FOUND. ADD_TEMPLATES of a face that does not match the identity's templates:
+        FAILED_PRECONDITION. A face that matches *another* identity (a duplicate enrolment):
+        ALREADY_EXISTS naming it, unless the request lists it in allow_duplicate_of.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
