@@ -13,6 +13,7 @@
     facegate camera --door D --source URL|FILE|N  edge agent: stream a camera to the gateway
     facegate watch [--door D]                     every decision as it is made (JSON lines)
     facegate events [--door D] [--since 1h]       decisions from the audit log
+    facegate events --kind admin                  who enrolled, erased or changed doors, and when
 
     Talking to a matcher (default 127.0.0.1:50053):
     facegate gallery keygen KEY_FILE              a key pair to encrypt exports to (age)
@@ -438,6 +439,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     from services.contracts.v1 import gateway_pb2
 
+    if args.kind == "admin":
+        return _admin_events(args)
     wanted = f"OUTCOME_{args.outcome.upper()}" if args.outcome else None  # by name; None = any
     request = gateway_pb2.ListDecisionsRequest(door_id=args.door, site=args.site, outcome=wanted, limit=args.limit)
     if args.since:
@@ -454,6 +457,27 @@ def cmd_events(args: argparse.Namespace) -> int:
         outcome = gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix("OUTCOME_").lower()
         print(f"{when}  {decision.door_id:16s} {outcome:15s} {decision.identity_id or '-':20s} "
               f"frames={decision.frames}  {decision.reason}")
+    return 0
+
+
+def _admin_events(args: argparse.Namespace) -> int:
+    """Admin actions (enrolments, erasures, door-file changes), newest first."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from services.contracts.v1 import gateway_pb2
+
+    try:
+        reply = _gateway(args).ListAdminActions(gateway_pb2.ListAdminActionsRequest(limit=args.limit),
+                                                timeout=args.timeout)
+    except grpc.RpcError as exc:
+        return _rpc_failed("events", exc)
+    for action in reply.actions:
+        if args.json:
+            print(json.dumps(MessageToDict(action, preserving_proto_field_name=True)))
+            continue
+        when = action.at.ToDatetime(tzinfo=datetime.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{when}  {action.action:18s} {action.subject:20s} {action.caller}  {action.detail}")
     return 0
 
 
@@ -749,7 +773,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_camera)
 
     outcomes = ["granted", "denied_unknown", "denied_policy", "review", "error"]
-    p = sub.add_parser("events", help="decisions from the gateway's audit log, newest first")
+    p = sub.add_parser("events", help="decisions (or, with --kind admin, admin actions) from the gateway's audit "
+                                      "log, newest first")
+    p.add_argument("--kind", choices=["decisions", "admin"], default="decisions",
+                   help="door decisions (default), or admin actions: enrolments, erasures, door-file changes")
     p.add_argument("--door", default="", help="only this door")
     p.add_argument("--site", default="", help="only this site")
     p.add_argument("--outcome", choices=outcomes, help="only this outcome")

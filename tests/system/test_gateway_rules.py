@@ -224,6 +224,7 @@ def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack,
                           "--reason", "ticket 42")
         after_erasure = door.visit(wait_for=1)
         door.close()
+        admin_events = facegate("events", "--kind", "admin", "--gateway", gateway.address, "--json")
         logged = stub.ListDecisions(gateway_pb2.ListDecisionsRequest(door_id="staff-door"), timeout=10).decisions
         actions = stub.ListAdminActions(gateway_pb2.ListAdminActionsRequest(), timeout=10).actions
     finally:
@@ -247,6 +248,8 @@ def test__a_change_of_groups_or_an_erasure_takes_effect_at_the_next_visit(stack,
     assert "site (all); groups staff" in actions[-1].detail and "result: 1 templates added" in actions[-1].detail
     assert all("obama" not in str(a).lower() for a in actions)
     assert "1 templates removed" in actions[0].detail and "ticket 42" in actions[0].detail
+    listed = [json.loads(line) for line in admin_events.stdout.splitlines()]  # facegate events --kind admin
+    assert [(e["action"], e["caller"]) for e in listed][0] == ("erase_identity", admin) and len(listed) == 4
     assert "2 past decisions pseudonymised" in actions[0].detail and "obama" not in str(actions[0]).lower()
 
 
