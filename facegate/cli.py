@@ -543,6 +543,17 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     from services.contracts.v1 import matcher_pb2
 
     passphrase = _passphrase(args, confirm=True)
+    if args.plaintext and (args.recipient or passphrase is not None):
+        print("facegate gallery export: --plaintext, or a recipient / passphrase: not both", file=sys.stderr)
+        return 2
+    try:  # before anything is read from the matcher
+        for text in args.recipient:
+            gallery_file.recipient(text)
+        if passphrase is not None:
+            gallery_file.seal(b"", [], passphrase)  # the passphrase's own checks
+    except gallery_file.GalleryFileError as exc:
+        print(f"facegate gallery export: {exc}", file=sys.stderr)
+        return 2
     if not args.recipient and passphrase is None and not args.plaintext:
         print("facegate gallery export: an export holds biometric templates, so it is encrypted: give --recipient "
               "age1... (from `facegate gallery keygen`; repeatable) or --passphrase / --passphrase-file; or "
@@ -578,6 +589,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
 
     from facegate import gallery_file
     from services.contracts.v1 import common_pb2, matcher_pb2
+    from services.matcher.gallery import LOOKALIKES  # metadata the matcher keeps: acknowledged look-alikes
 
     try:
         data = args.file.read_bytes()
@@ -604,7 +616,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     # first, so each may resemble the people it names and the people who name it.
     lookalikes: dict[str, set[str]] = {}
     for _, item in items:
-        for other in filter(None, item.identity.metadata.get("facegate.lookalikes", "").split(",")):
+        for other in filter(None, item.identity.metadata.get(LOOKALIKES, "").split(",")):
             lookalikes.setdefault(item.identity.identity_id, set()).add(other)
             lookalikes.setdefault(other, set()).add(item.identity.identity_id)
     stub = _matcher(args)
@@ -612,10 +624,11 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     for number, item in items:
         who = item.identity
         allowed = sorted(lookalikes.get(who.identity_id, set()) | set(args.allow_duplicate_of))
+        metadata = {k: v for k, v in who.metadata.items() if k != LOOKALIKES}  # the matcher keeps that key
         try:  # CREATE repeats harmlessly: an import stopped half-way can be run again
             stub.Enroll(matcher_pb2.EnrollRequest(
                 identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,
-                metadata=who.metadata, embeddings=item.templates, mode=common_pb2.ENROLL_MODE_CREATE,
+                metadata=metadata, embeddings=item.templates, mode=common_pb2.ENROLL_MODE_CREATE,
                 allow_duplicate_of=allowed), timeout=args.timeout)
         except grpc.RpcError as exc:
             print(f"facegate gallery import: {args.file}:{number}: {who.identity_id}: "
@@ -750,8 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "export":
             p.add_argument("--site", default="", help="only this site")
             p.add_argument("--recipient", action="append", default=[], metavar="PUBLIC_KEY",
-                           help="encrypt to this age public key (age1..., `facegate gallery keygen`) or ssh-ed25519 "
-                                "key (repeatable)")
+                           help="encrypt to this age public key (age1..., `facegate gallery keygen`; repeatable)")
             p.add_argument("--plaintext", action="store_true", help="write it unencrypted (biometric data: avoid)")
         else:
             p.add_argument("--identity", action="append", type=Path, default=[], metavar="KEY_FILE",

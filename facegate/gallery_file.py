@@ -2,10 +2,11 @@
 
 Templates are biometric data, so an export is sealed with age (the `age-encryption.org/v1`
 format, via pyrage): to one or more recipients' public keys (`age1...` from
-`facegate gallery keygen`, or an `ssh-ed25519`/`ssh-rsa` public key), or to a passphrase (age's
-scrypt). The file opens with the standard `age` tool too (`age -d -i key.txt export.age`), so a
-site needs nothing of FaceGate's to read its own export. Writing plaintext takes an explicit
-`--plaintext`. Files are written owner-only and whole (a temp file renamed into place).
+`facegate gallery keygen`), or to a passphrase (age's scrypt). Not to ssh keys, which age also
+takes: `facegate gallery import` reads age key files only. The file opens with the standard
+`age` tool too (`age -d -i key.txt export.age`), so a site needs nothing of FaceGate's to read
+its own export. Writing plaintext takes an explicit `--plaintext`. Files are written
+owner-only and whole (a temp file renamed into place).
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ def keygen(path: Path) -> str:
     return recipient
 
 
-def _recipient(text: str) -> pyrage.x25519.Recipient | pyrage.ssh.Recipient:
+def recipient(text: str) -> pyrage.x25519.Recipient:
+    """An age public key (age1..., `facegate gallery keygen`), or GalleryFileError saying what is wrong."""
+    if not text.startswith("age1"):
+        raise GalleryFileError(f"recipient {text[:80]!r}: an age public key (age1..., from `facegate gallery "
+                               "keygen`)")
     try:
-        if text.startswith("age1"):
-            return pyrage.x25519.Recipient.from_str(text)
-        if text.startswith("ssh-"):
-            return pyrage.ssh.Recipient.from_str(text)
+        return pyrage.x25519.Recipient.from_str(text)
     except pyrage.RecipientError as exc:
         raise GalleryFileError(f"recipient {text[:80]!r}: {exc}") from None
-    raise GalleryFileError(f"recipient {text[:80]!r}: an age public key (age1..., `facegate gallery keygen`) or an "
-                           "ssh-ed25519 / ssh-rsa public key")
 
 
 def seal(data: bytes, recipients: list[str], passphrase: str | None) -> bytes:
@@ -55,7 +55,7 @@ def seal(data: bytes, recipients: list[str], passphrase: str | None) -> bytes:
         return bytes(pyrage.passphrase.encrypt(data, passphrase))
     if not recipients:
         raise GalleryFileError("no recipient and no passphrase to seal to")
-    return bytes(pyrage.encrypt(data, [_recipient(r) for r in recipients]))
+    return bytes(pyrage.encrypt(data, [recipient(r) for r in recipients]))
 
 
 def is_sealed(data: bytes) -> bool:

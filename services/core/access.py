@@ -33,12 +33,11 @@ for the person logged in), and the caller is recorded as "<subject> via <certifi
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +124,8 @@ class AccessPolicy:
 
 def _pattern(identity: str) -> re.Pattern[str]:
     """An identity of the policy (`*` = one path segment) as a pattern to match whole."""
-    return re.compile("/".join(re.escape(part) if part != "*" else "[^/]+" for part in identity.split("/")))
+    return re.compile("/".join(re.escape(part) if part != "*" else "[A-Za-z0-9._-]{1,64}"
+                               for part in identity.split("/")))
 
 
 def parse_policy(data: Any, source: str = "", base: Path | None = None) -> AccessPolicy:
@@ -203,7 +203,9 @@ def caller() -> Caller | None:
 
 
 class PolicyFile:
-    """The policy, re-read when its file changes (at most every `reload_seconds`)."""
+    """The policy, re-read when its file changes (at most every `reload_seconds`). Issuers' key
+    files are read with it: a replaced key file counts once the policy file changes too (rotate
+    an issuer's key by listing the new one as another issuer, then dropping the old)."""
 
     def __init__(self, path: Path, reload_seconds: float = 2.0) -> None:
         self._path, self._reload_seconds = path, reload_seconds
@@ -225,13 +227,16 @@ class PolicyFile:
         return self.policy
 
 
+NOT_BEARER = "\0"  # an authorization header of another scheme: refused, with the format to use
+
+
 def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
     """The token of an `authorization: Bearer <token>` header, if the call has one."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             text = value if isinstance(value, str) else value.decode("latin-1")
             scheme, _, token = text.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+            return token.strip() if scheme.lower() == "bearer" else NOT_BEARER
     return None
 
 
@@ -258,6 +263,8 @@ class Authorize(grpc.aio.ServerInterceptor):
         token = bearer_token(context)
         if token is not None:  # it speaks for its subject, whoever presents it
             try:
+                if token == NOT_BEARER:
+                    raise TokenError("the authorization header must be 'Bearer <token>'")
                 claims = verify(token, policy.issuers, ROLES)
             except TokenError as exc:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"bearer token refused: {exc}")
@@ -296,20 +303,18 @@ class Authorize(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         return known
 
-    @contextlib.asynccontextmanager
-    async def _slot(self, context: grpc.aio.ServicerContext, known: Caller | None) -> AsyncIterator[None]:
-        """One of the caller's stream slots, held while a streaming call is open."""
-        if known is None or self._admission is None:
-            yield
+    async def _take_slot(self, context: grpc.aio.ServicerContext, known: Caller | None, method: str) -> None:
+        """One of the caller's stream slots for this call, given back when the call ends however
+        it ends (a client's cancel included: gRPC runs the done callback, where a `finally` in a
+        generator nobody closes would wait for the garbage collector)."""
+        if known is None or self._admission is None or method.startswith(OPEN):
             return
+        admission, identity, roles = self._admission, known.identity, known.roles
         try:
-            self._admission.open_stream(known.identity, known.roles)
+            admission.open_stream(identity, roles)
         except Refused as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        try:
-            yield
-        finally:
-            self._admission.close_stream(known.identity, known.roles)
+        context.add_done_callback(lambda _: admission.close_stream(identity, roles))
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
                                 details: grpc.HandlerCallDetails) -> Any:
@@ -332,9 +337,9 @@ class Authorize(grpc.aio.ServerInterceptor):
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 known = await self._admit(context, method)
                 _caller.set(known)
-                async with self._slot(context, known):
-                    async for item in behaviour(request, context):
-                        yield item
+                await self._take_slot(context, known, method)
+                async for item in behaviour(request, context):
+                    yield item
 
             return stream
 
@@ -343,7 +348,8 @@ class Authorize(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             known = await self._admit(context, method)
             _caller.set(known)
-            async with self._slot(context, known if streaming_in else None):
-                return await behaviour(request, context)
+            if streaming_in:
+                await self._take_slot(context, known, method)
+            return await behaviour(request, context)
 
         return unary

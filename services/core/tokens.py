@@ -93,8 +93,10 @@ def verify(token: str, issuers: dict[str, Issuer], roles: tuple[str, ...]) -> Cl
         raise TokenError("expired; ask its issuer for a new one") from None
     except jwt.PyJWTError as exc:
         raise TokenError(f"{exc} (issuer {issuer.name!r})") from None
+    if not all(isinstance(claims[t], (int, float)) and not isinstance(claims[t], bool) for t in ("exp", "iat")):
+        raise TokenError("exp and iat must be numbers (seconds since the epoch)")
     lifetime = claims["exp"] - claims["iat"]
-    if not isinstance(lifetime, (int, float)) or lifetime > issuer.max_minutes * 60:
+    if lifetime > issuer.max_minutes * 60:
         raise TokenError(f"lives {lifetime} s; issuer {issuer.name!r} may issue tokens of at most "
                          f"{issuer.max_minutes} minutes")
     subject, scope = claims["sub"], claims["scope"]

@@ -72,12 +72,13 @@ class Backends:
         """Open the three channels (with the certificate as it is now) and their stubs."""
         detector, embedder, matcher = self._addresses
         mb, tls_dir = self._max_message_mb, self._tls_dir
-        self._channels = [
+        channels = [  # all three opened before any is used: a failure leaves the current ones in place
             open_channel(detector, "facegate.v1.Detector", ["Detect"], mb, tls_dir),
             open_channel(embedder, "facegate.v1.Embedder", ["Embed", "GetModel"], mb, tls_dir),
             open_channel(matcher, "facegate.v1.Matcher", ["Identify", "Verify", "GetIdentity", "ListIdentities"],
                          mb, tls_dir),
         ]
+        self._channels = channels
         self.detector = detector_pb2_grpc.DetectorStub(self._channels[0])
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._channels[1])
         self.matcher = matcher_pb2_grpc.MatcherStub(self._channels[2])
@@ -96,13 +97,13 @@ class Backends:
             if tls.stamp(self._tls_dir) == self._stamp:
                 return False
             material = tls.load(self._tls_dir)
+            if material.stamp == self._stamp:
+                return False
+            old = self._channels
+            self._connect()  # reads the files again: a rotation caught half-way fails here, and is retried
         except (OSError, tls.TLSError) as exc:
             log.warning("client certificate in %s not reloaded, keeping the current one: %s", self._tls_dir, exc)
             return False
-        if material.stamp == self._stamp:
-            return False
-        old = self._channels
-        self._connect()
         self._stamp = material.stamp
         log.info("client certificate reloaded: backend channels re-opened",
                  extra={"fields": {"identity": material.spiffe_id}})

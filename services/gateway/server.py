@@ -319,7 +319,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """Present a rotated client certificate to the other services from its next check on."""
         while True:
             await asyncio.sleep(self._settings.reload_seconds)
-            backends.follow_certificate()  # three stat()s unless the files changed
+            try:
+                backends.follow_certificate()  # three stat()s unless the files changed
+            except Exception:  # never stop following: the next rotation must still be seen
+                log.exception("checking the client certificate failed; trying again in %.1f s",
+                              self._settings.reload_seconds)
 
     def _door(self, frame: gateway_pb2.CameraFrame) -> Door:
         if not frame.door_id:
@@ -634,8 +638,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def EraseIdentity(self, request: gateway_pb2.EraseIdentityRequest,
                             context: grpc.aio.ServicerContext) -> gateway_pb2.EraseIdentityResponse:
         backends, audit = self._run.backends, self._run.audit
-        if len(request.reason) > 512:
-            raise InvalidArgument("reason: at most 512 characters")
+        if len(request.reason) > 512 or not request.reason.isprintable():
+            raise InvalidArgument("reason: at most 512 printable characters (no control characters)")
         try:  # the gallery first: nobody is recognised once this returns, whatever the audit step does
             removed = await backends.delete_identity(request.identity_id)  # the matcher validates the id
         except BackendError as exc:

@@ -50,7 +50,7 @@ T = TypeVar("T")
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: `$` lets "id\n" through
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9._:@ /-]{0,128}")
 MAX_TEMPLATES_PER_CALL = 100
-MAX_GROUPS, MAX_METADATA_KEYS = 64, 32
+MAX_GROUPS, MAX_METADATA_KEYS, MAX_LOOKALIKES = 64, 32, 16
 LOOKALIKES = "facegate.lookalikes"  # metadata: people this one was enrolled beside on purpose (twins)
 MAX_TEMPLATES_PER_IDENTITY = 32
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
@@ -226,6 +226,8 @@ class Gallery:
             self._client = MilvusClient(self._lite_socket.uri, token="") if self._lite_socket else \
                 MilvusClient(uri, token=token)
         except Exception as exc:  # pymilvus raises its own types; all mean "cannot open"
+            if self._lite_socket is not None:
+                self._lite_socket.close()
             raise Unavailable(
                 f"cannot open the gallery at {uri!r}: {exc}. A Milvus Lite file can be used by one process "
                 "at a time; run one matcher per file, or point MILVUS_URI at a Milvus server. A server with "
@@ -376,10 +378,12 @@ class Gallery:
                 self._client.rename_collection(fresh, name)
 
     def close(self) -> None:
-        self.flush()
-        self._client.close()
-        if self._lite_socket is not None:
-            self._lite_socket.close()
+        try:
+            self.flush()
+            self._client.close()
+        finally:
+            if self._lite_socket is not None:
+                self._lite_socket.close()
 
     def flush(self) -> bool:
         """Seal recent writes. Milvus Lite searches and reads unsealed (growing) rows ~20x slower
@@ -419,6 +423,8 @@ class Gallery:
             self.check_model(model_key)
         else:
             vectors = self._check_enrolment(identity, vectors, model_key)
+        if len(allow_duplicate_of) > MAX_LOOKALIKES:
+            raise InvalidArgument(f"allow_duplicate_of: {len(allow_duplicate_of)} ids; at most {MAX_LOOKALIKES}")
         for i, other in enumerate(allow_duplicate_of):
             check_id(other, f"allow_duplicate_of[{i}]")
 
@@ -442,16 +448,22 @@ class Gallery:
             if len(vectors):
                 self._check_not_duplicate(identity.identity_id, vectors, allow_duplicate_of)
             if allow_duplicate_of:  # kept with the person, so an export restores without asking again
-                known = set(filter(None, merged.metadata.get(LOOKALIKES, "").split(",")))
-                merged = replace(merged, metadata={**merged.metadata,
-                                                   LOOKALIKES: ",".join(sorted(known | set(allow_duplicate_of)))})
+                known = set(filter(None, merged.metadata.get(LOOKALIKES, "").split(","))) | set(allow_duplicate_of)
+                if len(known) > MAX_LOOKALIKES:
+                    raise FailedPrecondition(f"{identity.identity_id!r} would have {len(known)} acknowledged "
+                                             f"look-alikes; at most {MAX_LOOKALIKES}")
+                merged = replace(merged, metadata={**merged.metadata, LOOKALIKES: ",".join(sorted(known))})
+            if len(merged.metadata) > MAX_METADATA_KEYS + 1:  # the caller's keys, and the look-alikes
+                raise InvalidArgument(f"metadata: {identity.identity_id!r} would have {len(merged.metadata)} keys; "
+                                      f"at most {MAX_METADATA_KEYS}")
             return self._write(merged, vectors, stored, asked)
 
     def _check_same_person(self, identity_id: str, vectors: np.ndarray, stored: list[TemplateRow]) -> None:
         """Each new face is within `threshold` of the identity's nearest template."""
         own = np.asarray([t.vector for t in stored], np.float32).reshape(-1, self.dim)
-        if not len(own):
-            return  # an identity whose templates were all removed: nothing to compare with
+        if not len(own):  # e.g. a crash between writing the identity and its templates
+            raise FailedPrecondition(f"{identity_id!r} has no templates to compare new faces with: delete it and "
+                                     "enrol the person again")
         distances = np.linalg.norm(vectors[:, None, :] - own[None, :, :], axis=2).min(axis=1)
         for i, distance in enumerate(distances):
             if distance > self.threshold:
@@ -531,6 +543,9 @@ class Gallery:
             check_label(key, "metadata key")
             if not key:
                 raise InvalidArgument("metadata: an empty key")
+            if key == LOOKALIKES:
+                raise InvalidArgument(f"metadata: {LOOKALIKES!r} is kept by the matcher; acknowledge look-alikes "
+                                      "with allow_duplicate_of")
             check_text(value, f"metadata[{key!r}]", 1024)
 
     def _check_enrolment(self, identity: Identity, vectors: np.ndarray, model_key: str) -> np.ndarray:

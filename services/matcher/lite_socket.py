@@ -29,13 +29,20 @@ class LiteOnUnixSocket:
         # Lite's helper binds f"{host}:{port}"; for a Unix socket that is the socket's path
         # (with ":0" at its end), which is also the address pymilvus connects to.
         self._server: Any
-        self._server, self._db, _ = start_server_in_thread(os.path.abspath(path), host=f"unix:{socket}", port=0)
+        try:
+            self._server, self._db, _ = start_server_in_thread(os.path.abspath(path), host=f"unix:{socket}", port=0)
+        except BaseException:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise
         self.uri = f"unix:{socket}:0"
         log.info("Milvus Lite serving on a private Unix socket", extra={"fields": {"data": path, "socket": self.uri}})
 
     def close(self) -> None:
+        """Stop serving (calls under way get 2 s), then release the data (and its lock)."""
         try:
-            self._server.stop(grace=2)
-            self._db.close()
+            self._server.stop(grace=2).wait()
         finally:
-            shutil.rmtree(self._directory, ignore_errors=True)
+            try:
+                self._db.close()
+            finally:
+                shutil.rmtree(self._directory, ignore_errors=True)

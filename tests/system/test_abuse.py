@@ -93,31 +93,36 @@ def test__pixel_limits_are_checked_from_headers_per_request_before_anything_is_d
     assert len(still.frames[0].faces) == 1  # the detector went on serving
 
 
-def test__a_caller_over_its_rate_is_refused_while_others_are_served(stack):
-    """150 Identify calls as fast as one client can send them: past the default 100 per second
-    the caller gets RESOURCE_EXHAUSTED; another caller is served meanwhile."""
+def test__a_caller_over_its_rate_is_refused_while_others_are_served(tmp_path):
+    """A matcher allowing 10 calls per second per caller: 40 Identify calls in a burst by one
+    integration get RESOURCE_EXHAUSTED past the tenth; another caller is served meanwhile."""
     from facegate.harness.pki import default_pki
     from services.core.channels import blocking_channel
 
     pki = default_pki()
-    flood = matcher_pb2_grpc.MatcherStub(blocking_channel(stack.address("matcher"), pki.integration("flood")))
-    other = matcher_pb2_grpc.MatcherStub(blocking_channel(stack.address("matcher"), pki.integration("calm")))
-    codes = []
-    for _ in range(150):
-        try:
-            flood.Identify(matcher_pb2.IdentifyRequest(), timeout=5)
-        except grpc.RpcError as error:
-            codes.append((error.code(), error.details()))
+    matcher = start_matcher(tmp_path, "--rate-limit", "10/second")
+    try:
+        flood = matcher_pb2_grpc.MatcherStub(blocking_channel(matcher.address, pki.integration("flood")))
+        other = matcher_pb2_grpc.MatcherStub(blocking_channel(matcher.address, pki.integration("calm")))
+        codes = []
+        for _ in range(40):
+            try:
+                flood.Identify(matcher_pb2.IdentifyRequest(), timeout=5)
+            except grpc.RpcError as error:
+                codes.append((error.code(), error.details()))
+        with pytest.raises(grpc.RpcError) as caught:
+            other.Identify(matcher_pb2.IdentifyRequest(), timeout=5)
+    finally:
+        matcher.stop()
 
     limited = [details for code, details in codes if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert limited and "spiffe://facegate/integration/flood is over its rate for Identify" in limited[0]
-    with pytest.raises(grpc.RpcError) as caught:
-        other.Identify(matcher_pb2.IdentifyRequest(), timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # served: refused for its empty request
 
 
 def test__a_caller_holds_at_most_its_share_of_open_streams(stack):
-    """A door controller opening nine watches: one is refused, eight stay open."""
+    """A door controller opening nine watches: one is refused, eight stay open; once it cancels
+    them, it may open eight again."""
     from facegate.harness.pki import default_pki
     from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
     from services.core.channels import blocking_channel
@@ -134,6 +139,13 @@ def test__a_caller_holds_at_most_its_share_of_open_streams(stack):
         ended = [watch for watch in watches if watch.done()]
         assert len(ended) == 1 and ended[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "already has 8 streams open" in ended[0].details()
+        for watch in watches:  # cancelled by the client: each gives its slot back
+            watch.cancel()
+        time.sleep(1.0)
+        watches = [gateway.WatchDecisions(gateway_pb2.WatchDecisionsRequest(door_ids=["stream-limit-door"]),
+                                          timeout=30) for _ in range(8)]
+        time.sleep(1.5)
+        assert not any(watch.done() for watch in watches)  # eight open again
     finally:
         for watch in watches:
             watch.cancel()

@@ -136,23 +136,38 @@ def test__malformed_enrolments_and_deletions_by_an_operator_change_nothing(stack
     unit = (np.ones(128) / np.sqrt(128)).tolist()
     good_id = st.from_regex(r"fuzz-[a-z0-9]{1,20}", fullmatch=True)
 
+    good_label = st.from_regex(r"[a-z0-9-]{0,20}", fullmatch=True)
+    control = st.sampled_from(["\n", "\x1b[2J", "\x00", "\u202e", "\x7f"])  # control or format characters
+    bad_text = st.builds(lambda a, bad, b: a + bad + b, st.text(max_size=10), control, st.text(max_size=10))
+    one_vector = st.lists(st.just(unit), min_size=1, max_size=2)
+
+    # Each case has exactly one fault, so the check for that fault is the one exercised.
     @FUZZ
     @given(st.one_of(
-        st.tuples(st.just("bad id"), BAD_IDS, st.lists(st.just(unit), min_size=1, max_size=2), st.just(0)),
-        st.tuples(st.just("bad vector"), good_id, st.lists(not_unit(128), min_size=1, max_size=3), st.just(0)),
-        st.tuples(st.just("no vector"), good_id, st.just([]), st.just(0)),
-        st.tuples(st.just("bad mode"), good_id, st.lists(st.just(unit), min_size=1, max_size=2),
-                  st.integers(4, 2**31 - 1)),
-        st.tuples(st.just("unknown id"), good_id, st.lists(st.just(unit), min_size=1, max_size=2),
-                  st.sampled_from([common_pb2.ENROLL_MODE_ADD_TEMPLATES, common_pb2.ENROLL_MODE_UPDATE_DETAILS])),
-    ), st.lists(st.text(max_size=200), max_size=3), st.text(max_size=600))
-    def probe(case, groups, site):
-        kind, identity_id, vectors, mode = case
-        if kind == "unknown id" and mode == common_pb2.ENROLL_MODE_UPDATE_DETAILS:
-            vectors = []
+        st.fixed_dictionaries({"kind": st.just("bad id"), "identity_id": BAD_IDS, "vectors": one_vector}),
+        st.fixed_dictionaries({"kind": st.just("bad vector"), "identity_id": good_id,
+                               "vectors": st.lists(not_unit(128), min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"kind": st.just("no vector"), "identity_id": good_id, "vectors": st.just([])}),
+        st.fixed_dictionaries({"kind": st.just("bad mode"), "identity_id": good_id, "vectors": one_vector,
+                               "mode": st.integers(4, 2**31 - 1)}),
+        st.fixed_dictionaries({"kind": st.just("unknown id"), "identity_id": good_id, "vectors": one_vector,
+                               "mode": st.just(common_pb2.ENROLL_MODE_ADD_TEMPLATES)}),
+        st.fixed_dictionaries({"kind": st.just("bad site"), "identity_id": good_id, "vectors": one_vector,
+                               "site": bad_text | st.text(min_size=129, max_size=600)}),
+        st.fixed_dictionaries({"kind": st.just("bad group"), "identity_id": good_id, "vectors": one_vector,
+                               "groups": st.lists(bad_text, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"kind": st.just("bad name"), "identity_id": good_id, "vectors": one_vector,
+                               "display_name": bad_text}),
+        st.fixed_dictionaries({"kind": st.just("bad metadata"), "identity_id": good_id, "vectors": one_vector,
+                               "metadata": st.dictionaries(good_label.filter(bool), bad_text, min_size=1,
+                                                           max_size=3)}),
+    ), good_label)
+    def probe(case, site):
+        case = dict(case)
+        kind, identity_id, vectors = case.pop("kind"), case.pop("identity_id"), case.pop("vectors")
+        fields = {"site": site, **case}
         code = refused_cleanly(lambda: matcher.Enroll(matcher_pb2.EnrollRequest(
-            identity_id=identity_id, site=site, groups=groups, embeddings=[embedding(v) for v in vectors], mode=mode),
-            timeout=10))
+            identity_id=identity_id, embeddings=[embedding(v) for v in vectors], **fields), timeout=10))
         assert code != grpc.StatusCode.OK, f"{kind}: enrolled"
         refused_cleanly(lambda: matcher.DeleteIdentity(matcher_pb2.DeleteIdentityRequest(identity_id=identity_id),
                                                        timeout=10))

@@ -705,6 +705,8 @@ def test__a_matcher_without_the_servers_credentials_does_not_start_and_says_why(
     ({"metadata": {f"k{i}": "v" for i in range(40)}}, "metadata: 40 keys; at most 32"),
     ({"metadata": {"badge": "x" * 2000}}, "at most 1024"),
     ({"groups": [f"g{i}" for i in range(1000)]}, "groups: 1000; at most 64"),
+    ({"metadata": {"facegate.lookalikes": "obama"}}, "is kept by the matcher"),
+    ({"allow_duplicate_of": [f"p{i}" for i in range(20)]}, "allow_duplicate_of: 20 ids; at most 16"),
 ])
 def test__free_text_is_bounded_and_without_control_characters(matcher, details, message):
     with pytest.raises(grpc.RpcError) as caught:

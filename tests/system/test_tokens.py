@@ -114,3 +114,12 @@ def test__a_token_over_mutual_tls_is_recorded_as_its_subject_via_the_certificate
     mine = [a for a in actions if a.subject == "token-erase-probe"]
     assert reply.templates_removed == 0 and mine
     assert mine[0].caller == f"{ADMIN} via spiffe://facegate/service/console"
+
+
+def test__an_authorization_header_of_another_scheme_is_refused_with_the_format_to_use(stack):
+    gateway = gateway_pb2_grpc.GatewayStub(token_channel(stack.services["gateway"].token_address, None))
+
+    error = refused(lambda: gateway.ListAdminActions(gateway_pb2.ListAdminActionsRequest(limit=1), timeout=10,
+                                                     metadata=(("authorization", "Basic YWRtaW46YWRtaW4="),)))
+
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED and "'Bearer <token>'" in error.details()

@@ -55,6 +55,8 @@ def test__an_export_sealed_to_a_passphrase_opens_with_it_only():
     ([], None, "no recipient and no passphrase"),
     (["age1notakey"], None, "recipient 'age1notakey'"),
     (["alice@example.com"], None, "an age public key"),
+    (["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"], None,
+     "an age public key"),  # import reads age key files only: an ssh-sealed export could not be opened
     ([], "short", "shorter than 12"),
 ])
 def test__sealing_needs_a_valid_recipient_or_a_real_passphrase(recipients, passphrase, error):
