@@ -35,7 +35,10 @@ class MicroBatcher(Generic[T, R]):
         self._max_items = max_items
         self._max_wait = max_wait
         self._concurrency = concurrency
-        self._queue: asyncio.Queue[tuple[list[T], asyncio.Future[list[R]]]] = asyncio.Queue()
+        # Bounded: when the backend falls behind, submitters wait here (backpressure to the
+        # doors, whose own queues drop stale frames) instead of the queue growing without end.
+        self._queue: asyncio.Queue[tuple[list[T], asyncio.Future[list[R]]]] = asyncio.Queue(
+            maxsize=max(64, 8 * max_items * concurrency))
         self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:

@@ -85,6 +85,8 @@ class ServerSettings:
                               parse_rate)
     heavy_rate_limit: str = setting("5/second", "the same for RPCs doing seconds of work (enrolment from photos, "
                                                 "Cluster, export, Detect and Embed called by people)", parse_rate)
+    max_concurrent_rpcs: int = setting(1024, "RPCs (camera streams and watches included) the service handles at "
+                                             "once; more are refused with RESOURCE_EXHAUSTED", in_range(16, 100_000))
     max_streams_per_caller: int = setting(8, "streaming calls (camera streams, decision watches, exports) one "
                                              "caller may hold open at once", in_range(1, 10_000))
 

@@ -226,7 +226,8 @@ async def run_service(
             interceptors.append(Authorize(PolicyFile(Path(settings.access_policy)), admission))
         except PolicyError as exc:
             raise SystemExit(f"error: --access-policy: {exc}") from exc
-    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings),
+                             maximum_concurrent_rpcs=settings.max_concurrent_rpcs)  # more: RESOURCE_EXHAUSTED
     services = register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -96,7 +96,16 @@ def vectors_of(embeddings: list[common_pb2.Embedding], field: str) -> tuple[np.n
     return np.asarray([list(e.vector) for e in embeddings], np.float32), keys.pop()
 
 
+async def stacked(embeddings: list[common_pb2.Embedding], field: str) -> tuple[np.ndarray, str]:
+    """`vectors_of`, off the event loop when there are many (thousands of embeddings take tens
+    of milliseconds to convert: every other call would wait that long)."""
+    if len(embeddings) <= 64:
+        return vectors_of(embeddings, field)
+    return await asyncio.to_thread(vectors_of, embeddings, field)
+
+
 LOADING = "matcher is still opening its gallery"
+EXPORT_PAGE = 100  # identities read from Milvus at a time during an export
 admin_log = logging.getLogger("facegate.matcher.admin")
 
 
@@ -225,7 +234,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if mode == UPDATE_DETAILS and not request.embeddings:  # details only: no faces to stack
             vectors, model_key = np.zeros((0, gallery.dim), np.float32), gallery.model_key
         else:
-            vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
+            vectors, model_key = await stacked(list(request.embeddings), "embeddings")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
         stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key, mode,
@@ -252,7 +261,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         classifier = CLASSIFIER_NAMES.get(request.classifier)
         if classifier is None:
             raise InvalidArgument(f"classifier: {request.classifier} is not a known Classifier value")
-        probes, model_key = vectors_of(list(request.probes), "probes")
+        probes, model_key = await stacked(list(request.probes), "probes")
         results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key,
                                           classifier, k)
         return matcher_pb2.IdentifyResponse(results=[
@@ -313,17 +322,16 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                                context: grpc.aio.ServicerContext) -> AsyncIterator[matcher_pb2.IdentityExport]:
         gallery = self._open_gallery
         model_id, _, version = gallery.model_key.partition("@")
-        token, sent = "", 0
+        sent = 0
         admin_action(context, "export", request.site or "(every site)", stage="started")
-        while True:
-            page, token = await asyncio.to_thread(gallery.export_page, token, request.site)
+        ids = await asyncio.to_thread(gallery.identity_ids, request.site)
+        for start in range(0, len(ids), EXPORT_PAGE):
+            page = await asyncio.to_thread(gallery.export_identities, ids[start:start + EXPORT_PAGE])
             for identity, vectors in page:
                 yield matcher_pb2.IdentityExport(identity=identity_message(identity), templates=[
                     common_pb2.Embedding(vector=v.tolist(), model_id=model_id, model_version=version) for v in vectors])
                 sent += 1
-            if not token:
-                admin_action(context, "export", request.site or "(every site)", stage="finished", identities=sent)
-                return
+        admin_action(context, "export", request.site or "(every site)", stage="finished", identities=sent)
 
 
     @ready(LOADING)
@@ -337,7 +345,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             raise InvalidArgument(f"max_distance: {request.max_distance}; must be in (0, 2], or 0 for the default")
         if request.min_cluster_size < 0:
             raise InvalidArgument(f"min_cluster_size: {request.min_cluster_size}; must be >= 0")
-        vectors, model_key = vectors_of(list(request.embeddings), "embeddings")
+        vectors, model_key = await stacked(list(request.embeddings), "embeddings")
         gallery.check_model(model_key)
         vectors = gallery.check_vectors(vectors, "embeddings")
         labels = await asyncio.to_thread(cluster_faces, vectors, request.max_distance or DEFAULT_MAX_DISTANCE,

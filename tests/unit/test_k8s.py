@@ -121,3 +121,36 @@ def test__every_workload_reads_the_shipped_access_policy_and_it_is_valid():
             mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
             maps = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
             assert maps[mounts[directory]] == "facegate-access", doc["metadata"]["name"]
+
+
+def test__every_port_of_every_workload_is_reachable_only_as_a_network_policy_allows():
+    """Default deny, then per workload: every container port is named by some policy, and the
+    backends' gRPC only from the gateway (and, for the matcher, labelled clients)."""
+    policies = {doc["metadata"]["name"]: doc["spec"] for _, doc in documents() if doc["kind"] == "NetworkPolicy"}
+    deny = policies.pop("default-deny-ingress")
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+
+    def allowed(app: str) -> dict[int, list]:
+        ports: dict[int, list] = {}
+        for spec in policies.values():
+            selector = spec["podSelector"]
+            selected = selector.get("matchLabels", {}).get("app") == app or any(
+                e["key"] == "app" and app in e["values"] for e in selector.get("matchExpressions", []))
+            for rule in spec.get("ingress", []) if selected else []:
+                for port in rule["ports"]:
+                    ports.setdefault(port["port"], []).append(rule.get("from"))
+        return ports
+
+    for name, doc in documents():
+        if doc["kind"] != "Deployment" and doc["kind"] != "StatefulSet":
+            continue
+        app = doc["spec"]["template"]["metadata"]["labels"]["app"]
+        ports = {p["containerPort"]: p["name"] for c in doc["spec"]["template"]["spec"]["containers"]
+                 for p in c["ports"]}
+        rules = allowed(app)
+        assert set(ports) <= set(rules), (name, set(ports) - set(rules))
+        if app in ("detector", "embedder", "matcher"):
+            grpc_port = next(port for port, kind in ports.items() if kind == "grpc")
+            sources = [source for source in rules[grpc_port]]
+            assert all(source for source in sources), name  # never "from anywhere"
+            assert {"podSelector": {"matchLabels": {"app": "gateway"}}} in [s for src in sources for s in src], name
