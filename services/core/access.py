@@ -155,6 +155,7 @@ def parse_policy(data: Any, source: str = "", base: Path | None = None) -> Acces
 
 
 def parse_issuers(entries: Any, base: Path) -> dict[str, Issuer]:
+    """The policy's `token_issuers`, by name, each checked (its key file read, relative to `base`)."""
     if not isinstance(entries, list):
         raise PolicyError("token_issuers: a list of {issuer, public_key_file, subjects[, max_minutes]}")
     issuers: dict[str, Issuer] = {}

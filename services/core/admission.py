@@ -72,6 +72,7 @@ class Admission:
         self._streams[identity] += 1
 
     def close_stream(self, identity: str, roles: frozenset[str]) -> None:
+        """Give back a slot taken by `open_stream` (once per call that took one)."""
         if roles & EXEMPT_ROLES:
             return
         self._streams[identity] -= 1
