@@ -139,18 +139,23 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` atomically (a reader sees the old file or the new one, never half of one),
+    with `mode` (the temporary file is owner-only from the start)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def write_files(directory: Path, files: dict[str, bytes]) -> None:
-    """Each file replaced atomically (a reader sees the old file or the new one, never half of
-    one); keys readable by their owner only. Readers check that key and certificate match, so
-    the moment between two replacements is not a problem."""
+    """Each file replaced atomically; keys readable by their owner only. Readers check that key
+    and certificate match, so the moment between two replacements is not a problem."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.chmod(temporary, 0o600 if name.endswith(".key") else 0o644)
-            os.replace(temporary, directory / name)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_file(directory / name, data, 0o600 if name.endswith(".key") else 0o644)

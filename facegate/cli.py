@@ -540,6 +540,7 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     from facegate import gallery_file
+    from facegate.certs import write_file
     from services.contracts.v1 import matcher_pb2
 
     passphrase = _passphrase(args, confirm=True)
@@ -550,7 +551,7 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
         for text in args.recipient:
             gallery_file.recipient(text)
         if passphrase is not None:
-            gallery_file.seal(b"", [], passphrase)  # the passphrase's own checks
+            gallery_file.check_passphrase(passphrase)
     except gallery_file.GalleryFileError as exc:
         print(f"facegate gallery export: {exc}", file=sys.stderr)
         return 2
@@ -570,7 +571,7 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     try:
         if not args.plaintext:
             data = gallery_file.seal(data, args.recipient, passphrase)
-        gallery_file.write_private(args.file, data)
+        write_file(args.file, data, 0o600)  # templates: readable by their owner only
     except gallery_file.GalleryFileError as exc:
         print(f"facegate gallery export: {exc}; nothing was written", file=sys.stderr)
         return 2

@@ -11,11 +11,11 @@ owner-only and whole (a temp file renamed into place).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pyrage
+
+from facegate.certs import write_file
 
 MAGIC = b"age-encryption.org/v1\n"
 
@@ -30,7 +30,7 @@ def keygen(path: Path) -> str:
         raise GalleryFileError(f"{path} exists; use it, or choose another file")
     identity = pyrage.x25519.Identity.generate()
     recipient = str(identity.to_public())
-    write_private(path, f"# public key: {recipient}\n{identity}\n".encode())
+    write_file(path, f"# public key: {recipient}\n{identity}\n".encode(), 0o600)
     return recipient
 
 
@@ -45,13 +45,18 @@ def recipient(text: str) -> pyrage.x25519.Recipient:
         raise GalleryFileError(f"recipient {text[:80]!r}: {exc}") from None
 
 
+def check_passphrase(passphrase: str) -> None:
+    """A passphrase long enough to seal an export with (age's scrypt does the rest)."""
+    if len(passphrase) < 12:
+        raise GalleryFileError("the passphrase is shorter than 12 characters")
+
+
 def seal(data: bytes, recipients: list[str], passphrase: str | None) -> bytes:
     """`data` encrypted to every recipient, or to the passphrase (age allows one or the other)."""
     if recipients and passphrase is not None:
         raise GalleryFileError("a passphrase or recipients, not both (age seals to one or the other)")
     if passphrase is not None:
-        if len(passphrase) < 12:
-            raise GalleryFileError("the passphrase is shorter than 12 characters")
+        check_passphrase(passphrase)
         return bytes(pyrage.passphrase.encrypt(data, passphrase))
     if not recipients:
         raise GalleryFileError("no recipient and no passphrase to seal to")
@@ -88,16 +93,3 @@ def _identity(path: Path) -> pyrage.x25519.Identity:
         return pyrage.x25519.Identity.from_str(keys[0])
     except pyrage.IdentityError as exc:
         raise GalleryFileError(f"{path}: {exc}") from None
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` readable by its owner only, whole or not at all."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

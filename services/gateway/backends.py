@@ -62,10 +62,9 @@ class Backends:
         self.deadline = deadline
         self._addresses = (detector, embedder, matcher)
         self._max_message_mb, self._tls_dir = max_message_mb, tls_dir
-        self._stamp = tls.load(tls_dir).stamp if tls_dir else ()
+        self._stamp = tls.stamp(tls_dir) if tls_dir else ()
         self._channels: list[grpc.aio.Channel] = []
         self._retired: set[asyncio.Task[None]] = set()  # closing old channels a deadline after a rotation
-        self._old: list[grpc.aio.Channel] = []
         self._connect()
 
     def _connect(self) -> None:
@@ -97,8 +96,6 @@ class Backends:
             if tls.stamp(self._tls_dir) == self._stamp:
                 return False
             material = tls.load(self._tls_dir)
-            if material.stamp == self._stamp:
-                return False
             old = self._channels
             self._connect()  # reads the files again: a rotation caught half-way fails here, and is retried
         except (OSError, tls.TLSError) as exc:
@@ -113,16 +110,17 @@ class Backends:
         return True
 
     async def _close_later(self, channels: list[grpc.aio.Channel]) -> None:
-        self._old.extend(channels)
-        await asyncio.sleep(self.deadline + 1)
-        for channel in channels:
-            self._old.remove(channel)
-            await channel.close()
+        try:
+            await asyncio.sleep(self.deadline + 1)
+        finally:  # after the deadline, or at once when the gateway stops
+            for channel in channels:
+                await channel.close()
 
     async def close(self) -> None:
-        for task in list(self._retired):  # retired channels: closed with the rest, now
+        for task in self._retired:  # retired channels: closed with the rest, now
             task.cancel()
-        for channel in [*self._old, *self._channels]:
+        await asyncio.gather(*self._retired, return_exceptions=True)
+        for channel in self._channels:
             await channel.close()
 
     @calls("embedder")

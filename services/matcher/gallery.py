@@ -668,20 +668,24 @@ class Gallery:
         return [replace(self._identity_of(r), template_count=counts.get(r["identity_id"], 0)) for r in rows], token
 
     @waits_for_rewrites
+    def _query_all(self, expression: str, fields: list[str]) -> list[dict]:
+        """Every identity row matching `expression` (these fields), read in batches."""
+        rows: list[dict] = []
+        iterator = self._client.query_iterator(self._identities, batch_size=1000, filter=expression,
+                                               output_fields=fields, **STRONG)
+        try:
+            while batch := iterator.next():
+                rows.extend(batch)
+        finally:
+            iterator.close()
+        return rows
+
     def identity_ids(self, site: str) -> list[str]:
         """Every identity id (of `site`, if given), sorted: an export reads them once, then its
         pages by id (re-reading everything after a page token for each page was quadratic)."""
         check_label(site, "site")
         clauses = ['identity_id != ""'] + ([f'site == "{site}"'] if site else [])
-        ids: list[str] = []
-        iterator = self._client.query_iterator(self._identities, batch_size=1000, filter=" and ".join(clauses),
-                                               output_fields=["identity_id"], **STRONG)
-        try:
-            while batch := iterator.next():
-                ids.extend(row["identity_id"] for row in batch)
-        finally:
-            iterator.close()
-        return sorted(ids)
+        return sorted(row["identity_id"] for row in self._query_all(" and ".join(clauses), ["identity_id"]))
 
     def export_identities(self, identity_ids: list[str]) -> list[tuple[Identity, np.ndarray]]:
         """These identities (in this order; any deleted meanwhile left out) with their template vectors."""
@@ -706,14 +710,7 @@ class Gallery:
         clauses = [f'identity_id > "{page_token}"'] if page_token else ['identity_id != ""']
         if site:
             clauses.append(f'site == "{site}"')
-        rows: list[dict] = []
-        iterator = self._client.query_iterator(self._identities, batch_size=1000, filter=" and ".join(clauses),
-                                               output_fields=self._IDENTITY_FIELDS, **STRONG)
-        try:
-            while batch := iterator.next():
-                rows.extend(batch)
-        finally:
-            iterator.close()
+        rows = self._query_all(" and ".join(clauses), self._IDENTITY_FIELDS)
         rows.sort(key=lambda r: r["identity_id"])
         page = rows[:page_size]
         return page, (page[-1]["identity_id"] if len(rows) > page_size else "")
