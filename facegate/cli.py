@@ -268,6 +268,22 @@ def cmd_tokens_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_add_user(args: argparse.Namespace) -> int:
+    from services.console.accounts import AccountError, Accounts
+
+    accounts = Accounts(args.db)
+    try:
+        password = accounts.reset_password(args.username) if args.reset else \
+            accounts.add(args.username, args.role, created_by="facegate console (command line)")
+    except AccountError as exc:
+        print(f"facegate console: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        accounts.close()
+    print(f"{args.username}: one-time password {password}\n(shown once; it must be changed at the first login)")
+    return 0
+
+
 def cmd_tokens_issue(args: argparse.Namespace) -> int:
     from facegate import tokens
 
@@ -842,6 +858,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a role the token may use (repeatable; the policy's roles for the subject still bound it)")
     p.add_argument("--minutes", type=float, default=15.0, help="lifetime (default 15)")
     p.set_defaults(func=cmd_tokens_issue)
+
+    console = sub.add_parser("console", help="the console's accounts").add_subparsers(dest="action", required=True)
+    p = console.add_parser("add-user", help="create a console account (e.g. the first admin) and print its one-time "
+                                            "password")
+    p.add_argument("username")
+    p.add_argument("--role", choices=["admin", "operator", "auditor", "viewer"], default="admin")
+    p.add_argument("--db", type=Path, default=Path("./facegate-console.db"),
+                   help="the console's --accounts-db (default ./facegate-console.db)")
+    p.add_argument("--reset", action="store_true", help="the account exists: give it a new one-time password")
+    p.set_defaults(func=cmd_console_add_user)
 
     p = sub.add_parser("watch", help="print every decision as it is made")
     p.add_argument("--door", action="append", default=[], help="only this door (repeatable)")

@@ -8,16 +8,13 @@ tokens are JWTs with the claims the services require; short lifetimes are the re
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from facegate.certs import write_files
-from services.core.tokens import AUDIENCE
+from services.core.tokens import Signer, TokenError
 
 KEY, PUBLIC = "token.key", "token.pub"
 
@@ -42,20 +39,7 @@ def keygen(directory: Path) -> Path:
 
 def issue(key_file: Path, issuer: str, subject: str, scopes: list[str], minutes: float) -> str:
     """A signed token for `subject` with `scopes` (roles), valid for `minutes` from now."""
-    if not scopes:
-        raise TokenIssueError("at least one scope (a role, e.g. operator) is needed")
-    if not 0 < minutes <= 1440:
-        raise TokenIssueError(f"minutes: {minutes}; 0-1440 (the access policy caps each issuer lower still)")
     try:
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-    except OSError as exc:
-        raise TokenIssueError(f"{key_file}: cannot read ({exc.strerror})") from exc
-    except ValueError as exc:
-        raise TokenIssueError(f"{key_file}: not a PEM private key ({exc})") from exc
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise TokenIssueError(f"{key_file}: an Ed25519 key is needed (`facegate tokens keygen`)")
-    now = int(time.time())
-    claims = {"iss": issuer, "sub": subject, "aud": AUDIENCE, "iat": now, "nbf": now,
-              "exp": now + int(minutes * 60), "scope": " ".join(scopes), "jti": uuid.uuid4().hex}
-    return jwt.encode(claims, key, algorithm="EdDSA")
-
+        return Signer(key_file, issuer).sign(subject, scopes, minutes)
+    except TokenError as exc:
+        raise TokenIssueError(str(exc)) from None

@@ -24,9 +24,13 @@ callers:
   - {id: "spiffe://facegate/*/camera/*", roles: [camera]}
   - {id: "spiffe://facegate/*/door-controller/*", roles: [door-controller]}
   - {id: "spiffe://facegate/integration/*", roles: [integration]}
+  # the console's people: their console role narrows this (services/console/roles.py)
+  - {id: "spiffe://facegate/console/*", roles: [operator, auditor]}
 token_issuers:  # bearer tokens for people and integrations (LocalPKI.token)
   - {issuer: facegate-local, public_key_file: tokens/token.pub, max_minutes: 60,
      subjects: ["spiffe://facegate/user/*", "spiffe://facegate/integration/*"]}
+  - {issuer: facegate-console, public_key_file: console-token/token.pub, max_minutes: 15,
+     subjects: ["spiffe://facegate/console/*"]}
 """
 TOKEN_ISSUER = "facegate-local"
 
@@ -39,8 +43,9 @@ class LocalPKI:
         self._lock = threading.Lock()
         if not (root / "ca" / "ca.key").exists():
             certs.init_ca(root / "ca")
-        if not (root / "tokens" / tokens.KEY).exists():
-            tokens.keygen(root / "tokens")
+        for issuer in ("tokens", "console-token"):  # ours (tests), the console's
+            if not (root / issuer / tokens.KEY).exists():
+                tokens.keygen(root / issuer)
         self.policy = root / "access.yaml"  # the services' --access-policy
         if not self.policy.exists():
             self.policy.write_text(POLICY)
@@ -70,6 +75,11 @@ class LocalPKI:
     def token(self, subject: str, scopes: list[str], minutes: float = 15.0) -> str:
         """A bearer token from this PKI's issuer (trusted by its policy for users and integrations)."""
         return tokens.issue(self.root / "tokens" / tokens.KEY, TOKEN_ISSUER, subject, scopes, minutes)
+
+    @property
+    def console_token_key(self) -> Path:
+        """The key the console signs its users' tokens with (issuer facegate-console)."""
+        return self.root / "console-token" / tokens.KEY
 
     @property
     def ca_file(self) -> Path:

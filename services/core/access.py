@@ -70,6 +70,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "/facegate.v1.Gateway/ListDecisions": frozenset({"operator", "auditor"}),
     "/facegate.v1.Gateway/EraseIdentity": frozenset({"operator"}),
     "/facegate.v1.Gateway/ListAdminActions": frozenset({"operator", "auditor"}),
+    "/facegate.v1.Gateway/ListDoors": frozenset({"operator", "auditor"}),
     # only served with --reflection
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": frozenset({"operator"}),
 }

@@ -18,6 +18,8 @@ short (minutes) and drop an issuer from the policy to revoke all of its tokens.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +108,30 @@ def verify(token: str, issuers: dict[str, Issuer], roles: tuple[str, ...]) -> Cl
     if not scopes or not scopes <= set(roles):
         raise TokenError(f"scope {str(scope)[:140]!r}: space-separated roles, some of {', '.join(roles)}")
     return Claims(subject, scopes, issuer.name)
+
+
+class Signer:
+    """The issuing side: an issuer's Ed25519 private key, loaded once (a console signs a token
+    per user action; `facegate tokens issue` one at a time)."""
+
+    def __init__(self, key_file: Path, issuer: str) -> None:
+        try:
+            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        except OSError as exc:
+            raise TokenError(f"{key_file}: cannot read ({exc.strerror})") from exc
+        except ValueError as exc:
+            raise TokenError(f"{key_file}: not a PEM private key ({exc})") from exc
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise TokenError(f"{key_file}: an Ed25519 key is needed (`facegate tokens keygen`)")
+        self._key, self.issuer = key, issuer
+
+    def sign(self, subject: str, scopes: list[str], minutes: float) -> str:
+        """A token for `subject` with `scopes` (roles), valid for `minutes` from now."""
+        if not scopes:
+            raise TokenError("at least one scope (a role, e.g. operator) is needed")
+        if not 0 < minutes <= 1440:
+            raise TokenError(f"minutes: {minutes}; 0-1440 (the access policy caps each issuer lower still)")
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": subject, "aud": AUDIENCE, "iat": now, "nbf": now,
+                  "exp": now + int(minutes * 60), "scope": " ".join(scopes), "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._key, algorithm="EdDSA")

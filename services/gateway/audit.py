@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_by_door_time ON decisions (door_id, decided_at_ns);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at_ns);
+CREATE INDEX IF NOT EXISTS decisions_by_identity ON decisions (identity_id, decided_at_ns);
 CREATE TABLE IF NOT EXISTS admin_actions (
     action_id TEXT PRIMARY KEY,
     at_ns INTEGER NOT NULL,
@@ -78,6 +79,7 @@ class EventQuery:
     since_ns: int = 0
     until_ns: int = 0  # 0 = now
     limit: int = 1000
+    identity_id: str = ""
 
 
 class AuditLog:
@@ -122,7 +124,8 @@ class AuditLog:
         if query.until_ns:
             clauses.append("decided_at_ns < ?")
             args.append(query.until_ns)
-        for column, value in (("door_id", query.door_id), ("site", query.site), ("outcome", query.outcome)):
+        for column, value in (("door_id", query.door_id), ("site", query.site), ("outcome", query.outcome),
+                              ("identity_id", query.identity_id)):
             if value:
                 clauses.append(f"{column} = ?")
                 args.append(value)

@@ -34,7 +34,9 @@ from services.core.server import ready, run_service
 from services.gateway.audit import AuditLog, EventQuery
 from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
+from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
+from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, mention, observation
 
@@ -151,6 +153,7 @@ class DoorStream:
 
     def __init__(self, door: Door, labels: tuple[str, str], timeout: float) -> None:
         self.tracks = DoorTracks(door.door_id, timeout=timeout)
+        self.site = door.site
         self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
@@ -203,6 +206,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._labels = Labels(configured=bool(settings.doors))
         self._streaming: dict[str, str] = {}  # door id -> peer of its camera stream
         self._failing_since: dict[str, float] = {}  # door id -> last error decision while backends fail
+        self._statuses = DoorStatuses(max_doors=4 * UNCONFIGURED_DOOR_LABELS)
 
     async def start(self) -> None:
         s = self._settings
@@ -369,6 +373,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     own_door_only(door)
                     door_label, site_label = self._labels.of(door)
                     FRAMES_IN.labels(door_label, site_label).inc()
+                    self._statuses.frame(door.door_id, door.site, dropped=waiting.full())
                     if waiting.full():  # keep the newest: a slow backend must not build latency
                         waiting.get_nowait()
                         FRAMES_DROPPED.labels(door_label, site_label).inc()
@@ -381,12 +386,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
         receiver = asyncio.create_task(receive())
         last: tuple[gateway_pb2.CameraFrame, Door] | None = None
+        failure = ""
         try:
             while (item := await waiting.get()) is not None:
                 frame, door, arrived = item
                 if stream is None:
                     self._claim(door.door_id, context.peer())
                     stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout)
+                    self._statuses.streaming(door.door_id, door.site, True)
                 last = frame, door
                 for decision in await self._process(stream, door, frame):
                     DECISION_SECONDS.labels(stream.labels[1]).observe(time.perf_counter() - arrived)
@@ -395,10 +402,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if stream is not None and last is not None:  # the camera stopped: decide what is left
                 for decision in await self._finish(last[1], last[0], stream.tracks.tracks):
                     yield decision
+        except ServiceError as exc:
+            failure = exc.message
+            raise
         finally:
             receiver.cancel()
             if stream is not None:
                 self._streaming.pop(stream.tracks.door_id, None)
+                self._statuses.streaming(stream.tracks.door_id, stream.site, False, failure)
 
     async def _process(self, stream: DoorStream, door: Door,
                        frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
@@ -518,6 +529,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise Unavailable(f"audit log unavailable ({exc}); no decision is published without its record, "
                               "door stays locked") from exc
         for decision in decisions:
+            if decision.outcome == gateway_pb2.Decision.OUTCOME_ERROR:
+                self._statuses.error(decision.door_id, decision.site)
             self._hub.publish(decision)
         return decisions
 
@@ -525,12 +538,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def EnrollFromImages(self, request: gateway_pb2.EnrollFromImagesRequest,
                                context: grpc.aio.ServicerContext) -> gateway_pb2.EnrollFromImagesResponse:
         run = self._run
+        if request.validate_only:  # a console checking shots: nothing is enrolled, so nothing to record
+            _, shot_errors, shot_checks = await self._faces_to_enrol(request)
+            return gateway_pb2.EnrollFromImagesResponse(image_errors=shot_errors, checks=shot_checks)
         action_name = ENROL_ACTIONS.get(request.mode)
         if action_name is None:
             raise InvalidArgument(f"mode: {request.mode} is not a known EnrollMode value")
         if not ID_PATTERN.fullmatch(request.identity_id):  # before it is written to the admin log
             raise InvalidArgument(f"identity_id: {request.identity_id[:140]!r} must be 1-128 characters of letters, "
                                   "digits and ._:@-")
+        checks: list[gateway_pb2.PhotoCheck] = []
         if request.mode == common_pb2.ENROLL_MODE_UPDATE_DETAILS:
             if request.images:
                 raise InvalidArgument("mode UPDATE_DETAILS changes details only: send no images (add faces with "
@@ -539,7 +556,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             errors: list[str] = []
             what = "details"
         else:
-            crops, errors = await self._faces_to_enrol(request)
+            crops, errors, checks = await self._faces_to_enrol(request)
+            if not crops:
+                raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: "
+                                      f"{'; '.join(errors)}")
             what = f"{len(crops)} of {len(request.images)} photos with a face"
         acknowledged = f"; acknowledged look-alikes {', '.join(request.allow_duplicate_of)[:600]}" \
             if request.allow_duplicate_of else ""
@@ -564,15 +584,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise Unavailable(f"cannot enroll now: {exc}") from exc
         await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
         return gateway_pb2.EnrollFromImagesResponse(image_errors=errors, templates_added=enrolled.templates_added,
-                                                     identity_id=enrolled.identity.identity_id)
+                                                     identity_id=enrolled.identity.identity_id, checks=checks)
 
     async def _faces_to_enrol(self, request: gateway_pb2.EnrollFromImagesRequest
-                              ) -> tuple[dict[int, common_pb2.NDArray], list[str]]:
-        """The largest face's crop of each photo that has one, and per photo why not ("" = used)."""
+                              ) -> tuple[dict[int, common_pb2.NDArray], list[str], list[gateway_pb2.PhotoCheck]]:
+        """The largest face's crop of each photo that has one, per photo why not ("" = used),
+        and per photo its check as an enrolment shot."""
         run = self._run
         if not request.images:
             raise InvalidArgument("images: at least one photo is required")
         errors = [""] * len(request.images)
+        checks = [gateway_pb2.PhotoCheck() for _ in request.images]
         images = {}
         pixels = 0
         for i, message in enumerate(request.images):  # the header here; the detector decodes them once
@@ -580,7 +602,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 width, height = ndarray.check_frame(message, f"images[{i}]")
                 images[i], pixels = message, pixels + width * height
             except InvalidArgument as exc:
-                errors[i] = exc.message
+                errors[i] = checks[i].reason = exc.message
         if (total := pixels / 1e6) > self._settings.max_enrol_megapixels:  # what the detector would decode
             raise InvalidArgument(f"images: they decode to {total:.0f} MP in all; at most "
                                   f"{self._settings.max_enrol_megapixels:.0f} MP per enrolment (send fewer or "
@@ -594,18 +616,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     raise FailedPrecondition(f"cannot enroll: {exc}") from exc
                 raise Unavailable(f"cannot enroll now: {exc}") from exc
             for i, frame in zip(images, detected, strict=True):
+                checks[i] = check_shot(frame)
                 if frame.error:  # "frame.data: ..." -> "images[2].data: ..."
-                    errors[i] = f"images[{i}]{frame.error.removeprefix('frame')}"
+                    errors[i] = checks[i].reason = f"images[{i}]{frame.error.removeprefix('frame')}"
                     continue
                 if not frame.faces:
                     errors[i] = f"images[{i}]: no face found"
                     continue
                 largest = max(frame.faces, key=lambda f: min(f.face.box.width, f.face.box.height))
                 crops[i] = largest.crop
-        if not crops:
-            raise InvalidArgument(f"no face could be enrolled from the {len(request.images)} images: "
-                                  f"{'; '.join(errors)}")
-        return crops, errors
+        return crops, errors, checks
 
     async def WatchDecisions(self, request: gateway_pb2.WatchDecisionsRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.Decision]:
@@ -631,7 +651,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             door_id=request.door_id, site=request.site,
             outcome=gateway_pb2.Decision.Outcome.Name(request.outcome) if request.outcome else "",
             since_ns=request.since.ToNanoseconds() if request.HasField("since") else 0,
-            until_ns=request.until.ToNanoseconds() if request.HasField("until") else 0, limit=limit)
+            until_ns=request.until.ToNanoseconds() if request.HasField("until") else 0, limit=limit,
+            identity_id=request.identity_id)
         return gateway_pb2.ListDecisionsResponse(decisions=await asyncio.to_thread(self._run.audit.query, query))
 
     @ready(STARTING)
@@ -666,6 +687,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         limit = page_limit(request.limit)
         actions = await asyncio.to_thread(self._run.audit.admin_actions, limit)
         return gateway_pb2.ListAdminActionsResponse(actions=actions)
+
+    async def ListDoors(self, request: gateway_pb2.ListDoorsRequest,
+                        context: grpc.aio.ServicerContext) -> gateway_pb2.ListDoorsResponse:
+        configured = {door.door_id: door.site for door in self._doors.doors.values()}
+        return gateway_pb2.ListDoorsResponse(doors=self._statuses.list(configured, request.site))
 
 
 async def serve(settings: GatewayServiceSettings) -> None:

@@ -26,7 +26,7 @@ from . import common_pb2 as facegate_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x63\x65gate/v1/gateway.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x0b\x43\x61meraFrame\x12\x0f\n\x07\x64oor_id\x18\x01 \x01(\t\x12#\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x14.facegate.v1.NDArray\x12/\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x04 \x01(\x03\x12\x0c\n\x04site\x18\x05 \x01(\t\"\xa2\x04\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64oor_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12.\n\x07outcome\x18\x04 \x01(\x0e\x32\x1d.facegate.v1.Decision.Outcome\x12\x13\n\x0bidentity_id\x18\x05 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x06 \x01(\t\x12\x10\n\x08\x64istance\x18\x07 \x01(\x02\x12\x1f\n\x04\x66\x61\x63\x65\x18\x08 \x01(\x0b\x32\x11.facegate.v1.Face\x12\x16\n\x0e\x66rame_sequence\x18\t \x01(\x03\x12/\n\x0b\x63\x61ptured_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x11\n\tmodel_key\x18\r \x01(\t\x12\x0e\n\x06\x66rames\x18\x0e \x01(\x05\x12\x10\n\x08track_id\x18\x0f \x01(\t\"\x95\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_GRANTED\x10\x01\x12\x1a\n\x16OUTCOME_DENIED_UNKNOWN\x10\x02\x12\x19\n\x15OUTCOME_DENIED_POLICY\x10\x03\x12\x12\n\x0eOUTCOME_REVIEW\x10\x04\x12\x11\n\rOUTCOME_ERROR\x10\x05\"\xc2\x02\n\x17\x45nrollFromImagesRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x44\n\x08metadata\x18\x05 \x03(\x0b\x32\x32.facegate.v1.EnrollFromImagesRequest.MetadataEntry\x12$\n\x06images\x18\x06 \x03(\x0b\x32\x14.facegate.v1.NDArray\x12%\n\x04mode\x18\x07 \x01(\x0e\x32\x17.facegate.v1.EnrollMode\x12\x1a\n\x12\x61llow_duplicate_of\x18\x08 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x18\x45nrollFromImagesResponse\x12\x14\n\x0cimage_errors\x18\x01 \x03(\t\x12\x17\n\x0ftemplates_added\x18\x02 \x01(\x05\x12\x13\n\x0bidentity_id\x18\x03 \x01(\t\")\n\x15WatchDecisionsRequest\x12\x10\n\x08\x64oor_ids\x18\x01 \x03(\t\"\xca\x01\n\x14ListDecisionsRequest\x12\x0f\n\x07\x64oor_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.facegate.v1.Decision.Outcome\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x06 \x01(\x05\"A\n\x15ListDecisionsResponse\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.facegate.v1.Decision\"[\n\x14\x45raseIdentityRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x1e\n\x16pseudonymise_decisions\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"f\n\x15\x45raseIdentityResponse\x12\x19\n\x11templates_removed\x18\x01 \x01(\x05\x12\x1f\n\x17\x64\x65\x63isions_pseudonymised\x18\x02 \x01(\x05\x12\x11\n\tpseudonym\x18\x03 \x01(\t\"(\n\x17ListAdminActionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\x89\x01\n\x0b\x41\x64minAction\x12\x11\n\taction_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x06 \x01(\t\"E\n\x18ListAdminActionsResponse\x12)\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x18.facegate.v1.AdminAction2\x8f\x04\n\x07Gateway\x12\x43\n\x0cStreamCamera\x12\x18.facegate.v1.CameraFrame\x1a\x15.facegate.v1.Decision(\x01\x30\x01\x12_\n\x10\x45nrollFromImages\x12$.facegate.v1.EnrollFromImagesRequest\x1a%.facegate.v1.EnrollFromImagesResponse\x12M\n\x0eWatchDecisions\x12\".facegate.v1.WatchDecisionsRequest\x1a\x15.facegate.v1.Decision0\x01\x12V\n\rListDecisions\x12!.facegate.v1.ListDecisionsRequest\x1a\".facegate.v1.ListDecisionsResponse\x12V\n\rEraseIdentity\x12!.facegate.v1.EraseIdentityRequest\x1a\".facegate.v1.EraseIdentityResponse\x12_\n\x10ListAdminActions\x12$.facegate.v1.ListAdminActionsRequest\x1a%.facegate.v1.ListAdminActionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x63\x65gate/v1/gateway.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x0b\x43\x61meraFrame\x12\x0f\n\x07\x64oor_id\x18\x01 \x01(\t\x12#\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x14.facegate.v1.NDArray\x12/\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x04 \x01(\x03\x12\x0c\n\x04site\x18\x05 \x01(\t\"\xa2\x04\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64oor_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12.\n\x07outcome\x18\x04 \x01(\x0e\x32\x1d.facegate.v1.Decision.Outcome\x12\x13\n\x0bidentity_id\x18\x05 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x06 \x01(\t\x12\x10\n\x08\x64istance\x18\x07 \x01(\x02\x12\x1f\n\x04\x66\x61\x63\x65\x18\x08 \x01(\x0b\x32\x11.facegate.v1.Face\x12\x16\n\x0e\x66rame_sequence\x18\t \x01(\x03\x12/\n\x0b\x63\x61ptured_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x11\n\tmodel_key\x18\r \x01(\t\x12\x0e\n\x06\x66rames\x18\x0e \x01(\x05\x12\x10\n\x08track_id\x18\x0f \x01(\t\"\x95\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_GRANTED\x10\x01\x12\x1a\n\x16OUTCOME_DENIED_UNKNOWN\x10\x02\x12\x19\n\x15OUTCOME_DENIED_POLICY\x10\x03\x12\x12\n\x0eOUTCOME_REVIEW\x10\x04\x12\x11\n\rOUTCOME_ERROR\x10\x05\"\xd9\x02\n\x17\x45nrollFromImagesRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x44\n\x08metadata\x18\x05 \x03(\x0b\x32\x32.facegate.v1.EnrollFromImagesRequest.MetadataEntry\x12$\n\x06images\x18\x06 \x03(\x0b\x32\x14.facegate.v1.NDArray\x12%\n\x04mode\x18\x07 \x01(\x0e\x32\x17.facegate.v1.EnrollMode\x12\x1a\n\x12\x61llow_duplicate_of\x18\x08 \x03(\t\x12\x15\n\rvalidate_only\x18\t \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x01\n\nPhotoCheck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08guidance\x18\x03 \x01(\t\x12\x1f\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x11.facegate.v1.Face\x12\r\n\x05\x66\x61\x63\x65s\x18\x05 \x01(\x05\x12\x12\n\nbrightness\x18\x06 \x01(\x02\x12\x11\n\tsharpness\x18\x07 \x01(\x02\x12\x0b\n\x03yaw\x18\x08 \x01(\x02\"\x87\x01\n\x18\x45nrollFromImagesResponse\x12\x14\n\x0cimage_errors\x18\x01 \x03(\t\x12\x17\n\x0ftemplates_added\x18\x02 \x01(\x05\x12\x13\n\x0bidentity_id\x18\x03 \x01(\t\x12\'\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\x17.facegate.v1.PhotoCheck\")\n\x15WatchDecisionsRequest\x12\x10\n\x08\x64oor_ids\x18\x01 \x03(\t\"\xdf\x01\n\x14ListDecisionsRequest\x12\x0f\n\x07\x64oor_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.facegate.v1.Decision.Outcome\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x13\n\x0bidentity_id\x18\x07 \x01(\t\"A\n\x15ListDecisionsResponse\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.facegate.v1.Decision\"[\n\x14\x45raseIdentityRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x1e\n\x16pseudonymise_decisions\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"f\n\x15\x45raseIdentityResponse\x12\x19\n\x11templates_removed\x18\x01 \x01(\x05\x12\x1f\n\x17\x64\x65\x63isions_pseudonymised\x18\x02 \x01(\x05\x12\x11\n\tpseudonym\x18\x03 \x01(\t\"(\n\x17ListAdminActionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\x89\x01\n\x0b\x41\x64minAction\x12\x11\n\taction_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x06 \x01(\t\"E\n\x18ListAdminActionsResponse\x12)\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x18.facegate.v1.AdminAction\" \n\x10ListDoorsRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"\xd8\x01\n\nDoorStatus\x12\x0f\n\x07\x64oor_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x11\n\tstreaming\x18\x03 \x01(\x08\x12\x19\n\x11\x66rames_per_second\x18\x04 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x05 \x01(\x03\x12\x16\n\x0e\x66rames_dropped\x18\x06 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x31\n\rlast_frame_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\t \x01(\t\";\n\x11ListDoorsResponse\x12&\n\x05\x64oors\x18\x01 \x03(\x0b\x32\x17.facegate.v1.DoorStatus2\xdb\x04\n\x07Gateway\x12\x43\n\x0cStreamCamera\x12\x18.facegate.v1.CameraFrame\x1a\x15.facegate.v1.Decision(\x01\x30\x01\x12_\n\x10\x45nrollFromImages\x12$.facegate.v1.EnrollFromImagesRequest\x1a%.facegate.v1.EnrollFromImagesResponse\x12M\n\x0eWatchDecisions\x12\".facegate.v1.WatchDecisionsRequest\x1a\x15.facegate.v1.Decision0\x01\x12V\n\rListDecisions\x12!.facegate.v1.ListDecisionsRequest\x1a\".facegate.v1.ListDecisionsResponse\x12V\n\rEraseIdentity\x12!.facegate.v1.EraseIdentityRequest\x1a\".facegate.v1.EraseIdentityResponse\x12_\n\x10ListAdminActions\x12$.facegate.v1.ListAdminActionsRequest\x1a%.facegate.v1.ListAdminActionsResponse\x12J\n\tListDoors\x12\x1d.facegate.v1.ListDoorsRequest\x1a\x1e.facegate.v1.ListDoorsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,27 +42,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISION_OUTCOME']._serialized_start=650
   _globals['_DECISION_OUTCOME']._serialized_end=799
   _globals['_ENROLLFROMIMAGESREQUEST']._serialized_start=802
-  _globals['_ENROLLFROMIMAGESREQUEST']._serialized_end=1124
-  _globals['_ENROLLFROMIMAGESREQUEST_METADATAENTRY']._serialized_start=1077
-  _globals['_ENROLLFROMIMAGESREQUEST_METADATAENTRY']._serialized_end=1124
-  _globals['_ENROLLFROMIMAGESRESPONSE']._serialized_start=1126
-  _globals['_ENROLLFROMIMAGESRESPONSE']._serialized_end=1220
-  _globals['_WATCHDECISIONSREQUEST']._serialized_start=1222
-  _globals['_WATCHDECISIONSREQUEST']._serialized_end=1263
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=1266
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=1468
-  _globals['_LISTDECISIONSRESPONSE']._serialized_start=1470
-  _globals['_LISTDECISIONSRESPONSE']._serialized_end=1535
-  _globals['_ERASEIDENTITYREQUEST']._serialized_start=1537
-  _globals['_ERASEIDENTITYREQUEST']._serialized_end=1628
-  _globals['_ERASEIDENTITYRESPONSE']._serialized_start=1630
-  _globals['_ERASEIDENTITYRESPONSE']._serialized_end=1732
-  _globals['_LISTADMINACTIONSREQUEST']._serialized_start=1734
-  _globals['_LISTADMINACTIONSREQUEST']._serialized_end=1774
-  _globals['_ADMINACTION']._serialized_start=1777
-  _globals['_ADMINACTION']._serialized_end=1914
-  _globals['_LISTADMINACTIONSRESPONSE']._serialized_start=1916
-  _globals['_LISTADMINACTIONSRESPONSE']._serialized_end=1985
-  _globals['_GATEWAY']._serialized_start=1988
-  _globals['_GATEWAY']._serialized_end=2515
+  _globals['_ENROLLFROMIMAGESREQUEST']._serialized_end=1147
+  _globals['_ENROLLFROMIMAGESREQUEST_METADATAENTRY']._serialized_start=1100
+  _globals['_ENROLLFROMIMAGESREQUEST_METADATAENTRY']._serialized_end=1147
+  _globals['_PHOTOCHECK']._serialized_start=1150
+  _globals['_PHOTOCHECK']._serialized_end=1314
+  _globals['_ENROLLFROMIMAGESRESPONSE']._serialized_start=1317
+  _globals['_ENROLLFROMIMAGESRESPONSE']._serialized_end=1452
+  _globals['_WATCHDECISIONSREQUEST']._serialized_start=1454
+  _globals['_WATCHDECISIONSREQUEST']._serialized_end=1495
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=1498
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=1721
+  _globals['_LISTDECISIONSRESPONSE']._serialized_start=1723
+  _globals['_LISTDECISIONSRESPONSE']._serialized_end=1788
+  _globals['_ERASEIDENTITYREQUEST']._serialized_start=1790
+  _globals['_ERASEIDENTITYREQUEST']._serialized_end=1881
+  _globals['_ERASEIDENTITYRESPONSE']._serialized_start=1883
+  _globals['_ERASEIDENTITYRESPONSE']._serialized_end=1985
+  _globals['_LISTADMINACTIONSREQUEST']._serialized_start=1987
+  _globals['_LISTADMINACTIONSREQUEST']._serialized_end=2027
+  _globals['_ADMINACTION']._serialized_start=2030
+  _globals['_ADMINACTION']._serialized_end=2167
+  _globals['_LISTADMINACTIONSRESPONSE']._serialized_start=2169
+  _globals['_LISTADMINACTIONSRESPONSE']._serialized_end=2238
+  _globals['_LISTDOORSREQUEST']._serialized_start=2240
+  _globals['_LISTDOORSREQUEST']._serialized_end=2272
+  _globals['_DOORSTATUS']._serialized_start=2275
+  _globals['_DOORSTATUS']._serialized_end=2491
+  _globals['_LISTDOORSRESPONSE']._serialized_start=2493
+  _globals['_LISTDOORSRESPONSE']._serialized_end=2552
+  _globals['_GATEWAY']._serialized_start=2555
+  _globals['_GATEWAY']._serialized_end=3158
 # @@protoc_insertion_point(module_scope)

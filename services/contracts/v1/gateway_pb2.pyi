@@ -74,7 +74,7 @@ class Decision(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., frame_sequence: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., model_key: _Optional[str] = ..., frames: _Optional[int] = ..., track_id: _Optional[str] = ...) -> None: ...
 
 class EnrollFromImagesRequest(_message.Message):
-    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images", "mode", "allow_duplicate_of")
+    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images", "mode", "allow_duplicate_of", "validate_only")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class EnrollFromImagesRequest(_message.Message):
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     display_name: str
     site: str
@@ -98,17 +99,40 @@ class EnrollFromImagesRequest(_message.Message):
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
     mode: _common_pb2.EnrollMode
     allow_duplicate_of: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+
+class PhotoCheck(_message.Message):
+    __slots__ = ("accepted", "reason", "guidance", "face", "faces", "brightness", "sharpness", "yaw")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    BRIGHTNESS_FIELD_NUMBER: _ClassVar[int]
+    SHARPNESS_FIELD_NUMBER: _ClassVar[int]
+    YAW_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    guidance: str
+    face: _common_pb2.Face
+    faces: int
+    brightness: float
+    sharpness: float
+    yaw: float
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., guidance: _Optional[str] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., faces: _Optional[int] = ..., brightness: _Optional[float] = ..., sharpness: _Optional[float] = ..., yaw: _Optional[float] = ...) -> None: ...
 
 class EnrollFromImagesResponse(_message.Message):
-    __slots__ = ("image_errors", "templates_added", "identity_id")
+    __slots__ = ("image_errors", "templates_added", "identity_id", "checks")
     IMAGE_ERRORS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_ADDED_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
     image_errors: _containers.RepeatedScalarFieldContainer[str]
     templates_added: int
     identity_id: str
-    def __init__(self, image_errors: _Optional[_Iterable[str]] = ..., templates_added: _Optional[int] = ..., identity_id: _Optional[str] = ...) -> None: ...
+    checks: _containers.RepeatedCompositeFieldContainer[PhotoCheck]
+    def __init__(self, image_errors: _Optional[_Iterable[str]] = ..., templates_added: _Optional[int] = ..., identity_id: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[PhotoCheck, _Mapping]]] = ...) -> None: ...
 
 class WatchDecisionsRequest(_message.Message):
     __slots__ = ("door_ids",)
@@ -117,20 +141,22 @@ class WatchDecisionsRequest(_message.Message):
     def __init__(self, door_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListDecisionsRequest(_message.Message):
-    __slots__ = ("door_id", "site", "outcome", "since", "until", "limit")
+    __slots__ = ("door_id", "site", "outcome", "since", "until", "limit", "identity_id")
     DOOR_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     door_id: str
     site: str
     outcome: Decision.Outcome
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    identity_id: str
+    def __init__(self, door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., identity_id: _Optional[str] = ...) -> None: ...
 
 class ListDecisionsResponse(_message.Message):
     __slots__ = ("decisions",)
@@ -185,3 +211,37 @@ class ListAdminActionsResponse(_message.Message):
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[AdminAction]
     def __init__(self, actions: _Optional[_Iterable[_Union[AdminAction, _Mapping]]] = ...) -> None: ...
+
+class ListDoorsRequest(_message.Message):
+    __slots__ = ("site",)
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    def __init__(self, site: _Optional[str] = ...) -> None: ...
+
+class DoorStatus(_message.Message):
+    __slots__ = ("door_id", "site", "streaming", "frames_per_second", "frames", "frames_dropped", "errors", "last_frame_at", "last_error")
+    DOOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FRAME_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    door_id: str
+    site: str
+    streaming: bool
+    frames_per_second: float
+    frames: int
+    frames_dropped: int
+    errors: int
+    last_frame_at: _timestamp_pb2.Timestamp
+    last_error: str
+    def __init__(self, door_id: _Optional[str] = ..., site: _Optional[str] = ..., streaming: _Optional[bool] = ..., frames_per_second: _Optional[float] = ..., frames: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., errors: _Optional[int] = ..., last_frame_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class ListDoorsResponse(_message.Message):
+    __slots__ = ("doors",)
+    DOORS_FIELD_NUMBER: _ClassVar[int]
+    doors: _containers.RepeatedCompositeFieldContainer[DoorStatus]
+    def __init__(self, doors: _Optional[_Iterable[_Union[DoorStatus, _Mapping]]] = ...) -> None: ...

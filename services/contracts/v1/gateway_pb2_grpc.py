@@ -66,6 +66,11 @@ class GatewayStub:
                 request_serializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsRequest.SerializeToString,
                 response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsResponse.FromString,
                 _registered_method=True)
+        self.ListDoors = channel.unary_unary(
+                '/facegate.v1.Gateway/ListDoors',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -122,6 +127,14 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDoors(self, request, context):
+        """The doors this gateway knows (configured, or streamed since it started) and how their
+        cameras are doing, for a console's live page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +167,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ListAdminActions,
                     request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsRequest.FromString,
                     response_serializer=facegate_dot_v1_dot_gateway__pb2.ListAdminActionsResponse.SerializeToString,
+            ),
+            'ListDoors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDoors,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +338,33 @@ class Gateway:
             '/facegate.v1.Gateway/ListAdminActions',
             facegate_dot_v1_dot_gateway__pb2.ListAdminActionsRequest.SerializeToString,
             facegate_dot_v1_dot_gateway__pb2.ListAdminActionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDoors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/ListDoors',
+            facegate_dot_v1_dot_gateway__pb2.ListDoorsRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.ListDoorsResponse.FromString,
             options,
             channel_credentials,
             insecure,
