@@ -150,6 +150,7 @@ class LocalStack:
             "--embedder-address", self.services["embedder"].address,
             "--matcher-address", self.services["matcher"].address,
             "--audit-db", str(self.workdir / "audit.db"),
+            "--review-db", str(self.workdir / "reviews.db"),
         ], base_env, self.pki, insecure=insecure)
 
     def address(self, name: str) -> str:

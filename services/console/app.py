@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 
-from services.console import auth_pages, door_pages, enrol_pages, event_pages, people_pages
+from services.console import auth_pages, door_pages, enrol_pages, event_pages, people_pages, review_pages
 from services.console.web import Console, LoginRequired, PasswordChangeRequired, current, error_page
 
 log = logging.getLogger("facegate.console")
@@ -35,7 +35,7 @@ def create_app(state: Console) -> FastAPI:
     app = FastAPI(title="FaceGate console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = state
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth_pages, door_pages, event_pages, people_pages, enrol_pages):
+    for module in (auth_pages, door_pages, event_pages, people_pages, enrol_pages, review_pages):
         app.include_router(module.router)
 
     @app.middleware("http")

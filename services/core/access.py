@@ -71,6 +71,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "/facegate.v1.Gateway/EraseIdentity": frozenset({"operator"}),
     "/facegate.v1.Gateway/ListAdminActions": frozenset({"operator", "auditor"}),
     "/facegate.v1.Gateway/ListDoors": frozenset({"operator", "auditor"}),
+    "/facegate.v1.Gateway/ListReviews": frozenset({"operator"}),
+    "/facegate.v1.Gateway/AnswerReview": frozenset({"operator"}),
+    "/facegate.v1.Gateway/AddReviewTemplate": frozenset({"operator"}),
+    "/facegate.v1.Gateway/ClusterReviews": frozenset({"operator"}),
     # only served with --reflection
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": frozenset({"operator"}),
 }

@@ -202,3 +202,9 @@ class Backends:
     @calls("matcher")
     async def enroll(self, request: matcher_pb2.EnrollRequest) -> matcher_pb2.EnrollResponse:
         return await self.matcher.Enroll(request, timeout=self.deadline)
+
+    @calls("matcher")
+    async def cluster(self, embeddings: list[common_pb2.Embedding]) -> list[int]:
+        """A cluster label per face (-1: in no group), as Matcher.Cluster groups them."""
+        reply = await self.matcher.Cluster(matcher_pb2.ClusterRequest(embeddings=embeddings), timeout=self.deadline)
+        return list(reply.labels)

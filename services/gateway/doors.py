@@ -74,6 +74,7 @@ class Door:
     schedule: tuple[TimeWindow, ...] = ()  # empty = always
     target_far: float | None = None  # None = the site's FAR on the matcher (the stricter one wins anyway)
     frames_needed: int = 2
+    review_unknown: bool = False  # also queue denied_unknown decisions for review (REVIEW ones always are)
 
     def schedule_zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -152,7 +153,8 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
         raise DoorConfigError("doors: must be a list of doors")
     for i, entry in enumerate(entries):
         where = f"doors[{i}]"
-        entry = _mapping(entry, where, {"id", "site", "camera", "groups", "schedule", "target_far", "frames_needed"})
+        entry = _mapping(entry, where, {"id", "site", "camera", "groups", "schedule", "target_far", "frames_needed",
+                                         "review_unknown"})
         if "id" not in entry:
             raise DoorConfigError(f"{where}.id: required")
         door_id = _identifier(entry["id"], f"{where}.id")
@@ -174,8 +176,15 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
             schedule=tuple(_window(w, f"{where}.schedule[{j}]") for j, w in enumerate(schedule)),
             target_far=_far(entry["target_far"], f"{where}.target_far") if "target_far" in entry else default_far,
             frames_needed=_frames(entry.get("frames_needed", default_frames), f"{where}.frames_needed"),
+            review_unknown=_flag(entry.get("review_unknown", False), f"{where}.review_unknown"),
         )
     return DoorConfig(doors, source)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise DoorConfigError(f"{where}: {value!r}; true or false")
+    return value
 
 
 def _mapping(value: Any, where: str, allowed: set[str] | None) -> dict:

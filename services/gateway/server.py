@@ -38,6 +38,7 @@ from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
+from services.gateway.review_queue import Evidence, ReviewError, ReviewQueue
 from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, mention, observation
 
 log = logging.getLogger("facegate.gateway")
@@ -57,6 +58,7 @@ DETECTIONS_SKIPPED = Counter("facegate_gateway_detections_skipped_total",
                              "Frames not run through the detector (every track in view already decided)",
                              ["door", "site"])
 QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
+REVIEWS_QUEUED = Counter("facegate_gateway_reviews_queued_total", "Decisions queued for a person's review")
 CONFIG_RELOADS = Counter("facegate_gateway_config_reloads_total", "Door configuration reloads", ["result"])
 
 
@@ -97,6 +99,13 @@ class GatewayServiceSettings(ServerSettings):
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
     reload_seconds: float = setting(5.0, "how often to check the door configuration and the gateway's own "
                                          "certificate (--tls-dir) for changes", in_range(0.1, 3600))
+    review_db: str = setting("", "SQLite file of the review queue (REVIEW decisions with their face crops), kept "
+                                 "apart from the audit log and the gallery; empty = beside the audit log, named "
+                                 "<audit file>-reviews.db")
+    review_retention_days: float = setting(7.0, "a review item and its face crop are deleted this long after the "
+                                                "decision, answered or not", in_range(0.0001, 365))
+    review_template_min_quality: float = setting(0.5, "face quality a review crop needs to become a template "
+                                                      "(AddReviewTemplate)", in_range(0, 1))
 
 
 # admin-log action per EnrollMode; the matcher's refusals of an enrolment, passed on as they are
@@ -106,6 +115,7 @@ ENROL_ACTIONS = {common_pb2.ENROLL_MODE_UNSPECIFIED: "enrol_identity", common_pb
 ENROL_REFUSALS: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument, grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists, grpc.StatusCode.NOT_FOUND: NotFound}
+VERDICTS = (gateway_pb2.REVIEW_VERDICT_IS, gateway_pb2.REVIEW_VERDICT_IS_NOT, gateway_pb2.REVIEW_VERDICT_UNKNOWN)
 STARTING = "gateway is starting (waiting for the embedder's model card or the audit log)"
 UNCONFIGURED_DOOR_LABELS = 256  # without a door file, the doors (and sites) that get their own series
 
@@ -142,6 +152,7 @@ class Running:
     detect: MicroBatcher[common_pb2.NDArray, detector_pb2.FrameFaces]
     embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding]
     model: common_pb2.ModelInfo  # the embedder's card: the crops the detector cuts are for this model
+    reviews: ReviewQueue
 
     @property
     def model_key(self) -> str:
@@ -158,6 +169,14 @@ class DoorStream:
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
 
+
+
+def beside(path: str, suffix: str) -> str:
+    """A file next to `path`, its name + `suffix` ("audit.db" -> "audit-reviews.db"; in memory stays so)."""
+    if path == ":memory:":
+        return path
+    file = Path(path)
+    return str(file.with_name(f"{file.stem}{suffix}{file.suffix}"))
 
 
 def own_door_only(door: Door) -> None:
@@ -207,6 +226,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._streaming: dict[str, str] = {}  # door id -> peer of its camera stream
         self._failing_since: dict[str, float] = {}  # door id -> last error decision while backends fail
         self._statuses = DoorStatuses(max_doors=4 * UNCONFIGURED_DOOR_LABELS)
+        self._evidence: dict[str, Evidence] = {}  # decision id -> what its reviewer sees, until published
 
     async def start(self) -> None:
         s = self._settings
@@ -216,6 +236,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if s.doors:  # a broken door file stops the gateway now, not after the backends are up
             self._reload_doors(initial=True)
         audit = await asyncio.to_thread(AuditLog, s.audit_db)
+        reviews = await asyncio.to_thread(ReviewQueue, s.review_db or beside(s.audit_db, "-reviews"),
+                                          s.review_retention_days * 86400)
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
                             s.max_message_mb, Path(s.tls_dir) if s.tls_dir else None)
         model = await self._model_of(backends)
@@ -234,7 +256,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
         wait = s.batch_wait_ms / 1000
         self._running = Running(
-            backends, audit, model=model,
+            backends, audit, model=model, reviews=reviews,
             detect=MicroBatcher("gateway_detect", detect, s.detect_batch, wait, s.detect_concurrency),
             embed=MicroBatcher("gateway_embed", embed, s.embed_batch, wait, s.detect_concurrency))
         self._running.detect.start()
@@ -283,6 +305,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 await batcher.stop()
             await self._running.backends.close()
             self._running.audit.close()
+            self._running.reviews.close()
 
     def _reload_doors(self, initial: bool = False) -> str | None:
         """Read the door file if it changed; keep the previous configuration if it is invalid
@@ -458,7 +481,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._failing_since.pop(door.door_id, None)
         model_key = f"{embeddings[0].model_id}@{embeddings[0].model_version}"
         fresh = []
-        for (face, track), result in zip(wanted, results, strict=True):  # counts checked in backends
+        for (face, track), result, embedding in zip(wanted, results, embeddings, strict=True):  # counts checked
+            if track.best_frame is None or face.face.quality > track.best_quality:  # for a reviewer, if it comes to it
+                track.best_frame = (face.crop, face.face, embedding)
             verdict = track.observe(observation(result), face.face.quality, door.frames_needed,
                                     self._settings.max_embeddings)
             if verdict is not None:
@@ -479,6 +504,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def _decision(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
                         model_key: str) -> gateway_pb2.Decision:
+        """The track's decision, with its best frame kept for the review queue when a person
+        should look at it (REVIEW; DENIED_UNKNOWN at doors with review_unknown)."""
+        decision = await self._decide(frame, door, track, verdict, model_key)
+        wanted = decision.outcome == gateway_pb2.Decision.OUTCOME_REVIEW or (
+            door.review_unknown and decision.outcome == gateway_pb2.Decision.OUTCOME_DENIED_UNKNOWN)
+        if wanted and track.best_frame is not None:
+            crop, face, embedding = track.best_frame
+            self._evidence[decision.decision_id] = Evidence(crop, face, embedding, track.nearest())
+        return decision
+
+    async def _decide(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
+                      model_key: str) -> gateway_pb2.Decision:
         """The track's decision; a match needs the person's record (groups, site), read from the
         matcher at every decision (no cache: a deletion or a change of groups or site applies
         from the next decision, or within Milvus' staleness when another matcher made it)."""
@@ -521,6 +558,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         UNAVAILABLE and the camera reconnects."""
         if not decisions:
             return decisions
+        evidence = {d.decision_id: e for d in decisions if (e := self._evidence.pop(d.decision_id, None))}
         try:
             await asyncio.to_thread(self._run.audit.record, decisions)
         except Exception as exc:  # sqlite3 errors, a full disk...: the decisions are not recorded
@@ -528,11 +566,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             log.error("audit log write failed; %d decisions not published: %s", len(decisions), exc)
             raise Unavailable(f"audit log unavailable ({exc}); no decision is published without its record, "
                               "door stays locked") from exc
+        if evidence:
+            await self._queue_reviews([d for d in decisions if d.decision_id in evidence], evidence)
         for decision in decisions:
             if decision.outcome == gateway_pb2.Decision.OUTCOME_ERROR:
                 self._statuses.error(decision.door_id, decision.site)
             self._hub.publish(decision)
         return decisions
+
+    async def _queue_reviews(self, decisions: list[gateway_pb2.Decision], evidence: dict[str, Evidence]) -> None:
+        """Recorded decisions into the review queue. A failure here loses a reviewer's crop, not
+        the decision (it is in the audit log and still published): logged and counted."""
+        for decision in decisions:
+            try:
+                await asyncio.to_thread(self._run.reviews.add, decision, evidence[decision.decision_id])
+                REVIEWS_QUEUED.inc()
+            except Exception as exc:  # sqlite3 errors, a full disk
+                BACKEND_ERRORS.labels("reviews", type(exc).__name__).inc()
+                log.error("review queue write failed for decision %s: %s", decision.decision_id, exc)
 
     @ready(STARTING)
     async def EnrollFromImages(self, request: gateway_pb2.EnrollFromImagesRequest,
@@ -687,6 +738,130 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         limit = page_limit(request.limit)
         actions = await asyncio.to_thread(self._run.audit.admin_actions, limit)
         return gateway_pb2.ListAdminActionsResponse(actions=actions)
+
+    @ready(STARTING)
+    async def ListReviews(self, request: gateway_pb2.ListReviewsRequest,
+                          context: grpc.aio.ServicerContext) -> gateway_pb2.ListReviewsResponse:
+        if not 0 <= request.limit <= 1000:
+            raise InvalidArgument(f"limit: {request.limit}; must be 1..1000 (0 = 100)")
+        items = await asyncio.to_thread(self._run.reviews.items, request.site, request.include_answered,
+                                        request.limit or 100, request.decision_id)
+        return gateway_pb2.ListReviewsResponse(items=items)
+
+    async def _review_item(self, decision_id: str) -> gateway_pb2.ReviewItem:
+        if not decision_id or len(decision_id) > 64 or not decision_id.isprintable():
+            raise InvalidArgument(f"decision_id: {decision_id[:80]!r}; the id of a queued decision")
+        item = await asyncio.to_thread(self._run.reviews.item, decision_id)
+        if item is None:
+            raise NotFound(f"no review item for decision {decision_id!r} (never queued, or past the retention "
+                           f"period of {self._settings.review_retention_days:g} days)")
+        return item
+
+    @ready(STARTING)
+    async def AnswerReview(self, request: gateway_pb2.AnswerReviewRequest,
+                           context: grpc.aio.ServicerContext) -> gateway_pb2.AnswerReviewResponse:
+        run = self._run
+        if request.verdict not in VERDICTS:
+            raise InvalidArgument("verdict: REVIEW_VERDICT_IS, REVIEW_VERDICT_IS_NOT or REVIEW_VERDICT_UNKNOWN")
+        if len(request.note) > 512 or not request.note.isprintable():
+            raise InvalidArgument("note: at most 512 printable characters (no control characters)")
+        item = await self._review_item(request.decision_id)
+        if item.verdict:
+            raise FailedPrecondition(f"review {request.decision_id!r} was answered already, by {item.answered_by}")
+        decision = item.decision
+        person = request.identity_id
+        if request.verdict == gateway_pb2.REVIEW_VERDICT_IS_NOT:
+            person = person or decision.identity_id or (item.candidates[0].identity_id if item.candidates else "")
+        if request.verdict != gateway_pb2.REVIEW_VERDICT_UNKNOWN:
+            if not ID_PATTERN.fullmatch(person):
+                raise InvalidArgument(f"identity_id: {person[:140]!r}; the person the face is (or is not): 1-128 "
+                                      "characters of letters, digits and ._:@-")
+            if request.verdict == gateway_pb2.REVIEW_VERDICT_IS:
+                try:
+                    await run.backends.identity(person)
+                except BackendError as exc:
+                    if exc.code == grpc.StatusCode.NOT_FOUND:
+                        raise InvalidArgument(f"identity_id: {person!r} is not enrolled; enrol them first") from exc
+                    raise Unavailable(f"cannot answer now: {exc}") from exc
+        else:
+            person = ""
+        said = {gateway_pb2.REVIEW_VERDICT_IS: f"this is {mention(person)}",
+                gateway_pb2.REVIEW_VERDICT_IS_NOT: f"this is not {mention(person)}",
+                gateway_pb2.REVIEW_VERDICT_UNKNOWN: "unknown"}[request.verdict]
+        detail = (f"decision {decision.decision_id} at door {decision.door_id} ({decision.site}), "
+                  f"{gateway_pb2.Decision.Outcome.Name(decision.outcome).removeprefix('OUTCOME_').lower()}: {said}"
+                  + (f"; note: {request.note}" if request.note else ""))
+        who = who_called(context)
+        try:  # the answer is on the record before it changes the queue
+            action = await asyncio.to_thread(run.audit.record_admin, "review_verdict", person or decision.decision_id,
+                                             detail, who)
+        except Exception as exc:
+            raise Unavailable(f"audit log unavailable ({exc}); the answer was not recorded") from exc
+        try:
+            await asyncio.to_thread(run.reviews.answer, decision.decision_id, request.verdict, person, request.note,
+                                    who)
+        except ReviewError as exc:
+            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
+            raise FailedPrecondition(str(exc)) from exc
+        await asyncio.to_thread(run.audit.finish_admin, action, "recorded")
+        return gateway_pb2.AnswerReviewResponse(item=await self._review_item(decision.decision_id))
+
+    @ready(STARTING)
+    async def AddReviewTemplate(self, request: gateway_pb2.AddReviewTemplateRequest,
+                                context: grpc.aio.ServicerContext) -> gateway_pb2.AddReviewTemplateResponse:
+        run = self._run
+        item = await self._review_item(request.decision_id)
+        person = item.verdict_identity_id
+        if item.verdict != gateway_pb2.REVIEW_VERDICT_IS:
+            raise FailedPrecondition("only a face answered \"this is X\" can become a template of X: answer the "
+                                     "review first")
+        if item.template_added:
+            raise FailedPrecondition(f"this face was added as a template of {person!r} already")
+        embedding = await asyncio.to_thread(run.reviews.embedding, request.decision_id)
+        if not item.HasField("face_crop") or embedding is None:
+            raise FailedPrecondition("the face crop is no longer kept (past the retention period)")
+        minimum = self._settings.review_template_min_quality
+        if item.face_quality < minimum:
+            raise FailedPrecondition(f"face quality {item.face_quality:.2f} is below {minimum:.2f}: too small, "
+                                     "blurred or dim to be a template; enrol new photos of the person instead")
+        served = f"{embedding.model_id}@{embedding.model_version}"
+        if served != run.model_key:
+            raise FailedPrecondition(f"the face was embedded with {served}; the gallery now uses {run.model_key}")
+        try:
+            action = await asyncio.to_thread(
+                run.audit.record_admin, "add_templates", person,
+                f"1 template from the review of decision {item.decision.decision_id} "
+                f"(face quality {item.face_quality:.2f})", who_called(context))
+        except Exception as exc:
+            raise Unavailable(f"audit log unavailable ({exc}); nothing was added") from exc
+        try:
+            enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
+                identity_id=person, embeddings=[embedding], mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES))
+        except BackendError as exc:
+            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
+            refusal = ENROL_REFUSALS.get(exc.code)
+            if refusal is not None:  # e.g. the face does not match the person's templates
+                raise refusal(str(exc)) from exc
+            raise Unavailable(f"cannot add the template now: {exc}") from exc
+        await asyncio.to_thread(run.reviews.template_added, request.decision_id)
+        await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
+        return gateway_pb2.AddReviewTemplateResponse(templates_added=enrolled.templates_added, identity_id=person)
+
+    @ready(STARTING)
+    async def ClusterReviews(self, request: gateway_pb2.ClusterReviewsRequest,
+                             context: grpc.aio.ServicerContext) -> gateway_pb2.ClusterReviewsResponse:
+        faces = await asyncio.to_thread(self._run.reviews.open_embeddings, request.site)
+        labels = [-1] * len(faces)
+        if len(faces) >= 2:
+            try:
+                labels = await self._run.backends.cluster([embedding for _, embedding in faces])
+            except BackendError as exc:
+                raise Unavailable(f"cannot group the faces now: {exc}") from exc
+        groups: dict[int, list[str]] = {}
+        for i, ((decision_id, _), label) in enumerate(zip(faces, labels, strict=True)):
+            groups.setdefault(label if label >= 0 else -1 - i, []).append(decision_id)  # noise: one group each
+        ordered = sorted(groups.values(), key=len, reverse=True)
+        return gateway_pb2.ClusterReviewsResponse(groups=[gateway_pb2.ReviewGroup(decision_ids=g) for g in ordered])
 
     async def ListDoors(self, request: gateway_pb2.ListDoorsRequest,
                         context: grpc.aio.ServicerContext) -> gateway_pb2.ListDoorsResponse:

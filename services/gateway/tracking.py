@@ -28,6 +28,7 @@ class Observation:
     threshold: float
     matched: frozenset[str] = frozenset()  # who this frame matched: the accepted person, or an ambiguous tie's
     # people within the threshold; nobody for a stranger
+    candidates: tuple[tuple[str, str, float], ...] = ()  # the nearest people (id, name, distance), nearest first
 
 
 def observation(result: matcher_pb2.IdentifyResult) -> Observation:
@@ -39,7 +40,8 @@ def observation(result: matcher_pb2.IdentifyResult) -> Observation:
     else:
         matched = frozenset()
     return Observation(best.identity_id if best else "", best.display_name if best else "",
-                       best.distance if best else 2.0, not result.unknown, result.ambiguous, result.threshold, matched)
+                       best.distance if best else 2.0, not result.unknown, result.ambiguous, result.threshold, matched,
+                       tuple((c.identity_id, c.display_name, c.distance) for c in result.candidates[:5]))
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Track:
     observations: list[Observation] = field(default_factory=list)
     best_quality: float = 0.0
     verdict: Verdict | None = None
+    # the best embedded frame, kept for a reviewer: (crop, face, embedding); only where reviews are queued
+    best_frame: tuple[common_pb2.NDArray, common_pb2.Face, common_pb2.Embedding] | None = None
 
     @property
     def decided(self) -> bool:
@@ -71,6 +75,15 @@ class Track:
         if self.decided or len(self.observations) >= max_embeddings:
             return False
         return not self.observations or quality >= 0.8 * self.best_quality
+
+    def nearest(self, count: int = 5) -> tuple[tuple[str, str, float], ...]:
+        """The people this track's frames came nearest to: (id, name, smallest distance), nearest first."""
+        best: dict[str, tuple[str, str, float]] = {}
+        for seen in self.observations:
+            for identity_id, name, distance in seen.candidates:
+                if identity_id not in best or distance < best[identity_id][2]:
+                    best[identity_id] = (identity_id, name, distance)
+        return tuple(sorted(best.values(), key=lambda c: c[2])[:count])
 
     def observe(self, observation: Observation, quality: float, frames_needed: int,
                 max_embeddings: int) -> Verdict | None:

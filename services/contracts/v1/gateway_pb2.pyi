@@ -11,6 +11,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReviewVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_VERDICT_UNSPECIFIED: _ClassVar[ReviewVerdict]
+    REVIEW_VERDICT_IS: _ClassVar[ReviewVerdict]
+    REVIEW_VERDICT_IS_NOT: _ClassVar[ReviewVerdict]
+    REVIEW_VERDICT_UNKNOWN: _ClassVar[ReviewVerdict]
+REVIEW_VERDICT_UNSPECIFIED: ReviewVerdict
+REVIEW_VERDICT_IS: ReviewVerdict
+REVIEW_VERDICT_IS_NOT: ReviewVerdict
+REVIEW_VERDICT_UNKNOWN: ReviewVerdict
+
 class CameraFrame(_message.Message):
     __slots__ = ("door_id", "frame", "captured_at", "sequence", "site")
     DOOR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -245,3 +256,107 @@ class ListDoorsResponse(_message.Message):
     DOORS_FIELD_NUMBER: _ClassVar[int]
     doors: _containers.RepeatedCompositeFieldContainer[DoorStatus]
     def __init__(self, doors: _Optional[_Iterable[_Union[DoorStatus, _Mapping]]] = ...) -> None: ...
+
+class ListReviewsRequest(_message.Message):
+    __slots__ = ("site", "include_answered", "limit", "decision_id")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    include_answered: bool
+    limit: int
+    decision_id: str
+    def __init__(self, site: _Optional[str] = ..., include_answered: _Optional[bool] = ..., limit: _Optional[int] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
+class ReviewCandidate(_message.Message):
+    __slots__ = ("identity_id", "display_name", "distance")
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    identity_id: str
+    display_name: str
+    distance: float
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ...) -> None: ...
+
+class ReviewItem(_message.Message):
+    __slots__ = ("decision", "face_crop", "candidates", "face_quality", "verdict", "verdict_identity_id", "answered_by", "answered_at", "template_added", "expires_at", "note")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    FACE_CROP_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    FACE_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ADDED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    face_crop: _common_pb2.NDArray
+    candidates: _containers.RepeatedCompositeFieldContainer[ReviewCandidate]
+    face_quality: float
+    verdict: ReviewVerdict
+    verdict_identity_id: str
+    answered_by: str
+    answered_at: _timestamp_pb2.Timestamp
+    template_added: bool
+    expires_at: _timestamp_pb2.Timestamp
+    note: str
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., face_crop: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[ReviewCandidate, _Mapping]]] = ..., face_quality: _Optional[float] = ..., verdict: _Optional[_Union[ReviewVerdict, str]] = ..., verdict_identity_id: _Optional[str] = ..., answered_by: _Optional[str] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., template_added: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ListReviewsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ReviewItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[ReviewItem, _Mapping]]] = ...) -> None: ...
+
+class AnswerReviewRequest(_message.Message):
+    __slots__ = ("decision_id", "verdict", "identity_id", "note")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    verdict: ReviewVerdict
+    identity_id: str
+    note: str
+    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[ReviewVerdict, str]] = ..., identity_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AnswerReviewResponse(_message.Message):
+    __slots__ = ("item",)
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    item: ReviewItem
+    def __init__(self, item: _Optional[_Union[ReviewItem, _Mapping]] = ...) -> None: ...
+
+class AddReviewTemplateRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class AddReviewTemplateResponse(_message.Message):
+    __slots__ = ("templates_added", "identity_id")
+    TEMPLATES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    templates_added: int
+    identity_id: str
+    def __init__(self, templates_added: _Optional[int] = ..., identity_id: _Optional[str] = ...) -> None: ...
+
+class ClusterReviewsRequest(_message.Message):
+    __slots__ = ("site",)
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    def __init__(self, site: _Optional[str] = ...) -> None: ...
+
+class ClusterReviewsResponse(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[ReviewGroup]
+    def __init__(self, groups: _Optional[_Iterable[_Union[ReviewGroup, _Mapping]]] = ...) -> None: ...
+
+class ReviewGroup(_message.Message):
+    __slots__ = ("decision_ids",)
+    DECISION_IDS_FIELD_NUMBER: _ClassVar[int]
+    decision_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, decision_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -71,6 +71,26 @@ class GatewayStub:
                 request_serializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsRequest.SerializeToString,
                 response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsResponse.FromString,
                 _registered_method=True)
+        self.ListReviews = channel.unary_unary(
+                '/facegate.v1.Gateway/ListReviews',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.ListReviewsRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.ListReviewsResponse.FromString,
+                _registered_method=True)
+        self.AnswerReview = channel.unary_unary(
+                '/facegate.v1.Gateway/AnswerReview',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.AnswerReviewRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.AnswerReviewResponse.FromString,
+                _registered_method=True)
+        self.AddReviewTemplate = channel.unary_unary(
+                '/facegate.v1.Gateway/AddReviewTemplate',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.AddReviewTemplateRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.AddReviewTemplateResponse.FromString,
+                _registered_method=True)
+        self.ClusterReviews = channel.unary_unary(
+                '/facegate.v1.Gateway/ClusterReviews',
+                request_serializer=facegate_dot_v1_dot_gateway__pb2.ClusterReviewsRequest.SerializeToString,
+                response_deserializer=facegate_dot_v1_dot_gateway__pb2.ClusterReviewsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -135,6 +155,43 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReviews(self, request, context):
+        """The review queue: every REVIEW decision (and, for doors with review_unknown, every
+        DENIED_UNKNOWN one) with the face crop that caused it and the nearest people, until a person
+        answers it or the retention period ends (then the crop is deleted). Oldest open items first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerReview(self, request, context):
+        """A person's answer to a review item ("this is X", "this is not X", "unknown"), recorded in
+        the admin log before the item changes. One answer per item: a second is FAILED_PRECONDITION.
+        The crop is deleted with the answer, except after "this is X" (kept for AddReviewTemplate
+        until the retention period ends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddReviewTemplate(self, request, context):
+        """The deliberate second step after "this is X": the item's face becomes a new template of X,
+        if the crop passes the quality gate and the matcher finds it matches X's templates
+        (FAILED_PRECONDITION otherwise: a wrong template would poison the gallery). Recorded in the
+        admin log; the crop is deleted afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClusterReviews(self, request, context):
+        """Open review items grouped by face (Matcher.Cluster on their embeddings), so a reviewer can
+        answer a group at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +229,26 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ListDoors,
                     request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsRequest.FromString,
                     response_serializer=facegate_dot_v1_dot_gateway__pb2.ListDoorsResponse.SerializeToString,
+            ),
+            'ListReviews': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReviews,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.ListReviewsRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.ListReviewsResponse.SerializeToString,
+            ),
+            'AnswerReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerReview,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.AnswerReviewRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.AnswerReviewResponse.SerializeToString,
+            ),
+            'AddReviewTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReviewTemplate,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.AddReviewTemplateRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.AddReviewTemplateResponse.SerializeToString,
+            ),
+            'ClusterReviews': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterReviews,
+                    request_deserializer=facegate_dot_v1_dot_gateway__pb2.ClusterReviewsRequest.FromString,
+                    response_serializer=facegate_dot_v1_dot_gateway__pb2.ClusterReviewsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +442,114 @@ class Gateway:
             '/facegate.v1.Gateway/ListDoors',
             facegate_dot_v1_dot_gateway__pb2.ListDoorsRequest.SerializeToString,
             facegate_dot_v1_dot_gateway__pb2.ListDoorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReviews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/ListReviews',
+            facegate_dot_v1_dot_gateway__pb2.ListReviewsRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.ListReviewsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/AnswerReview',
+            facegate_dot_v1_dot_gateway__pb2.AnswerReviewRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.AnswerReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReviewTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/AddReviewTemplate',
+            facegate_dot_v1_dot_gateway__pb2.AddReviewTemplateRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.AddReviewTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterReviews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facegate.v1.Gateway/ClusterReviews',
+            facegate_dot_v1_dot_gateway__pb2.ClusterReviewsRequest.SerializeToString,
+            facegate_dot_v1_dot_gateway__pb2.ClusterReviewsResponse.FromString,
             options,
             channel_credentials,
             insecure,
