@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: setup browser bench-console test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -28,8 +28,17 @@ test: lint test-unit test-system
 test-unit: $(STAMP)
 	$(PY) -m pytest -ra tests/unit
 
-## test-system: the services as real processes, the real models, a real Milvus
-test-system: setup
+## browser: Debian's chromium, which the console's browser tests drive with Playwright
+## (Playwright's own browser download is never used)
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+## test-system: the services as real processes, the real models, a real Milvus, the console in
+## a real Chromium
+test-system: setup browser
 	$(PY) -m pytest -ra tests/system
 
 ## lint: ruff, mypy, and the import rules between the floors (docs/architecture.md)
@@ -75,6 +84,11 @@ bench-doors: setup
 BEFORE ?= 7999a55
 bench-frame-path: setup
 	$(PY) bench/frame_path_bench.py --before $(BEFORE)
+
+## bench-console: the console's page load and live-update latency (decision made -> shown in
+## a real Chromium), p50/p95
+bench-console: setup browser
+	$(PY) bench/console_bench.py
 
 ## bench-trust: what mutual TLS and the roles interceptor cost (Identify, a camera's decision
 ## latency), plaintext and secure stacks side by side (~3 minutes)

@@ -1,9 +1,11 @@
-"""`make run`: the four services as separate processes, a person enrolled, a door camera streaming.
+"""`make run`: the services as separate processes, a person enrolled, a door camera streaming,
+and the console to watch it in a browser.
 
-Starts detector, embedder, matcher (Milvus Lite) and gateway on 127.0.0.1, enrolls Obama from
-one photo, then plays a simulated door camera (other photos of Obama, Biden, partial faces,
-an empty corridor between visitors) into the gateway at 4 frames/s and prints each decision
-(one per person in view, once two frames agree) as it arrives.
+Starts detector, embedder, matcher (Milvus Lite), gateway and console on 127.0.0.1, creates
+the console's first admin (printing a one-time password), enrolls Obama from one photo, then
+plays a simulated door camera (other photos of Obama, Biden, partial faces, an empty corridor
+between visitors) into the gateway at 4 frames/s and prints each decision (one per person in
+view, once two frames agree) as it arrives; the console's live page shows the same.
 Ctrl-C stops everything. Photos come from the `face_recognition` sdist on PyPI, so nothing
 from ../shared is needed.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facegate.harness.console import ConsoleProcess
 from facegate.harness.stack import LocalStack
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import assets, ndarray
@@ -50,13 +53,19 @@ def main(argv: list[str] | None = None) -> None:
 
     photos = assets.demo_photos()
     with tempfile.TemporaryDirectory(prefix="facegate-demo-") as workdir:
-        print("starting detector, embedder, matcher (Milvus Lite) and gateway ...", flush=True)
+        print("starting detector, embedder, matcher (Milvus Lite), gateway and console ...", flush=True)
         started = time.monotonic()
         stack = LocalStack(Path(workdir)).start()
+        console = ConsoleProcess(stack, cheap_hashing=False)
         try:
+            console.start()
             for name, service in stack.services.items():
                 print(f"  {name:9s} {service.address}  metrics http://127.0.0.1:{service.metrics_port}/metrics")
+            print(f"  console   {console.url}  metrics http://127.0.0.1:{console.metrics_port}/metrics")
             print(f"up in {time.monotonic() - started:.1f} s; logs in {workdir}")
+            password = console.add_user("admin", "admin")
+            print(f"console: open {console.url} and log in as admin with the one-time password {password} "
+                  "(you choose your own at the first login)")
             print(f"every connection is mutual TLS; a local CA and certificates in {stack.pki.root} (try: "
                   f"FACEGATE_TLS_DIR={stack.pki.user()} .venv/bin/facegate watch --gateway {stack.address('gateway')})")
             gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
@@ -73,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:
             print("\nstopping ...")
         finally:
+            console.stop()
             stack.stop()
     print("stopped")
 

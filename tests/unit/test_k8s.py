@@ -22,15 +22,17 @@ def test__kustomization_lists_every_manifest():
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
-def test__every_container_has_grpc_probes_limits_and_a_locked_down_security_context():
+def test__every_container_has_probes_limits_and_a_locked_down_security_context():
     workloads = [(name, doc) for name, doc in documents() if doc["kind"] in ("Deployment", "StatefulSet")]
 
-    assert {doc["metadata"]["name"] for _, doc in workloads} == {"detector", "embedder", "matcher", "gateway"}
+    assert {doc["metadata"]["name"] for _, doc in workloads} == {"detector", "embedder", "matcher", "gateway",
+                                                                  "console"}
     for name, doc in workloads:
         pod = doc["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         for container in pod["containers"]:
-            assert "grpc" in container["readinessProbe"] and "grpc" in container["livenessProbe"], name
+            kind = "httpGet" if doc["metadata"]["name"] == "console" else "grpc"  # the console is a web server
+            assert kind in container["readinessProbe"] and kind in container["livenessProbe"], name
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
             security = container["securityContext"]
@@ -81,6 +83,10 @@ def test__every_workload_serves_mutual_tls_from_its_own_secret_and_is_probed_on_
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert secrets[mounts[config["FACEGATE_TLS_DIR"]]] == f"{name}-tls", name
         assert "--insecure" not in " ".join(container["args"]), name
+        if name == "console":  # not a gRPC server: probed over its own HTTPS (/healthz, /readyz)
+            assert {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")} == \
+                {"/readyz", "/healthz"}
+            continue
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == health_port, name
 
@@ -116,7 +122,8 @@ def test__every_workload_reads_the_shipped_access_policy_and_it_is_valid():
     assert policy.caller("spiffe://facegate/service/gateway").roles == {"service"}  # type: ignore[union-attr]
     assert policy.caller("spiffe://facegate/user/anyone") is None  # people are added by the site, not shipped
     for _, doc in documents():
-        if doc["kind"] in ("Deployment", "StatefulSet"):
+        # the console serves no gRPC: the services it calls check its users against the policy
+        if doc["kind"] in ("Deployment", "StatefulSet") and doc["metadata"]["name"] != "console":
             pod = doc["spec"]["template"]["spec"]
             mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
             maps = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
