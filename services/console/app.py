@@ -42,16 +42,17 @@ def create_app(state: Console) -> FastAPI:
     async def headers_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")  # the route's template: bounded label values
-        if not path.startswith("/doors/stream"):  # a stream's duration is how long someone watched
+        static = request.url.path.startswith("/static/")  # a mount: no route in the scope
+        # the route's template (bounded label values), not the URL
+        path = "/static" if static else getattr(request.scope.get("route"), "path", "unmatched")
+        if path != "/doors/stream":  # a stream's duration is how long someone watched
             HTTP_SECONDS.labels(path, request.method, str(response.status_code)).observe(
                 time.perf_counter() - started)
         response.headers.setdefault("content-security-policy", CSP)
         response.headers["x-content-type-options"] = "nosniff"
         response.headers["referrer-policy"] = "same-origin"
         response.headers["permissions-policy"] = "camera=(self), microphone=(), geolocation=()"
-        if not path.startswith("/static"):
+        if not static:
             response.headers.setdefault("cache-control", "no-store")  # pages name people: keep them out of caches
         return response
 

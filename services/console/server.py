@@ -12,7 +12,6 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from services.console.app import create_app
-from services.console.backends import Backends
 from services.console.settings import ConsoleSettings
 from services.console.web import Console
 from services.core.config import load_settings
@@ -23,11 +22,11 @@ log = logging.getLogger("facegate.console")
 
 
 async def serve(settings: ConsoleSettings) -> None:
+    state = Console.create(settings)
     try:
-        backends = Backends(settings)
+        _ = state.backends  # opened in the server's loop; a bad key stops the console now
     except TokenError as exc:
         raise SystemExit(f"error: --token-key-file: {exc}") from exc
-    state = Console.create(settings, backends)
     if not state.accounts.all():
         log.warning("no accounts yet: create the first admin with `facegate console add-user --db %s --role admin "
                     "<name>` (it prints a one-time password)", settings.accounts_db)
@@ -35,7 +34,8 @@ async def serve(settings: ConsoleSettings) -> None:
     config = uvicorn.Config(
         create_app(state), host=settings.host, port=settings.port, log_config=None, access_log=False,
         ssl_certfile=settings.https_cert_file or None, ssl_keyfile=settings.https_key_file or None,
-        proxy_headers=settings.behind_tls_proxy, forwarded_allow_ips="*" if settings.behind_tls_proxy else None,
+        proxy_headers=settings.behind_tls_proxy,
+        forwarded_allow_ips=settings.trusted_proxies.split(",") if settings.behind_tls_proxy else None,
         timeout_graceful_shutdown=5, server_header=False)
     server = uvicorn.Server(config)
     loop = asyncio.get_running_loop()
@@ -49,8 +49,7 @@ async def serve(settings: ConsoleSettings) -> None:
     try:
         await server.serve()
     finally:
-        await backends.close()
-        state.accounts.close()
+        await state.close()
         metrics_server.shutdown()
 
 

@@ -43,6 +43,9 @@ class ConsoleSettings:
     https_key_file: str = setting("", "PEM private key of --https-cert-file")
     behind_tls_proxy: bool = setting(False, "plain HTTP on a non-loopback address, for a TLS-terminating proxy "
                                             "(an Ingress) in front; browsers must only ever reach it over HTTPS")
+    trusted_proxies: str = setting("", "with --behind-tls-proxy: the proxy's addresses or networks, comma separated "
+                                       "(e.g. 10.0.0.0/8); only their X-Forwarded-For/-Proto headers are believed, so "
+                                       "nobody else can pick the client address the login limits count")
     session_hours: float = setting(12.0, "a login lasts at most this long", in_range(0.1, 24 * 7))
     idle_minutes: float = setting(30.0, "a login unused this long ends", in_range(1, 24 * 60))
     login_rate_limit: str = setting("5/minute", "failed logins one account may have in a moving window before "
@@ -60,6 +63,8 @@ class ConsoleSettings:
                              "the console's certificate and the key it signs its users' tokens with; or --insecure")
         if self.insecure and (self.tls_dir or self.token_key_file):
             raise ValueError("--insecure with --tls-dir or --token-key-file: choose one")
+        if self.behind_tls_proxy and not self.trusted_proxies:
+            raise ValueError("--behind-tls-proxy needs --trusted-proxies: the proxy's addresses or networks")
         if bool(self.https_cert_file) != bool(self.https_key_file):
             raise ValueError("--https-cert-file and --https-key-file go together")
         if not self.https_cert_file and not self.behind_tls_proxy and not _loopback(self.host):

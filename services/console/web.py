@@ -52,17 +52,30 @@ class Console:
 
     settings: ConsoleSettings
     accounts: Accounts
-    backends: Backends
     templates: Jinja2Templates
     limiter: MovingWindowRateLimiter
+    _backends: Backends | None = None
 
     @classmethod
-    def create(cls, settings: ConsoleSettings, backends: Backends) -> Console:
+    def create(cls, settings: ConsoleSettings) -> Console:
         accounts = Accounts(Path(settings.accounts_db), settings.password_time_cost, settings.password_memory_kib,
                             settings.session_hours * 3600, settings.idle_minutes * 60)
         templates = Jinja2Templates(directory=TEMPLATES)
         templates.env.globals.update(allowed=allowed, ROLES=ROLES, PERMISSIONS=PERMISSIONS)
-        return cls(settings, accounts, backends, templates, MovingWindowRateLimiter(MemoryStorage()))
+        return cls(settings, accounts, templates, MovingWindowRateLimiter(MemoryStorage()))
+
+    @property
+    def backends(self) -> Backends:
+        """The channels to the services, opened on first use: grpc.aio channels belong to the
+        event loop they are made in, which is the web server's (not the importer's)."""
+        if self._backends is None:
+            self._backends = Backends(self.settings)
+        return self._backends
+
+    async def close(self) -> None:
+        if self._backends is not None:
+            await self._backends.close()
+        self.accounts.close()
 
     async def login_allowed(self, username: str, address: str) -> bool:
         """False while the account or the address is over its failed-login rate."""

@@ -1,7 +1,8 @@
 """How each door's camera is doing (for `ListDoors`: a console's live page shows it beside the
 decisions): frames in and their rate, drops, error decisions, whether it streams now and why its
-last stream failed. Kept for the doors of the door file and, without one, for as many doors as
-get their own metric series (`Labels`), so made-up door ids cannot grow it without bound."""
+last stream failed. Counted for at most `max_doors` doors (the gateway allows four times the
+doors that get their own metric series without a door file), so made-up door ids cannot grow
+it without bound; the door file's doors are always listed."""
 
 from __future__ import annotations
 

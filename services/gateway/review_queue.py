@@ -138,6 +138,7 @@ class ReviewQueue:
         """Record the answer; the crop goes with it unless the answer is "this is X"."""
         keep_crop = verdict == gateway_pb2.REVIEW_VERDICT_IS
         with self._lock:
+            self._expire()
             changed = self._db.execute(
                 "UPDATE reviews SET verdict = ?, verdict_identity_id = ?, note = ?, answered_by = ?, answered_ns = ?"
                 f"{'' if keep_crop else ', crop = NULL'} WHERE decision_id = ? AND verdict = 0",
@@ -147,6 +148,7 @@ class ReviewQueue:
 
     def embedding(self, decision_id: str) -> common_pb2.Embedding | None:
         with self._lock:
+            self._expire()
             row = self._db.execute("SELECT embedding FROM reviews WHERE decision_id = ?", (decision_id,)).fetchone()
         return common_pb2.Embedding.FromString(row[0]) if row and row[0] else None
 

@@ -59,10 +59,17 @@ def test__a_loopback_console_may_serve_plain_http(host):
 def test__a_network_console_serves_https_or_sits_behind_a_tls_proxy():
     https = load_settings(ConsoleSettings, [*SECURE, "--host", "0.0.0.0", "--https-cert-file", "/tls/web.crt",
                                             "--https-key-file", "/tls/web.key"])
-    proxied = load_settings(ConsoleSettings, [*SECURE, "--host", "0.0.0.0", "--behind-tls-proxy"])
+    proxied = load_settings(ConsoleSettings, [*SECURE, "--host", "0.0.0.0", "--behind-tls-proxy",
+                                              "--trusted-proxies", "10.0.0.0/8"])
 
     assert https.https and (https.https_cert_file, https.https_key_file) == ("/tls/web.crt", "/tls/web.key")
     assert proxied.behind_tls_proxy and not proxied.https
+
+
+def test__behind_a_proxy_only_the_named_proxies_forwarded_headers_are_believed(capsys):
+    message = refused([*SECURE, "--host", "0.0.0.0", "--behind-tls-proxy"], capsys)
+
+    assert "--behind-tls-proxy needs --trusted-proxies" in message
 
 
 @pytest.mark.parametrize("half", [["--https-cert-file", "/tls/web.crt"], ["--https-key-file", "/tls/web.key"]])

@@ -94,3 +94,20 @@ def test__a_file_that_is_not_yaml_says_so_with_its_path(tmp_path):
 
     with pytest.raises(DoorConfigError, match=f"{re.escape(str(path))}: not valid YAML"):
         load_doors(path, FARS)
+
+
+def test__a_door_may_also_queue_its_unknown_faces_for_review_and_does_not_by_default():
+    data = yaml.safe_load(EXAMPLE.replace("frames_needed: 3", "frames_needed: 3\n    review_unknown: true"))
+
+    config = parse_doors(data, FARS)
+
+    lobby, server_room = config.door("hq-lobby"), config.door("hq-server-room")
+    assert lobby is not None and lobby.review_unknown is False
+    assert server_room is not None and server_room.review_unknown is True
+    assert parse_doors({"doors": [{"id": "lab", "review_unknown": False}]}, FARS).doors["lab"].review_unknown is False
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, "true", None, [True]])
+def test__review_unknown_is_true_or_false_and_nothing_that_looks_like_it(value):
+    with pytest.raises(DoorConfigError, match=re.escape(f"doors[0].review_unknown: {value!r}; true or false")):
+        parse_doors({"doors": [{"id": "lab", "review_unknown": value}]}, FARS)
