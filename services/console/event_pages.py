@@ -54,18 +54,27 @@ def _request(door: str, site: str, person: str, outcome: str, since: str, until:
 Filter = Annotated[str, Query(max_length=128)]
 
 
+async def _search(request: Request, session: Session, door: str, site: str, person: str, outcome: str, since: str,
+                  until: str, limit: int) -> list[gateway_pb2.Decision] | Response:
+    """The decisions the filters select, or the error page saying why there are none."""
+    try:
+        query = _request(door, site, person, outcome, since, until, limit)
+        return list((await console(request).backends.gateway.ListDecisions(query, **acting(request, session)))
+                    .decisions)
+    except BadFilter as exc:
+        return error_page(request, 400, str(exc))
+    except grpc.aio.AioRpcError as exc:
+        return error_page(request, *grpc_status(exc))
+
+
 @router.get("/events")
 async def events_page(request: Request, session: Annotated[Session, Depends(need("events"))],
                       door: Filter = "", site: Filter = "", person: Filter = "", outcome: Filter = "",
                       since: Filter = "", until: Filter = "", limit: Annotated[int, Query(ge=1, le=1000)] = 200
                       ) -> Response:
-    try:
-        query = _request(door, site, person, outcome, since, until, limit)
-        decisions = (await console(request).backends.gateway.ListDecisions(query, **acting(request, session))).decisions
-    except BadFilter as exc:
-        return error_page(request, 400, str(exc))
-    except grpc.aio.AioRpcError as exc:
-        return error_page(request, *grpc_status(exc))
+    decisions = await _search(request, session, door, site, person, outcome, since, until, limit)
+    if isinstance(decisions, Response):
+        return decisions
     filters = {"door": door, "site": site, "person": person, "outcome": outcome, "since": since, "until": until}
     return render(request, "events.html", decisions=decisions, filters=filters, outcomes=OUTCOMES, limit=limit,
                   outcome_name=outcome_name, event_id=event_id,
@@ -82,13 +91,9 @@ async def events_csv(request: Request, session: Annotated[Session, Depends(need(
                      door: Filter = "", site: Filter = "", person: Filter = "", outcome: Filter = "",
                      since: Filter = "", until: Filter = "", limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000
                      ) -> Response:
-    try:
-        query = _request(door, site, person, outcome, since, until, limit)
-        decisions = (await console(request).backends.gateway.ListDecisions(query, **acting(request, session))).decisions
-    except BadFilter as exc:
-        return error_page(request, 400, str(exc))
-    except grpc.aio.AioRpcError as exc:
-        return error_page(request, *grpc_status(exc))
+    decisions = await _search(request, session, door, site, person, outcome, since, until, limit)
+    if isinstance(decisions, Response):
+        return decisions
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["decided_at", "door", "site", "outcome", "identity_id", "display_name", "distance", "frames",
