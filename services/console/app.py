@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.console import auth_pages, door_pages, enrol_pages, event_pages, people_pages, review_pages
 from services.console.web import Console, LoginRequired, PasswordChangeRequired, current, error_page
@@ -31,9 +32,57 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; object-src 'none'")
 
 
+class BodyLimit:
+    """Requests larger than the upload limit are refused with 413 before they are read: by their
+    Content-Length, or, for a body sent in chunks, as soon as it passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                refused = True
+                raise TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except TooLarge:
+            if refused:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        mib = self.max_bytes // (1024 * 1024)
+        await PlainTextResponse(f"request larger than {mib} MiB (the console's --max-upload-mb): send fewer or "
+                                "smaller photos, or split the zip", status_code=413)(scope, _nothing, send)
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
 def create_app(state: Console) -> FastAPI:
     app = FastAPI(title="FaceGate console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = state
+    app.add_middleware(BodyLimit, max_bytes=state.settings.max_upload_mb * 1024 * 1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (auth_pages, door_pages, event_pages, people_pages, enrol_pages, review_pages):
         app.include_router(module.router)

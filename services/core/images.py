@@ -67,7 +67,10 @@ def _refusing_bad_bytes(data: bytes) -> Iterator[None]:
         yield
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except UnidentifiedImageError as exc:  # its text is "cannot identify image file <_io.BytesIO at 0x...>"
+        raise ImageError(f"not a recognised image format ({len(data)} bytes; send JPEG, PNG, WebP, GIF, BMP, "
+                         "TIFF or PGM)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"not a recognised image format ({len(data)} bytes): {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import threading
 import time
@@ -20,15 +21,18 @@ from pathlib import Path
 
 import cv2
 import grpc
+import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import BrowserContext, Page, Response, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Response, expect, sync_playwright
 
+from facegate.harness.stack import LocalStack
 from services.contracts.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 from tests.conftest import REPO, camera, channel, shared_path
-from tests.system.conftest import PASSWORD, account_name, launch_chromium
+from tests.system.conftest import PASSWORD, account_name
 
 ARTIFACTS = REPO / "artifacts" / "console"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's: never `playwright install`
 CONSOLE_SERVICE = "spiffe://facegate/service/console"
 Outcome = gateway_pb2.Decision.Outcome
 
@@ -45,6 +49,40 @@ RECORD_EVENT_SOURCES = """
 """
 
 
+# --- the browser -------------------------------------------------------------------------------
+
+def launch_chromium(playwright: Playwright, *args: str) -> Browser:
+    """Debian's Chromium, headless (no sandbox when run as root, as in CI containers)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    extra = ["--no-sandbox"] if os.geteuid() == 0 else []
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*extra, *args])
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    """Playwright's sync driver, for this module only (it keeps an event loop of its own)."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """One Chromium for the module (~1.5 s to start); each test gets a fresh context of its own."""
+    chromium = launch_chromium(playwright)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def context(browser: Browser, console) -> Iterator[BrowserContext]:
+    """A fresh browser profile (no cookies) pointed at the console."""
+    fresh = browser.new_context(base_url=console.url, viewport={"width": 1280, "height": 900})
+    fresh.set_default_timeout(15_000)
+    yield fresh
+    fresh.close()
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 def unique(prefix: str) -> str:
@@ -53,6 +91,7 @@ def unique(prefix: str) -> str:
 
 
 def screenshot(page: Page, name: str) -> None:
+    """The whole page, as artifacts/console/<name>.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -68,10 +107,20 @@ def log_in(page: Page, username: str, password: str = PASSWORD) -> Response | No
 
 
 def logged_in(context: BrowserContext, username: str) -> Page:
+    """A new page of `context`, logged in as `username`, on the live doors page where a login lands."""
     page = context.new_page()
     response = log_in(page, username)
     assert response is not None and response.ok and page.url.endswith("/doors"), page.url
     return page
+
+
+def wait_until(page: Page, expression: str, timeout_s: float = 15.0) -> None:
+    """Polls a JavaScript expression until it is true (`page.wait_for_function` compiles its
+    predicate with eval in the page, which the console's CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        page.wait_for_timeout(100)
 
 
 def csrf_token(page: Page) -> str:
@@ -80,6 +129,7 @@ def csrf_token(page: Page) -> str:
 
 
 def jpeg(path: Path) -> common_pb2.NDArray:
+    """A photo file as the services take it (they decode by content)."""
     return common_pb2.NDArray(data=path.read_bytes(), encoding=common_pb2.NDArray.ENCODING_JPEG)
 
 
@@ -88,7 +138,7 @@ def upload(path: Path) -> dict[str, object]:
     return {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
 
 
-def enrol_directly(stack, identity_id: str, site: str, *photos: Path) -> None:
+def enrol_directly(stack: LocalStack, identity_id: str, site: str, *photos: Path) -> None:
     """Enrols through the gateway's gRPC API as the harness's admin user (not the console)."""
     with channel(stack.address("gateway")) as ch:
         reply = gateway_pb2_grpc.GatewayStub(ch).EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
@@ -97,7 +147,8 @@ def enrol_directly(stack, identity_id: str, site: str, *photos: Path) -> None:
     assert reply.templates_added == len(photos), reply
 
 
-def in_gallery(stack, identity_id: str) -> matcher_pb2.Identity | None:
+def in_gallery(stack: LocalStack, identity_id: str) -> matcher_pb2.Identity | None:
+    """The person as the matcher has them, or None if it knows no such person."""
     with channel(stack.address("matcher")) as ch:
         try:
             return matcher_pb2_grpc.MatcherStub(ch).GetIdentity(
@@ -109,6 +160,7 @@ def in_gallery(stack, identity_id: str) -> matcher_pb2.Identity | None:
 
 
 def frame(door: str, site: str, image: common_pb2.NDArray, sequence: int, at_s: float) -> gateway_pb2.CameraFrame:
+    """One camera frame of `door`, captured at `at_s` (Unix seconds)."""
     message = gateway_pb2.CameraFrame(door_id=door, site=site, sequence=sequence, frame=image)
     message.captured_at.FromNanoseconds(int(at_s * 1e9))
     return message
@@ -121,7 +173,7 @@ def visit_frames(door: str, site: str, photos: list[Path], frames_each: int = 2)
             for i, p in enumerate(photos) for j in range(frames_each)]
 
 
-def visit(stack, door: str, site: str, photos: list[Path]) -> list[gateway_pb2.Decision]:
+def visit(stack: LocalStack, door: str, site: str, photos: list[Path]) -> list[gateway_pb2.Decision]:
     """A door's camera sees each of `photos` in turn; the decisions the gateway answers with."""
     call = camera(stack.address("gateway"), door, site).StreamCamera(iter(visit_frames(door, site, photos)),
                                                                     timeout=60)
@@ -129,6 +181,7 @@ def visit(stack, door: str, site: str, photos: list[Path]) -> list[gateway_pb2.D
 
 
 def grey_jpeg(width: int = 640, height: int = 480) -> bytes:
+    """An empty grey picture: no face in it."""
     ok, data = cv2.imencode(".jpg", np.full((height, width, 3), 128, np.uint8))
     assert ok
     return data.tobytes()
@@ -138,7 +191,7 @@ def grey_jpeg(width: int = 640, height: int = 480) -> bytes:
 
 def test_a_one_time_password_must_be_changed_at_the_first_login_then_the_live_doors_page_opens(
         console, context: BrowserContext):
-    username = account_name("operator", "first-login")
+    username = account_name("operator")
     one_time = console.add_user(username, "operator")
     page = context.new_page()
 
@@ -230,6 +283,17 @@ def test_a_post_without_the_csrf_token_or_from_another_origin_is_refused_and_cha
     assert context.request.get(f"/people/{person}").status == 200
 
 
+def test_an_upload_over_the_consoles_limit_is_refused_with_413(console, context: BrowserContext, console_user):
+    page = logged_in(context, console_user("operator"))
+    page.goto("/enrol")
+    session = {c["name"]: c["value"] for c in context.cookies()}
+
+    oversized = httpx.post(f"{console.url}/enrol/check", cookies=session, headers={"X-CSRF-Token": csrf_token(page)},
+                           files={"shot": ("huge.jpg", b"\xff\xd8" + bytes(41 * 2**20), "image/jpeg")}, timeout=60)
+
+    assert oversized.status_code == 413, oversized.text[-300:]
+
+
 # --- 4, 5. enrolment by upload -------------------------------------------------------------------
 
 def test_enrolling_by_upload_checks_each_photo_then_enrols_the_person_who_is_then_listed(
@@ -301,6 +365,38 @@ def test_rejected_shots_say_why_and_only_rejected_shots_enrol_nobody(
     assert in_gallery(stack, person) is None
 
 
+def test_a_shot_that_cannot_be_checked_shows_the_error_beside_it(context: BrowserContext, console_user, tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    page = logged_in(context, console_user("operator"))
+    page.goto("/enrol")
+
+    page.locator("#photos").set_input_files([empty])
+
+    shot = page.locator("#upload-checks li")
+    expect(shot.locator(".error")).to_have_text("empty file")
+    screenshot(page, "enrol-shot-error")
+    assert shot.locator("nav, form, h1").count() == 0  # a message in place, not a page within the page
+
+
+def test_choosing_six_photos_at_once_gives_each_its_verdict(context: BrowserContext, console_user, demo_photos,
+                                                           tmp_path):
+    photos = []
+    for i in range(6):
+        photos.append(tmp_path / f"shot-{i + 1}.jpg")
+        photos[-1].write_bytes(demo_photos["obama.jpg"].read_bytes())
+    page = logged_in(context, console_user("operator"))
+    page.goto("/enrol")
+
+    page.locator("#photos").set_input_files(photos)
+
+    shots = page.locator("#upload-checks > li")
+    expect(shots).to_have_count(6)
+    expect(shots.filter(has_not_text="Checking…")).to_have_count(6, timeout=30_000)
+    screenshot(page, "enrol-six-photos")
+    assert page.locator("#upload-checks .verdict.accepted").count() == 6, shots.all_inner_texts()
+
+
 # --- 6. enrolment by webcam ----------------------------------------------------------------------
 
 def webcam_video(path: Path) -> Path:
@@ -329,49 +425,82 @@ def webcam_video(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def webcam_browser(playwright, tmp_path_factory):
+    """A Chromium whose webcam plays the Hamilton close-up (a fake device; camera access granted
+    without asking)."""
+    video = webcam_video(tmp_path_factory.mktemp("webcam") / "webcam.y4m")
+    chromium = launch_chromium(playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                               f"--use-file-for-fake-video-capture={video}")
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def webcam_page(webcam_browser, console, console_user) -> Iterator[Page]:
+    """The enrolment page in a fresh context with camera permission, as an operator."""
+    context = webcam_browser.new_context(base_url=console.url, permissions=["camera"],
+                                         viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = logged_in(context, console_user("operator"))
+    page.goto("/enrol")
+    yield page
+    context.close()
+
+
+def take_shots(page: Page, shots: int) -> None:
+    for _ in range(shots):
+        page.get_by_role("button", name="Take shot").click()
+        page.wait_for_timeout(400)  # a different frame each time; within the gateway's 5 checks a second
+
+
 @pytest.mark.shared_data
-def test_enrolling_by_webcam_takes_checked_shots_and_enrols_the_person(
-        stack, console, playwright, console_user, tmp_path):
-    video = webcam_video(tmp_path / "webcam.y4m")
-    person = unique("console-webcam")
-    browser = launch_chromium(playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                              f"--use-file-for-fake-video-capture={video}")
-    try:
-        context = browser.new_context(base_url=console.url, permissions=["camera"],
-                                      viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(15_000)
-        page = logged_in(context, console_user("operator"))
-        page.goto("/enrol")
-        page.get_by_label("Id (letters").fill(person)
-        page.get_by_label("Name", exact=True).fill("Webcam Person")
-        page.get_by_role("textbox", name="Site").fill("console-webcam")
+def test_enrolling_by_webcam_takes_checked_shots_and_enrols_the_person(stack, webcam_page: Page):
+    page, person = webcam_page, unique("console-webcam")
+    page.get_by_label("Id (letters").fill(person)
+    page.get_by_label("Name", exact=True).fill("Webcam Person")
+    page.get_by_role("textbox", name="Site").fill("console-webcam")
 
-        page.get_by_role("button", name="Start camera").click()
-        expect(page.locator("#camera-shot")).to_be_enabled()
-        expect(page.locator("#camera-status")).to_have_text("Camera on. Look at the camera and take a shot.")
-        page.wait_for_function("() => { const v = document.getElementById('camera-video');"
-                               " return v.videoWidth > 0 && v.readyState >= 2 && !v.paused; }")
-        for _ in range(3):
-            page.get_by_role("button", name="Take shot").click()
-            page.wait_for_timeout(400)  # a different frame each time; within the gateway's 5 checks a second
+    page.get_by_role("button", name="Start camera").click()
+    expect(page.locator("#camera-shot")).to_be_enabled()
+    expect(page.locator("#camera-status")).to_have_text("Camera on. Look at the camera and take a shot.")
+    video = page.locator("#camera-video")
+    video.scroll_into_view_if_needed()  # the person looks at the preview while posing
+    expect(video).to_have_js_property("videoWidth", 640)
+    expect(video).to_have_js_property("paused", False)  # the fake webcam's frames are playing
+    take_shots(page, 3)
 
-        verdicts = page.locator("#webcam-shots .verdict")
-        expect(verdicts).to_have_count(3, timeout=30_000)
-        expect(page.locator("#webcam-shots .verdict.accepted")).to_have_count(3)
-        expect(page.locator("#webcam-shots img")).to_have_count(3)
-        screenshot(page, "enrol-webcam-shots")
-        with page.expect_navigation() as navigation:
-            page.get_by_role("button", name="Enrol with the accepted shots").click()
+    expect(page.locator("#webcam-shots .verdict")).to_have_count(3, timeout=30_000)
+    expect(page.locator("#webcam-shots .verdict.accepted")).to_have_count(3)
+    expect(page.locator("#webcam-shots img")).to_have_count(3)
+    screenshot(page, "enrol-webcam-shots")
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Enrol with the accepted shots").click()
 
-        assert navigation.value is not None and navigation.value.status == 201
-        expect(page.get_by_role("heading", level=1)).to_have_text(f"Enrolled {person}")
-        expect(page.get_by_role("status")).to_contain_text("3 templates added")
-        expect(page.locator(".verdict.accepted")).to_have_count(3)
-        screenshot(page, "enrol-webcam-enrolled")
-        enrolled = in_gallery(stack, person)
-        assert enrolled is not None and enrolled.template_count == 3
-    finally:
-        browser.close()
+    assert navigation.value is not None and navigation.value.status == 201
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Enrolled {person}")
+    expect(page.get_by_role("status")).to_contain_text("3 templates added")
+    expect(page.locator(".verdict.accepted")).to_have_count(3)
+    screenshot(page, "enrol-webcam-enrolled")
+    enrolled = in_gallery(stack, person)
+    assert enrolled is not None and enrolled.template_count == 3
+
+
+@pytest.mark.shared_data
+def test_webcam_shots_are_live_frames_even_while_the_preview_is_scrolled_out_of_view(webcam_page: Page):
+    page = webcam_page
+    expect(page.locator("#camera-video")).not_to_be_in_viewport()  # 1280x900: the preview is below the fold
+
+    page.get_by_role("button", name="Start camera").click()
+    expect(page.locator("#camera-shot")).to_be_enabled()
+    page.wait_for_timeout(500)
+    take_shots(page, 3)
+
+    expect(page.locator("#webcam-shots .verdict")).to_have_count(3, timeout=30_000)
+    screenshot(page, "enrol-webcam-preview-out-of-view")
+    sizes = page.evaluate("[...document.getElementById('webcam-photos').files].map(f => f.size)")
+    assert len(set(sizes)) == 3, f"three shots, three frames; got JPEGs of {sizes} bytes"
+    expect(page.locator("#webcam-shots .verdict.accepted")).to_have_count(3)
 
 
 # --- 7. the live doors page ----------------------------------------------------------------------
@@ -385,7 +514,7 @@ def test_the_live_doors_page_shows_a_decision_as_it_happens_and_the_door_streami
     page = logged_in(context, console_user("viewer"))  # the least of the roles may watch
     page.goto(f"/doors?site={site}")
     expect(page.locator("#live-decisions tr")).to_have_count(0)
-    page.wait_for_function("() => window.__eventSources.some(s => s.readyState === EventSource.OPEN)")
+    wait_until(page, "window.__eventSources.some(s => s.readyState === EventSource.OPEN)")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
     decisions: list[gateway_pb2.Decision] = []
@@ -448,6 +577,61 @@ def test_an_erased_person_is_no_longer_recognised_at_a_door(stack, context: Brow
     after = visit(stack, door, site, [demo_photos["obama2.jpg"], demo_photos["obama3.jpg"]])
     assert [(d.outcome, d.identity_id) for d in before] == [(Outcome.OUTCOME_GRANTED, person)]
     assert [(d.outcome, d.identity_id) for d in after] == [(Outcome.OUTCOME_DENIED_UNKNOWN, "")] * 2
+
+
+# --- 8b. the review queue ---------------------------------------------------------------------------
+
+def glimpse(stack: LocalStack, door: str, site: str, photo: Path) -> gateway_pb2.Decision:
+    """A person seen in one frame only, who then leaves: too few frames agree, so REVIEW."""
+    call = camera(stack.address("gateway"), door, site).StreamCamera(
+        iter(visit_frames(door, site, [photo], frames_each=1)), timeout=60)
+    decisions = list(call)
+    assert [d.outcome for d in decisions] == [Outcome.OUTCOME_REVIEW], [d.reason for d in decisions]
+    return decisions[0]
+
+
+def test_a_reviewer_answers_this_is_x_from_the_keyboard_then_adds_the_face_as_a_template(
+        stack, context: BrowserContext, console_user, demo_photos):
+    site = unique("console-review")
+    person = unique("console-review-obama")
+    enrol_directly(stack, person, site, demo_photos["obama.jpg"])
+    decision = glimpse(stack, unique("console-review-door"), site, demo_photos["obama2.jpg"])
+    page = logged_in(context, console_user("operator"))
+    page.goto(f"/review?site={site}")
+    item = page.locator(f"#review-{decision.decision_id}")
+    expect(item.get_by_role("img")).to_be_visible()  # the face that caused the decision
+    expect(item).to_contain_text(person)
+    screenshot(page, "review")
+
+    item.focus()
+    page.keyboard.press("y")  # "this is" the nearest person
+    expect(item).to_contain_text(f"Answered: this is {person}")
+    assert in_gallery(stack, person).template_count == 1  # answering adds no template by itself
+    item = page.locator(f"#review-{decision.decision_id}")
+    item.get_by_role("button", name=f"Add this face as a template of {person}").click()
+
+    expect(page.locator(f"#review-{decision.decision_id}")).to_contain_text(f"1 template added to {person}")
+    screenshot(page, "review-template-added")
+    assert in_gallery(stack, person).template_count == 2
+    page.goto(f"/review?site={site}")
+    expect(page.get_by_role("status")).to_contain_text("Nothing to review")
+
+
+def test_not_x_is_recorded_and_the_face_is_deleted_with_the_answer(stack, context: BrowserContext, console_user,
+                                                                   demo_photos):
+    site = unique("console-review-not")
+    person = unique("console-review-not-obama")
+    enrol_directly(stack, person, site, demo_photos["obama.jpg"])
+    decision = glimpse(stack, unique("console-review-not-door"), site, demo_photos["obama2.jpg"])
+    page = logged_in(context, console_user("operator"))
+    page.goto(f"/review?site={site}")
+    item = page.locator(f"#review-{decision.decision_id}")
+
+    item.get_by_role("button", name="Not Barack Obama").click()
+
+    expect(item).to_contain_text(f"Answered: this is not {person}")
+    expect(item).to_contain_text("Face crop deleted with the answer")
+    assert in_gallery(stack, person).template_count == 1
 
 
 # --- 9. events and the admin log ---------------------------------------------------------------------
@@ -515,7 +699,7 @@ UNLABELLED_FIELDS = """
 """
 
 
-@pytest.mark.parametrize("path", ["/doors", "/enrol", "/people", "/events", "/accounts"])
+@pytest.mark.parametrize("path", ["/doors", "/enrol", "/people", "/events", "/accounts", "/review"])
 def test_every_visible_form_field_has_a_label(context: BrowserContext, console_user, path: str):
     page = logged_in(context, console_user("admin"))
 

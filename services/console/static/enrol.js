@@ -11,15 +11,33 @@
   const shots = [];  // webcam shots: File objects, sent as photos
   let stream = null;
 
-  async function check(file, status) {
+  // One check at a time: the gateway limits each person to a few enrolment calls a second, and
+  // a refusal (429) is retried after a pause instead of being shown as the shot's verdict.
+  let queue = Promise.resolve();
+  function check(file, status) {
+    status.textContent = "Waiting to be checked…";
+    queue = queue.then(() => checkNow(file, status));
+    return queue;
+  }
+
+  async function checkNow(file, status) {
     status.textContent = "Checking…";
-    const body = new FormData();
-    body.append("shot", file, file.name);
-    try {
-      const reply = await fetch("/enrol/check", {method: "POST", body, headers: {"X-CSRF-Token": csrf}});
-      status.innerHTML = await reply.text();  // a server-rendered fragment (escaped by Jinja2)
-    } catch (err) {
-      status.textContent = "Could not check this shot: " + err;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const body = new FormData();
+      body.append("shot", file, file.name);
+      try {
+        // HX-Request: the console answers errors as a fragment for this row, not a whole page
+        const reply = await fetch("/enrol/check", {method: "POST", body,
+                                                   headers: {"X-CSRF-Token": csrf, "HX-Request": "true"}});
+        if (reply.status === 429 && attempt < 3) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue;
+        }
+        status.innerHTML = await reply.text();  // a server-rendered fragment (escaped by Jinja2)
+      } catch (err) {
+        status.textContent = "Could not check this shot: " + err;
+      }
+      return;
     }
   }
 
@@ -62,10 +80,13 @@
   const shotButton = document.getElementById("camera-shot");
   const cameraStatus = document.getElementById("camera-status");
 
-  document.getElementById("camera-start").addEventListener("click", async () => {
+  const startButton = document.getElementById("camera-start");
+  startButton.addEventListener("click", async () => {
     try {
       stream = await navigator.mediaDevices.getUserMedia({video: {width: 1280, height: 720}, audio: false});
       video.srcObject = stream;
+      await video.play();  // autoplay alone does not start a preview that is scrolled out of view
+      startButton.disabled = true;
       shotButton.disabled = false;
       cameraStatus.textContent = "Camera on. Look at the camera and take a shot.";
     } catch (err) {
@@ -74,6 +95,10 @@
   });
 
   shotButton.addEventListener("click", () => {
+    if (video.readyState < 2) {  // no frame yet: a shot would be blank
+      cameraStatus.textContent = "The camera has not shown a picture yet: wait a moment, then take the shot.";
+      return;
+    }
     if (shots.length >= maxShots) {
       cameraStatus.textContent = "At most " + maxShots + " shots: remove one first.";
       return;
