@@ -128,11 +128,12 @@ class Accounts:
         if role not in ROLES:
             raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
         password = secrets.token_urlsafe(15)  # 120 bits, shown once
+        hashed = self._hasher.hash(password)  # ~0.2 s: not under the lock every request takes
         with self._lock:
             try:
                 self._db.execute("INSERT INTO accounts (username, role, password_hash, must_change, created_at, "
                                  "created_by) VALUES (?, ?, ?, 1, ?, ?)",
-                                 (username, role, self._hasher.hash(password), time.time(), created_by))
+                                 (username, role, hashed, time.time(), created_by))
             except sqlite3.IntegrityError:
                 raise AccountError(f"account {username!r} exists (reset its password instead)") from None
         return password
@@ -168,18 +169,17 @@ class Accounts:
     def authenticate(self, username: str, password: str) -> Account | None:
         """The account if the password is its own and it is enabled, else None (same cost either way)."""
         row = self._row(username) if USERNAME.fullmatch(username) else None
-        if len(password) > MAX_PASSWORD:
-            password = password[:MAX_PASSWORD]  # still verified (and failing): no cheaper path
+        too_long = len(password) > MAX_PASSWORD  # no password is that long: checked against the decoy, and fails
         try:
-            self._hasher.verify(row[6] if row else self._decoy, password)
+            self._hasher.verify(self._decoy if row is None or too_long else row[6], password[:MAX_PASSWORD])
         except (VerificationError, InvalidHashError):
             return None
-        if row is None or row[3]:
+        if row is None or row[3] or too_long:
             return None
         if self._hasher.check_needs_rehash(row[6]):  # parameters raised since it was set
+            rehashed = self._hasher.hash(password)
             with self._lock:
-                self._db.execute("UPDATE accounts SET password_hash = ? WHERE username = ?",
-                                 (self._hasher.hash(password), username))
+                self._db.execute("UPDATE accounts SET password_hash = ? WHERE username = ?", (rehashed, username))
         return self._account(row)
 
     def open_session(self, username: str) -> tuple[str, Session]:

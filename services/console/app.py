@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -14,11 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.console import auth_pages, door_pages, enrol_pages, event_pages, people_pages, review_pages
-from services.console.web import Console, LoginRequired, PasswordChangeRequired, current, error_page
+from services.console.web import SESSION_COOKIE, Console, LoginRequired, PasswordChangeRequired, current, error_page
 
 log = logging.getLogger("facegate.console")
 STATIC = Path(__file__).parent / "static"
@@ -32,23 +34,28 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; object-src 'none'")
 
 
-class BodyLimit:
-    """Requests larger than the upload limit are refused with 413 before they are read: by their
-    Content-Length, or, for a body sent in chunks, as soon as it passes the limit."""
+class Uploads:
+    """What a request body may cost before any page sees it: a POST from a browser with no live
+    session is sent to the login page unread (only the login form itself is read), and a body
+    over the upload limit is refused with 413 by its Content-Length or, sent in chunks, as soon
+    as it passes the limit (FastAPI reads form bodies before a page's dependencies run)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, has_session: Callable[[str], bool]) -> None:
+        self.app, self.max_bytes, self.has_session = app, max_bytes, has_session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        headers = Headers(scope=scope)
+        if scope["path"] != "/login" and not self.has_session(_cookie(headers, SESSION_COOKIE)):
+            await RedirectResponse("/login", status_code=303)(scope, _nothing, send)
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, send)
             return
-        seen = 0
-        refused = False
+        seen, refused, started = 0, False, False
 
         async def counted() -> Message:
             nonlocal seen, refused
@@ -56,13 +63,24 @@ class BodyLimit:
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 refused = True
-                raise TooLarge()
+                return {"type": "http.disconnect"}  # the rest is not read
             return message
 
+        async def answer(message: Message) -> None:
+            nonlocal started
+            if refused:  # whatever the page made of a cut-off body, the answer is 413
+                if not started:
+                    started = True
+                    await self._refuse(scope, send)
+                return
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except TooLarge:
-            if refused:
+            await self.app(scope, counted, answer)
+        except Exception:
+            if not refused:
+                raise
+            if not started:
                 await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
@@ -71,8 +89,13 @@ class BodyLimit:
                                 "smaller photos, or split the zip", status_code=413)(scope, _nothing, send)
 
 
-class TooLarge(Exception):
-    pass
+def _cookie(headers: Headers, name: str) -> str:
+    jar = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return ""
+    return jar[name].value if name in jar else ""
 
 
 async def _nothing() -> Message:
@@ -82,7 +105,8 @@ async def _nothing() -> Message:
 def create_app(state: Console) -> FastAPI:
     app = FastAPI(title="FaceGate console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = state
-    app.add_middleware(BodyLimit, max_bytes=state.settings.max_upload_mb * 1024 * 1024)
+    app.add_middleware(Uploads, max_bytes=state.settings.max_upload_mb * 1024 * 1024,
+                       has_session=lambda token: bool(token) and state.accounts.session(token) is not None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (auth_pages, door_pages, event_pages, people_pages, enrol_pages, review_pages):
         app.include_router(module.router)
@@ -103,6 +127,8 @@ def create_app(state: Console) -> FastAPI:
         response.headers["permissions-policy"] = "camera=(self), microphone=(), geolocation=()"
         if not static:
             response.headers.setdefault("cache-control", "no-store")  # pages name people: keep them out of caches
+        if state.settings.https or state.settings.behind_tls_proxy:  # browsers: only ever HTTPS here
+            response.headers["strict-transport-security"] = "max-age=31536000"
         return response
 
     @app.exception_handler(LoginRequired)

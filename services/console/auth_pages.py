@@ -37,9 +37,9 @@ def _cookie(response: Response, request: Request, name: str, value: str) -> None
 
 
 @router.get("/login")
-async def login_page(request: Request, error: str = "") -> Response:
+async def login_page(request: Request) -> Response:
     nonce = secrets.token_urlsafe(24)
-    response = render(request, "login.html", 401 if error else 200, error=error, login_nonce=nonce)
+    response = render(request, "login.html", login_nonce=nonce)
     _cookie(response, request, LOGIN_COOKIE, nonce)
     return response
 
@@ -55,14 +55,13 @@ async def login(request: Request, username: Annotated[str, Form(max_length=200)]
         return render(request, "login.html", 403, error="The login form expired: please try again.",
                       login_nonce=cookie)
     address = request.client.host if request.client else "unknown"
-    if not await state.login_allowed(username, address):
+    if not await state.attempt(username, address):
         LOGINS.labels("throttled").inc()
         log.warning("login throttled", extra={"fields": {"username": username[:64], "address": address}})
         return render(request, "login.html", 429, login_nonce=cookie,
-                      error="Too many failed logins: wait a minute, then try again.")
-    account = await asyncio.to_thread(state.accounts.authenticate, username, password)
+                      error="Too many login attempts: wait a minute, then try again.")
+    account = await state.check_password(username, password)
     if account is None:
-        await state.login_failed(username, address)
         LOGINS.labels("failed").inc()
         log.warning("login failed", extra={"fields": {"username": username[:64], "address": address}})
         return render(request, "login.html", 401, login_nonce=cookie, error="Wrong username or password.")
@@ -100,7 +99,10 @@ async def change_password(request: Request, session: Annotated[Session, Depends(
     await check_csrf(request, session)
     state = console(request)
     username = session.account.username
-    if await asyncio.to_thread(state.accounts.authenticate, username, current_password) is None:
+    address = request.client.host if request.client else "unknown"
+    if not await state.attempt(username, address):  # a stolen session must not try passwords at will
+        return render(request, "password.html", 429, error="Too many attempts: wait a minute, then try again.")
+    if await state.check_password(username, current_password) is None:
         return render(request, "password.html", 400, error="The current password is wrong.")
     if new_password != repeat_password:
         return render(request, "password.html", 400, error="The two new passwords differ.")

@@ -2,10 +2,13 @@
 
 The page lists the recent decisions (`ListDecisions`) and then follows a Server-Sent Events
 stream fed by `WatchDecisions`, made for the person watching (their token; their stream counts
-against their own limits at the gateway). Each event's id is "<decided_at ns>-<decision id>":
-a browser that reconnects sends the last one (`Last-Event-ID`) and gets what it missed from
-`ListDecisions` since then, with no state kept in the console, so any console replica can
-serve the reconnect.
+against their own limits at the gateway). Each event's id is "<decided_at ns>-<decision id>".
+A stream starts from a cursor: the newest decision the page was rendered with (`after`), or,
+when the browser reconnects, the last event it got (`Last-Event-ID`); what was decided since
+then comes from `ListDecisions` first. Decisions are published a little after their
+`decided_at` (the audit write, other tracks' lookups), so the backfill reaches `OVERLAP_S`
+further back and the page drops events it already shows (static/live.js). No state is kept in
+the console: any replica can serve a reconnect.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -24,15 +28,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Gauge
 
 from services.console.accounts import Session
-from services.console.web import acting, console, error_page, grpc_status, need, render
+from services.console.web import SESSION_COOKIE, acting, console, error_page, grpc_status, need, render
 from services.contracts.v1 import gateway_pb2
 
 router = APIRouter()
 SSE_STREAMS = Gauge("facegate_console_live_streams", "Browsers following the live doors page")
 OUTCOMES = ("GRANTED", "DENIED_UNKNOWN", "DENIED_POLICY", "REVIEW", "ERROR")
 EVENT_ID = re.compile(r"(\d{1,20})-([A-Za-z0-9_-]{1,64})")
-CHECK_EVERY_S = 15.0  # how often an idle stream re-checks the session (a logout ends it)
+CHECK_EVERY_S = 15.0  # how often a stream re-checks the session (a logout or a disabled account ends it)
 BACKFILL_LIMIT = 500
+OVERLAP_S = 5.0
 
 
 def outcome_name(decision: gateway_pb2.Decision) -> str:
@@ -63,8 +68,10 @@ async def doors_page(request: Request, session: Annotated[Session, Depends(need(
     except grpc.aio.AioRpcError as exc:
         return error_page(request, *grpc_status(exc))
     sites = sorted({d.site for d in doors} | ({site} if site else set()))
+    # where the live stream starts: after the newest decision shown (or now, if none is)
+    after = event_id(recent[0]) if recent else f"{time.time_ns()}-page"
     return render(request, "doors.html", doors=doors, decisions=recent, sites=sites, site=site, outcome=outcome,
-                  outcomes=OUTCOMES, outcome_name=outcome_name, event_id=event_id)
+                  outcomes=OUTCOMES, outcome_name=outcome_name, event_id=event_id, after=after)
 
 
 @router.get("/doors/health")
@@ -81,7 +88,7 @@ async def doors_health(request: Request, session: Annotated[Session, Depends(nee
 
 @router.get("/doors/stream", response_class=EventSourceResponse)
 async def doors_stream(request: Request, session: Annotated[Session, Depends(need("doors"))],
-                       site: str = "", outcome: str = "") -> AsyncIterator[ServerSentEvent]:
+                       site: str = "", outcome: str = "", after: str = "") -> AsyncIterator[ServerSentEvent]:
     state = console(request)
     metadata = acting(request, session)["metadata"]
     watch = state.backends.gateway.WatchDecisions(gateway_pb2.WatchDecisionsRequest(), metadata=metadata)
@@ -99,27 +106,36 @@ async def doors_stream(request: Request, session: Annotated[Session, Depends(nee
     SSE_STREAMS.inc()
     sent: set[str] = set()
     try:
-        last = EVENT_ID.fullmatch(request.headers.get("last-event-id", ""))
+        last = EVENT_ID.fullmatch(request.headers.get("last-event-id", "") or after)
         if last:
             since = Timestamp()
-            since.FromNanoseconds(int(last[1]))
+            since.FromNanoseconds(max(0, int(last[1]) - int(OVERLAP_S * 1e9)))
             try:
                 missed = (await state.backends.gateway.ListDecisions(gateway_pb2.ListDecisionsRequest(
                     site=site, since=since, limit=BACKFILL_LIMIT), metadata=metadata,
                     timeout=state.backends.deadline)).decisions
             except grpc.aio.AioRpcError:
                 missed = []  # the live stream still runs; the page shows what comes next
+            if len(missed) == BACKFILL_LIMIT:
+                yield ServerSentEvent(event="problem", raw_data="<p role='status'>More decisions were made while "
+                                                                "this page was away than it can catch up on: see "
+                                                                "Events for all of them.</p>")
             for decision in reversed(missed):  # oldest first, as they happened
                 if decision.decision_id != last[2] and _wanted(decision, site, outcome):
                     sent.add(decision.decision_id)
                     yield _event(request, decision)
+        checked = time.monotonic()
         while True:
             try:
                 item = await asyncio.wait_for(arrived.get(), CHECK_EVERY_S)
             except TimeoutError:
+                item = None
+            if time.monotonic() - checked >= CHECK_EVERY_S:  # by the clock, however busy the doors are
+                checked = time.monotonic()
                 if await request.is_disconnected() or state.accounts.session(
-                        request.cookies.get("facegate_session", "")) is None:
-                    return  # logged out, or the browser left
+                        request.cookies.get(SESSION_COOKIE, "")) is None:
+                    return  # logged out, disabled, or the browser left
+            if item is None:
                 continue
             if isinstance(item, Exception):
                 message = item.details() if isinstance(item, grpc.aio.AioRpcError) else str(item)

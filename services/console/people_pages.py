@@ -8,9 +8,11 @@ log before the gallery changes (the person who asked is named there, via the con
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import zipfile
+import zlib
 from typing import Annotated
 
 import grpc
@@ -26,6 +28,7 @@ router = APIRouter()
 MAX_LISTED = 20_000  # identities read for one search (the matcher pages by id, 1,000 at a time)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MAX_IMPORT_PEOPLE, MAX_PHOTOS_EACH = 500, 20
+MAX_IMPORT_MB = 400  # uncompressed, all entries together
 
 
 @router.get("/people")
@@ -83,7 +86,8 @@ async def edit_person(request: Request, identity_id: str, session: Annotated[Ses
     try:
         await console(request).backends.gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id=identity_id, display_name=display_name.strip(), groups=split_groups(groups),
-            site=site.strip(), mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS), **acting(request, session))
+            site=site.strip(), mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS, replace_groups=True),
+            **acting(request, session))  # the form shows every group: what it sends is the whole set
     except grpc.aio.AioRpcError as exc:
         return error_page(request, *grpc_status(exc))
     return RedirectResponse(f"/people/{identity_id}?saved=1", status_code=303)
@@ -105,46 +109,61 @@ async def erase_person(request: Request, identity_id: str, session: Annotated[Se
     return render(request, "erased.html", identity_id=identity_id, erased=erased)
 
 
+def _bounded_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """An entry's bytes, refusing it once it inflates past `limit` (its declared size can lie)."""
+    with archive.open(info) as entry:
+        data = entry.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{info.filename[:100]}: more than {limit // 2**20} MiB uncompressed")
+    return data
+
+
 def _import_plan(data: bytes) -> tuple[dict[str, dict[str, str]], dict[str, list[tuple[str, bytes]]]]:
     """People and their photos in an import zip: a folder per person named by their id, with
-    photos in it, and optionally `people.csv` (identity_id, display_name, groups, site)."""
+    photos in it, and optionally `people.csv` (identity_id, display_name, groups, site). At most
+    MAX_IMPORT_MB uncompressed in all, whatever the entries declare (a zip bomb stops there)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise ValueError("not a zip file") from None
     details: dict[str, dict[str, str]] = {}
     photos: dict[str, list[tuple[str, bytes]]] = {}
+    budget = MAX_IMPORT_MB * 2**20
     with archive:
         for info in archive.infolist():
             parts = [p for p in info.filename.split("/") if p]
             if info.is_dir() or not parts or parts[-1].startswith("."):
                 continue
+            if budget <= 0:
+                raise ValueError(f"more than {MAX_IMPORT_MB} MiB uncompressed in all: split the zip")
             if parts[-1] == "people.csv":
-                text = archive.read(info).decode("utf-8-sig", "replace")
+                text = _bounded_read(archive, info, min(budget, 2**20)).decode("utf-8-sig", "replace")
+                budget -= len(text)
                 for row in csv.DictReader(io.StringIO(text)):
                     if row.get("identity_id"):
                         details[row["identity_id"].strip()] = {k: (v or "").strip() for k, v in row.items() if k}
                 continue
             if len(parts) < 2 or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
                 continue
-            if info.file_size > 20 * 1024 * 1024:
-                raise ValueError(f"{info.filename}: larger than 20 MiB")
             person = parts[-2]
             photos.setdefault(person, [])
-            if len(photos[person]) < MAX_PHOTOS_EACH:
-                photos[person].append((parts[-1], archive.read(info)))
             if len(photos) > MAX_IMPORT_PEOPLE:
                 raise ValueError(f"more than {MAX_IMPORT_PEOPLE} people in one import: split the zip")
+            if len(photos[person]) < MAX_PHOTOS_EACH:
+                photo_bytes = _bounded_read(archive, info, min(budget, 20 * 2**20))
+                budget -= len(photo_bytes)
+                photos[person].append((parts[-1], photo_bytes))
     return details, photos
 
 
 @router.post("/people/import")
 async def import_people(request: Request, session: Annotated[Session, Depends(guarded("enrol"))],
                         archive: UploadFile) -> Response:
-    try:
-        details, photos = _import_plan(await archive.read())
-    except ValueError as exc:
-        return error_page(request, 400, f"import refused: {exc}")
+    try:  # in a thread: inflating a zip must not stall every other page and live stream
+        details, photos = await asyncio.to_thread(_import_plan, await archive.read())
+    except (ValueError, zipfile.BadZipFile, zlib.error, RuntimeError, EOFError, NotImplementedError, csv.Error) as exc:
+        # a corrupt entry, an encrypted one, a method zipfile cannot read, a broken people.csv
+        return error_page(request, 400, f"import refused: {str(exc)[:300]}")
     if not photos:
         return error_page(request, 400, "import refused: no photos found; the zip needs a folder per person "
                                         "(named by their id) with their photos in it")

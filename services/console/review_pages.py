@@ -104,7 +104,7 @@ async def add_template(request: Request, decision_id: str,
 
 @router.post("/review/group")
 async def answer_group(request: Request, session: Annotated[Session, Depends(guarded("review"))],
-                       decision_ids: Annotated[list[str], Form(max_length=64)],
+                       decision_ids: Annotated[list[str], Form(max_length=200)],
                        verdict: Annotated[str, Form(pattern="^(is|unknown)$")],
                        identity_id: Annotated[str, Form(max_length=128)] = "",
                        note: Annotated[str, Form(max_length=512)] = "") -> Response:

@@ -63,7 +63,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "/facegate.v1.Matcher/GetIdentity": frozenset({"service", "operator"}),
     "/facegate.v1.Matcher/ListIdentities": frozenset({"service", "operator"}),
     "/facegate.v1.Matcher/ExportIdentities": frozenset({"operator"}),
-    "/facegate.v1.Matcher/Cluster": frozenset({"operator"}),
+    "/facegate.v1.Matcher/Cluster": frozenset({"service", "operator"}),  # the gateway groups review faces
     "/facegate.v1.Gateway/StreamCamera": frozenset({"camera"}),
     "/facegate.v1.Gateway/EnrollFromImages": frozenset({"operator"}),
     "/facegate.v1.Gateway/WatchDecisions": frozenset({"door-controller", "operator", "auditor"}),

@@ -22,6 +22,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 HEAVY = frozenset({
     "/facegate.v1.Gateway/EnrollFromImages",
     "/facegate.v1.Matcher/Cluster",
+    "/facegate.v1.Gateway/ClusterReviews",
     "/facegate.v1.Matcher/ExportIdentities",
     "/facegate.v1.Detector/Detect",
     "/facegate.v1.Embedder/Embed",

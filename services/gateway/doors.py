@@ -43,7 +43,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: `$` lets "id\n" through
+# fullmatch (`$` lets "id\n" through); not dots alone: "." and ".." are path steps in every URL
+ID_PATTERN = re.compile(r"(?!\.+\Z)[A-Za-z0-9._:@-]{1,128}")
 TIME_PATTERN = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     crop BLOB,                         -- JPEG of the aligned face crop; NULL once deleted
     embedding BLOB,                    -- the crop's Embedding message (for clustering, the template step)
     candidates TEXT NOT NULL,          -- JSON [[identity_id, display_name, distance], ...]
+    people TEXT NOT NULL DEFAULT '',   -- " id1 id2 ... ": everyone it names (an erasure deletes the item)
     face_quality REAL NOT NULL,
     verdict INTEGER NOT NULL DEFAULT 0,
     verdict_identity_id TEXT NOT NULL DEFAULT '',
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     template_added INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS reviews_open ON reviews (verdict, queued_ns);
+CREATE INDEX IF NOT EXISTS reviews_by_age ON reviews (queued_ns);
 """
 CROP_JPEG_QUALITY = 92
 
@@ -69,6 +71,7 @@ class ReviewQueue:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # a deleted face is overwritten, not left in free pages
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -80,17 +83,32 @@ class ReviewQueue:
                                 [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
         if not ok:
             raise ValueError("the face crop could not be encoded")
+        people = {decision.identity_id, *(c[0] for c in evidence.candidates)} - {""}
         with self._lock:
             self._expire()
             self._db.execute(
                 "INSERT OR IGNORE INTO reviews (decision_id, queued_ns, site, decision, crop, embedding, candidates, "
-                "face_quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "face_quality, people) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (decision.decision_id, time.time_ns(), decision.site, decision.SerializeToString(), jpeg.tobytes(),
-                 evidence.embedding.SerializeToString(), json.dumps(evidence.candidates), evidence.face.quality))
+                 evidence.embedding.SerializeToString(), json.dumps(evidence.candidates), evidence.face.quality,
+                 f" {' '.join(sorted(people))} "))
 
     def _expire(self) -> None:
         """Delete items past the retention period (under the lock)."""
         self._db.execute("DELETE FROM reviews WHERE queued_ns < ?", (time.time_ns() - int(self.retention * 1e9),))
+
+    def expire(self) -> None:
+        """Delete items past the retention period now (the gateway sweeps every few minutes, so
+        nothing outlives it because nobody used the queue)."""
+        with self._lock:
+            self._expire()
+
+    def forget(self, identity_id: str) -> int:
+        """Right to erasure: delete every item naming the person (as the decision's match, a
+        candidate or an answer), crops and all. Returns how many."""
+        with self._lock:
+            return int(self._db.execute("DELETE FROM reviews WHERE people LIKE ?",
+                                        (f"% {identity_id} %",)).rowcount)
 
     def items(self, site: str = "", include_answered: bool = False, limit: int = 100,
               decision_id: str = "") -> list[gateway_pb2.ReviewItem]:
@@ -118,7 +136,7 @@ class ReviewQueue:
         item = gateway_pb2.ReviewItem(
             decision=gateway_pb2.Decision.FromString(decision), face_quality=quality, verdict=verdict,
             verdict_identity_id=verdict_identity, note=note, answered_by=answered_by,
-            template_added=bool(template_added),
+            template_added=template_added == 1,
             candidates=[gateway_pb2.ReviewCandidate(identity_id=i, display_name=n, distance=d)
                         for i, n, d in json.loads(candidates)])
         if crop is not None:
@@ -136,13 +154,15 @@ class ReviewQueue:
 
     def answer(self, decision_id: str, verdict: int, identity_id: str, note: str, who: str) -> None:
         """Record the answer; the crop goes with it unless the answer is "this is X"."""
-        keep_crop = verdict == gateway_pb2.REVIEW_VERDICT_IS
+        keep_crop = verdict == gateway_pb2.REVIEW_VERDICT_IS  # for the template step
         with self._lock:
             self._expire()
             changed = self._db.execute(
-                "UPDATE reviews SET verdict = ?, verdict_identity_id = ?, note = ?, answered_by = ?, answered_ns = ?"
-                f"{'' if keep_crop else ', crop = NULL'} WHERE decision_id = ? AND verdict = 0",
-                (verdict, identity_id, note, who, time.time_ns(), decision_id)).rowcount
+                "UPDATE reviews SET verdict = ?, verdict_identity_id = ?, note = ?, answered_by = ?, answered_ns = ?, "
+                f"people = people || ? {'' if keep_crop else ', crop = NULL, embedding = NULL'} "
+                "WHERE decision_id = ? AND verdict = 0",
+                (verdict, identity_id, note, who, time.time_ns(), f"{identity_id} " if identity_id else "",
+                 decision_id)).rowcount
         if not changed:
             raise ReviewError(f"review {decision_id!r} is already answered or no longer queued")
 
@@ -152,11 +172,23 @@ class ReviewQueue:
             row = self._db.execute("SELECT embedding FROM reviews WHERE decision_id = ?", (decision_id,)).fetchone()
         return common_pb2.Embedding.FromString(row[0]) if row and row[0] else None
 
-    def template_added(self, decision_id: str) -> None:
-        """The template step is done: the crop is no longer needed."""
+    def claim_template(self, decision_id: str) -> bool:
+        """Start the template step, once: False if it is under way or done already."""
         with self._lock:
-            self._db.execute("UPDATE reviews SET template_added = 1, crop = NULL WHERE decision_id = ?",
+            return bool(self._db.execute("UPDATE reviews SET template_added = 2 WHERE decision_id = ? AND "
+                                         "template_added = 0", (decision_id,)).rowcount)
+
+    def release_template(self, decision_id: str) -> None:
+        """The template step failed: it may be tried again."""
+        with self._lock:
+            self._db.execute("UPDATE reviews SET template_added = 0 WHERE decision_id = ? AND template_added = 2",
                              (decision_id,))
+
+    def template_added(self, decision_id: str) -> None:
+        """The template step is done: the crop and its embedding are no longer needed."""
+        with self._lock:
+            self._db.execute("UPDATE reviews SET template_added = 1, crop = NULL, embedding = NULL "
+                             "WHERE decision_id = ?", (decision_id,))
 
     def open_embeddings(self, site: str = "", limit: int = 5000) -> list[tuple[str, common_pb2.Embedding]]:
         """(decision id, embedding) of open items, oldest first (for clustering)."""

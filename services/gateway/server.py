@@ -226,7 +226,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._streaming: dict[str, str] = {}  # door id -> peer of its camera stream
         self._failing_since: dict[str, float] = {}  # door id -> last error decision while backends fail
         self._statuses = DoorStatuses(max_doors=4 * UNCONFIGURED_DOOR_LABELS)
-        self._evidence: dict[str, Evidence] = {}  # decision id -> what its reviewer sees, until published
+        # decision id -> (door, what its reviewer sees), until published (or its camera stream ends)
+        self._evidence: dict[str, tuple[str, Evidence]] = {}
+        self._review_sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self._settings
@@ -262,6 +264,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._running.detect.start()
         self._running.embed.start()
         self._certificate_follower = asyncio.create_task(self._follow_certificate(backends))
+        self._review_sweeper = asyncio.create_task(self._sweep_reviews(reviews))
+
+    async def _sweep_reviews(self, reviews: ReviewQueue) -> None:
+        """Review items past their retention are deleted even when nobody uses the queue."""
+        while True:
+            try:
+                await asyncio.to_thread(reviews.expire)
+            except Exception as exc:  # sqlite3 errors: try again next time
+                log.error("review queue sweep failed: %s", exc)
+            await asyncio.sleep(min(300.0, self._settings.review_retention_days * 86400 / 10))
 
     async def _model_of(self, backends: Backends) -> common_pb2.ModelInfo:
         """The embedder's model card, waiting for the embedder to come up (the gateway is not
@@ -297,7 +309,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return self._running
 
     async def stop(self) -> None:
-        for task in (self._reloader, self._certificate_follower):
+        for task in (self._reloader, self._certificate_follower, self._review_sweeper):
             if task:
                 task.cancel()
         if self._running:
@@ -431,8 +443,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         finally:
             receiver.cancel()
             if stream is not None:
-                self._streaming.pop(stream.tracks.door_id, None)
-                self._statuses.streaming(stream.tracks.door_id, stream.site, False, failure)
+                door_id = stream.tracks.door_id
+                self._streaming.pop(door_id, None)
+                self._statuses.streaming(door_id, stream.site, False, failure)
+                for unpublished in [k for k, (d, _) in self._evidence.items() if d == door_id]:  # cut off mid-way
+                    del self._evidence[unpublished]
 
     async def _process(self, stream: DoorStream, door: Door,
                        frame: gateway_pb2.CameraFrame) -> list[gateway_pb2.Decision]:
@@ -511,7 +526,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             door.review_unknown and decision.outcome == gateway_pb2.Decision.OUTCOME_DENIED_UNKNOWN)
         if wanted and track.best_frame is not None:
             crop, face, embedding = track.best_frame
-            self._evidence[decision.decision_id] = Evidence(crop, face, embedding, track.nearest())
+            self._evidence[decision.decision_id] = (door.door_id, Evidence(crop, face, embedding, track.nearest()))
         return decision
 
     async def _decide(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
@@ -558,7 +573,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         UNAVAILABLE and the camera reconnects."""
         if not decisions:
             return decisions
-        evidence = {d.decision_id: e for d in decisions if (e := self._evidence.pop(d.decision_id, None))}
+        evidence = {d.decision_id: e[1] for d in decisions if (e := self._evidence.pop(d.decision_id, None))}
         try:
             await asyncio.to_thread(self._run.audit.record, decisions)
         except Exception as exc:  # sqlite3 errors, a full disk...: the decisions are not recorded
@@ -626,7 +641,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
                 identity_id=request.identity_id, display_name=request.display_name, site=request.site,
                 groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings,
-                mode=request.mode, allow_duplicate_of=list(request.allow_duplicate_of)))
+                mode=request.mode, allow_duplicate_of=list(request.allow_duplicate_of),
+                replace_groups=request.replace_groups))
         except BackendError as exc:
             await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
             refusal = ENROL_REFUSALS.get(exc.code)
@@ -727,10 +743,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise Unavailable(f"{request.identity_id!r} was deleted from the gallery ({removed} templates), "
                               f"but the audit log could not be updated ({exc}); retry the erasure: it is safe to "
                               "repeat") from exc
+        try:  # review items naming the person: their faces and names go too
+            reviews = await asyncio.to_thread(self._run.reviews.forget, request.identity_id)
+        except Exception as exc:
+            raise Unavailable(f"{request.identity_id!r} was erased from the gallery and the audit log, but the review "
+                              f"queue could not be cleared ({exc}); retry the erasure: it is safe to repeat") from exc
         log.info("identity erased", extra={"fields": {"subject": erasure.action.subject, "templates": removed,
-                                                      "decisions_pseudonymised": erasure.decisions}})
+                                                      "decisions_pseudonymised": erasure.decisions,
+                                                      "reviews_deleted": reviews}})
         return gateway_pb2.EraseIdentityResponse(templates_removed=removed, decisions_pseudonymised=erasure.decisions,
-                                                 pseudonym=erasure.pseudonym)
+                                                 pseudonym=erasure.pseudonym, reviews_deleted=reviews)
 
     @ready(STARTING)
     async def ListAdminActions(self, request: gateway_pb2.ListAdminActionsRequest,
@@ -803,6 +825,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         except ReviewError as exc:
             await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
             raise FailedPrecondition(str(exc)) from exc
+        except Exception as exc:  # sqlite3 errors, a full disk: the record says it did not happen
+            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
+            raise Unavailable(f"review queue unavailable ({exc}); the answer was not recorded, retry") from exc
         await asyncio.to_thread(run.audit.finish_admin, action, "recorded")
         return gateway_pb2.AnswerReviewResponse(item=await self._review_item(decision.decision_id))
 
@@ -815,9 +840,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if item.verdict != gateway_pb2.REVIEW_VERDICT_IS:
             raise FailedPrecondition("only a face answered \"this is X\" can become a template of X: answer the "
                                      "review first")
-        if item.template_added:
-            raise FailedPrecondition(f"this face was added as a template of {person!r} already")
-        embedding = await asyncio.to_thread(run.reviews.embedding, request.decision_id)
+        if item.template_added or not await asyncio.to_thread(run.reviews.claim_template, request.decision_id):
+            raise FailedPrecondition(f"this face was added as a template of {person!r} already (or is being added)")
+        try:
+            return await self._add_review_template(item, person, context)
+        except BaseException:
+            await asyncio.to_thread(run.reviews.release_template, request.decision_id)
+            raise
+
+    async def _add_review_template(self, item: gateway_pb2.ReviewItem, person: str,
+                                   context: grpc.aio.ServicerContext) -> gateway_pb2.AddReviewTemplateResponse:
+        """The template step of a claimed item: quality gate, admin log, the matcher's check."""
+        run = self._run
+        decision_id = item.decision.decision_id
+        embedding = await asyncio.to_thread(run.reviews.embedding, decision_id)
         if not item.HasField("face_crop") or embedding is None:
             raise FailedPrecondition("the face crop is no longer kept (past the retention period)")
         minimum = self._settings.review_template_min_quality
@@ -843,7 +879,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if refusal is not None:  # e.g. the face does not match the person's templates
                 raise refusal(str(exc)) from exc
             raise Unavailable(f"cannot add the template now: {exc}") from exc
-        await asyncio.to_thread(run.reviews.template_added, request.decision_id)
+        await asyncio.to_thread(run.reviews.template_added, decision_id)
         await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
         return gateway_pb2.AddReviewTemplateResponse(templates_added=enrolled.templates_added, identity_id=person)
 

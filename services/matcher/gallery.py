@@ -47,7 +47,8 @@ from services.matcher.exact_index import ExactIndex, TemplateHit
 from services.matcher.lite_socket import LiteOnUnixSocket
 
 T = TypeVar("T")
-ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: `$` lets "id\n" through
+# fullmatch (`$` lets "id\n" through); not dots alone: "." and ".." are path steps in every URL
+ID_PATTERN = re.compile(r"(?!\.+\Z)[A-Za-z0-9._:@-]{1,128}")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9._:@ /-]{0,128}")
 MAX_TEMPLATES_PER_CALL = 100
 MAX_GROUPS, MAX_METADATA_KEYS, MAX_LOOKALIKES = 64, 32, 16
@@ -401,16 +402,20 @@ class Gallery:
     # -- writes -------------------------------------------------------------------------------
 
     def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str, mode: str = CREATE,
-               allow_duplicate_of: tuple[str, ...] = ()) -> tuple[Identity, int]:
+               allow_duplicate_of: tuple[str, ...] = (), replace_groups: bool = False) -> tuple[Identity, int]:
         """Create an identity, add templates to one, or change its details (`mode`), after
         checking everything: nothing is written unless the whole request is valid.
 
         CREATE refuses an id that exists, unless the request repeats it exactly (a retry: adds
         nothing). ADD_TEMPLATES takes faces within `threshold` of the identity's templates only.
         A face within `duplicate_distance` of another identity is a duplicate enrolment, refused
-        unless that identity is in `allow_duplicate_of`."""
+        unless that identity is in `allow_duplicate_of`. `replace_groups` (UPDATE_DETAILS only)
+        sets the groups to exactly the identity's, even none."""
         if mode not in ENROL_MODES:
             raise InvalidArgument(f"mode: {mode!r}; one of {', '.join(ENROL_MODES)}")
+        if replace_groups and mode != UPDATE_DETAILS:
+            raise InvalidArgument("replace_groups goes with mode UPDATE_DETAILS (a new person's groups are what "
+                                  "CREATE sends)")
         details = bool(identity.display_name or identity.site or identity.groups or identity.metadata)
         if mode == ADD_TEMPLATES and details:
             raise InvalidArgument("mode ADD_TEMPLATES adds faces only: leave display_name, site, groups and metadata "
@@ -435,6 +440,8 @@ class Gallery:
             current = self._identity_of(row) if row is not None else Identity(
                 identity.identity_id, model_key=self.model_key, created_ms=int(time.time() * 1000))
             merged = self._merge(current, identity)
+            if replace_groups:
+                merged = replace(merged, groups=tuple(identity.groups))
             stored = self._templates_of([identity.identity_id], vectors=mode == ADD_TEMPLATES, consistency=STRONG)
             asked = {template_pk(merged, v) for v in vectors}
             if row is not None and mode == CREATE:

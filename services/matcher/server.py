@@ -238,7 +238,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
         stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key, mode,
-                                                tuple(request.allow_duplicate_of))
+                                                tuple(request.allow_duplicate_of), request.replace_groups)
         admin_action(context, mode, request.identity_id, templates_added=added,
                      acknowledged_lookalikes=list(request.allow_duplicate_of))
         return matcher_pb2.EnrollResponse(identity=identity_message(stored), templates_added=added)

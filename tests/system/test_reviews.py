@@ -3,6 +3,8 @@ console builds on (the browser side is in test_console.py)."""
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import grpc
 import numpy as np
@@ -193,3 +195,45 @@ def test__list_doors_reports_each_cameras_frames_and_whether_it_streams(stack, d
 
     assert [(d.door_id, d.site, d.frames, d.streaming) for d in doors] == [("status-door", "review-f", 3, False)]
     assert doors[0].HasField("last_frame_at") and doors[0].last_error == ""
+
+
+def test__open_reviews_of_one_face_are_grouped_so_a_reviewer_answers_them_at_once(stack, demo_photos):
+    enrol(stack, demo_photos, "review-grouped", "review-g")
+    seen = [glimpse(stack, demo_photos, f"review-door-g{n}", "review-g", name)
+            for n, name in enumerate(["obama2.jpg", "obama3.jpg", "obama2.jpg"])]
+
+    groups = gateway(stack).ClusterReviews(gateway_pb2.ClusterReviewsRequest(site="review-g"), timeout=30).groups
+
+    assert [sorted(g.decision_ids) for g in groups] == [sorted(d.decision_id for d in seen)]
+
+
+def test__an_erasure_deletes_the_review_items_that_name_the_person(stack, demo_photos):
+    enrol(stack, demo_photos, "review-erased", "review-h")
+    decision = glimpse(stack, demo_photos, "review-door-h", "review-h")
+
+    erased = gateway(stack).EraseIdentity(gateway_pb2.EraseIdentityRequest(identity_id="review-erased"), timeout=30)
+
+    assert erased.reviews_deleted == 1
+    assert gateway(stack).ListReviews(gateway_pb2.ListReviewsRequest(
+        decision_id=decision.decision_id, include_answered=True), timeout=10).items == []
+
+
+def test__replace_groups_takes_every_group_away_where_an_empty_update_keeps_them(stack, demo_photos):
+    gateway(stack).EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+        identity_id="review-groups", site="review-i", groups=["staff", "night"],
+        images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+    details = common_pb2.ENROLL_MODE_UPDATE_DETAILS
+
+    def update(**fields) -> list[str]:
+        gateway(stack).EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+            identity_id="review-groups", mode=details, **fields), timeout=30)
+        matcher = matcher_pb2_grpc.MatcherStub(channel(stack.address("matcher")))
+        return list(matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="review-groups"), timeout=10).groups)
+
+    assert update(display_name="Kept Groups") == ["staff", "night"]
+    assert update(groups=["staff"], replace_groups=True) == ["staff"]
+    assert update(replace_groups=True) == []
+    time.sleep(1.1)  # the harness user's enrolment calls (5 a second) are spent
+    assert_status(lambda: gateway(stack).EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+        identity_id="review-groups-2", images=[photo(demo_photos, "obama.jpg")], replace_groups=True), timeout=30),
+        grpc.StatusCode.INVALID_ARGUMENT, "replace_groups goes with mode UPDATE_DETAILS")

@@ -148,7 +148,7 @@ def test__a_wrong_password_and_an_unknown_username_get_the_same_answer(app, stat
     assert SESSION not in response.cookies
 
 
-def test__after_five_failed_logins_an_account_must_wait_even_with_the_right_password(app, state):
+def test__after_five_login_attempts_an_account_must_wait_even_with_the_right_password(app, state):
     person(state, "alice", "operator")
     person(state, "bob", "operator")
     client = browser(app)
@@ -157,7 +157,7 @@ def test__after_five_failed_logins_an_account_must_wait_even_with_the_right_pass
     throttled = login(client, "alice", PASSWORD)
 
     assert failures == [401] * 5
-    assert throttled.status_code == 429 and "Too many failed logins" in throttled.text
+    assert throttled.status_code == 429 and "Too many login attempts" in throttled.text
     assert SESSION not in throttled.cookies
     assert goes_to(login(client, "bob", PASSWORD)) == "/"  # per account: bob's logins are not held up
 
@@ -414,3 +414,47 @@ def test__the_health_check_answers_without_a_login_or_any_service(app):
     response = browser(app).get("/healthz")
 
     assert (response.status_code, response.text) == (200, "ok")
+
+
+# what a request body may cost
+
+
+def test__a_post_without_a_session_is_sent_to_the_login_page_before_its_body_is_read(app):
+    client = browser(app)
+
+    response = client.post("/enrol/check", files={"shot": ("shot.jpg", b"\xff\xd8" + bytes(1000), "image/jpeg")})
+
+    assert goes_to(response) == "/login"
+
+
+def test__a_body_over_the_upload_limit_is_refused_with_413(app, state):
+    client = logged_in(app, state, "olga", "operator")
+    limit = state.settings.max_upload_mb * 2**20
+
+    response = client.post("/enrol/check", headers={"X-CSRF-Token": csrf(client)},
+                           files={"shot": ("huge.jpg", bytes(limit + 1), "image/jpeg")})
+
+    assert response.status_code == 413 and "--max-upload-mb" in response.text
+
+
+def test__a_body_sent_in_chunks_is_cut_off_with_413_once_it_passes_the_limit(app, state):
+    client = logged_in(app, state, "otto", "operator")
+    chunk = bytes(2**20)
+
+    def chunks():
+        for _ in range(state.settings.max_upload_mb + 2):
+            yield chunk
+
+    response = client.post("/people/import", content=chunks(),
+                           headers={"X-CSRF-Token": csrf(client), "content-type": "multipart/form-data; boundary=x"})
+
+    assert response.status_code == 413
+
+
+def test__a_guess_longer_than_any_password_never_logs_in_even_if_it_starts_with_the_password(app, state):
+    person(state, "alice", "operator")
+    state.accounts.set_password("alice", "p" * 1024)  # the longest password there may be
+
+    response = login(browser(app), "alice", "p" * 1024 + "anything")
+
+    assert response.status_code == 401

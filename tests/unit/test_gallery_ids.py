@@ -18,3 +18,14 @@ def test__a_label_is_checked_whole_too():
     assert check_label("Barack Obama", "display_name") == "Barack Obama"
     with pytest.raises(InvalidArgument, match="display_name"):
         check_label("Obama\n\x1b[31m", "display_name")
+
+
+@pytest.mark.parametrize("value", [".", "..", "..."])
+def test__an_identity_id_of_dots_alone_is_refused_as_it_would_be_a_path_step_in_a_url(value):
+    with pytest.raises(InvalidArgument, match="identity_id"):
+        check_id(value)
+
+
+@pytest.mark.parametrize("value", [".alice", "a.b", "alice..", "j.doe@hq"])
+def test__dots_within_an_identity_id_are_fine(value):
+    check_id(value)

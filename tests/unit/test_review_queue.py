@@ -179,3 +179,41 @@ def test__open_items_survive_a_restart(tmp_path):
     reopened = ReviewQueue(tmp_path / "review.db", retention=DAY)
 
     assert [i.decision for i in reopened.items()] == [decision(1)]
+
+
+def test__an_erasure_deletes_every_item_naming_the_person_as_match_candidate_or_answer():
+    queue = ReviewQueue(":memory:", retention=DAY)
+    queue.add(decision(1), evidence())  # alice matched, bob a candidate
+    queue.add(decision(2), evidence(candidates=(("carol", "Carol", 0.5),)))  # alice matched
+    stranger = gateway_pb2.Decision(decision_id="d3", site="hq", outcome=Outcome.OUTCOME_REVIEW)
+    queue.add(stranger, evidence(candidates=()))
+    queue.answer("d3", IS, "dave", "", "operator")  # dave named only by the answer
+
+    assert queue.forget("bob") == 1
+    assert queue.forget("dave") == 1
+    assert queue.forget("alice") == 1  # d2 (d1 went with bob)
+    assert queue.items(include_answered=True) == []
+
+
+def test__a_partial_id_is_not_a_match_for_an_erasure():
+    queue = ReviewQueue(":memory:", retention=DAY)
+    queue.add(decision(1), evidence(candidates=(("bobby", "Bobby", 0.5),)))
+
+    assert queue.forget("bob") == 0 and queue.forget("lice") == 0
+    assert len(queue.items()) == 1
+
+
+def test__not_x_drops_the_embedding_with_the_crop_and_the_template_step_is_claimed_once():
+    queue = ReviewQueue(":memory:", retention=DAY)
+    queue.add(decision(1), evidence())
+    queue.add(decision(2), evidence())
+
+    queue.answer("d1", IS_NOT, "alice", "", "operator")
+    queue.answer("d2", IS, "alice", "", "operator")
+
+    assert queue.embedding("d1") is None and queue.embedding("d2") is not None
+    assert queue.claim_template("d2") and not queue.claim_template("d2")  # a second, concurrent step is refused
+    queue.release_template("d2")  # the step failed: it may be tried again
+    assert queue.claim_template("d2")
+    queue.template_added("d2")
+    assert queue.embedding("d2") is None and queue.item("d2").template_added

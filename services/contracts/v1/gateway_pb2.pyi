@@ -85,7 +85,7 @@ class Decision(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., door_id: _Optional[str] = ..., site: _Optional[str] = ..., outcome: _Optional[_Union[Decision.Outcome, str]] = ..., identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., distance: _Optional[float] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., frame_sequence: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., model_key: _Optional[str] = ..., frames: _Optional[int] = ..., track_id: _Optional[str] = ...) -> None: ...
 
 class EnrollFromImagesRequest(_message.Message):
-    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images", "mode", "allow_duplicate_of", "validate_only")
+    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "images", "mode", "allow_duplicate_of", "validate_only", "replace_groups")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class EnrollFromImagesRequest(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_GROUPS_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     display_name: str
     site: str
@@ -111,7 +112,8 @@ class EnrollFromImagesRequest(_message.Message):
     mode: _common_pb2.EnrollMode
     allow_duplicate_of: _containers.RepeatedScalarFieldContainer[str]
     validate_only: bool
-    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+    replace_groups: bool
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., images: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ..., validate_only: _Optional[bool] = ..., replace_groups: _Optional[bool] = ...) -> None: ...
 
 class PhotoCheck(_message.Message):
     __slots__ = ("accepted", "reason", "guidance", "face", "faces", "brightness", "sharpness", "yaw")
@@ -186,14 +188,16 @@ class EraseIdentityRequest(_message.Message):
     def __init__(self, identity_id: _Optional[str] = ..., pseudonymise_decisions: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EraseIdentityResponse(_message.Message):
-    __slots__ = ("templates_removed", "decisions_pseudonymised", "pseudonym")
+    __slots__ = ("templates_removed", "decisions_pseudonymised", "pseudonym", "reviews_deleted")
     TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_PSEUDONYMISED_FIELD_NUMBER: _ClassVar[int]
     PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_DELETED_FIELD_NUMBER: _ClassVar[int]
     templates_removed: int
     decisions_pseudonymised: int
     pseudonym: str
-    def __init__(self, templates_removed: _Optional[int] = ..., decisions_pseudonymised: _Optional[int] = ..., pseudonym: _Optional[str] = ...) -> None: ...
+    reviews_deleted: int
+    def __init__(self, templates_removed: _Optional[int] = ..., decisions_pseudonymised: _Optional[int] = ..., pseudonym: _Optional[str] = ..., reviews_deleted: _Optional[int] = ...) -> None: ...
 
 class ListAdminActionsRequest(_message.Message):
     __slots__ = ("limit",)

@@ -46,7 +46,7 @@ class Identity(_message.Message):
     def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., template_count: _Optional[int] = ..., model_key: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "embeddings", "mode", "allow_duplicate_of")
+    __slots__ = ("identity_id", "display_name", "site", "groups", "metadata", "embeddings", "mode", "allow_duplicate_of", "replace_groups")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class EnrollRequest(_message.Message):
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_GROUPS_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     display_name: str
     site: str
@@ -70,7 +71,8 @@ class EnrollRequest(_message.Message):
     embeddings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     mode: _common_pb2.EnrollMode
     allow_duplicate_of: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ...) -> None: ...
+    replace_groups: bool
+    def __init__(self, identity_id: _Optional[str] = ..., display_name: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., mode: _Optional[_Union[_common_pb2.EnrollMode, str]] = ..., allow_duplicate_of: _Optional[_Iterable[str]] = ..., replace_groups: _Optional[bool] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("identity", "templates_added")
