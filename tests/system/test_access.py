@@ -27,11 +27,12 @@ from tests.system.test_services import camera_frames
 # What each role may call: the specification (services/core/access.py implements it).
 MAY = {
     "service": {"Detect", "Embed", "GetModel", "Enroll", "Identify", "Verify", "DeleteIdentity", "GetIdentity",
-                "ListIdentities"},
+                "ListIdentities", "Cluster"},  # Cluster: the gateway groups review faces
     "operator": {"Detect", "Embed", "GetModel", "Enroll", "Identify", "Verify", "DeleteIdentity", "GetIdentity",
                  "ListIdentities", "ExportIdentities", "Cluster", "EnrollFromImages", "WatchDecisions",
-                 "ListDecisions", "EraseIdentity", "ListAdminActions"},
-    "auditor": {"GetModel", "WatchDecisions", "ListDecisions", "ListAdminActions"},
+                 "ListDecisions", "EraseIdentity", "ListAdminActions", "ListDoors", "ListReviews", "AnswerReview",
+                 "AddReviewTemplate", "ClusterReviews"},
+    "auditor": {"GetModel", "WatchDecisions", "ListDecisions", "ListAdminActions", "ListDoors"},
     "integration": {"GetModel", "Identify", "Verify"},
     "camera": {"StreamCamera"},
     "door-controller": {"WatchDecisions"},
@@ -75,6 +76,11 @@ def calls(stack, tls_dir):
         "ListDecisions": lambda: gateway.ListDecisions(gateway_pb2.ListDecisionsRequest(limit=1), **t),
         "EraseIdentity": lambda: gateway.EraseIdentity(gateway_pb2.EraseIdentityRequest(identity_id="bad id!"), **t),
         "ListAdminActions": lambda: gateway.ListAdminActions(gateway_pb2.ListAdminActionsRequest(limit=1), **t),
+        "ListDoors": lambda: gateway.ListDoors(gateway_pb2.ListDoorsRequest(site="no-such-site"), **t),
+        "ListReviews": lambda: gateway.ListReviews(gateway_pb2.ListReviewsRequest(limit=5000), **t),
+        "AnswerReview": lambda: gateway.AnswerReview(gateway_pb2.AnswerReviewRequest(), **t),
+        "AddReviewTemplate": lambda: gateway.AddReviewTemplate(gateway_pb2.AddReviewTemplateRequest(), **t),
+        "ClusterReviews": lambda: gateway.ClusterReviews(gateway_pb2.ClusterReviewsRequest(site="no-such-site"), **t),
     }
 
 

@@ -751,6 +751,26 @@ def test__each_enrolment_mode_does_one_thing_and_refuses_the_others(matcher):
     assert (added.templates_added, moved.identity.template_count, list(moved.identity.groups)) == (1, 2, ["night"])
 
 
+def test__replace_groups_sets_the_groups_exactly_and_only_with_update_details(matcher):
+    """An empty `groups` in UPDATE_DETAILS keeps the stored ones; with `replace_groups` the groups
+    become what is sent, none included: how a person's access groups are taken away."""
+    UPDATE = common_pb2.ENROLL_MODE_UPDATE_DETAILS
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="gus", groups=["staff", "lab"], embeddings=[emb(unit(190))]),
+                   timeout=10)
+
+    kept = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="gus", display_name="Gus", mode=UPDATE), timeout=10)
+    fewer = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="gus", groups=["lab"], replace_groups=True,
+                                                     mode=UPDATE), timeout=10)
+    none = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="gus", replace_groups=True, mode=UPDATE), timeout=10)
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="gus-2", embeddings=[emb(unit(191))],
+                                                 replace_groups=True), timeout=10)
+
+    assert list(kept.identity.groups) == ["staff", "lab"] and list(fewer.identity.groups) == ["lab"]
+    assert list(none.identity.groups) == [] and none.identity.display_name == "Gus"
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "UPDATE_DETAILS" in caught.value.details()
+
+
 def test__an_acknowledged_look_alike_is_kept_with_the_person(matcher):
     """Twins enrolled on purpose: the acknowledgement is stored in metadata (facegate.lookalikes),
     so an export imports again without anyone being asked twice."""
