@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated
 
 import grpc
-from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
 from services.console.accounts import Session
@@ -109,6 +111,9 @@ async def erase_person(request: Request, identity_id: str, session: Annotated[Se
     return render(request, "erased.html", identity_id=identity_id, erased=erased)
 
 
+Entry = tuple[str, Callable[[int], bytes]]  # a file's path in the upload; read(limit) refuses more than limit
+
+
 def _bounded_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     """An entry's bytes, refusing it once it inflates past `limit` (its declared size can lie)."""
     with archive.open(info) as entry:
@@ -118,66 +123,103 @@ def _bounded_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -
     return data
 
 
-def _import_plan(data: bytes) -> tuple[dict[str, dict[str, str]], dict[str, list[tuple[str, bytes]]]]:
-    """People and their photos in an import zip: a folder per person named by their id, with
-    photos in it, and optionally `people.csv` (identity_id, display_name, groups, site). At most
-    MAX_IMPORT_MB uncompressed in all, whatever the entries declare (a zip bomb stops there)."""
+def _zip_entries(data: bytes) -> Iterator[Entry]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise ValueError("not a zip file") from None
+    with archive:
+        for info in archive.infolist():
+            if not info.is_dir():
+                yield info.filename, functools.partial(_bounded_read, archive, info)
+
+
+def _file_entries(files: list[tuple[str, bytes]]) -> Iterator[Entry]:
+    def read(name: str, data: bytes, limit: int) -> bytes:
+        if len(data) > limit:
+            raise ValueError(f"{name[:100]}: more than {limit // 2**20} MiB")
+        return data
+
+    for name, data in files:
+        yield name, functools.partial(read, name, data)
+
+
+def _import_plan(entries: Iterable[Entry]) -> tuple[dict[str, dict[str, str]], dict[str, list[tuple[str, bytes]]]]:
+    """People and their photos in an upload (a zip, or a folder the browser sends file by file):
+    a folder per person named by their id, with photos in it, and optionally `people.csv`
+    (identity_id, display_name, groups, site). At most MAX_IMPORT_MB in all, whatever a zip's
+    entries declare (a zip bomb stops there)."""
     details: dict[str, dict[str, str]] = {}
     photos: dict[str, list[tuple[str, bytes]]] = {}
     budget = MAX_IMPORT_MB * 2**20
-    with archive:
-        for info in archive.infolist():
-            parts = [p for p in info.filename.split("/") if p]
-            if info.is_dir() or not parts or parts[-1].startswith("."):
-                continue
-            if budget <= 0:
-                raise ValueError(f"more than {MAX_IMPORT_MB} MiB uncompressed in all: split the zip")
-            if parts[-1] == "people.csv":
-                text = _bounded_read(archive, info, min(budget, 2**20)).decode("utf-8-sig", "replace")
-                budget -= len(text)
-                for row in csv.DictReader(io.StringIO(text)):
-                    if row.get("identity_id"):
-                        details[row["identity_id"].strip()] = {k: (v or "").strip() for k, v in row.items() if k}
-                continue
-            if len(parts) < 2 or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
-                continue
-            person = parts[-2]
-            photos.setdefault(person, [])
-            if len(photos) > MAX_IMPORT_PEOPLE:
-                raise ValueError(f"more than {MAX_IMPORT_PEOPLE} people in one import: split the zip")
-            if len(photos[person]) < MAX_PHOTOS_EACH:
-                photo_bytes = _bounded_read(archive, info, min(budget, 20 * 2**20))
-                budget -= len(photo_bytes)
-                photos[person].append((parts[-1], photo_bytes))
+    for name, read in entries:
+        parts = [p for p in name.replace("\\", "/").split("/") if p]
+        if not parts or parts[-1].startswith("."):
+            continue
+        if budget <= 0:
+            raise ValueError(f"more than {MAX_IMPORT_MB} MiB uncompressed in all: split the import")
+        if parts[-1] == "people.csv":
+            text = read(min(budget, 2**20)).decode("utf-8-sig", "replace")
+            budget -= len(text)
+            for row in csv.DictReader(io.StringIO(text)):
+                if row.get("identity_id"):
+                    details[row["identity_id"].strip()] = {k: (v or "").strip() for k, v in row.items() if k}
+            continue
+        if len(parts) < 2 or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+            continue
+        person = parts[-2]
+        photos.setdefault(person, [])
+        if len(photos) > MAX_IMPORT_PEOPLE:
+            raise ValueError(f"more than {MAX_IMPORT_PEOPLE} people in one import: split it")
+        if len(photos[person]) < MAX_PHOTOS_EACH:
+            photo_bytes = read(min(budget, 20 * 2**20))
+            budget -= len(photo_bytes)
+            photos[person].append((parts[-1], photo_bytes))
     return details, photos
+
+
+async def _enrol_retrying(request: Request, session: Session, enrolment: gateway_pb2.EnrollFromImagesRequest
+                          ) -> gateway_pb2.EnrollFromImagesResponse:
+    """One person of an import; waits out the person's enrolment rate at the gateway (a few a
+    second) instead of failing the rest of a long import."""
+    for attempt in range(30):
+        try:
+            return await console(request).backends.gateway.EnrollFromImages(enrolment, **acting(request, session))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == 29:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 @router.post("/people/import")
 async def import_people(request: Request, session: Annotated[Session, Depends(guarded("enrol"))],
-                        archive: UploadFile) -> Response:
+                        archive: Annotated[UploadFile | None, File()] = None,
+                        folder: Annotated[list[UploadFile] | None, File()] = None) -> Response:
+    files = [f for f in folder or [] if f.filename]
+    # generators: nothing is read or inflated until the plan runs, in a worker thread
+    if archive is not None and archive.filename:
+        entries = _zip_entries(await archive.read())
+    elif files:  # a folder: the browser names each file by its path in it
+        entries = _file_entries([(f.filename or "", await f.read()) for f in files])
+    else:
+        return error_page(request, 400, "choose a zip file or a folder to import")
     try:  # in a thread: inflating a zip must not stall every other page and live stream
-        details, photos = await asyncio.to_thread(_import_plan, await archive.read())
+        details, photos = await asyncio.to_thread(_import_plan, entries)
     except (ValueError, zipfile.BadZipFile, zlib.error, RuntimeError, EOFError, NotImplementedError, csv.Error) as exc:
         # a corrupt entry, an encrypted one, a method zipfile cannot read, a broken people.csv
         return error_page(request, 400, f"import refused: {str(exc)[:300]}")
     if not photos:
-        return error_page(request, 400, "import refused: no photos found; the zip needs a folder per person "
+        return error_page(request, 400, "import refused: no photos found; it needs a folder per person "
                                         "(named by their id) with their photos in it")
-    gateway = console(request).backends.gateway
     results = []
     for person, shots in sorted(photos.items()):
         row = details.get(person, {})
         try:
-            reply = await gateway.EnrollFromImages(
-                gateway_pb2.EnrollFromImagesRequest(
-                    identity_id=person, display_name=row.get("display_name", ""), site=row.get("site", ""),
-                    groups=split_groups(row.get("groups", "")), mode=common_pb2.ENROLL_MODE_CREATE,
-                    images=[photo(data) for _, data in shots]),
-                **acting(request, session))
+            reply = await _enrol_retrying(request, session, gateway_pb2.EnrollFromImagesRequest(
+                identity_id=person, display_name=row.get("display_name", ""), site=row.get("site", ""),
+                groups=split_groups(row.get("groups", "")), mode=common_pb2.ENROLL_MODE_CREATE,
+                images=[photo(data) for _, data in shots]))
             results.append((person, len(shots), reply.templates_added, [e for e in reply.image_errors if e]))
         except grpc.aio.AioRpcError as exc:
             results.append((person, len(shots), 0, [grpc_status(exc)[1]]))

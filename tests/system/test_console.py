@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -577,6 +578,40 @@ def test_an_erased_person_is_no_longer_recognised_at_a_door(stack, context: Brow
     after = visit(stack, door, site, [demo_photos["obama2.jpg"], demo_photos["obama3.jpg"]])
     assert [(d.outcome, d.identity_id) for d in before] == [(Outcome.OUTCOME_GRANTED, person)]
     assert [(d.outcome, d.identity_id) for d in after] == [(Outcome.OUTCOME_DENIED_UNKNOWN, "")] * 2
+
+
+# --- 8a. importing many people ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["folder", "zip"])
+def test_importing_a_folder_or_a_zip_enrols_a_person_per_subfolder_with_the_names_of_people_csv(
+        stack, context: BrowserContext, console_user, demo_photos, tmp_path, how):
+    site = unique(f"console-import-{how}")
+    alice, bob = unique("import-alice"), unique("import-bob")
+    folder = tmp_path / "staff"
+    for person, name in ((alice, "obama.jpg"), (bob, "biden.jpg")):
+        (folder / person).mkdir(parents=True)
+        (folder / person / name).write_bytes(demo_photos[name].read_bytes())
+    (folder / "people.csv").write_text(f"identity_id,display_name,groups,site\n{alice},Alice Import,staff,{site}\n"
+                                       f"{bob},Bob Import,staff;night,{site}\n")
+    page = logged_in(context, console_user("operator"))
+    page.goto("/people")
+
+    if how == "folder":
+        page.get_by_label("or a folder").set_input_files(folder)
+    else:
+        archive = tmp_path / "staff.zip"
+        with zipfile.ZipFile(archive, "w") as packed:
+            for path in folder.rglob("*"):
+                packed.write(path, path.relative_to(tmp_path))
+        page.get_by_label("A zip file").set_input_files(archive)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Import").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Import")
+    screenshot(page, f"people-imported-{how}")
+    enrolled = {person: in_gallery(stack, person) for person in (alice, bob)}
+    assert {p: (i.display_name, list(i.groups), i.site, i.template_count) for p, i in enrolled.items() if i} == {
+        alice: ("Alice Import", ["staff"], site, 1), bob: ("Bob Import", ["night", "staff"], site, 1)}
 
 
 # --- 8b. the review queue ---------------------------------------------------------------------------
