@@ -20,6 +20,7 @@ A YAML file (a ConfigMap in Kubernetes), e.g.:
         groups: [it-ops]
         target_far: 0.0001
         frames_needed: 3
+        review_unknown: true               # strangers go to the review queue too (REVIEW always does)
 
 `target_far` and the matcher's per-site FAR (`--site-far`): the stricter one decides. A door
 without a target (and no default here) uses its site's FAR on the matcher, or the model's
