@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup browser bench-console test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: setup browser postgres bench-console bench-audit test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -36,9 +36,17 @@ browser:
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-## test-system: the services as real processes, the real models, a real Milvus, the console in
-## a real Chromium
-test-system: setup browser
+## postgres: Debian's PostgreSQL server binaries, for the tests of the shared audit log (the
+## tests start their own server in a temp directory; nothing is configured system-wide)
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
+
+## test-system: the services as real processes, the real models, a real Milvus, a real
+## PostgreSQL, the console in a real Chromium
+test-system: setup browser postgres
 	$(PY) -m pytest -ra tests/system
 
 ## lint: ruff, mypy, and the import rules between the floors (docs/architecture.md)
@@ -89,6 +97,10 @@ bench-frame-path: setup
 ## a real Chromium), p50/p95
 bench-console: setup browser
 	$(PY) bench/console_bench.py
+
+## bench-audit: what the audit log costs per decision, SQLite against a real PostgreSQL
+bench-audit: setup postgres
+	$(PY) bench/audit_bench.py
 
 ## bench-trust: what mutual TLS and the roles interceptor cost (Identify, a camera's decision
 ## latency), plaintext and secure stacks side by side (~3 minutes)

@@ -75,6 +75,16 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (Debian's postgresql; Unix socket only, in a temp
+    directory); tests create databases of their own on it."""
+    from facegate.harness.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     """With FACEGATE_TEST_MILVUS=server (`make test-milvus-server`), a real Milvus 2.3.5 server
     started for the session in a private network namespace; otherwise None: each matcher gets

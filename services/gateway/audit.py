@@ -1,46 +1,60 @@
 """The audit log: every decision, durable before anyone acts on it.
 
-SQLite by default (a file path in the gateway's settings; WAL journal, `synchronous=FULL`, so a
-committed event survives a crash or power loss). The gateway writes a decision here *before*
-publishing it to door controllers and watchers: an unlock never happens without its record.
-No face images are stored: door, site, times, outcome, identity or unknown, distance, the
-number of frames the decision rests on, the reason, the model version and the track id.
+Two engines, one behaviour (`AuditLog`; `open_audit_log` picks one by the target's form):
+- SQLite, the embedded default (a file path; WAL journal, `synchronous=FULL`, so a committed
+  event survives a crash or power loss), for one gateway;
+- PostgreSQL (`postgresql://...`, `audit_postgres.py`), shared by any number of gateways.
+The schema is versioned (`MIGRATIONS`, applied at open, recorded in `schema_migrations`), so an
+older log is brought up to date and a newer one is refused.
+
+The gateway writes a decision here *before* publishing it to door controllers and watchers: an
+unlock never happens without its record. No face images are stored: door, site, times,
+outcome, identity or unknown, distance, the number of frames the decision rests on, the reason,
+the model version and the track id.
 
 Erasure (`erase`): a person's past decisions keep their id and display name unless the
 erasure asks for a pseudonym; then, in one transaction, their id becomes "erased-<16 hex>"
 wherever it appears (identity, and their quoted mentions in the reasons of any decision: see
 `tracking.mention`) and their display name is cleared, and the erasure is recorded as an admin
 action under the pseudonym (never the id it removes). Decisions still in flight when the
-erasure happens (a track decided a moment later) are pseudonymised as they are recorded, for
-`ERASED_MEMORY` seconds after it.
+erasure happens (a track decided a moment later, on this gateway or another) are pseudonymised
+as they are recorded, for `ERASED_MEMORY` seconds after it: the erasure is kept in the log's
+`erasures` table, which every gateway reads when it records.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import secrets
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from services.contracts.v1 import gateway_pb2
 from services.gateway.tracking import mention
 
 ERASED_MEMORY = 120.0  # s: far longer than a track lives (1.5 s unseen) or a replica's staleness (0.4 s)
 
-SCHEMA = """
+# The schema, version by version: (version, what it adds). Written in the SQL both engines take;
+# {ns} is a 64-bit integer column, {real} a double (the engines spell them differently).
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, """
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id TEXT PRIMARY KEY,
-    decided_at_ns INTEGER NOT NULL,
-    captured_at_ns INTEGER NOT NULL,
+    decided_at_ns {ns} NOT NULL,
+    captured_at_ns {ns} NOT NULL,
     door_id TEXT NOT NULL,
     site TEXT NOT NULL,
     outcome TEXT NOT NULL,
     identity_id TEXT NOT NULL,
     display_name TEXT NOT NULL,
-    distance REAL NOT NULL,
+    distance {real} NOT NULL,
     frames INTEGER NOT NULL,
     track_id TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -48,18 +62,28 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_by_door_time ON decisions (door_id, decided_at_ns);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at_ns);
-CREATE INDEX IF NOT EXISTS decisions_by_identity ON decisions (identity_id, decided_at_ns);
 CREATE TABLE IF NOT EXISTS admin_actions (
     action_id TEXT PRIMARY KEY,
-    at_ns INTEGER NOT NULL,
+    at_ns {ns} NOT NULL,
     action TEXT NOT NULL,
     subject TEXT NOT NULL,
     detail TEXT NOT NULL,
     caller TEXT NOT NULL
-);
-"""
+)"""),
+    (2, """
+CREATE INDEX IF NOT EXISTS decisions_by_identity ON decisions (identity_id, decided_at_ns);
+CREATE TABLE IF NOT EXISTS erasures (
+    identity_id TEXT NOT NULL,
+    pseudonym TEXT NOT NULL,
+    until_ns {ns} NOT NULL
+)"""),
+)
 COLUMNS = ("decision_id", "decided_at_ns", "captured_at_ns", "door_id", "site", "outcome", "identity_id",
            "display_name", "distance", "frames", "track_id", "reason", "model_key")
+
+
+class AuditError(RuntimeError):
+    """The log cannot take a write (the message says why; nothing of the write was kept)."""
 
 
 @dataclass(frozen=True)
@@ -82,40 +106,75 @@ class EventQuery:
     identity_id: str = ""
 
 
-class AuditLog:
-    """Append decisions, query them back. Thread-safe; one connection per log."""
+class Cursor(Protocol):
+    """What the log needs of a database cursor (sqlite3's and psycopg's both fit)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._erased: dict[str, tuple[str, float]] = {}  # recently erased id -> (pseudonym, until monotonic)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+    def execute(self, sql: str, args: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+
+class AuditLog(abc.ABC):
+    """Append decisions, query them back, record admin actions and erasures. Thread-safe. The
+    engines differ only in how they connect, run a transaction and spell a few things."""
+
+    ns_type, real_type = "INTEGER", "REAL"
+    contains = "instr(reason, ?) > 0"  # `reason` contains the argument
+
+    @abc.abstractmethod
+    def _transaction(self, erasing: bool = False) -> contextlib.AbstractContextManager[Cursor]:
+        """A cursor in one transaction (committed on exit, rolled back on error). `erasing`:
+        exclusive of every `record` (an erasure and a decision about the person cannot pass each
+        other); otherwise records may run side by side."""
+
+    def _sql(self, statement: str) -> str:
+        return statement
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def _migrate(self) -> None:
+        """Bring the schema up to `MIGRATIONS`' last version; refuse a log from a newer FaceGate."""
+        newest = MIGRATIONS[-1][0]
+        with self._transaction(erasing=True) as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                           f"applied_at_ns {self.ns_type} NOT NULL)")
+            cursor.execute("SELECT MAX(version) FROM schema_migrations")
+            current = cursor.fetchone()[0] or 0
+            if current > newest:
+                raise AuditError(f"the audit log is at schema version {current}; this gateway knows up to {newest}: "
+                                 "run the newer gateway (or restore a copy made for this one)")
+            for version, script in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in script.format(ns=self.ns_type, real=self.real_type).split(";"):
+                    if statement.strip():
+                        cursor.execute(statement)
+                cursor.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?)"), (version, time.time_ns()))
+
+    def schema_version(self) -> int:
+        with self._transaction() as cursor:
+            cursor.execute("SELECT MAX(version) FROM schema_migrations")
+            return int(cursor.fetchone()[0])
 
     def record(self, decisions: list[gateway_pb2.Decision]) -> None:
         """Store decisions in one transaction (all or none). A person erased with a pseudonym
-        moments ago is recorded under it: the decisions are rewritten in place, so what is
-        published afterwards matches the record."""
-        with self._lock:
+        moments ago (by any gateway) is recorded under it: the decisions are rewritten in place,
+        so what is published afterwards matches the record."""
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("SELECT identity_id, pseudonym FROM erasures WHERE until_ns > ?"),
+                           (time.time_ns(),))
+            erased = dict(cursor.fetchall())
             for d in decisions:
-                self._pseudonymise(d)
+                _pseudonymise(d, erased)
             rows = [(
                 d.decision_id, d.decided_at.ToNanoseconds(), d.captured_at.ToNanoseconds(), d.door_id, d.site,
                 gateway_pb2.Decision.Outcome.Name(d.outcome), d.identity_id, d.display_name, float(d.distance),
                 d.frames, d.track_id, d.reason, d.model_key,
             ) for d in decisions]
-            with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
-                self._db.execute("BEGIN")
-                self._db.executemany(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
-                                     f"({', '.join('?' * len(COLUMNS))})", rows)
+            cursor.executemany(self._sql(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
+                                         f"({', '.join('?' * len(COLUMNS))})"), rows)
 
     def query(self, query: EventQuery) -> list[gateway_pb2.Decision]:
         """Decisions matching `query`, newest first."""
@@ -131,20 +190,10 @@ class AuditLog:
                 args.append(value)
         sql = (f"SELECT {', '.join(COLUMNS)} FROM decisions WHERE {' AND '.join(clauses)} "
                "ORDER BY decided_at_ns DESC LIMIT ?")
-        with self._lock:
-            rows = self._db.execute(sql, [*args, query.limit]).fetchall()
-        return [self._decision(dict(zip(COLUMNS, row, strict=True))) for row in rows]
-
-    def _pseudonymise(self, decision: gateway_pb2.Decision) -> None:
-        """Apply recent erasures to a decision about to be recorded (under the lock)."""
-        if not self._erased:
-            return
-        now = time.monotonic()
-        self._erased = {k: v for k, v in self._erased.items() if v[1] > now}
-        for identity_id, (pseudonym, _) in self._erased.items():
-            if decision.identity_id == identity_id:
-                decision.identity_id, decision.display_name = pseudonym, ""
-            decision.reason = decision.reason.replace(mention(identity_id), mention(pseudonym))
+        with self._transaction() as cursor:
+            cursor.execute(self._sql(sql), [*args, query.limit])
+            rows = cursor.fetchall()
+        return [_decision(dict(zip(COLUMNS, row, strict=True))) for row in rows]
 
     def record_admin(self, action: str, subject: str, detail: str, caller: str, result: str = "pending") -> str:
         """Record an admin action: before it is carried out (result "pending": an action the log
@@ -153,57 +202,59 @@ class AuditLog:
         message = gateway_pb2.AdminAction(action_id=uuid.uuid4().hex, action=action, subject=subject,
                                           detail=f"{detail}; result: {result}", caller=caller)
         message.at.FromNanoseconds(time.time_ns())
-        with self._lock, self._db:
-            self._insert_admin(message)
+        with self._transaction() as cursor:
+            self._insert_admin(cursor, message)
         return message.action_id
 
-    def _insert_admin(self, action: gateway_pb2.AdminAction) -> None:
-        """One admin_actions row (the caller holds the lock, inside a transaction)."""
-        self._db.execute("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (action.action_id, action.at.ToNanoseconds(), action.action,
-                                                       action.subject, action.detail, action.caller))
+    def _insert_admin(self, cursor: Cursor, action: gateway_pb2.AdminAction) -> None:
+        cursor.execute(self._sql("INSERT INTO admin_actions (action_id, at_ns, action, subject, detail, caller) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)"),
+                       (action.action_id, action.at.ToNanoseconds(), action.action, action.subject, action.detail,
+                        action.caller))
 
     def finish_admin(self, action_id: str, result: str) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE admin_actions SET detail = replace(detail, '; result: pending', ?) "
-                             "WHERE action_id = ?", (f"; result: {result}", action_id))
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("UPDATE admin_actions SET detail = replace(detail, '; result: pending', ?) "
+                                     "WHERE action_id = ?"), (f"; result: {result}", action_id))
 
     def erase(self, identity_id: str, pseudonymise: bool, detail: str, caller: str) -> Erasure:
         """Record an erasure as an admin action and, if asked, pseudonymise the person's past
-        decisions, all in one transaction."""
+        decisions, all in one transaction that no decision being recorded can pass."""
         pseudonym = f"erased-{secrets.token_hex(8)}" if pseudonymise else ""
         quoted = mention(identity_id)
         action = gateway_pb2.AdminAction(action_id=uuid.uuid4().hex, action="erase_identity",
                                          subject=pseudonym or identity_id, caller=caller)
         action.at.FromNanoseconds(time.time_ns())
-        with self._lock:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                changed = 0
-                if pseudonymise:
-                    rows = self._db.execute(
-                        "SELECT decision_id, identity_id, display_name, reason FROM decisions "
-                        "WHERE identity_id = ? OR instr(reason, ?) > 0", (identity_id, quoted)).fetchall()
-                    updates = [(pseudonym if who == identity_id else who, "" if who == identity_id else name,
-                                reason.replace(quoted, mention(pseudonym)), decision_id)
-                               for decision_id, who, name, reason in rows]
-                    self._db.executemany("UPDATE decisions SET identity_id = ?, display_name = ?, reason = ? "
-                                         "WHERE decision_id = ?", updates)
-                    changed = len(updates)
-                    # earlier admin actions about the person (enrolments) name the pseudonym too
-                    self._db.execute("UPDATE admin_actions SET subject = ? WHERE subject = ?", (pseudonym, identity_id))
-                action.detail = f"{detail}; {changed} past decisions pseudonymised" if pseudonymise else \
-                    f"{detail}; past decisions keep the identity"
-                self._insert_admin(action)
+        changed = 0
+        with self._transaction(erasing=True) as cursor:
             if pseudonymise:
-                self._erased[identity_id] = (pseudonym, time.monotonic() + ERASED_MEMORY)
+                cursor.execute(self._sql("SELECT decision_id, identity_id, display_name, reason FROM decisions "
+                                         f"WHERE identity_id = ? OR {self.contains}"), (identity_id, quoted))
+                updates = [(pseudonym if who == identity_id else who, "" if who == identity_id else name,
+                            reason.replace(quoted, mention(pseudonym)), decision_id)
+                           for decision_id, who, name, reason in cursor.fetchall()]
+                if updates:
+                    cursor.executemany(self._sql("UPDATE decisions SET identity_id = ?, display_name = ?, reason = ? "
+                                                 "WHERE decision_id = ?"), updates)
+                changed = len(updates)
+                # earlier admin actions about the person (enrolments) name the pseudonym too
+                cursor.execute(self._sql("UPDATE admin_actions SET subject = ? WHERE subject = ?"),
+                               (pseudonym, identity_id))
+                now = time.time_ns()
+                cursor.execute(self._sql("DELETE FROM erasures WHERE until_ns < ?"), (now,))
+                cursor.execute(self._sql("INSERT INTO erasures VALUES (?, ?, ?)"),
+                               (identity_id, pseudonym, now + int(ERASED_MEMORY * 1e9)))
+            action.detail = f"{detail}; {changed} past decisions pseudonymised" if pseudonymise else \
+                f"{detail}; past decisions keep the identity"
+            self._insert_admin(cursor, action)
         return Erasure(changed, pseudonym, action)
 
     def admin_actions(self, limit: int = 1000) -> list[gateway_pb2.AdminAction]:
         """Admin actions, newest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT action_id, at_ns, action, subject, detail, caller FROM admin_actions "
-                                    "ORDER BY at_ns DESC LIMIT ?", (limit,)).fetchall()
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("SELECT action_id, at_ns, action, subject, detail, caller FROM admin_actions "
+                                     "ORDER BY at_ns DESC LIMIT ?"), (limit,))
+            rows = cursor.fetchall()
         actions = []
         for action_id, at_ns, action, subject, detail, caller in rows:
             message = gateway_pb2.AdminAction(action_id=action_id, action=action, subject=subject, detail=detail,
@@ -213,17 +264,69 @@ class AuditLog:
         return actions
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+        with self._transaction() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM decisions")
+            return int(cursor.fetchone()[0])
 
-    @staticmethod
-    def _decision(row: dict) -> gateway_pb2.Decision:
-        decision = gateway_pb2.Decision(
-            decision_id=row["decision_id"], door_id=row["door_id"], site=row["site"],
-            outcome=row["outcome"], identity_id=row["identity_id"],  # outcome: the enum's name, as stored
-            display_name=row["display_name"], distance=row["distance"], frames=row["frames"],
-            track_id=row["track_id"], reason=row["reason"], model_key=row["model_key"],
-        )
-        decision.decided_at.FromNanoseconds(row["decided_at_ns"])
-        decision.captured_at.FromNanoseconds(row["captured_at_ns"])
-        return decision
+
+class SqliteAuditLog(AuditLog):
+    """The log in a SQLite file (or ":memory:"): one gateway."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    @contextlib.contextmanager
+    def _transaction(self, erasing: bool = False) -> Iterator[Cursor]:
+        with self._lock:  # one connection: the lock orders this process's transactions
+            cursor = self._db.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE" if erasing else "BEGIN")
+                yield cursor
+                self._db.commit()
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                if isinstance(exc, sqlite3.Error):  # a full disk, a duplicate id, a locked file
+                    raise AuditError(f"audit log (SQLite {self.path}): {exc}") from exc
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_audit_log(target: str) -> AuditLog:
+    """The log at `target`: a PostgreSQL URI (postgresql://... or postgres://...), else a SQLite
+    file path."""
+    if target.startswith(("postgresql://", "postgres://")):
+        from services.gateway.audit_postgres import PostgresAuditLog  # psycopg only where it is used
+
+        return PostgresAuditLog(target)
+    return SqliteAuditLog(target)
+
+
+def _pseudonymise(decision: gateway_pb2.Decision, erased: dict[str, str]) -> None:
+    """Apply recent erasures (id -> pseudonym) to a decision about to be recorded."""
+    for identity_id, pseudonym in erased.items():
+        if decision.identity_id == identity_id:
+            decision.identity_id, decision.display_name = pseudonym, ""
+        decision.reason = decision.reason.replace(mention(identity_id), mention(pseudonym))
+
+
+def _decision(row: dict) -> gateway_pb2.Decision:
+    decision = gateway_pb2.Decision(
+        decision_id=row["decision_id"], door_id=row["door_id"], site=row["site"],
+        outcome=row["outcome"], identity_id=row["identity_id"],  # outcome: the enum's name, as stored
+        display_name=row["display_name"], distance=row["distance"], frames=row["frames"],
+        track_id=row["track_id"], reason=row["reason"], model_key=row["model_key"],
+    )
+    decision.decided_at.FromNanoseconds(row["decided_at_ns"])
+    decision.captured_at.FromNanoseconds(row["captured_at_ns"])
+    return decision

@@ -31,7 +31,7 @@ from services.core.errors import (
     Unavailable,
 )
 from services.core.server import ready, run_service
-from services.gateway.audit import AuditLog, EventQuery
+from services.gateway.audit import AuditLog, EventQuery, open_audit_log
 from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.door_status import DoorStatuses
@@ -72,7 +72,10 @@ class GatewayServiceSettings(ServerSettings):
     matcher_address: str = setting("127.0.0.1:50053", "matcher host:port")
     doors: str = setting("", "door configuration YAML (reloaded when it changes); empty = any door, anyone "
                              "enrolled, the defaults below")
-    audit_db: str = setting("./facegate-audit.db", "SQLite file of the audit log (every decision)")
+    audit_db: str = setting("./facegate-audit.db", "the audit log (every decision and admin action): a SQLite file "
+                                                   "(one gateway), or postgresql://user@host/db for a PostgreSQL "
+                                                   "database shared by any number of gateways (password from "
+                                                   "PGPASSFILE or PGPASSWORD, not the URI)")
     default_site: str = setting("default", "site of doors that do not name one")
     frames_needed: int = setting(2, "agreeing frames per face track, for doors not in the configuration "
                                     "(at least 2: one frame never opens a door)", in_range(2, 10))
@@ -172,9 +175,12 @@ class DoorStream:
 
 
 def beside(path: str, suffix: str) -> str:
-    """A file next to `path`, its name + `suffix` ("audit.db" -> "audit-reviews.db"; in memory stays so)."""
+    """A file next to `path`, its name + `suffix` ("audit.db" -> "audit-reviews.db"; in memory stays so;
+    beside a database URL: in the working directory)."""
     if path == ":memory:":
         return path
+    if "://" in path:
+        return f"./facegate{suffix}.db"
     file = Path(path)
     return str(file.with_name(f"{file.stem}{suffix}{file.suffix}"))
 
@@ -237,7 +243,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                              "no track could reach a verdict")
         if s.doors:  # a broken door file stops the gateway now, not after the backends are up
             self._reload_doors(initial=True)
-        audit = await asyncio.to_thread(AuditLog, s.audit_db)
+        audit = await asyncio.to_thread(open_audit_log, s.audit_db)
         reviews = await asyncio.to_thread(ReviewQueue, s.review_db or beside(s.audit_db, "-reviews"),
                                           s.review_retention_days * 86400)
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,

@@ -1,0 +1,70 @@
+"""The audit log in PostgreSQL: one log for any number of gateways (`AuditLog` has the behaviour).
+
+One connection per gateway, used under a lock (the gateway's audit writes are batched per
+decision round, and reads are rare); a connection that breaks (the server restarted, failed
+over) is replaced on the next call, and the call that met the break fails with AuditError, so
+the gateway publishes nothing it could not record. Commits are synchronous (the server's
+default): a decision is on the server's disk before the gateway publishes it.
+
+Erasures and decision writes are ordered with one advisory lock: each `record` holds it shared
+for its transaction, an erasure holds it exclusively, so a decision about a person cannot be
+written on one gateway while another erases them, between the erasure's rename of past
+decisions and its note in `erasures` that later decisions read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import psycopg
+
+from services.gateway.audit import AuditError, AuditLog, Cursor
+
+ERASURE_LOCK = 0x46_61_63_65_47_61_74_65  # "FaceGate": the advisory lock key erasures and records share
+
+
+class PostgresAuditLog(AuditLog):
+    """The log in the PostgreSQL database at `url` (a libpq URI; credentials from the URI, a
+    PGPASSFILE or the environment, as libpq reads them)."""
+
+    ns_type, real_type = "BIGINT", "DOUBLE PRECISION"
+    contains = "strpos(reason, ?) > 0"
+
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+        self.url = url
+        self._timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._db: psycopg.Connection | None = None
+        self._migrate()
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def _connection(self) -> psycopg.Connection:
+        if self._db is None or self._db.closed or self._db.broken:
+            try:
+                # autocommit: each `transaction()` block below is one explicit transaction
+                self._db = psycopg.connect(self.url, connect_timeout=int(self._timeout), autocommit=True,
+                                           application_name="facegate-gateway")
+            except psycopg.Error as exc:
+                raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
+        return self._db
+
+    @contextlib.contextmanager
+    def _transaction(self, erasing: bool = False) -> Iterator[Cursor]:
+        with self._lock:
+            db = self._connection()
+            try:
+                with db.transaction(), db.cursor() as cursor:
+                    lock = "pg_advisory_xact_lock" if erasing else "pg_advisory_xact_lock_shared"
+                    cursor.execute(f"SELECT {lock}(%s)", (ERASURE_LOCK,))
+                    yield cursor
+            except psycopg.Error as exc:  # the transaction was rolled back
+                raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()

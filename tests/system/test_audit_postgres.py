@@ -1,0 +1,121 @@
+"""The audit log on a real PostgreSQL server: every behaviour of the SQLite log (the tests of
+tests/unit/test_audit.py, run again here), and what only a shared log must do: several gateways
+writing and reading one log, an erasure on one gateway holding for decisions recorded on
+another, and a server that goes away and comes back."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from services.gateway.audit import AuditError, AuditLog, EventQuery, open_audit_log
+from services.gateway.audit_postgres import PostgresAuditLog
+from tests.unit import test_audit as spec
+from tests.unit.test_audit import decision
+
+# every test of the SQLite log's specification, on PostgreSQL (`open_log` below replaces its fixture)
+globals().update({name: test for name, test in vars(spec).items() if name.startswith("test__")})
+
+
+@pytest.fixture
+def database(postgres) -> str:
+    """A database of the test's own on the session's server; its URI."""
+    return postgres.create_database(f"audit_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def open_log(database) -> Callable[[], AuditLog]:
+    return lambda: open_audit_log(database)
+
+
+def test__a_postgresql_uri_opens_the_shared_log_and_the_schema_is_at_its_newest_version(database):
+    log = open_audit_log(database)
+
+    assert isinstance(log, PostgresAuditLog)
+    assert log.schema_version() == spec.MIGRATIONS_NEWEST
+
+
+def test__two_gateways_on_one_log_see_each_others_decisions_and_admin_actions(database):
+    gateway_a, gateway_b = open_audit_log(database), open_audit_log(database)
+
+    gateway_a.record([decision(1, "lobby")])
+    gateway_b.record([decision(2, "garage")])
+    gateway_b.finish_admin(gateway_b.record_admin("enrol_identity", "alice", "1 of 1 photos", caller="c"), "done")
+
+    assert [d.decision_id for d in gateway_a.query(EventQuery())] == ["d2", "d1"]
+    assert [d.decision_id for d in gateway_b.query(EventQuery(door_id="lobby"))] == ["d1"]
+    assert [a.detail for a in gateway_a.admin_actions()] == ["1 of 1 photos; result: done"]
+
+
+def test__a_decision_id_recorded_by_one_gateway_cannot_be_recorded_again_by_another(database):
+    gateway_a, gateway_b = open_audit_log(database), open_audit_log(database)
+    gateway_a.record([decision(1)])
+
+    with pytest.raises(AuditError, match="duplicate key"):
+        gateway_b.record([decision(2), decision(1)])
+
+    assert gateway_a.count() == 1
+
+
+def test__an_erasure_on_one_gateway_pseudonymises_a_decision_recorded_just_after_on_another(database):
+    gateway_a, gateway_b = open_audit_log(database), open_audit_log(database)
+    erasure = gateway_a.erase("alice", pseudonymise=True, detail="1 templates removed", caller="c")
+    late = decision(7)
+    late.display_name, late.reason = "Alice", "left before enough frames agreed ('alice' 1); needs review"
+
+    gateway_b.record([late])
+
+    assert (late.identity_id, late.display_name) == (erasure.pseudonym, "")
+    assert gateway_a.query(EventQuery())[0].identity_id == erasure.pseudonym
+
+
+def test__erasures_and_records_racing_on_two_gateways_never_leave_the_erased_id_behind(database):
+    """Many decisions about alice recorded on one gateway while another erases her: whatever the
+    interleaving, none is left under her id (the shared advisory lock orders them)."""
+    gateway_a, gateway_b = open_audit_log(database), open_audit_log(database)
+    errors: list[BaseException] = []
+
+    def keep_recording() -> None:
+        try:
+            for n in range(100, 160):
+                gateway_b.record([decision(n)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    writer = threading.Thread(target=keep_recording)
+    writer.start()
+    erasure = gateway_a.erase("alice", pseudonymise=True, detail="erased mid-stream", caller="c")
+    writer.join()
+
+    assert errors == []
+    assert {d.identity_id for d in gateway_a.query(EventQuery(limit=1000))} == {erasure.pseudonym}
+
+
+def test__the_log_fails_while_the_server_is_down_and_works_again_when_it_is_back(postgres):
+    url = postgres.create_database(f"audit_{uuid.uuid4().hex[:12]}")
+    log = open_audit_log(url)
+    log.record([decision(1)])
+
+    postgres.crash()
+    try:
+        with pytest.raises(AuditError, match="PostgreSQL"):
+            log.record([decision(2)])
+    finally:
+        postgres.restart()
+    log.record([decision(3)])
+
+    assert [d.decision_id for d in log.query(EventQuery())] == ["d3", "d1"]  # d2 was refused, not half-kept
+
+
+def test__a_log_written_by_a_newer_facegate_is_refused_with_what_to_do(database):
+    import psycopg
+
+    open_audit_log(database).close()
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("INSERT INTO schema_migrations VALUES (99, 0)")
+
+    with pytest.raises(AuditError, match="schema version 99"):
+        open_audit_log(database)
