@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -175,6 +175,16 @@ class AuditLog(abc.ABC):
             ) for d in decisions]
             cursor.executemany(self._sql(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
                                          f"({', '.join('?' * len(COLUMNS))})"), rows)
+            self._announce(cursor, decisions)
+
+    def _announce(self, cursor: Cursor, decisions: list[gateway_pb2.Decision]) -> None:
+        """Tell the other gateways on this log, with the commit (only a shared log has any)."""
+        return None
+
+    async def follow_others(self, publish: Callable[[gateway_pb2.Decision], None]) -> None:
+        """Until cancelled: `publish` every decision other gateways record in this log, as they
+        commit. A log of one gateway has no others: returns at once."""
+        return None
 
     def query(self, query: EventQuery) -> list[gateway_pb2.Decision]:
         """Decisions matching `query`, newest first."""

@@ -6,6 +6,12 @@ over) is replaced on the next call, and the call that met the break fails with A
 the gateway publishes nothing it could not record. Commits are synchronous (the server's
 default): a decision is on the server's disk before the gateway publishes it.
 
+Other gateways hear each decision as it commits: `record` sends it with `pg_notify` in its
+transaction (PostgreSQL delivers notifications only on commit, in commit order), and
+`follow_others` listens on a connection of its own and hands the other gateways' decisions to
+this gateway's watchers. A listener that loses its connection reconnects within a second; what
+was notified meanwhile is in the log (watchers backfill with ListDecisions), not in the stream.
+
 Erasures and decision writes are ordered with one advisory lock: each `record` holds it shared
 for its transaction, an erasure holds it exclusively, so a decision about a person cannot be
 written on one gateway while another erases them, between the erasure's rename of past
@@ -14,15 +20,22 @@ decisions and its note in `erasures` that later decisions read.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import logging
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import psycopg
 
+from services.contracts.v1 import gateway_pb2
 from services.gateway.audit import AuditError, AuditLog, Cursor
 
+log = logging.getLogger("facegate.gateway.audit")
 ERASURE_LOCK = 0x46_61_63_65_47_61_74_65  # "FaceGate": the advisory lock key erasures and records share
+CHANNEL = "facegate_decisions"  # NOTIFY channel: "<origin>:<base64 Decision>" (~600 bytes; the limit is 8,000)
 
 
 class PostgresAuditLog(AuditLog):
@@ -37,6 +50,7 @@ class PostgresAuditLog(AuditLog):
         self._timeout = connect_timeout
         self._lock = threading.Lock()
         self._db: psycopg.Connection | None = None
+        self.origin = uuid.uuid4().hex[:16]  # this gateway, in its notifications (it skips its own)
         self._migrate()
 
     def _sql(self, statement: str) -> str:
@@ -63,6 +77,27 @@ class PostgresAuditLog(AuditLog):
                     yield cursor
             except psycopg.Error as exc:  # the transaction was rolled back
                 raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
+
+    def _announce(self, cursor: Cursor, decisions: list[gateway_pb2.Decision]) -> None:
+        for decision in decisions:
+            payload = f"{self.origin}:{base64.b64encode(decision.SerializeToString()).decode()}"
+            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+    async def follow_others(self, publish: Callable[[gateway_pb2.Decision], None]) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.url, autocommit=True, connect_timeout=int(self._timeout),
+                        application_name="facegate-gateway-listener") as listener:
+                    await listener.execute(f"LISTEN {CHANNEL}")
+                    log.info("following the other gateways' decisions", extra={"fields": {"origin": self.origin}})
+                    async for note in listener.notifies():
+                        origin, _, body = note.payload.partition(":")
+                        if origin != self.origin:
+                            publish(gateway_pb2.Decision.FromString(base64.b64decode(body)))
+            except (psycopg.Error, OSError, ValueError) as exc:  # the server went away, a garbled payload
+                log.warning("decision feed from the other gateways interrupted (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)
 
     def close(self) -> None:
         with self._lock:

@@ -75,8 +75,10 @@ class DecisionHub:
         self.queue_size = queue_size
         self._watchers: set[asyncio.Queue[gateway_pb2.Decision | None]] = set()
 
-    def publish(self, decision: gateway_pb2.Decision) -> None:
-        DECISIONS.labels(decision.door_id, decision.site, Outcome.Name(decision.outcome)).inc()
+    def publish(self, decision: gateway_pb2.Decision, counted: bool = True) -> None:
+        """To every watcher; `counted`: made here (another gateway counts its own decisions)."""
+        if counted:
+            DECISIONS.labels(decision.door_id, decision.site, Outcome.Name(decision.outcome)).inc()
         for queue in list(self._watchers):
             if queue.full():  # too slow: drop the watcher, not the decision for the others
                 WATCHER_DROPS.inc(queue.qsize() + 1)

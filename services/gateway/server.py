@@ -235,6 +235,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         # decision id -> (door, what its reviewer sees), until published (or its camera stream ends)
         self._evidence: dict[str, tuple[str, Evidence]] = {}
         self._review_sweeper: asyncio.Task[None] | None = None
+        self._feed: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self._settings
@@ -271,6 +272,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._running.embed.start()
         self._certificate_follower = asyncio.create_task(self._follow_certificate(backends))
         self._review_sweeper = asyncio.create_task(self._sweep_reviews(reviews))
+        # decisions other gateways on a shared log make, for this gateway's watchers
+        self._feed = asyncio.create_task(audit.follow_others(lambda d: self._hub.publish(d, counted=False)))
 
     async def _sweep_reviews(self, reviews: ReviewQueue) -> None:
         """Review items past their retention are deleted even when nobody uses the queue."""
@@ -315,7 +318,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return self._running
 
     async def stop(self) -> None:
-        for task in (self._reloader, self._certificate_follower, self._review_sweeper):
+        for task in (self._reloader, self._certificate_follower, self._review_sweeper, self._feed):
             if task:
                 task.cancel()
         if self._running:
