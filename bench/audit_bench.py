@@ -6,7 +6,8 @@
 Each write is one `record` of one decision, as the gateway makes it (a transaction with the
 erasure check and the insert, durable before it returns); then `query` of a door's latest 50.
 One writer, then two writers at once on the same log (two gateways on one PostgreSQL; for
-SQLite, two threads of one gateway). Bounded: fixed counts; PostgreSQL on a Unix socket only.
+SQLite, two threads of one gateway: a SQLite file takes one gateway). Bounded: fixed counts;
+PostgreSQL on a Unix socket only.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def writes(log: AuditLog, count: int, door: str) -> list[float]:
     return times
 
 
-def measure(open_log: Callable[[], AuditLog], count: int) -> dict[str, str]:
+def measure(open_log: Callable[[], AuditLog], count: int, shared: bool) -> dict[str, str]:
+    """`shared`: many gateways may open the log (PostgreSQL); else two threads of one gateway."""
     one = open_log()
     single = writes(one, count, "door-1")
     started = time.perf_counter()
@@ -59,7 +61,7 @@ def measure(open_log: Callable[[], AuditLog], count: int) -> dict[str, str]:
         began = time.perf_counter()
         one.query(EventQuery(door_id="door-1", limit=50))
         reads.append((time.perf_counter() - began) * 1000)
-    two = [open_log(), open_log()]
+    two = [open_log(), open_log()] if shared else [one, one]
     results: list[list[float]] = [[], []]
     threads = [threading.Thread(target=lambda i=i: results[i].extend(writes(two[i], count // 2, f"door-{i + 2}")))
                for i in range(2)]
@@ -84,8 +86,8 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="facegate-audit-bench-") as workdir, PostgresServer() as postgres:
-        sqlite = measure(lambda: open_audit_log(str(Path(workdir) / "audit.db")), args.writes)
-        postgresql = measure(lambda: open_audit_log(postgres.url), args.writes)
+        sqlite = measure(lambda: open_audit_log(str(Path(workdir) / "audit.db")), args.writes, shared=False)
+        postgresql = measure(lambda: open_audit_log(postgres.url), args.writes, shared=True)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           "log and server on this machine (PostgreSQL 15 on a Unix socket, fsync on)")
     print()
