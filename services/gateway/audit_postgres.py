@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import psycopg
+from google.protobuf.message import DecodeError
 
 from services.contracts.v1 import gateway_pb2
 from services.gateway.audit import AuditError, AuditLog, Cursor
@@ -93,9 +94,15 @@ class PostgresAuditLog(AuditLog):
                     log.info("following the other gateways' decisions", extra={"fields": {"origin": self.origin}})
                     async for note in listener.notifies():
                         origin, _, body = note.payload.partition(":")
-                        if origin != self.origin:
-                            publish(gateway_pb2.Decision.FromString(base64.b64decode(body)))
-            except (psycopg.Error, OSError, ValueError) as exc:  # the server went away, a garbled payload
+                        if origin == self.origin:
+                            continue
+                        try:
+                            decision = gateway_pb2.Decision.FromString(base64.b64decode(body))
+                        except (ValueError, DecodeError):  # not one of ours: skip it, keep listening
+                            log.warning("skipped a notification on %s that is not a decision", CHANNEL)
+                            continue
+                        publish(decision)
+            except (psycopg.Error, OSError) as exc:  # the server went away
                 log.warning("decision feed from the other gateways interrupted (%s); reconnecting", exc)
                 await asyncio.sleep(1.0)
 

@@ -119,3 +119,32 @@ def test__a_log_written_by_a_newer_facegate_is_refused_with_what_to_do(database)
 
     with pytest.raises(AuditError, match="schema version 99"):
         open_audit_log(database)
+
+
+def test__a_gateway_hears_what_the_others_record_but_not_its_own_and_skips_what_is_not_a_decision(database):
+    import asyncio
+
+    import psycopg
+
+    mine, other = open_audit_log(database), open_audit_log(database)
+    heard: list = []
+
+    async def scenario() -> None:
+        follower = asyncio.create_task(mine.follow_others(heard.append))
+        await asyncio.sleep(0.5)  # listening
+        with psycopg.connect(database, autocommit=True) as db:
+            db.execute("SELECT pg_notify('facegate_decisions', 'someone-else:not a decision!')")
+        await asyncio.to_thread(other.record, [decision(1)])
+        await asyncio.to_thread(mine.record, [decision(2)])  # its own: published by itself already
+        await asyncio.to_thread(other.record, [decision(3)])
+        for _ in range(50):
+            if len(heard) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+        follower.cancel()
+
+    asyncio.run(scenario())
+
+    assert [d.decision_id for d in heard] == ["d1", "d3"]
+    assert heard[0] == decision(1)
