@@ -273,6 +273,15 @@ class AuditLog(abc.ABC):
             actions.append(message)
         return actions
 
+    def claim_door(self, door_id: str) -> bool:
+        """Hold `door_id`'s camera stream for this gateway among all gateways on this log: False
+        if another holds it. A log of one gateway has no others (the gateway checks its own)."""
+        return True
+
+    def release_door(self, door_id: str) -> None:
+        """Give the door's stream up (its camera stopped)."""
+        return None
+
     def count(self) -> int:
         with self._transaction() as cursor:
             cursor.execute("SELECT COUNT(*) FROM decisions")

@@ -12,6 +12,12 @@ transaction (PostgreSQL delivers notifications only on commit, in commit order),
 this gateway's watchers. A listener that loses its connection reconnects within a second; what
 was notified meanwhile is in the log (watchers backfill with ListDecisions), not in the stream.
 
+One camera stream per door across gateways: the gateway holding a door's stream holds a
+session advisory lock keyed by the door on a connection kept for that (`claim_door`); another
+gateway cannot take it, and when the holder dies its connection closes and the lock goes with
+it, so the door's camera can reconnect to any gateway at once. (Doors whose ids hash alike
+would exclude each other: about one pair in 4 billion.)
+
 Erasures and decision writes are ordered with one advisory lock: each `record` holds it shared
 for its transaction, an erasure holds it exclusively, so a decision about a person cannot be
 written on one gateway while another erases them, between the erasure's rename of past
@@ -36,6 +42,7 @@ from services.gateway.audit import AuditError, AuditLog, Cursor
 
 log = logging.getLogger("facegate.gateway.audit")
 ERASURE_LOCK = 0x46_61_63_65_47_61_74_65  # "FaceGate": the advisory lock key erasures and records share
+DOOR_LOCKS = 0x46_47_44_52  # "FGDR": the advisory lock space of door streams (with hashtext(door id))
 CHANNEL = "facegate_decisions"  # NOTIFY channel: "<origin>:<base64 Decision>" (~600 bytes; the limit is 8,000)
 
 
@@ -52,6 +59,9 @@ class PostgresAuditLog(AuditLog):
         self._lock = threading.Lock()
         self._db: psycopg.Connection | None = None
         self.origin = uuid.uuid4().hex[:16]  # this gateway, in its notifications (it skips its own)
+        self._claims: psycopg.Connection | None = None  # holds the door locks (session-level)
+        self._claimed: set[str] = set()
+        self._claims_lock = threading.Lock()  # not `_lock`: a slow audit write must not hold a door up
         self._migrate()
 
     def _sql(self, statement: str) -> str:
@@ -78,6 +88,33 @@ class PostgresAuditLog(AuditLog):
                     yield cursor
             except psycopg.Error as exc:  # the transaction was rolled back
                 raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
+
+    def claim_door(self, door_id: str) -> bool:
+        with self._claims_lock:
+            if self._claims is None or self._claims.closed or self._claims.broken:
+                self._claimed.clear()  # a new connection holds none of the old one's locks
+                try:
+                    self._claims = psycopg.connect(self.url, connect_timeout=int(self._timeout), autocommit=True,
+                                                   application_name="facegate-gateway-doors")
+                except psycopg.Error as exc:
+                    raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
+            try:
+                row = self._claims.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                           (DOOR_LOCKS, door_id)).fetchone()
+            except psycopg.Error as exc:
+                raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
+            if row is not None and row[0]:
+                self._claimed.add(door_id)
+                return True
+            return False
+
+    def release_door(self, door_id: str) -> None:
+        with self._claims_lock:
+            if door_id not in self._claimed or self._claims is None or self._claims.closed:
+                return
+            self._claimed.discard(door_id)
+            with contextlib.suppress(psycopg.Error):  # a broken connection has released it already
+                self._claims.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (DOOR_LOCKS, door_id))
 
     def _announce(self, cursor: Cursor, decisions: list[gateway_pb2.Decision]) -> None:
         for decision in decisions:
@@ -107,6 +144,7 @@ class PostgresAuditLog(AuditLog):
                 await asyncio.sleep(1.0)
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
+        with self._lock, self._claims_lock:
+            for connection in (self._db, self._claims):
+                if connection is not None:
+                    connection.close()

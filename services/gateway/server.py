@@ -385,15 +385,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return Door(frame.door_id, frame.site or self._settings.default_site,
                     frames_needed=self._settings.frames_needed)
 
-    def _claim(self, door_id: str, peer: str) -> None:
+    async def _claim(self, door_id: str, peer: str) -> None:
         """Bind a camera stream to its door: one stream per door, so one tracker decides for it
-        (two streams would follow the same faces twice and could send conflicting decisions)."""
+        (two streams would follow the same faces twice and could send conflicting decisions),
+        on this gateway and, with a shared audit log, on every other one."""
         holder = self._streaming.get(door_id)
         if holder is not None:
             raise AlreadyExists(f"door {door_id!r} already has a camera stream (from {holder}); one stream per "
                                 "door: stop the other camera or fix this camera's door_id (a camera whose "
                                 "connection died is released within ~15 s)")
         self._streaming[door_id] = peer
+        try:
+            claimed = await asyncio.to_thread(self._run.audit.claim_door, door_id)
+        except Exception as exc:  # the shared log is unreachable: nothing could be recorded anyway
+            self._streaming.pop(door_id, None)
+            raise Unavailable(f"cannot take door {door_id!r}'s stream now ({exc}); retry shortly") from exc
+        if not claimed:
+            self._streaming.pop(door_id, None)
+            raise AlreadyExists(f"door {door_id!r} already has a camera stream on another gateway; one stream per "
+                                "door: stop the other camera or fix this camera's door_id (a gateway that died "
+                                "releases its doors at once)")
 
     @ready(STARTING)
     async def StreamCamera(self, request_iterator: AsyncIterator[gateway_pb2.CameraFrame],
@@ -435,7 +446,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             while (item := await waiting.get()) is not None:
                 frame, door, arrived = item
                 if stream is None:
-                    self._claim(door.door_id, context.peer())
+                    await self._claim(door.door_id, context.peer())
                     stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout)
                     self._statuses.streaming(door.door_id, door.site, True)
                 last = frame, door
@@ -454,6 +465,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if stream is not None:
                 door_id = stream.tracks.door_id
                 self._streaming.pop(door_id, None)
+                # in a worker, not awaited: a cancelled stream's `finally` must not wait on the database
+                asyncio.get_running_loop().run_in_executor(None, self._run.audit.release_door, door_id)
                 self._statuses.streaming(door_id, stream.site, False, failure)
                 for unpublished in [k for k, (d, _) in self._evidence.items() if d == door_id]:  # cut off mid-way
                     del self._evidence[unpublished]

@@ -148,3 +148,14 @@ def test__a_gateway_hears_what_the_others_record_but_not_its_own_and_skips_what_
 
     assert [d.decision_id for d in heard] == ["d1", "d3"]
     assert heard[0] == decision(1)
+
+
+def test__a_door_is_held_by_one_gateway_at_a_time_and_freed_when_its_holder_lets_go_or_dies(database):
+    gateway_a, gateway_b = open_audit_log(database), open_audit_log(database)
+
+    assert gateway_a.claim_door("lobby") and gateway_b.claim_door("garage")
+    assert not gateway_b.claim_door("lobby") and not gateway_a.claim_door("garage")
+    gateway_a.release_door("lobby")
+    assert gateway_b.claim_door("lobby")
+    gateway_b.close()  # as a gateway that dies: its connection goes, and its doors with it
+    assert gateway_a.claim_door("lobby") and gateway_a.claim_door("garage")

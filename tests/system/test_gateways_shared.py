@@ -4,6 +4,8 @@ sent (the camera carries on at another)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
 
@@ -91,3 +93,36 @@ def test__a_camera_whose_gateway_is_killed_carries_on_at_another_and_no_sent_dec
     assert len(received) == 1 and resumed, "the camera went on deciding at gateway B"
     stored = {d.decision_id for d in listed(gateway_b.address, "failover-door")}
     assert {d.decision_id for d in received + resumed} <= stored  # every decision sent is in the log
+
+
+def test__one_door_streams_to_one_gateway_at_a_time_and_a_dead_gateways_door_is_free_at_once(
+        stack, demo_photos, two_gateways):
+    gateway_a, gateway_b = two_gateways
+    frames = camera_frames(demo_photos, "held-door", ["biden.jpg"] * 3, site="shared-c")
+    started = threading.Event()
+
+    def slowly():
+        for frame in frames:
+            yield frame
+            started.set()
+            time.sleep(0.5)
+
+    held = camera(gateway_a.address, "held-door", "shared-c").StreamCamera(slowly(), timeout=60)
+
+    def drain() -> None:
+        with contextlib.suppress(grpc.RpcError):  # gateway A is killed under it
+            for _ in held:
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    started.wait(10)
+    time.sleep(1.0)  # gateway A has taken the door
+
+    with pytest.raises(grpc.RpcError) as second:
+        list(camera(gateway_b.address, "held-door", "shared-c").StreamCamera(iter(frames[:1]), timeout=30))
+    gateway_a.kill()  # SIGKILL: its connection to PostgreSQL goes, and the door's lock with it
+    taken_over = list(camera(gateway_b.address, "held-door", "shared-c").StreamCamera(iter(frames[:2]), timeout=30))
+
+    assert second.value.code() == grpc.StatusCode.ALREADY_EXISTS and "another gateway" in second.value.details()
+    assert [d.outcome for d in taken_over] == [Outcome.OUTCOME_DENIED_UNKNOWN]
