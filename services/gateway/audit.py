@@ -181,9 +181,11 @@ class AuditLog(abc.ABC):
         """Tell the other gateways on this log, with the commit (only a shared log has any)."""
         return None
 
-    async def follow_others(self, publish: Callable[[gateway_pb2.Decision], None]) -> None:
+    async def follow_others(self, publish: Callable[[gateway_pb2.Decision], None],
+                            gap: Callable[[], None] = lambda: None) -> None:
         """Until cancelled: `publish` every decision other gateways record in this log, as they
-        commit. A log of one gateway has no others: returns at once."""
+        commit; `gap()` when some may have been missed (the feed was interrupted). A log of one
+        gateway has no others: returns at once."""
         return None
 
     def query(self, query: EventQuery) -> list[gateway_pb2.Decision]:
@@ -281,6 +283,11 @@ class AuditLog(abc.ABC):
     def release_door(self, door_id: str) -> None:
         """Give the door's stream up (its camera stopped)."""
         return None
+
+    def check_doors(self) -> set[str]:
+        """The doors this gateway held but no longer does (another took them while the shared
+        log was away); their streams must end. Never any with a log of one gateway."""
+        return set()
 
     def count(self) -> int:
         with self._transaction() as cursor:

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -44,6 +45,7 @@ log = logging.getLogger("facegate.gateway.audit")
 ERASURE_LOCK = 0x46_61_63_65_47_61_74_65  # "FaceGate": the advisory lock key erasures and records share
 DOOR_LOCKS = 0x46_47_44_52  # "FGDR": the advisory lock space of door streams (with hashtext(door id))
 CHANNEL = "facegate_decisions"  # NOTIFY channel: "<origin>:<base64 Decision>" (~600 bytes; the limit is 8,000)
+MAX_NOTIFIED_BYTES = 5000  # a Decision larger than this (a long reason) is notified with its reason cut
 
 
 class PostgresAuditLog(AuditLog):
@@ -60,21 +62,28 @@ class PostgresAuditLog(AuditLog):
         self._db: psycopg.Connection | None = None
         self.origin = uuid.uuid4().hex[:16]  # this gateway, in its notifications (it skips its own)
         self._claims: psycopg.Connection | None = None  # holds the door locks (session-level)
-        self._claimed: set[str] = set()
+        self._claimed: Counter[str] = Counter()  # door -> times locked (PostgreSQL counts them too)
         self._claims_lock = threading.Lock()  # not `_lock`: a slow audit write must not hold a door up
         self._migrate()
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
 
+    def _connect(self, purpose: str) -> psycopg.Connection:
+        """A new connection that gives up instead of hanging: a statement over 10 s fails, and a
+        silent peer (a partition, a failover without a reset) is noticed within ~15 s."""
+        try:
+            # autocommit: each `transaction()` block is one explicit transaction
+            return psycopg.connect(self.url, connect_timeout=int(self._timeout), autocommit=True,
+                                   application_name=f"facegate-gateway-{purpose}",
+                                   options="-c statement_timeout=10000", keepalives=1, keepalives_idle=5,
+                                   keepalives_interval=2, keepalives_count=3, tcp_user_timeout=15000)
+        except psycopg.Error as exc:
+            raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
+
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
-            try:
-                # autocommit: each `transaction()` block below is one explicit transaction
-                self._db = psycopg.connect(self.url, connect_timeout=int(self._timeout), autocommit=True,
-                                           application_name="facegate-gateway")
-            except psycopg.Error as exc:
-                raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
+            self._db = self._connect("log")
         return self._db
 
     @contextlib.contextmanager
@@ -89,45 +98,91 @@ class PostgresAuditLog(AuditLog):
             except psycopg.Error as exc:  # the transaction was rolled back
                 raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
 
+    def _lock_door(self, door_id: str) -> bool:
+        """One more hold on the door's lock (the caller holds `_claims_lock`, on a live connection)."""
+        assert self._claims is not None
+        row = self._claims.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (DOOR_LOCKS, door_id)).fetchone()
+        return bool(row and row[0])
+
     def claim_door(self, door_id: str) -> bool:
         with self._claims_lock:
             if self._claims is None or self._claims.closed or self._claims.broken:
-                self._claimed.clear()  # a new connection holds none of the old one's locks
-                try:
-                    self._claims = psycopg.connect(self.url, connect_timeout=int(self._timeout), autocommit=True,
-                                                   application_name="facegate-gateway-doors")
-                except psycopg.Error as exc:
-                    raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
+                self.keep_doors_locked()
             try:
-                row = self._claims.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                                           (DOOR_LOCKS, door_id)).fetchone()
+                if not self._lock_door(door_id):
+                    return False
             except psycopg.Error as exc:
                 raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
-            if row is not None and row[0]:
-                self._claimed.add(door_id)
-                return True
-            return False
+            self._claimed[door_id] += 1
+            return True
 
     def release_door(self, door_id: str) -> None:
         with self._claims_lock:
-            if door_id not in self._claimed or self._claims is None or self._claims.closed:
+            if self._claimed[door_id] <= 0:
                 return
-            self._claimed.discard(door_id)
-            with contextlib.suppress(psycopg.Error):  # a broken connection has released it already
-                self._claims.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (DOOR_LOCKS, door_id))
+            self._claimed[door_id] -= 1  # one release per claim: PostgreSQL counts holds the same way
+            if self._claimed[door_id] == 0:
+                del self._claimed[door_id]
+            if self._claims is not None and not self._claims.closed:
+                with contextlib.suppress(psycopg.Error):  # a broken connection has released it already
+                    self._claims.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (DOOR_LOCKS, door_id))
+
+    def keep_doors_locked(self) -> set[str]:
+        """Check the door locks' connection; if it was lost (the server restarted), take the held
+        doors again on a new one. Returns the doors another gateway took meanwhile: this gateway
+        no longer holds them and must end their streams."""
+        lost: set[str] = set()
+        if self._claims is not None and not self._claims.closed and not self._claims.broken:
+            try:
+                self._claims.execute("SELECT 1")
+                return lost
+            except psycopg.Error:
+                pass  # gone: reconnect below
+        self._claims = self._connect("doors")
+        for door_id, holds in list(self._claimed.items()):
+            if self._lock_door(door_id):
+                for _ in range(holds - 1):
+                    self._lock_door(door_id)
+            else:
+                lost.add(door_id)
+                del self._claimed[door_id]
+        if lost:
+            log.warning("doors taken by another gateway while the log's server was away: %s", ", ".join(sorted(lost)))
+        return lost
+
+    def check_doors(self) -> set[str]:
+        with self._claims_lock:
+            if not self._claimed:
+                return set()
+            try:
+                return self.keep_doors_locked()
+            except (AuditError, psycopg.Error) as exc:
+                log.warning("cannot check the door locks (%s); the doors stay held here", exc)
+                return set()
 
     def _announce(self, cursor: Cursor, decisions: list[gateway_pb2.Decision]) -> None:
         for decision in decisions:
-            payload = f"{self.origin}:{base64.b64encode(decision.SerializeToString()).decode()}"
-            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            body = decision.SerializeToString()
+            if len(body) > MAX_NOTIFIED_BYTES:  # NOTIFY takes 8,000 bytes; the log keeps the whole reason
+                short = gateway_pb2.Decision()
+                short.CopyFrom(decision)
+                short.reason = decision.reason[:500] + " (cut; the whole reason is in the audit log)"
+                body = short.SerializeToString()
+            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.origin}:{base64.b64encode(body).decode()}"))
 
-    async def follow_others(self, publish: Callable[[gateway_pb2.Decision], None]) -> None:
+    async def follow_others(self, publish: Callable[[gateway_pb2.Decision], None],
+                            gap: Callable[[], None] = lambda: None) -> None:
+        connected_before = False
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         self.url, autocommit=True, connect_timeout=int(self._timeout),
-                        application_name="facegate-gateway-listener") as listener:
+                        application_name="facegate-gateway-listener", keepalives=1, keepalives_idle=5,
+                        keepalives_interval=2, keepalives_count=3, tcp_user_timeout=15000) as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
+                    if connected_before:  # decisions notified while away were missed: watchers must backfill
+                        gap()
+                    connected_before = True
                     log.info("following the other gateways' decisions", extra={"fields": {"origin": self.origin}})
                     async for note in listener.notifies():
                         origin, _, body = note.payload.partition(":")
@@ -139,7 +194,9 @@ class PostgresAuditLog(AuditLog):
                             log.warning("skipped a notification on %s that is not a decision", CHANNEL)
                             continue
                         publish(decision)
-            except (psycopg.Error, OSError) as exc:  # the server went away
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the server went away, or anything else: log it, never stop following
                 log.warning("decision feed from the other gateways interrupted (%s); reconnecting", exc)
                 await asyncio.sleep(1.0)
 

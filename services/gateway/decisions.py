@@ -73,7 +73,7 @@ class DecisionHub:
 
     def __init__(self, queue_size: int = 1000) -> None:
         self.queue_size = queue_size
-        self._watchers: set[asyncio.Queue[gateway_pb2.Decision | None]] = set()
+        self._watchers: set[asyncio.Queue[gateway_pb2.Decision | None | str]] = set()  # str: why it ended
 
     def publish(self, decision: gateway_pb2.Decision, counted: bool = True) -> None:
         """To every watcher; `counted`: made here (another gateway counts its own decisions)."""
@@ -89,10 +89,19 @@ class DecisionHub:
                 continue
             queue.put_nowait(decision)
 
-    def subscribe(self) -> asyncio.Queue[gateway_pb2.Decision | None]:
-        queue: asyncio.Queue[gateway_pb2.Decision | None] = asyncio.Queue(self.queue_size)
+    def interrupt(self, why: str) -> None:
+        """End every watcher's stream with `why` (decisions may have been missed: they reconnect
+        and backfill)."""
+        for queue in list(self._watchers):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(why)
+        self._watchers.clear()
+
+    def subscribe(self) -> asyncio.Queue[gateway_pb2.Decision | None | str]:
+        queue: asyncio.Queue[gateway_pb2.Decision | None | str] = asyncio.Queue(self.queue_size)
         self._watchers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[gateway_pb2.Decision | None]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[gateway_pb2.Decision | None | str]) -> None:
         self._watchers.discard(queue)

@@ -236,6 +236,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._evidence: dict[str, tuple[str, Evidence]] = {}
         self._review_sweeper: asyncio.Task[None] | None = None
         self._feed: asyncio.Task[None] | None = None
+        self._door_keeper: asyncio.Task[None] | None = None
+        self._lost_doors: set[str] = set()  # held here, then taken by another gateway: their streams end
 
     async def start(self) -> None:
         s = self._settings
@@ -273,7 +275,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._certificate_follower = asyncio.create_task(self._follow_certificate(backends))
         self._review_sweeper = asyncio.create_task(self._sweep_reviews(reviews))
         # decisions other gateways on a shared log make, for this gateway's watchers
-        self._feed = asyncio.create_task(audit.follow_others(lambda d: self._hub.publish(d, counted=False)))
+        self._feed = asyncio.create_task(audit.follow_others(
+            lambda d: self._hub.publish(d, counted=False),
+            gap=lambda: self._hub.interrupt("the feed of other gateways' decisions was interrupted and some may be "
+                                            "missing here; reconnect, and backfill with ListDecisions")))
+        self._door_keeper = asyncio.create_task(self._keep_doors(audit))
+
+    async def _keep_doors(self, audit: AuditLog) -> None:
+        """Every few seconds: are this gateway's doors still its own? (A shared log's server that
+        restarted drops the door locks; another gateway may have taken a door meanwhile: its
+        stream here must end, or two trackers would decide for one door.)"""
+        while True:
+            await asyncio.sleep(5.0)
+            for door_id in await asyncio.to_thread(audit.check_doors):
+                self._lost_doors.add(door_id)
 
     async def _sweep_reviews(self, reviews: ReviewQueue) -> None:
         """Review items past their retention are deleted even when nobody uses the queue."""
@@ -318,7 +333,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return self._running
 
     async def stop(self) -> None:
-        for task in (self._reloader, self._certificate_follower, self._review_sweeper, self._feed):
+        for task in (self._reloader, self._certificate_follower, self._review_sweeper, self._feed,
+                     self._door_keeper):
             if task:
                 task.cancel()
         if self._running:
@@ -395,8 +411,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                 "door: stop the other camera or fix this camera's door_id (a camera whose "
                                 "connection died is released within ~15 s)")
         self._streaming[door_id] = peer
+        audit = self._run.audit
+        claim = asyncio.ensure_future(asyncio.to_thread(audit.claim_door, door_id))
         try:
-            claimed = await asyncio.to_thread(self._run.audit.claim_door, door_id)
+            claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:  # the camera left while the claim ran: let the door go again
+            self._streaming.pop(door_id, None)
+            def release_if_claimed(done: asyncio.Future[bool]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result():
+                    audit.release_door(door_id)
+
+            claim.add_done_callback(release_if_claimed)
+            raise
         except Exception as exc:  # the shared log is unreachable: nothing could be recorded anyway
             self._streaming.pop(door_id, None)
             raise Unavailable(f"cannot take door {door_id!r}'s stream now ({exc}); retry shortly") from exc
@@ -450,6 +476,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout)
                     self._statuses.streaming(door.door_id, door.site, True)
                 last = frame, door
+                if door.door_id in self._lost_doors:
+                    raise Unavailable(f"door {door.door_id!r} was taken by another gateway while the audit log's "
+                                      "server was away; reconnect (to any gateway)")
                 for decision in await self._process(stream, door, frame):
                     DECISION_SECONDS.labels(stream.labels[1]).observe(time.perf_counter() - arrived)
                     yield decision
@@ -465,6 +494,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if stream is not None:
                 door_id = stream.tracks.door_id
                 self._streaming.pop(door_id, None)
+                self._lost_doors.discard(door_id)
                 # in a worker, not awaited: a cancelled stream's `finally` must not wait on the database
                 asyncio.get_running_loop().run_in_executor(None, self._run.audit.release_door, door_id)
                 self._statuses.streaming(door_id, stream.site, False, failure)
@@ -727,6 +757,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     raise ResourceExhausted(f"this watcher fell {self._hub.queue_size} decisions behind and was "
                                             "dropped; reconnect, and backfill what it missed with ListDecisions "
                                             "(since the last decision it got)")
+                if isinstance(decision, str):  # the hub ended every stream, saying why
+                    raise Unavailable(decision)
                 if (not doors or decision.door_id in doors) and (not site or decision.site == site):
                     yield decision
         finally:

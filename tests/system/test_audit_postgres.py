@@ -158,4 +158,97 @@ def test__a_door_is_held_by_one_gateway_at_a_time_and_freed_when_its_holder_lets
     gateway_a.release_door("lobby")
     assert gateway_b.claim_door("lobby")
     gateway_b.close()  # as a gateway that dies: its connection goes, and its doors with it
+
+    assert eventually(lambda: gateway_a.claim_door("lobby")) and gateway_a.claim_door("garage")
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """`check()` became true within `seconds` (the server ends a closed session's locks as its
+    backend exits, a few milliseconds after the client is gone)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test__a_door_claimed_twice_by_one_gateway_is_free_only_after_both_releases(database):
+    gateway_a, gateway_b = open_audit_log(database), open_audit_log(database)
+
+    assert gateway_a.claim_door("lobby") and gateway_a.claim_door("lobby")  # a reconnect before the release ran
+    gateway_a.release_door("lobby")
+    still_held = not gateway_b.claim_door("lobby")
+    gateway_a.release_door("lobby")
+
+    assert still_held and gateway_b.claim_door("lobby")
+
+
+def test__after_the_server_restarts_a_gateway_takes_its_doors_again_or_learns_they_are_gone(postgres):
+    url = postgres.create_database(f"audit_{uuid.uuid4().hex[:12]}")
+    gateway_a, gateway_b = open_audit_log(url), open_audit_log(url)
     assert gateway_a.claim_door("lobby") and gateway_a.claim_door("garage")
+
+    postgres.crash()
+    postgres.restart()
+    taken = gateway_b.claim_door("garage")  # B gets there first for one door
+    lost = gateway_a.check_doors()
+
+    assert taken and lost == {"garage"}
+    assert not gateway_b.claim_door("lobby")  # A holds lobby again
+
+
+def test__a_decision_too_long_for_a_notification_is_heard_with_its_reason_cut_and_kept_whole(database):
+    import asyncio
+
+    mine, other = open_audit_log(database), open_audit_log(database)
+    long = decision(1)
+    long.reason = "backend said: " + "x" * 20_000
+    heard: list = []
+
+    async def scenario() -> None:
+        follower = asyncio.create_task(mine.follow_others(heard.append))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(other.record, [long])
+        for _ in range(50):
+            if heard:
+                break
+            await asyncio.sleep(0.1)
+        follower.cancel()
+
+    asyncio.run(scenario())
+
+    assert heard and heard[0].decision_id == "d1" and heard[0].reason.endswith("the whole reason is in the audit log)")
+    assert mine.query(EventQuery())[0].reason == long.reason
+
+
+def test__a_feed_that_was_interrupted_says_so_when_it_is_back(postgres):
+    import asyncio
+
+    url = postgres.create_database(f"audit_{uuid.uuid4().hex[:12]}")
+    mine = open_audit_log(url)
+    gaps: list[str] = []
+    heard: list = []
+
+    async def scenario() -> None:
+        follower = asyncio.create_task(mine.follow_others(heard.append, gap=lambda: gaps.append("gap")))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(postgres.crash)
+        await asyncio.to_thread(postgres.restart)
+        for _ in range(50):
+            if gaps:
+                break
+            await asyncio.sleep(0.1)
+        other = await asyncio.to_thread(open_audit_log, url)  # a gateway that (re)connects after the restart
+        await asyncio.to_thread(other.record, [decision(2)])
+        for _ in range(50):
+            if heard:
+                break
+            await asyncio.sleep(0.1)
+        follower.cancel()
+
+    asyncio.run(scenario())
+
+    assert gaps == ["gap"] and [d.decision_id for d in heard] == ["d2"]

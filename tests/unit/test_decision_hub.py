@@ -34,3 +34,16 @@ def test__a_watcher_too_slow_to_keep_up_is_dropped_with_a_marker_and_the_others_
 
     assert slow.get_nowait() is None and slow.empty()  # no partial stream: the end, said plainly
     assert [d.decision_id for d in heard] == ["0", "1", "2", "3", "4"]  # type: ignore[union-attr]
+
+
+def test__an_interruption_ends_every_watchers_stream_with_why_and_new_watchers_hear_on():
+    hub = DecisionHub(queue_size=3)
+    first, second = hub.subscribe(), hub.subscribe()
+    hub.publish(decision(1))
+
+    hub.interrupt("the feed was interrupted")
+    later = hub.subscribe()
+    hub.publish(decision(2))
+
+    assert first.get_nowait() == second.get_nowait() == "the feed was interrupted"
+    assert first.empty() and later.get_nowait().decision_id == "2"  # type: ignore[union-attr]
