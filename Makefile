@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup browser postgres bench-console bench-audit test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: setup browser postgres bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -101,6 +101,10 @@ bench-console: setup browser
 ## bench-audit: what the audit log costs per decision, SQLite against a real PostgreSQL
 bench-audit: setup postgres
 	$(PY) bench/audit_bench.py
+
+## bench-gateways: one gateway against two on one PostgreSQL audit log, same door cameras (~3 minutes)
+bench-gateways: setup postgres
+	$(PY) bench/gateways_bench.py
 
 ## bench-trust: what mutual TLS and the roles interceptor cost (Identify, a camera's decision
 ## latency), plaintext and secure stacks side by side (~3 minutes)
