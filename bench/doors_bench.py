@@ -125,6 +125,15 @@ def run_doors(stack: LocalStack, gateway, frames, doors: int, fps: float, second
             f"{total_cpu / wall:.2f} | {split} |" + (f" errors: {errors[0][:80]}" if errors else ""))
 
 
+def door_frames() -> dict[str, gateway_pb2.CameraFrame]:
+    """The frames a door camera plays: an enrolled person, a stranger, the empty corridor."""
+    photos = assets.demo_photos()
+    images = {"obama": letterbox(decode_image(photos["obama2.jpg"].read_bytes())),
+              "biden": letterbox(decode_image(photos["biden.jpg"].read_bytes())),
+              "empty": np.full((480, 640, 3), 70, np.uint8)}
+    return {name: gateway_pb2.CameraFrame(frame=ndarray.encode(image, "jpeg")) for name, image in images.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--doors", type=int, nargs="+", default=[4, 8, 16, 24])
@@ -132,10 +141,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=5.0)
     args = parser.parse_args()
     photos = assets.demo_photos()
-    images = {"obama": letterbox(decode_image(photos["obama2.jpg"].read_bytes())),
-              "biden": letterbox(decode_image(photos["biden.jpg"].read_bytes())),
-              "empty": np.full((480, 640, 3), 70, np.uint8)}
-    frames = {name: gateway_pb2.CameraFrame(frame=ndarray.encode(image, "jpeg")) for name, image in images.items()}
+    frames = door_frames()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs; {args.fps:g} fps per door, {args.seconds:g} s per row; "
           f"visits of {VISIT_S:g} s every {VISIT_S + EMPTY_S:g} s")
     print("| doors | frames/s in | dropped | decisions / visits | latency p50 ms | p95 ms | CPU cores used | "

@@ -22,12 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from doors_bench import VISIT_S, DoorCamera  # noqa: E402
-from pipeline_bench import letterbox  # noqa: E402
+from doors_bench import VISIT_S, DoorCamera, door_frames  # noqa: E402
 
 from facegate.harness.postgres import PostgresServer  # noqa: E402
 from facegate.harness.stack import LocalStack, ServiceProcess  # noqa: E402
@@ -79,10 +76,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     photos = assets.demo_photos()
-    images = {"obama": letterbox(decode_image(photos["obama2.jpg"].read_bytes())),
-              "biden": letterbox(decode_image(photos["biden.jpg"].read_bytes())),
-              "empty": np.full((480, 640, 3), 70, np.uint8)}
-    frames = {name: gateway_pb2.CameraFrame(frame=ndarray.encode(image, "jpeg")) for name, image in images.items()}
+    frames = door_frames()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs; {args.doors} doors at 5 fps, {args.seconds:g} s per row; "
           "detector, embedder, matcher, gateways, PostgreSQL and cameras on this machine")
     print()

@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -17,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.console import auth_pages, door_pages, enrol_pages, event_pages, people_pages, review_pages
@@ -48,7 +48,8 @@ class Uploads:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if scope["path"] != "/login" and not self.has_session(_cookie(headers, SESSION_COOKIE)):
+        session = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")  # as Request.cookies reads it
+        if scope["path"] != "/login" and not self.has_session(session):
             await RedirectResponse("/login", status_code=303)(scope, _nothing, send)
             return
         declared = headers.get("content-length", "")
@@ -87,15 +88,6 @@ class Uploads:
         mib = self.max_bytes // (1024 * 1024)
         await PlainTextResponse(f"request larger than {mib} MiB (the console's --max-upload-mb): send fewer or "
                                 "smaller photos, or split the zip", status_code=413)(scope, _nothing, send)
-
-
-def _cookie(headers: Headers, name: str) -> str:
-    jar = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except CookieError:
-        return ""
-    return jar[name].value if name in jar else ""
 
 
 async def _nothing() -> Message:

@@ -29,7 +29,7 @@ LOGINS = Counter("facegate_console_logins_total", "Login attempts by result", ["
 router = APIRouter()
 
 
-def _cookie(response: Response, request: Request, name: str, value: str) -> None:
+def _cookie(response: Response, name: str, value: str) -> None:
     # Secure: never sent over plaintext (browsers treat http://127.0.0.1 and localhost as secure
     # origins, so a local console works without HTTPS); HttpOnly: no script reads it; SameSite
     # strict: no other site's page can make the browser send it.
@@ -40,7 +40,7 @@ def _cookie(response: Response, request: Request, name: str, value: str) -> None
 async def login_page(request: Request) -> Response:
     nonce = secrets.token_urlsafe(24)
     response = render(request, "login.html", login_nonce=nonce)
-    _cookie(response, request, LOGIN_COOKIE, nonce)
+    _cookie(response, LOGIN_COOKIE, nonce)
     return response
 
 
@@ -70,7 +70,7 @@ async def login(request: Request, username: Annotated[str, Form(max_length=200)]
     log.info("logged in", extra={"fields": {"username": account.username, "role": account.role,
                                             "address": address}})
     response = RedirectResponse("/password" if account.must_change else "/", status_code=303)
-    _cookie(response, request, SESSION_COOKIE, token)
+    _cookie(response, SESSION_COOKIE, token)
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
 
@@ -115,7 +115,7 @@ async def change_password(request: Request, session: Annotated[Session, Depends(
     log.info("password changed", extra={"fields": {"username": username}})
     token, _ = state.accounts.open_session(username)  # every other session ended with the change
     response = RedirectResponse("/", status_code=303)
-    _cookie(response, request, SESSION_COOKIE, token)
+    _cookie(response, SESSION_COOKIE, token)
     return response
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 from google.protobuf.message import DecodeError
+from psycopg.conninfo import make_conninfo
 
 from services.contracts.v1 import gateway_pb2
 from services.gateway.audit import AuditError, AuditLog, Cursor
@@ -57,6 +58,9 @@ class PostgresAuditLog(AuditLog):
 
     def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         self.url = url
+        # every connection gives up on a silent peer (a partition, a failover without a reset) within ~15 s
+        self._conninfo = make_conninfo(url, keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                                       keepalives_count=3, tcp_user_timeout=15000)
         self._timeout = connect_timeout
         self._lock = threading.Lock()
         self._db: psycopg.Connection | None = None
@@ -74,10 +78,8 @@ class PostgresAuditLog(AuditLog):
         silent peer (a partition, a failover without a reset) is noticed within ~15 s."""
         try:
             # autocommit: each `transaction()` block is one explicit transaction
-            return psycopg.connect(self.url, connect_timeout=int(self._timeout), autocommit=True,
-                                   application_name=f"facegate-gateway-{purpose}",
-                                   options="-c statement_timeout=10000", keepalives=1, keepalives_idle=5,
-                                   keepalives_interval=2, keepalives_count=3, tcp_user_timeout=15000)
+            return psycopg.connect(self._conninfo, connect_timeout=int(self._timeout), autocommit=True,
+                                   application_name=f"facegate-gateway-{purpose}", options="-c statement_timeout=10000")
         except psycopg.Error as exc:
             raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
 
@@ -176,9 +178,8 @@ class PostgresAuditLog(AuditLog):
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                        self.url, autocommit=True, connect_timeout=int(self._timeout),
-                        application_name="facegate-gateway-listener", keepalives=1, keepalives_idle=5,
-                        keepalives_interval=2, keepalives_count=3, tcp_user_timeout=15000) as listener:
+                        self._conninfo, autocommit=True, connect_timeout=int(self._timeout),
+                        application_name="facegate-gateway-listener") as listener:
                     await listener.execute(f"LISTEN {CHANNEL}")
                     if connected_before:  # decisions notified while away were missed: watchers must backfill
                         gap()
