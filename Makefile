@@ -3,10 +3,13 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+CHECKOV_VERSION := 3.3.30
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: setup browser postgres bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -44,21 +47,65 @@ postgres:
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
 
+## prometheus: Debian's prometheus package (the server and promtool) for the tests of the alert
+## rules and the dashboard, which start their own server on 127.0.0.1 in a temp directory. The
+## package's own service is never started: a policy-rc.d that refuses every start (Debian's switch
+## for maintainer scripts) is in place during the install (and removed after, if we put it
+## there), the service is disabled for later boots, and the recommended node exporter (another
+## service on every interface) is not installed; so nothing listens on 0.0.0.0
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); POLICY=/usr/sbin/policy-rc.d; OURS=; \
+		if [ ! -e $$POLICY ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$POLICY >/dev/null && $$SUDO chmod 755 $$POLICY && OURS=1; fi; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+		status=$$?; \
+		[ -z "$$OURS" ] || $$SUDO rm -f $$POLICY; \
+		{ $$SUDO systemctl disable prometheus || $$SUDO update-rc.d prometheus disable; } >/dev/null 2>&1; \
+		exit $$status; }
+
+## kube: kube-apiserver and kube-controller-manager 1.20.2 for the fleet controller's tests, built
+## from Debian bookworm's kubernetes source package with Debian's Go (5-8 minutes on 2 cores, once)
+## into $FACEGATE_KUBE_DIR/bin (default ~/.cache/facegate/kube/1.20.2); the tests start them with
+## etcd on 127.0.0.1 (facegate/harness/kube.py)
+kube:
+	tools/build_kube.sh
+
 ## test-system: the services as real processes, the real models, a real Milvus, a real
 ## PostgreSQL, the console in a real Chromium
-test-system: setup browser postgres
+test-system: setup browser postgres prometheus kube
 	$(PY) -m pytest -ra tests/system
 
-## lint: ruff, mypy, and the import rules between the floors (docs/architecture.md)
-lint: $(STAMP)
+## lint: ruff, mypy, the import rules between the floors (docs/architecture.md), and the
+## Kubernetes manifests (manifests-check)
+lint: $(STAMP) manifests-check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+## manifests-check: every overlay in deploy/k8s/overlays rendered with `kubectl kustomize`, each object
+## validated offline and strictly against the Kubernetes 1.33 schemas (kubernetes-validate; custom
+## resources as deploy/k8s/check_manifests.py lists), then linted by checkov (skips justified in
+## deploy/k8s/checkov.yaml and in checkov.io/skip annotations). Rendered files: out/manifests/
+manifests-check: $(STAMP) $(CHECKOV_STAMP)
+	$(PY) deploy/k8s/check_manifests.py
+	$(CHECKOV_VENV)/bin/checkov --config-file deploy/k8s/checkov.yaml --directory out/manifests
+
+# checkov in a venv of its own: its pins would downgrade packaging, cachetools, python-dateutil and
+# termcolor in .venv. Python 3.11's venv writes no .gitignore into it, so this does.
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	echo '*' > $(CHECKOV_VENV)/.gitignore
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
 ## test-milvus-server: the matcher's tests against a real Milvus 2.3.5 server, started in a
 ## private network namespace (it listens on every interface; there it can only see loopback)
 test-milvus-server: setup
-	FACEGATE_TEST_MILVUS=server tools/private_net.sh $(PY) -m pytest -ra tests/system/test_matcher.py tests/system/test_exact_index.py
+	FACEGATE_TEST_MILVUS=server tools/private_net.sh $(PY) -m pytest -ra tests/system/test_matcher.py tests/system/test_exact_index.py \
+		tests/system/test_matchers_shared.py
 
 ## fuzz: a longer property-based campaign (hypothesis) against the codec and the real services:
 ## FACEGATE_FUZZ_EXAMPLES per property (default 1000, random seeds); prints the statuses seen
@@ -82,6 +129,12 @@ bench-services: setup
 ## (the server runs in a private network namespace; ~10 minutes)
 bench-index: setup
 	tools/private_net.sh $(PY) bench/index_bench.py
+
+## bench-matchers: three matchers on one Milvus 2.3.5 server: how long an enrolment on one takes to
+## show on another, and whether a deletion, revoked group or move is ever read after it is
+## acknowledged (the server runs in a private network namespace; ~10 minutes)
+bench-matchers: setup
+	tools/private_net.sh $(PY) bench/matchers_bench.py
 
 ## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
 bench-doors: setup
@@ -124,4 +177,4 @@ eval-lfw: setup
 	$(VENV)/bin/facegate eval lfw --data $(LFW) --pairs $(PAIRS) --json lfw-report.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache

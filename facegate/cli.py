@@ -11,6 +11,7 @@
     facegate enroll --id ID [--name N] IMAGE...   enroll a person from photos
     facegate identify IMAGE...                    decisions for photos, each shown to a camera briefly
     facegate camera --door D --source URL|FILE|N  edge agent: stream a camera to the gateway
+    facegate fleet --agent-image IMAGE            on Kubernetes: one camera agent per door of the doors file
     facegate watch [--door D]                     every decision as it is made (JSON lines)
     facegate events [--door D] [--since 1h]       decisions from the audit log
     facegate events --kind admin                  who enrolled, erased or changed doors, and when
@@ -435,6 +436,28 @@ def cmd_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from facegate.fleet.agents import AgentSettings
+    from facegate.fleet.controller import FleetSettings, run
+    from services.core.server import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        settings = FleetSettings(
+            namespace=args.namespace, identity=args.identity, doors_configmap=args.doors_configmap,
+            doors_key=args.doors_key, status_configmap=args.status_configmap, lease_name=args.lease,
+            resync_seconds=args.resync_seconds, lease_seconds=args.lease_seconds, renew_seconds=args.renew_seconds,
+            retry_seconds=args.retry_seconds, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+            kubeconfig=args.kubeconfig,
+            agents=AgentSettings(image=args.agent_image, gateway=args.gateway, fps=args.agent_fps,
+                                 certificate_issuer=args.issuer, issuer_kind=args.issuer_kind,
+                                 credentials_secret=args.credentials_secret))
+    except ValueError as exc:
+        print(f"facegate fleet: {exc}", file=sys.stderr)
+        return 2
+    return run(settings)
+
+
 def parse_since(text: str) -> int:
     """'90s', '15m', '1h', '2d' ago, or an ISO 8601 time, as nanoseconds since the epoch."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -800,6 +823,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="a video file as fast as the gateway takes it, not in real time")
     gateway_options(p)
     p.set_defaults(func=cmd_camera)
+
+    p = sub.add_parser("fleet", help="on Kubernetes: keep one camera agent Deployment per door that names a camera")
+    env = os.environ.get
+    p.add_argument("--namespace", default=env("POD_NAMESPACE", ""), help="namespace of the doors and agents "
+                                                                         "(env POD_NAMESPACE)")
+    p.add_argument("--identity", default=env("POD_NAME", ""), help="this replica's name in the Lease (env POD_NAME)")
+    p.add_argument("--kubeconfig", default=env("KUBECONFIG", ""),
+                   help="a kubeconfig file (env KUBECONFIG); default: the pod's service account")
+    p.add_argument("--doors-configmap", default="facegate-doors", help="ConfigMap with the doors file")
+    p.add_argument("--doors-key", default="doors.yaml", help="its key holding the doors file")
+    p.add_argument("--status-configmap", default="facegate-fleet-status", help="ConfigMap the status is written to")
+    p.add_argument("--lease", default="facegate-fleet", help="the coordination.k8s.io Lease replicas run for")
+    p.add_argument("--agent-image", default=env("FACEGATE_AGENT_IMAGE", ""),
+                   help="image the agents run (env FACEGATE_AGENT_IMAGE)")
+    p.add_argument("--gateway", default=env("FACEGATE_GATEWAY", "gateway:50050"),
+                   help="the gateways' Service, host:port, as agents reach it (env FACEGATE_GATEWAY)")
+    p.add_argument("--agent-fps", type=float, default=5.0, help="frames per second each agent sends")
+    p.add_argument("--issuer", default="", help="a cert-manager issuer: the fleet asks it for each agent's "
+                                                "certificate; default: you create Secret <agent>-tls per agent")
+    p.add_argument("--issuer-kind", default="Issuer", choices=["Issuer", "ClusterIssuer"])
+    p.add_argument("--credentials-secret", default="facegate-camera-credentials",
+                   help="optional Secret whose keys become the agents' environment: $(KEY) in a camera URL")
+    p.add_argument("--resync-seconds", type=float, default=60.0, help="full pass at least this often")
+    p.add_argument("--lease-seconds", type=int, default=15, help="a silent leader is replaced after this")
+    p.add_argument("--renew-seconds", type=int, default=10, help="a leader that cannot renew for this long stops")
+    p.add_argument("--retry-seconds", type=int, default=2, help="how often the Lease is renewed or tried")
+    p.add_argument("--metrics-host", default=env("FACEGATE_HOST", "127.0.0.1"), help="bind /metrics and /healthz")
+    p.add_argument("--metrics-port", type=int, default=9108, help="port of /metrics and /healthz (-1: none)")
+    p.add_argument("--log-level", default=env("FACEGATE_LOG_LEVEL", "INFO"))
+    p.set_defaults(func=cmd_fleet)
 
     outcomes = ["granted", "denied_unknown", "denied_policy", "review", "error"]
     p = sub.add_parser("events", help="decisions (or, with --kind admin, admin actions) from the gateway's audit "

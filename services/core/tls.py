@@ -6,6 +6,12 @@ of three files), so a rotated certificate is served to the next connection witho
 connections already open keep the certificate they were made with (TLS checks at the
 handshake). A half-written rotation (a new certificate beside the old key) is not taken: the
 files are used only once key and certificate match.
+
+`facegate_tls_certificate_expiry_timestamp_seconds` says when the certificates a process
+presents expire (the earliest in `tls.crt`'s chain): `use="server"`, the one its next
+handshake serves (read at each scrape: a rotation not yet served counts, since it is served
+from the next connection on); `use="client"`, the one its channels were opened with (a
+process that never re-opens them keeps presenting it, and the alert says so).
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from prometheus_client import Gauge
 
 log = logging.getLogger("facegate.tls")
 
 FILES = ("tls.crt", "tls.key", "ca.crt")
+CERTIFICATE_EXPIRY = Gauge("facegate_tls_certificate_expiry_timestamp_seconds",
+                           "When the certificate this process presents expires (earliest in its chain), Unix time",
+                           ["use"])  # server | client
 
 
 class TLSError(ValueError):
@@ -37,6 +47,7 @@ class TLSMaterial:
     root_certificates: bytes
     spiffe_id: str  # the identity the certificate names
     stamp: tuple[float, ...]  # the files' modification times when read
+    expires_at: float  # Unix time the chain stops being valid: its earliest notAfter (leaf or intermediate)
 
 
 def load(directory: Path) -> TLSMaterial:
@@ -50,6 +61,7 @@ def load(directory: Path) -> TLSMaterial:
                        "`facegate certs issue`, or mount the service's TLS Secret there") from exc
     try:
         cert = x509.load_pem_x509_certificate(chain)
+        presented = x509.load_pem_x509_certificates(chain)
         private = serialization.load_pem_private_key(key, password=None)
         x509.load_pem_x509_certificates(roots)
     except ValueError as exc:
@@ -58,7 +70,8 @@ def load(directory: Path) -> TLSMaterial:
                                          serialization.PublicFormat.SubjectPublicKeyInfo) != \
             cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
         raise TLSError(f"{directory}: tls.key is not the key of tls.crt (a rotation half-way through?)")
-    return TLSMaterial(chain, key, roots, spiffe_id_of(cert), when)
+    expires_at = min(c.not_valid_after_utc.timestamp() for c in presented)
+    return TLSMaterial(chain, key, roots, spiffe_id_of(cert), when, expires_at)
 
 
 def stamp(directory: Path) -> tuple[float, ...]:
@@ -85,6 +98,8 @@ class ServerTLS:
         self._directory = directory
         self._lock = threading.Lock()
         self.material = load(directory)  # a bad directory stops the service at start
+        self._on_disk = (self.material.stamp, self.material.expires_at)  # what the next handshake serves
+        CERTIFICATE_EXPIRY.labels("server").set_function(self.next_expiry)
 
     def credentials(self, client_certificates: bool = True) -> grpc.ServerCredentials:
         """Mutual TLS; or, with `client_certificates=False`, TLS that asks callers for no
@@ -112,6 +127,20 @@ class ServerTLS:
                                                                "identity": fresh.spiffe_id}})
         return self._configuration(fresh)
 
+    def next_expiry(self) -> float:
+        """When the certificate the next handshake serves expires (read at each scrape). Not
+        `material`'s: that is reloaded only at a handshake, and a server whose callers keep
+        their connections open would report a rotated-away certificate as expiring. A
+        rotation caught half-way is not served, so it does not count either."""
+        with self._lock:
+            try:
+                current = stamp(self._directory)
+                if current != self._on_disk[0]:
+                    self._on_disk = (current, load(self._directory).expires_at)
+            except (OSError, TLSError):
+                return self.material.expires_at
+            return self._on_disk[1]
+
 
 def channel_credentials(directory: Path | None, token: str | None = None,
                         ca_file: Path | None = None) -> grpc.ChannelCredentials:
@@ -122,6 +151,7 @@ def channel_credentials(directory: Path | None, token: str | None = None,
         material = load(directory)
         tls = grpc.ssl_channel_credentials(material.root_certificates, material.private_key,
                                            material.certificate_chain)
+        CERTIFICATE_EXPIRY.labels("client").set(material.expires_at)  # presented until channels are re-opened
     elif token is not None and ca_file is not None:
         try:
             roots = ca_file.read_bytes()

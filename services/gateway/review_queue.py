@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Gauge
 
 from services.contracts.v1 import common_pb2, gateway_pb2
 
@@ -44,6 +45,9 @@ CREATE INDEX IF NOT EXISTS reviews_open ON reviews (verdict, queued_ns);
 CREATE INDEX IF NOT EXISTS reviews_by_age ON reviews (queued_ns);
 """
 CROP_JPEG_QUALITY = 92
+# The backlog a person still has to judge: counted again whenever items are queued, answered,
+# erased or expire (an indexed count: reviews_open), so it is right from the gateway's start on.
+REVIEWS_PENDING = Gauge("facegate_gateway_reviews_pending", "Review items waiting for an answer")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class ReviewQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # a deleted face is overwritten, not left in free pages
         self._db.executescript(SCHEMA)
+        with self._lock:
+            self._count_pending()  # what was left waiting before a restart counts from the start
 
     def close(self) -> None:
         self._db.close()
@@ -92,10 +98,16 @@ class ReviewQueue:
                 (decision.decision_id, time.time_ns(), decision.site, decision.SerializeToString(), jpeg.tobytes(),
                  evidence.embedding.SerializeToString(), json.dumps(evidence.candidates), evidence.face.quality,
                  f" {' '.join(sorted(people))} "))
+            self._count_pending()
 
     def _expire(self) -> None:
         """Delete items past the retention period (under the lock)."""
         self._db.execute("DELETE FROM reviews WHERE queued_ns < ?", (time.time_ns() - int(self.retention * 1e9),))
+        self._count_pending()
+
+    def _count_pending(self) -> None:
+        """Set the backlog gauge (under the lock)."""
+        REVIEWS_PENDING.set(self._db.execute("SELECT count(*) FROM reviews WHERE verdict = 0").fetchone()[0])
 
     def expire(self) -> None:
         """Delete items past the retention period now (the gateway sweeps every few minutes, so
@@ -107,8 +119,10 @@ class ReviewQueue:
         """Right to erasure: delete every item naming the person (as the decision's match, a
         candidate or an answer), crops and all. Returns how many."""
         with self._lock:
-            return int(self._db.execute("DELETE FROM reviews WHERE people LIKE ?",
-                                        (f"% {identity_id} %",)).rowcount)
+            erased = int(self._db.execute("DELETE FROM reviews WHERE people LIKE ?",
+                                          (f"% {identity_id} %",)).rowcount)
+            self._count_pending()
+            return erased
 
     def items(self, site: str = "", include_answered: bool = False, limit: int = 100,
               decision_id: str = "") -> list[gateway_pb2.ReviewItem]:
@@ -163,6 +177,7 @@ class ReviewQueue:
                 "WHERE decision_id = ? AND verdict = 0",
                 (verdict, identity_id, note, who, time.time_ns(), f"{identity_id} " if identity_id else "",
                  decision_id)).rowcount
+            self._count_pending()
         if not changed:
             raise ReviewError(f"review {decision_id!r} is already answered or no longer queued")
 

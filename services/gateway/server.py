@@ -60,6 +60,12 @@ DETECTIONS_SKIPPED = Counter("facegate_gateway_detections_skipped_total",
 QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
 REVIEWS_QUEUED = Counter("facegate_gateway_reviews_queued_total", "Decisions queued for a person's review")
 CONFIG_RELOADS = Counter("facegate_gateway_config_reloads_total", "Door configuration reloads", ["result"])
+# A door in the door file that sends no frames has no frame series at all: this lets a rule
+# find it ("configured, and no frame for 10 minutes"). Doors come from the file, so bounded.
+DOOR_CONFIGURED = Gauge("facegate_gateway_door_configured", "1 for each door in the door file (--doors)",
+                        ["door", "site"])
+LAST_FRAME = Gauge("facegate_gateway_last_frame_timestamp_seconds", "When the door's camera last sent a frame, "
+                   "Unix time", ["door", "site"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +244,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._feed: asyncio.Task[None] | None = None
         self._door_keeper: asyncio.Task[None] | None = None
         self._lost_doors: set[str] = set()  # held here, then taken by another gateway: their streams end
+        self._configured_labels: set[tuple[str, str]] = set()  # (door, site) series of DOOR_CONFIGURED
 
     async def start(self) -> None:
         s = self._settings
@@ -357,6 +364,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._doors = load_doors(path, self._calibrated, self._settings.max_embeddings)
             self._doors_mtime = mtime
             CONFIG_RELOADS.labels("ok").inc()
+            self._count_configured_doors()
             log.info("doors loaded", extra={"fields": {"path": str(path), "doors": len(self._doors.doors)}})
             return f"loaded: {len(self._doors.doors)} doors"
         except (OSError, DoorConfigError) as exc:
@@ -366,6 +374,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._doors_refused_mtime = mtime
             log.error("door configuration not reloaded, keeping the previous one: %s", exc)
             return f"refused, the previous configuration stays: {exc}"
+
+    def _count_configured_doors(self) -> None:
+        """One DOOR_CONFIGURED series per door in the file; a door taken out (or moved to another
+        site) loses its series, and its last-frame time, so no rule waits for its camera."""
+        labels = {(door.door_id, door.site) for door in self._doors.doors.values()}
+        for gone in self._configured_labels - labels:
+            DOOR_CONFIGURED.remove(*gone)
+            LAST_FRAME.remove(*gone)
+        for door_site in labels:
+            DOOR_CONFIGURED.labels(*door_site).set(1)
+        self._configured_labels = labels
 
     async def _watch_doors(self) -> None:
         """Reload the door file when it changes; each change is an admin action on record."""
@@ -454,6 +473,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     own_door_only(door)
                     door_label, site_label = self._labels.of(door)
                     FRAMES_IN.labels(door_label, site_label).inc()
+                    LAST_FRAME.labels(door_label, site_label).set_to_current_time()
                     self._statuses.frame(door.door_id, door.site, dropped=waiting.full())
                     if waiting.full():  # keep the newest: a slow backend must not build latency
                         waiting.get_nowait()

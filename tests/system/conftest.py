@@ -39,3 +39,26 @@ def console_user(console) -> Callable[[str], str]:
 def account_name(role: str) -> str:
     """A new account name, unique in the session ("operator-3"): short, as the screenshots show it."""
     return f"{role}-{next(_numbers)}"
+
+
+KUBE_USERS = {  # the session cluster's users besides admin (bearer tokens, see facegate/harness/kube.py)
+    "nobody": (),  # nothing binds it: what RBAC denies
+}
+
+
+@pytest.fixture(scope="session")
+def kube_cluster():
+    """A real Kubernetes 1.20.2 API server with etcd and the controller manager, on 127.0.0.1, for
+    the session (`make kube` builds the binaries; without them this fails, it does not skip).
+    Tests keep apart by namespace."""
+    from facegate.harness.kube import KubeCluster
+
+    try:
+        cluster = KubeCluster(users=KUBE_USERS)
+    except RuntimeError as exc:  # a binary is missing: the message says how to get it
+        missing = str(exc)
+    else:
+        with cluster:
+            yield cluster
+        return
+    pytest.fail(missing, pytrace=False)
