@@ -10,10 +10,12 @@ exponential backoff (capped), so a restart anywhere heals by itself; a file ends
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import cv2
 import grpc
@@ -38,10 +40,37 @@ class CameraSettings:
     max_backoff: float = 30.0
 
 
+_ENV_REFERENCE = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_]*\)")
+
+
+def redact(source: str) -> str:
+    """A camera source fit for logs, status and events: a URL's user and password and every
+    query value are replaced by *** (cameras take credentials in either place). A reference to
+    the environment, `$(VAR)` as the fleet's agents are given, is no secret and is kept."""
+    try:
+        parts = urlsplit(source)
+        parts.port  # noqa: B018 - raises on a malformed port, as a camera library would
+    except ValueError:
+        return "(a camera URL that does not parse)"
+    if not parts.scheme or "://" not in source:
+        return source  # a file or a device number
+
+    def hide(value: str) -> str:
+        return value if _ENV_REFERENCE.fullmatch(value) else "***"
+
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        netloc = f"{hide(user)}:{hide(password)}@{host}" if password else f"{hide(user)}@{host}"
+    query = urlencode([(k, hide(v)) for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*$()")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def open_source(source: str) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not capture.isOpened():
-        raise OSError(f"cannot open camera source {source!r} (a URL, a video file, or a device number)")
+        raise OSError(f"cannot open camera source {redact(source)!r} (a URL, a video file, or a device number)")
     return capture
 
 
@@ -112,7 +141,7 @@ def run(settings: CameraSettings, on_decision: Callable[[gateway_pb2.Decision], 
             sent += counted
             if is_file(settings.source):
                 return sent
-            log.warning("camera source %s ended; reopening", settings.source)
+            log.warning("camera source %s ended; reopening", redact(settings.source))
         except grpc.RpcError as exc:
             sent += counted
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):

@@ -418,7 +418,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 def cmd_camera(args: argparse.Namespace) -> int:
     import grpc
 
-    from facegate.camera import CameraSettings, run
+    from facegate.camera import CameraSettings, redact, run
 
     settings = CameraSettings(door_id=args.door, source=args.source, gateway=args.gateway, tls_dir=_tls_dir(args),
                               site=args.site,
@@ -432,13 +432,13 @@ def cmd_camera(args: argparse.Namespace) -> int:
         return _rpc_failed("camera", exc)
     except KeyboardInterrupt:
         return 0
-    print(f"facegate camera: {sent} frames sent from {args.source}", file=sys.stderr)
+    print(f"facegate camera: {sent} frames sent from {redact(args.source)}", file=sys.stderr)
     return 0
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     from facegate.fleet.agents import AgentSettings
-    from facegate.fleet.controller import FleetSettings, run
+    from facegate.fleet.controller import FleetConfigError, FleetSettings, run
     from services.core.server import configure_logging
 
     configure_logging(args.log_level)
@@ -455,7 +455,11 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"facegate fleet: {exc}", file=sys.stderr)
         return 2
-    return run(settings)
+    try:
+        return run(settings)
+    except FleetConfigError as exc:
+        print(f"facegate fleet: {exc}", file=sys.stderr)
+        return 2
 
 
 def parse_since(text: str) -> int:

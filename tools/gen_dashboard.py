@@ -130,9 +130,7 @@ def cameras_row() -> list[dashboard.Row | timeseries.Panel | table.Panel]:
         table.Panel().title("Silent cameras").description(
             "Doors in the door file without a frame in the last 5 minutes (the FaceGateCameraSilent alert fires "
             "after 5 more). Empty when every camera streams.").datasource(DATASOURCE).span(12).height(8)
-        .with_target(query(f"max by (site, door) (facegate_gateway_door_configured{{{DOOR}}}) unless on (site, door) "
-                           f"(sum by (site, door) (increase(facegate_gateway_frames_total{{{DOOR}}}[5m])) > 0)",
-                           instant=True)),
+        .with_target(query(f"door:facegate_gateway_camera_silent:5m{{{DOOR}}}", instant=True)),
     ]
 
 
@@ -168,7 +166,7 @@ def operations_row() -> list[dashboard.Row | timeseries.Panel | stat.Panel]:
     return [
         dashboard.Row("Operations"),
         graph("Review backlog", "Decisions waiting for a person's review in the console, over all gateways.",
-              "short", query("sum(facegate_gateway_reviews_pending)", "waiting")),
+              "short", query("max(facegate_gateway_reviews_pending)", "waiting")),
         stat.Panel().title("Certificates expire in").description(
             "Time left on the certificate each service serves (server) and presents to the others (client). "
             "cert-manager renews at 48 h; the alerts are at 24 h and 4 h.").datasource(DATASOURCE).unit("s")

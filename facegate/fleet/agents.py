@@ -23,8 +23,9 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from facegate.camera import redact
 from facegate.certs import CertError, Identity
 from services.gateway.doors import Door, DoorConfig
 
@@ -36,6 +37,7 @@ DOOR_ANNOTATION, SITE_ANNOTATION = "facegate.io/door-id", "facegate.io/site-id" 
 HASH_ANNOTATION = "facegate.io/spec-hash"  # what was applied, to tell a change from a re-apply
 TLS_MOUNT = "/etc/facegate/tls"
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class AgentSettings:
     fps: float = 5.0
     certificate_issuer: str = ""  # a cert-manager issuer to ask for each agent's certificate; "" = you issue them
     issuer_kind: str = "Issuer"  # or ClusterIssuer
-    credentials_secret: str = "facegate-camera-credentials"  # env for $(VAR) in camera URLs; optional
+    credentials_secret: str = "facegate-camera-credentials"  # where $(VAR) in a camera URL is read from
     cpu_request: str = "100m"
     cpu_limit: str = "500m"
     memory_request: str = "128Mi"
@@ -96,26 +98,13 @@ def label_value(text: str) -> str:
     (door ids may hold ':' and '@', which labels may not)."""
     if len(text) <= 63 and _LABEL_VALUE.fullmatch(text):
         return text
-    slug = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:50].strip("-")
-    return f"{slug or 'x'}-{_digest(text)}"
+    return f"{_slug(text, 50) or 'x'}-{_digest(text)}"
 
 
 def agent_name(door_id: str) -> str:
     """`agent-<slug>-<hash>`: a DNS label unique per exact door id ("Lobby" and "lobby" differ),
     short enough that pod names keep the whole of it (45 characters at most)."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", door_id.lower()).strip("-")[:30].strip("-")
-    return f"agent-{slug or 'door'}-{_digest(door_id)}"
-
-
-def redact(source: str) -> str:
-    """A camera source fit for status and events: a URL's password is replaced by *** (a
-    reference to the environment, `$(VAR)`, is no secret and says where it comes from)."""
-    parts = urlsplit(source)
-    if not parts.scheme or parts.password is None or re.fullmatch(r"\$\([A-Za-z_][A-Za-z0-9_]*\)", parts.password):
-        return source
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return f"agent-{_slug(door_id, 30) or 'door'}-{_digest(door_id)}"
 
 
 def desired_agents(doors: DoorConfig, owner: Owner, settings: AgentSettings) -> list[Agent]:
@@ -133,6 +122,8 @@ def spec_hash(obj: dict[str, Any]) -> str:
 def _agent(door: Door, owner: Owner, settings: AgentSettings) -> Agent:
     name = agent_name(door.door_id)
     shown = redact(door.camera)
+    if problem := _camera_problem(door.camera):
+        return Agent(door.door_id, door.site, name, shown, problem=f"door {door.door_id!r}: camera {shown}: {problem}")
     try:
         spiffe_id = Identity("camera", door.door_id, door.site).spiffe_id
     except CertError as exc:
@@ -149,8 +140,8 @@ def _agent(door: Door, owner: Owner, settings: AgentSettings) -> Agent:
             "revisionHistoryLimit": 2,
             # One stream per door: the gateways refuse a second one, so never run two pods.
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT_APP, FLEET_LABEL: owner.name,
-                                         DOOR_LABEL: metadata["labels"][DOOR_LABEL]}},
+            "selector": {"matchLabels": {key: metadata["labels"][key]
+                                         for key in ("app.kubernetes.io/name", FLEET_LABEL, DOOR_LABEL)}},
             "template": {
                 "metadata": {"labels": dict(metadata["labels"]), "annotations": {DOOR_ANNOTATION: door.door_id}},
                 "spec": _pod_spec(door, name, settings),
@@ -197,10 +188,13 @@ def _metadata(door: Door, owner: Owner, name: str) -> dict[str, Any]:
 
 def _pod_spec(door: Door, name: str, settings: AgentSettings) -> dict[str, Any]:
     # The source goes in as written: Kubernetes expands $(VAR) from the container's environment,
-    # so `rtsp://cam:$(LOBBY_PASSWORD)@10.0.0.7/stream` takes the password from the optional
-    # credentials Secret and the doors ConfigMap never holds one.
+    # so `rtsp://cam:$(LOBBY_PASSWORD)@10.0.0.7/stream` takes the password from the credentials
+    # Secret's key LOBBY_PASSWORD and the doors ConfigMap never holds one. Each agent is given only
+    # the keys its own source names, not every camera's password.
     args = ["facegate", "camera", "--door", door.door_id, "--site", door.site, "--source", door.camera,
             "--fps", f"{settings.fps:g}", "--gateway", settings.gateway, "--tls-dir", TLS_MOUNT]
+    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.credentials_secret, "key": key}}}
+           for key in sorted(set(_ENV_REFERENCE.findall(door.camera)))]
     return {
         "automountServiceAccountToken": False,  # an agent never calls the API server
         "enableServiceLinks": False,
@@ -212,7 +206,7 @@ def _pod_spec(door: Door, name: str, settings: AgentSettings) -> dict[str, Any]:
             "image": settings.image,
             "imagePullPolicy": "IfNotPresent",
             "args": args,
-            "envFrom": [{"secretRef": {"name": settings.credentials_secret, "optional": True}}],
+            **({"env": env} if env else {}),
             "resources": {"requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
                           "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit}},
             "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -223,6 +217,24 @@ def _pod_spec(door: Door, name: str, settings: AgentSettings) -> dict[str, Any]:
         "volumes": [{"name": "tls", "secret": {"secretName": f"{name}-tls"}},
                     {"name": "tmp", "emptyDir": {}}],
     }
+
+
+def _camera_problem(source: str) -> str:
+    """Why the agent could not open `source`, when that is plain from the text; "" otherwise."""
+    if source.isdigit() or "://" not in source:
+        return ""  # a device number or a file in the agent's image
+    try:
+        parts = urlsplit(source)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if not parts.hostname:
+        return "a URL without a host"
+    return ""
+
+
+def _slug(text: str, length: int) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:length].strip("-")
 
 
 def _digest(text: str) -> str:

@@ -43,8 +43,8 @@ from facegate.fleet.agents import (
     desired_agents,
     label_value,
 )
-from facegate.fleet.leadership import Leadership
-from services.gateway.doors import DoorConfigError, parse_doors
+from facegate.fleet.leadership import Leadership, Timed, check_timings
+from services.gateway.doors import DoorConfig, DoorConfigError, parse_doors
 
 log = logging.getLogger("facegate.fleet")
 
@@ -56,6 +56,7 @@ CHANGES = Counter("facegate_fleet_agent_changes_total", "Agents created, updated
 AGENTS = Gauge("facegate_fleet_agents", "Agents by state at the last pass", ["state"])
 STATES = ("running", "starting", "failed")
 CERTIFICATES = ("cert-manager.io", "v1", "certificates")
+API_TIMEOUT = 10.0  # seconds per API call of a reconcile pass
 
 
 class NotLeading(Exception):
@@ -88,6 +89,7 @@ class FleetSettings:
             raise ValueError("--identity (or POD_NAME) is required: this replica's name in the Lease")
         if not 1 <= self.resync_seconds <= 3600:
             raise ValueError(f"--resync-seconds {self.resync_seconds}: from 1 to 3600")
+        check_timings(self.lease_seconds, self.renew_seconds, self.retry_seconds)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Report:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # agent -> why it could not be applied
 
     def counts(self) -> dict[str, int]:
         return {state: sum(a["state"] == state for a in self.agents) for state in STATES}
@@ -112,22 +115,28 @@ class FleetController:
 
     def __init__(self, api: client.ApiClient, settings: FleetSettings, is_leading: Callable[[], bool]) -> None:
         self.settings = settings
-        self._core = client.CoreV1Api(api)
-        self._apps = client.AppsV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
+        # Every call has a deadline: a hung request must not stall the loop (and /healthz with it).
+        self._core: client.CoreV1Api = Timed(client.CoreV1Api(api), API_TIMEOUT)  # type: ignore[assignment]
+        self._apps: client.AppsV1Api = Timed(client.AppsV1Api(api), API_TIMEOUT)  # type: ignore[assignment]
+        self._custom: client.CustomObjectsApi = Timed(client.CustomObjectsApi(api),  # type: ignore[assignment]
+                                                       API_TIMEOUT)
         self._is_leading = is_leading
         self._last_error = ""  # the invalid-doors message last reported (one Event per distinct error)
         self._problem_reported: dict[str, str] = {}  # door -> why it cannot have an agent (reported once)
+        self._apply_errors: dict[str, str] = {}  # agent -> why its last apply failed (reported once)
 
     # -- one pass -----------------------------------------------------------------------------
 
     def reconcile(self, full: bool = False) -> Report:
-        """Make the agents match the doors file. `full`: re-apply unchanged agents too."""
+        """Make the agents match the doors file. `full`: re-apply unchanged agents too. Never
+        raises but NotLeading: a failed pass is counted, logged and in the report; the next
+        pass tries again."""
         started = time.monotonic()
         report = Report()
         try:
             self._reconcile(report, full)
-            RECONCILES.labels("ok" if report.doors_valid else "invalid_doors").inc()
+            RECONCILES.labels("ok" if report.doors_valid and not report.failed else
+                              "invalid_doors" if not report.doors_valid else "agent_errors").inc()
         except NotLeading:
             RECONCILES.labels("not_leading").inc()
             raise
@@ -135,8 +144,15 @@ class FleetController:
             RECONCILES.labels("error").inc()
             report.error = f"API server: {exc.status} {exc.reason}: {_message(exc)}"
             log.error("reconcile failed: %s", report.error)
+        except Exception as exc:  # noqa: BLE001 - unreachable server, timeout, a bug: never the end of the loop
+            RECONCILES.labels("error").inc()
+            report.error = f"{type(exc).__name__}: {exc}"
+            log.exception("reconcile failed")
         finally:
             RECONCILE_SECONDS.observe(time.monotonic() - started)
+            if report.agents or report.doors_valid:
+                for state, count in report.counts().items():
+                    AGENTS.labels(state).set(count)
         return report
 
     def _reconcile(self, report: Report, full: bool) -> None:
@@ -156,10 +172,7 @@ class FleetController:
         report.doors_version = meta.resource_version or ""
         existing = self._existing_agents(owner)
         try:
-            text = (doors_map.data or {}).get(s.doors_key)
-            if text is None:
-                raise DoorConfigError(f"no key {s.doors_key!r} in ConfigMap {s.doors_configmap}")
-            doors = parse_doors(yaml.safe_load(text), calibrated_fars=None, source=s.doors_configmap)
+            doors = self._parse(doors_map)
         except (DoorConfigError, yaml.YAMLError) as exc:
             report.doors_valid, report.error = False, f"doors file not applied, agents left as they are: {exc}"
             if report.error != self._last_error:
@@ -170,41 +183,93 @@ class FleetController:
             return
         self._last_error = ""
         wanted = desired_agents(doors, owner, s.agents)
-        for agent in wanted:
-            if agent.problem:
-                continue
-            before = existing.get(agent.name)
-            before_hash = (_meta(before).annotations or {}).get(HASH_ANNOTATION) if before else None
-            changed = before_hash != agent.deployment["metadata"]["annotations"][HASH_ANNOTATION]
-            if changed or full:
-                existing[agent.name] = self._apply(agent)
-            if before is None:
-                report.created.append(agent.door_id)
-                self._event(owner, "Normal", "AgentCreated", f"agent {agent.name} for door {agent.door_id} "
-                                                             f"({agent.source})")
-            elif changed:
-                report.updated.append(agent.door_id)
-                self._event(owner, "Normal", "AgentUpdated", f"agent {agent.name} for door {agent.door_id} "
-                                                             f"({agent.source})")
-        names = {agent.name for agent in wanted if not agent.problem}
-        for name, deployment in sorted(existing.items()):
-            if name not in names:
-                door = (_meta(deployment).annotations or {}).get(DOOR_ANNOTATION, name)
-                self._delete(name)
-                report.deleted.append(door)
-                self._event(owner, "Normal", "AgentDeleted", f"agent {name} deleted: door {door} has no camera "
-                                                             "in the doors file any more")
-        for action, doors_changed in (("created", report.created), ("updated", report.updated),
-                                      ("deleted", report.deleted)):
-            CHANGES.labels(action).inc(len(doors_changed))
-        for agent in wanted:
-            if agent.problem and agent.problem != self._problem_reported.get(agent.door_id):
-                self._event(owner, "Warning", "AgentNotPossible", agent.problem)
-        self._problem_reported = {a.door_id: a.problem for a in wanted if a.problem}
-        report.agents = [self._state_of(agent, existing.get(agent.name)) for agent in wanted]
-        for state, count in report.counts().items():
-            AGENTS.labels(state).set(count)
-        self._write_status(report, owner)
+        try:
+            for agent in wanted:
+                if not agent.problem:
+                    self._converge(agent, existing, owner, report, full)
+            # A door that cannot have an agent now keeps the one it had (a typo in a camera URL
+            # must not take a working door's camera away); only doors gone from the file, or
+            # without a camera, lose theirs.
+            keep = {agent.name for agent in wanted}
+            for name, deployment in sorted(existing.items()):
+                if name not in keep:
+                    door = (_meta(deployment).annotations or {}).get(DOOR_ANNOTATION, name)
+                    self._delete(name)
+                    existing.pop(name)
+                    report.deleted.append(door)
+                    self._event(owner, "Normal", "AgentDeleted", f"agent {name} deleted: door {door} has no camera "
+                                                                 "in the doors file any more")
+            self._prune_certificates(owner, keep)
+            for agent in wanted:
+                if agent.problem and agent.problem != self._problem_reported.get(agent.door_id):
+                    self._event(owner, "Warning", "AgentNotPossible", agent.problem)
+            self._problem_reported = {a.door_id: a.problem for a in wanted if a.problem}
+        finally:  # what was done is reported even when a pass stops half-way
+            for action, doors_changed in (("created", report.created), ("updated", report.updated),
+                                          ("deleted", report.deleted)):
+                CHANGES.labels(action).inc(len(doors_changed))
+            report.agents = [self._state_of(agent, existing.get(agent.name), report.failed.get(agent.name))
+                             for agent in wanted]
+            if self._is_leading():
+                self._write_status(report, owner)
+
+    def _parse(self, doors_map: client.V1ConfigMap) -> DoorConfig:
+        """The doors file, refusing an empty one: an empty value (a half-done edit, a GitOps tool's
+        blank) would otherwise read as "no doors" and delete every agent. No doors at all is
+        `doors: []`."""
+        s = self.settings
+        text = (doors_map.data or {}).get(s.doors_key)
+        if text is None:
+            raise DoorConfigError(f"no key {s.doors_key!r} in ConfigMap {s.doors_configmap}")
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict) or "doors" not in data:
+            raise DoorConfigError("the doors file has no `doors:` list (write `doors: []` to run no cameras)")
+        return parse_doors(data, calibrated_fars=None, source=s.doors_configmap)
+
+    def _converge(self, agent: Agent, existing: dict[str, client.V1Deployment], owner: Owner, report: Report,
+                  full: bool) -> None:
+        """Apply one agent if it is new, changed, or `full`; an API error is this door's, not the pass's."""
+        before = existing.get(agent.name)
+        before_hash = (_meta(before).annotations or {}).get(HASH_ANNOTATION) if before else None
+        changed = before_hash != agent.deployment["metadata"]["annotations"][HASH_ANNOTATION]
+        if not (changed or full):
+            return
+        try:
+            existing[agent.name] = self._apply(agent)
+        except ApiException as exc:
+            report.failed[agent.name] = f"could not apply: {exc.status} {exc.reason}: {_message(exc)}"
+            log.error("agent %s: %s", agent.name, report.failed[agent.name])
+            if report.failed[agent.name] != self._apply_errors.get(agent.name):
+                self._event(owner, "Warning", "AgentNotApplied", f"door {agent.door_id}: {report.failed[agent.name]}")
+            self._apply_errors[agent.name] = report.failed[agent.name]
+            return
+        self._apply_errors.pop(agent.name, None)
+        what = f"agent {agent.name} for door {agent.door_id} ({agent.source})"
+        if before is None:
+            report.created.append(agent.door_id)
+            self._event(owner, "Normal", "AgentCreated", what)
+        elif changed:
+            report.updated.append(agent.door_id)
+            self._event(owner, "Normal", "AgentUpdated", what)
+
+    def _prune_certificates(self, owner: Owner, keep: set[str]) -> None:
+        """Certificates of agents that are gone (with --issuer; a Certificate left behind would
+        keep a valid camera key renewed for a door that has no camera)."""
+        if not self.settings.agents.certificate_issuer:
+            return
+        group, version, plural = CERTIFICATES
+        found: dict[str, Any] = self._custom.list_namespaced_custom_object(  # type: ignore[assignment]
+            group, version, self.settings.namespace, plural, label_selector=agent_selector(owner.name))
+        for item in found.get("items", []):
+            name = item["metadata"]["name"]
+            if name not in keep:
+                self._check_leading()
+                try:
+                    self._custom.delete_namespaced_custom_object(group, version, self.settings.namespace, plural, name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                log.info("deleted certificate", extra={"fields": {"certificate": name}})
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -214,7 +279,8 @@ class FleetController:
         return {_meta(d).name or "": d for d in found.items}
 
     @staticmethod
-    def _state_of(agent: Agent | None, deployment: client.V1Deployment | None) -> dict[str, str]:
+    def _state_of(agent: Agent | None, deployment: client.V1Deployment | None, failure: str | None = None) \
+            -> dict[str, str]:
         """A door's line in the status: state running/starting/failed and why."""
         if agent is not None:
             line = {"door": agent.door_id, "site": agent.site, "agent": agent.name, "source": agent.source}
@@ -223,10 +289,10 @@ class FleetController:
             annotations = meta.annotations or {}
             line = {"door": annotations.get(DOOR_ANNOTATION, meta.name or ""),
                     "site": annotations.get(SITE_ANNOTATION, ""), "agent": meta.name or "", "source": ""}
-        if agent is not None and agent.problem:
+        if agent is not None and agent.problem:  # any agent it had keeps running as it was
             return {**line, "state": "failed", "ready": "0/0", "message": agent.problem}
-        if deployment is None:
-            return {**line, "state": "failed", "ready": "0/1", "message": "not created"}
+        if failure or deployment is None:
+            return {**line, "state": "failed", "ready": "0/1", "message": failure or "not created"}
         status = deployment.status
         ready = (status.ready_replicas or 0) if status else 0
         wanted = deployment.spec.replicas if deployment.spec and deployment.spec.replicas is not None else 1
@@ -318,8 +384,8 @@ class FleetController:
             reporting_instance=self.settings.identity)
         try:
             self._core.create_namespaced_event(self.settings.namespace, event)
-        except ApiException as exc:  # an event is a courtesy: never let it stop a pass
-            log.warning("could not record event %s: %s %s", reason, exc.status, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - an event is a courtesy: never let it stop a pass
+            log.warning("could not record event %s: %s", reason, exc)
 
 
 def agent_selector(doors_configmap: str) -> str:
@@ -331,7 +397,7 @@ def agent_selector(doors_configmap: str) -> str:
 def _meta(obj: Any) -> client.V1ObjectMeta:
     """An API object's metadata (the models type it optional; the server always sends it)."""
     if obj is None or obj.metadata is None:
-        raise ApiException(status=500, reason="an object without metadata from the API server")
+        raise RuntimeError("the API server sent an object without metadata")
     return obj.metadata
 
 
@@ -349,13 +415,22 @@ def _message(exc: ApiException) -> str:
 
 # -- the process -------------------------------------------------------------------------------
 
+class FleetConfigError(Exception):
+    """`facegate fleet` cannot start as configured: the message says what to change."""
+
+
 def api_client(kubeconfig: str) -> client.ApiClient:
     """From a kubeconfig file, or the pod's service account when empty."""
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except (config.ConfigException, OSError) as exc:
+        where = f"kubeconfig {kubeconfig}" if kubeconfig else \
+            "the pod's service account (not in a pod? pass --kubeconfig)"
+        raise FleetConfigError(f"cannot reach the API server through {where}: {exc}") from None
     return client.ApiClient(configuration)
 
 
@@ -385,18 +460,21 @@ class _Watches:
                 time.sleep(5)
 
 
-class _Health:
-    """/healthz: 200 while the main loop has gone round recently; everything else: metrics."""
+class _MetricsAndHealth:
+    """The WSGI app of --metrics-port: /healthz is 200 while the main loop has gone round
+    recently and the leader election runs; every other path serves the metrics."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, election_alive: Callable[[], bool]) -> None:
         self.limit, self.beat = limit, time.monotonic()
+        self._election_alive = election_alive
         self._metrics = make_wsgi_app()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
-            fresh = time.monotonic() - self.beat < self.limit
-            start_response("200 OK" if fresh else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if fresh else b"the reconcile loop is stuck\n"]
+            problem = ("the reconcile loop is stuck" if time.monotonic() - self.beat >= self.limit else
+                       "the leader election stopped" if not self._election_alive() else "")
+            start_response("503 Service Unavailable" if problem else "200 OK", [("Content-Type", "text/plain")])
+            return [f"{problem or 'ok'}\n".encode()]
         return self._metrics(environ, start_response)
 
 
@@ -408,14 +486,19 @@ class _QuietHandler(WSGIRequestHandler):
 def run(settings: FleetSettings) -> int:
     """Run until SIGTERM/SIGINT (0) or until this replica loses the Lease (1: restart as a follower)."""
     api = api_client(settings.kubeconfig)
-    leadership = Leadership(api, settings.namespace, settings.lease_name, settings.identity,
-                            lease=settings.lease_seconds, renew=settings.renew_seconds, retry=settings.retry_seconds)
-    controller = FleetController(api, settings, leadership.is_leading)
     wake, stopping = threading.Event(), threading.Event()
-    health = _Health(limit=max(60.0, 3 * settings.resync_seconds))
+    leadership = Leadership(api, settings.namespace, settings.lease_name, settings.identity,
+                            lease=settings.lease_seconds, renew=settings.renew_seconds, retry=settings.retry_seconds,
+                            on_change=wake.set)
+    controller = FleetController(api, settings, leadership.is_leading)
+    health = _MetricsAndHealth(limit=max(60.0, 3 * settings.resync_seconds), election_alive=leadership.alive)
     server: WSGIServer | None = None
     if settings.metrics_port >= 0:
-        server = make_server(settings.metrics_host, settings.metrics_port, health, handler_class=_QuietHandler)
+        try:
+            server = make_server(settings.metrics_host, settings.metrics_port, health, handler_class=_QuietHandler)
+        except OSError as exc:
+            raise FleetConfigError(f"--metrics-host {settings.metrics_host} --metrics-port {settings.metrics_port}: "
+                                   f"cannot listen ({exc.strerror})") from None
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         log.info("metrics and /healthz", extra={"fields": {"address": f"{settings.metrics_host}:{server.server_port}"}})
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,8 +9,9 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
@@ -38,7 +39,14 @@ from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
-from services.gateway.review_queue import Evidence, ReviewError, ReviewQueue
+from services.gateway.review_queue import (
+    Evidence,
+    ReviewError,
+    ReviewQueue,
+    ReviewStoreError,
+    is_postgres,
+    open_review_queue,
+)
 from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, mention, observation
 
 log = logging.getLogger("facegate.gateway")
@@ -108,9 +116,11 @@ class GatewayServiceSettings(ServerSettings):
     frame_queue: int = setting(2, "frames a door may have waiting; older ones are dropped", in_range(1, 100))
     reload_seconds: float = setting(5.0, "how often to check the door configuration and the gateway's own "
                                          "certificate (--tls-dir) for changes", in_range(0.1, 3600))
-    review_db: str = setting("", "SQLite file of the review queue (REVIEW decisions with their face crops), kept "
-                                 "apart from the audit log and the gallery; empty = beside the audit log, named "
-                                 "<audit file>-reviews.db")
+    review_db: str = setting("", "the review queue (REVIEW decisions with their face crops), kept apart from the "
+                                 "audit log's decisions and the gallery: a SQLite file (one gateway), or "
+                                 "postgresql://user@host/db, one queue for every gateway on a shared audit log; "
+                                 "empty = beside the audit log: in its database when that is PostgreSQL (tables "
+                                 "of its own), else the file <audit file>-reviews.db")
     review_retention_days: float = setting(7.0, "a review item and its face crop are deleted this long after the "
                                                 "decision, answered or not", in_range(0.0001, 365))
     review_template_min_quality: float = setting(0.5, "face quality a review crop needs to become a template "
@@ -181,14 +191,28 @@ class DoorStream:
 
 
 def beside(path: str, suffix: str) -> str:
-    """A file next to `path`, its name + `suffix` ("audit.db" -> "audit-reviews.db"; in memory stays so;
-    beside a database URL: in the working directory)."""
+    """A file next to `path`, its name + `suffix` ("audit.db" -> "audit-reviews.db"; in memory stays so)."""
     if path == ":memory:":
         return path
-    if "://" in path:
-        return f"./facegate{suffix}.db"
     file = Path(path)
     return str(file.with_name(f"{file.stem}{suffix}{file.suffix}"))
+
+
+def review_target(audit_db: str, review_db: str) -> str:
+    """Where the review queue lives: `review_db` (--review-db) if given, else beside the audit log:
+    in its database when that is PostgreSQL (every gateway on the shared log shares the queue),
+    else a file next to its file. ValueError for a combination that cannot work."""
+    if "://" in review_db and not is_postgres(review_db):
+        raise ValueError(f"--review-db {review_db.split('://')[0]}://...: the review queue is a SQLite file path "
+                         "or a postgresql:// URL")
+    if is_postgres(review_db) and not is_postgres(audit_db):
+        raise ValueError("--review-db is a PostgreSQL database but --audit-db is not: a review queue shared by "
+                         "several gateways needs the audit log they share (every answer is recorded there before "
+                         "the queue changes, and the items are its decisions); make --audit-db a postgresql:// URL "
+                         "too, or --review-db a file")
+    if review_db:
+        return review_db
+    return audit_db if is_postgres(audit_db) else beside(audit_db, "-reviews")
 
 
 def own_door_only(door: Door) -> None:
@@ -214,6 +238,18 @@ def watchable_doors(asked: set[str]) -> tuple[set[str], str]:
         others = ", ".join(repr(d) for d in sorted(asked - {named[1] if named else ""}))
         raise PermissionDenied(f"{who.identity} may watch door {own} only, not {others}")
     return {named[1]}, named[0]
+
+
+T = TypeVar("T")
+
+
+async def reviewing(call: Callable[..., T], *args: Any) -> T:
+    """A review queue call, in a worker thread; a store that cannot answer now (a shared queue's
+    server away) is UNAVAILABLE: retry."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except ReviewStoreError as exc:
+        raise Unavailable(f"review queue unavailable ({exc}); retry") from exc
 
 
 def page_limit(limit: int) -> int:
@@ -253,9 +289,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                              "no track could reach a verdict")
         if s.doors:  # a broken door file stops the gateway now, not after the backends are up
             self._reload_doors(initial=True)
+        try:
+            review_db = review_target(s.audit_db, s.review_db)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
+        if is_postgres(s.audit_db) and not is_postgres(review_db):
+            log.warning("the review queue is a file of this gateway's own (--review-db) while the audit log is "
+                        "shared: gateways on the same log do not see these reviews, nor this one theirs; leave "
+                        "--review-db out to share the queue in the log's database")
         audit = await asyncio.to_thread(open_audit_log, s.audit_db)
-        reviews = await asyncio.to_thread(ReviewQueue, s.review_db or beside(s.audit_db, "-reviews"),
-                                          s.review_retention_days * 86400)
+        reviews = await asyncio.to_thread(open_review_queue, review_db, s.review_retention_days * 86400)
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
                             s.max_message_mb, Path(s.tls_dir) if s.tls_dir else None)
         model = await self._model_of(backends)
@@ -298,13 +341,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 self._lost_doors.add(door_id)
 
     async def _sweep_reviews(self, reviews: ReviewQueue) -> None:
-        """Review items past their retention are deleted even when nobody uses the queue."""
+        """Review items past their retention are deleted even when nobody uses the queue, and the
+        backlog gauge is counted again (on a shared queue, other gateways' items and answers too)."""
         while True:
             try:
                 await asyncio.to_thread(reviews.expire)
-            except Exception as exc:  # sqlite3 errors: try again next time
+            except Exception as exc:  # ReviewStoreError: try again next time
                 log.error("review queue sweep failed: %s", exc)
-            await asyncio.sleep(min(300.0, self._settings.review_retention_days * 86400 / 10))
+            await asyncio.sleep(min(60.0, self._settings.review_retention_days * 86400 / 10))
 
     async def _model_of(self, backends: Backends) -> common_pb2.ModelInfo:
         """The embedder's model card, waiting for the embedder to come up (the gateway is not
@@ -473,7 +517,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     own_door_only(door)
                     door_label, site_label = self._labels.of(door)
                     FRAMES_IN.labels(door_label, site_label).inc()
-                    LAST_FRAME.labels(door_label, site_label).set_to_current_time()
                     self._statuses.frame(door.door_id, door.site, dropped=waiting.full())
                     if waiting.full():  # keep the newest: a slow backend must not build latency
                         waiting.get_nowait()
@@ -496,6 +539,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout)
                     self._statuses.streaming(door.door_id, door.site, True)
                 last = frame, door
+                # Here, not on arrival: a camera that every gateway refuses (its door held
+                # elsewhere) still sends a first frame each time it reconnects; that door is silent.
+                LAST_FRAME.labels(*stream.labels).set_to_current_time()
                 if door.door_id in self._lost_doors:
                     raise Unavailable(f"door {door.door_id!r} was taken by another gateway while the audit log's "
                                       "server was away; reconnect (to any gateway)")
@@ -840,14 +886,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                           context: grpc.aio.ServicerContext) -> gateway_pb2.ListReviewsResponse:
         if not 0 <= request.limit <= 1000:
             raise InvalidArgument(f"limit: {request.limit}; must be 1..1000 (0 = 100)")
-        items = await asyncio.to_thread(self._run.reviews.items, request.site, request.include_answered,
-                                        request.limit or 100, request.decision_id)
+        items = await reviewing(self._run.reviews.items, request.site, request.include_answered,
+                                request.limit or 100, request.decision_id)
         return gateway_pb2.ListReviewsResponse(items=items)
 
     async def _review_item(self, decision_id: str) -> gateway_pb2.ReviewItem:
         if not decision_id or len(decision_id) > 64 or not decision_id.isprintable():
             raise InvalidArgument(f"decision_id: {decision_id[:80]!r}; the id of a queued decision")
-        item = await asyncio.to_thread(self._run.reviews.item, decision_id)
+        item = await reviewing(self._run.reviews.item, decision_id)
         if item is None:
             raise NotFound(f"no review item for decision {decision_id!r} (never queued, or past the retention "
                            f"period of {self._settings.review_retention_days:g} days)")
@@ -914,7 +960,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if item.verdict != gateway_pb2.REVIEW_VERDICT_IS:
             raise FailedPrecondition("only a face answered \"this is X\" can become a template of X: answer the "
                                      "review first")
-        if item.template_added or not await asyncio.to_thread(run.reviews.claim_template, request.decision_id):
+        if item.template_added or not await reviewing(run.reviews.claim_template, request.decision_id):
             raise FailedPrecondition(f"this face was added as a template of {person!r} already (or is being added)")
         try:
             return await self._add_review_template(item, person, context)
@@ -927,7 +973,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """The template step of a claimed item: quality gate, admin log, the matcher's check."""
         run = self._run
         decision_id = item.decision.decision_id
-        embedding = await asyncio.to_thread(run.reviews.embedding, decision_id)
+        embedding = await reviewing(run.reviews.embedding, decision_id)
         if not item.HasField("face_crop") or embedding is None:
             raise FailedPrecondition("the face crop is no longer kept (past the retention period)")
         minimum = self._settings.review_template_min_quality
@@ -960,7 +1006,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     @ready(STARTING)
     async def ClusterReviews(self, request: gateway_pb2.ClusterReviewsRequest,
                              context: grpc.aio.ServicerContext) -> gateway_pb2.ClusterReviewsResponse:
-        faces = await asyncio.to_thread(self._run.reviews.open_embeddings, request.site)
+        faces = await reviewing(self._run.reviews.open_embeddings, request.site)
         labels = [-1] * len(faces)
         if len(faces) >= 2:
             try:

@@ -5,6 +5,7 @@ garbage by owner reference. Each test works in a namespace of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 import uuid
@@ -159,6 +160,63 @@ def test__a_wrong_token_is_unauthorized(kube_cluster):
         client.CoreV1Api(stranger).list_namespace()
 
     assert refused.value.status == 401
+
+
+def test__a_custom_resource_is_created_and_server_side_applied_and_the_server_stays_up(admin, namespace):
+    """Writing a custom resource makes the server encode an unstructured object (nested maps) with
+    json-iterator; built against reflect2 < 1.0.2 with Go >= 1.18 that killed the API server
+    (`fatal error: fault` in runtime.mapiternext): tools/build_kube.sh builds with reflect2 1.0.2."""
+    custom = client.CustomObjectsApi(admin)
+    with custom_resource_definition(admin, "widgets.test.facegate.io"):
+        custom.create_namespaced_custom_object(GROUP, "v1", namespace, "widgets", widget("created", size=1))
+        custom.patch_namespaced_custom_object(GROUP, "v1", namespace, "widgets", "applied", widget("applied", size=2),
+                                              field_manager=FIELD_MANAGER,
+                                              _content_type="application/apply-patch+yaml")
+        custom.patch_namespaced_custom_object(GROUP, "v1", namespace, "widgets", "applied", widget("applied", size=3),
+                                              field_manager=FIELD_MANAGER,
+                                              _content_type="application/apply-patch+yaml")
+
+        stored = {item["metadata"]["name"]: item
+                  for item in custom.list_namespaced_custom_object(GROUP, "v1", namespace, "widgets")["items"]}
+        assert {name: item["spec"]["size"] for name, item in stored.items()} == {"created": 1, "applied": 3}
+        assert stored["applied"]["spec"]["labels"] == {"b": {"nested": ["x", 3]}, "a": "first"}
+        assert [(field["manager"], field["operation"]) for field in stored["applied"]["metadata"]["managedFields"]
+                if field["manager"] == FIELD_MANAGER] == [(FIELD_MANAGER, "Apply")]
+    assert client.VersionApi(admin).get_code().git_version == "v1.20.2"  # still serving
+
+
+GROUP = "test.facegate.io"
+
+
+def widget(name: str, size: int) -> dict:
+    """A custom object whose spec holds maps in maps, which the server encodes with sorted keys."""
+    return {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name, "labels": {"size": str(size)}},
+            "spec": {"size": size, "labels": {"b": {"nested": ["x", size]}, "a": "first"}}}
+
+
+@contextlib.contextmanager
+def custom_resource_definition(admin: client.ApiClient, name: str) -> Iterator[None]:
+    """A namespaced CRD `name` (plural.group) with an open schema, established; deleted after."""
+    plural, group = name.split(".", 1)
+    kind = plural.removesuffix("s").capitalize()
+    extensions = client.ApiextensionsV1Api(admin)
+    extensions.create_custom_resource_definition({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": plural.removesuffix("s"), "kind": kind},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}]},
+    })
+    try:
+        def established() -> bool:
+            found = extensions.read_custom_resource_definition(name)
+            return any(c.type == "Established" and c.status == "True" for c in (found.status.conditions or []))
+
+        eventually(established, 30, f"the CRD {name} established")
+        yield
+    finally:
+        extensions.delete_custom_resource_definition(name)
 
 
 def test__the_controller_manager_gives_a_deployment_its_replicaset(admin, namespace):

@@ -27,6 +27,8 @@ OVERLAYS = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "overlays"
 NOT_SERVED = {
     ("policy/v1", "PodDisruptionBudget"),  # 1.21
     ("autoscaling/v2", "HorizontalPodAutoscaler"),  # 1.23
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"),  # 1.30 (tests/unit/test_fleet_admission.py)
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"),
     ("cert-manager.io/v1", "Certificate"), ("cert-manager.io/v1", "Issuer"),
     ("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),

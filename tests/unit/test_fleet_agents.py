@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from facegate.camera import redact
 from facegate.fleet.agents import (
     DOOR_ANNOTATION,
     DOOR_LABEL,
@@ -16,7 +17,6 @@ from facegate.fleet.agents import (
     agent_name,
     desired_agents,
     label_value,
-    redact,
 )
 from services.gateway.doors import parse_doors
 
@@ -116,17 +116,49 @@ def test_with_an_issuer_each_agent_gets_a_certificate_naming_its_door() -> None:
     assert {"name": "tls", "secret": {"secretName": certificate["spec"]["secretName"]}} in volumes
 
 
-def test_camera_passwords_come_from_the_environment_and_never_show_in_status() -> None:
-    source = "rtsp://cam:$(LOBBY_PASSWORD)@10.0.0.7:554/stream"
+def test_camera_passwords_come_from_the_credentials_secret_one_key_per_agent() -> None:
+    source = "rtsp://cam:$(LOBBY_PASSWORD)@10.0.0.7:554/stream?token=$(LOBBY_TOKEN)"
     agent, = desired_agents(doors({"id": "lobby", "site": "hq", "camera": source}), OWNER, SETTINGS)  # type: ignore[arg-type]
     container = agent.deployment["spec"]["template"]["spec"]["containers"][0]
-    assert source in container["args"]  # Kubernetes expands $(LOBBY_PASSWORD) from the Secret
-    assert container["envFrom"] == [{"secretRef": {"name": "facegate-camera-credentials", "optional": True}}]
-    assert redact("rtsp://cam:s3cret@10.0.0.7:554/stream") == "rtsp://cam:***@10.0.0.7:554/stream"
-    assert redact("rtsp://10.0.0.7/stream") == "rtsp://10.0.0.7/stream"
-    assert redact(source) == source  # names where the password comes from, not the password
-    assert "s3cret" not in desired_agents(doors({"id": "d", "site": "hq", "camera": "rtsp://u:s3cret@h/s"}),  # type: ignore[arg-type]
-                                          OWNER, SETTINGS)[0].source
+    assert source in container["args"]  # Kubernetes expands $(LOBBY_PASSWORD) from the env below
+    assert container["env"] == [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": "facegate-camera-credentials", "key": key}}}
+        for key in ("LOBBY_PASSWORD", "LOBBY_TOKEN")]  # only this camera's keys, not every camera's
+    assert "envFrom" not in container
+    plain, = desired_agents(doors({"id": "back", "site": "hq", "camera": "rtsp://10.0.0.8/s"}), OWNER, SETTINGS)  # type: ignore[arg-type]
+    assert "env" not in plain.deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("source, shown", [
+    ("rtsp://cam:s3cret@10.0.0.7:554/stream", "rtsp://***:***@10.0.0.7:554/stream"),
+    ("rtsp://TOKEN@cam.local/s", "rtsp://***@cam.local/s"),
+    ("http://cam/video.cgi?usr=admin&pwd=x1", "http://cam/video.cgi?usr=***&pwd=***"),
+    ("rtsp://u:p@[fd00::7]:554/s", "rtsp://***:***@[fd00::7]:554/s"),
+    ("rtsp://***:$(LOBBY_PASSWORD)@10.0.0.7/s", "rtsp://***:$(LOBBY_PASSWORD)@10.0.0.7/s"),
+    ("rtsp://10.0.0.7/stream", "rtsp://10.0.0.7/stream"),
+    ("0", "0"),
+    ("rtsp://admin:pw@10.0.0.7:55x/s", "(a camera URL that does not parse)"),
+])
+def test_status_events_and_logs_show_camera_sources_without_credentials(source: str, shown: str) -> None:
+    assert redact(source) == shown
+
+
+def test_a_camera_url_that_does_not_parse_is_reported_not_applied() -> None:
+    config = doors({"id": "lobby", "site": "hq", "camera": "rtsp://admin:pw@10.0.0.7:5540a/stream"},
+                   {"id": "back", "site": "hq", "camera": "rtsp:///stream"},
+                   {"id": "lab", "site": "lab", "camera": "rtsp://10.0.1.9/stream"})
+    lobby, back, lab = desired_agents(config, OWNER, SETTINGS)  # type: ignore[arg-type]
+    assert "not a valid URL" in lobby.problem and "pw" not in lobby.problem
+    assert "without a host" in back.problem
+    assert not lab.problem  # one bad door does not stop the others
+
+
+def test_the_selector_matches_the_labels_whatever_the_doors_configmap_is_called() -> None:
+    owner = Owner("doors-" + "x" * 70, OWNER.uid)  # too long for a label value
+    agent, = desired_agents(doors({"id": "lobby", "site": "hq", "camera": "0"}), owner, SETTINGS)  # type: ignore[arg-type]
+    selector = agent.deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= agent.deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert all(len(value) <= 63 for value in selector.values())
 
 
 def test_the_spec_hash_changes_with_the_spec_and_only_with_it() -> None:

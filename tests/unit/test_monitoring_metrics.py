@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from facegate import certs
 from services.core import tls
-from services.gateway.review_queue import ReviewQueue
+from services.gateway.review_queue import SqliteReviewQueue
 from services.gateway.server import LAST_FRAME, GatewayServicer, GatewayServiceSettings
 from tests.unit.test_review_queue import DAY, IS_NOT, decision, evidence
 
@@ -96,7 +96,7 @@ def test__a_client_reports_the_certificate_its_channels_present(ca, tmp_path):
 
 
 def test__the_review_backlog_counts_open_items_as_they_are_queued_answered_erased_and_expire():
-    queue = ReviewQueue(":memory:", retention=DAY)
+    queue = SqliteReviewQueue(":memory:", retention=DAY)
     assert sample("facegate_gateway_reviews_pending") == 0
 
     for n in (1, 2, 3):
@@ -111,7 +111,7 @@ def test__the_review_backlog_counts_open_items_as_they_are_queued_answered_erase
 
 
 def test__review_items_past_their_retention_leave_the_backlog_at_the_sweep():
-    queue = ReviewQueue(":memory:", retention=0.001)
+    queue = SqliteReviewQueue(":memory:", retention=0.001)
     queue.add(decision(1), evidence())
     time.sleep(0.01)  # ten retention periods
 
@@ -121,13 +121,13 @@ def test__review_items_past_their_retention_leave_the_backlog_at_the_sweep():
 
 
 def test__items_left_waiting_before_a_restart_count_from_the_start(tmp_path):
-    before = ReviewQueue(tmp_path / "reviews.db", retention=DAY)
+    before = SqliteReviewQueue(tmp_path / "reviews.db", retention=DAY)
     before.add(decision(1), evidence())
     before.add(decision(2), evidence())
     before.close()
-    ReviewQueue(":memory:", retention=DAY)  # another queue: the gauge at 0
+    SqliteReviewQueue(":memory:", retention=DAY)  # another queue: the gauge at 0
 
-    ReviewQueue(tmp_path / "reviews.db", retention=DAY)
+    SqliteReviewQueue(tmp_path / "reviews.db", retention=DAY)
 
     assert sample("facegate_gateway_reviews_pending") == 2
 
