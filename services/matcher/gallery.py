@@ -26,6 +26,7 @@ of the templates (`exact_index.py` says why); with a server, in Milvus.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -58,11 +59,19 @@ SEARCH_WINDOW = 16384  # Milvus' largest `limit`
 REWRITE_SUFFIX = "__rewrite"  # a Lite collection being rewritten without its deleted rows
 # Consistency on a Milvus server (Lite has one process and sees its writes at once).
 # Read-modify-write (enrol, delete) reads Strong: it sees every write acknowledged before it.
-# Searches and verification read Session: this matcher's own writes at once, other matchers'
-# after Milvus' staleness (a deletion showed up 0.2-0.4 s later, measured). Strong there would wait for the server's
-# next time tick: 200-400 ms a query, measured. Session reads were seen to return rows this
-# same client had just deleted (server 2.3.5, pymilvus 3), so deletions are also applied on
-# the matcher's side (`RecentDeletes`): a person it deleted never matches again.
+# A Strong read returns once the server's shard leader has applied every write made before
+# it: it waits for the server's next time tick (200 ms on 2.3.5, measured with
+# `bench/matchers_bench.py`), and so do two Strong reads in a row, so the two a call needs
+# (identity and templates) run at once (`_stored`).
+# Searches, verification and GetIdentity read Session: this matcher's own writes at once,
+# other matchers' once that shard leader has applied them, which every matcher's reads go
+# through. A write that takes access away (a deletion, a change of details, templates removed
+# by a move) is therefore acknowledged only after Strong reads that follow it (`_settle`):
+# from its acknowledgement on, no matcher reads the old state (measured, README "Running at
+# scale"). A write that only adds (a new person, new faces) is acknowledged at once and
+# shows on other matchers a time tick or two later (0.2 s p50, 0.6 s the most, measured). Milvus 2.3.5 returns no
+# timestamp for a deletion, so a Session read does not wait for this client's own deletions:
+# they are also applied on the matcher's side (`RecentDeletes`).
 STRONG = {"consistency_level": "Strong"}
 SESSION = {"consistency_level": "Session"}
 CLASSIFIERS = ("nearest", "knn")
@@ -70,6 +79,7 @@ CLASSIFIERS = ("nearest", "knn")
 CREATE, ADD_TEMPLATES, UPDATE_DETAILS = "create", "add_templates", "update_details"
 ENROL_MODES = (CREATE, ADD_TEMPLATES, UPDATE_DETAILS)
 SEARCH_MODES = ("auto", "memory", "milvus")
+SWEEPS = 3  # a deletion removes templates another matcher wrote meanwhile this many times at most
 
 
 def is_lite(uri: str) -> bool:
@@ -219,6 +229,8 @@ class Gallery:
         self._lite = is_lite(uri)
         self._search_params = dict(search_params or {})
         self._deleted = RecentDeletes()
+        # a second thread for the Strong read that runs beside another (a server's; see STRONG)
+        self._beside = None if self._lite else concurrent.futures.ThreadPoolExecutor(1, "gallery-strong-read")
         self._unflushed = 0  # rows written since the last flush
         self._lite_socket: LiteOnUnixSocket | None = None
         try:
@@ -381,6 +393,8 @@ class Gallery:
     def close(self) -> None:
         try:
             self.flush()
+            if self._beside is not None:
+                self._beside.shutdown()
             self._client.close()
         finally:
             if self._lite_socket is not None:
@@ -434,7 +448,8 @@ class Gallery:
             check_id(other, f"allow_duplicate_of[{i}]")
 
         with self._lock:
-            row = self._identity_row(identity.identity_id)
+            # faces too, unless CREATE: ADD_TEMPLATES compares the new ones, UPDATE_DETAILS may move them
+            row, stored = self._stored(identity.identity_id, vectors=mode != CREATE)
             if row is None and mode != CREATE:
                 raise NotFound(f"identity {identity.identity_id!r} is not enrolled; create it with mode CREATE")
             current = self._identity_of(row) if row is not None else Identity(
@@ -442,7 +457,6 @@ class Gallery:
             merged = self._merge(current, identity)
             if replace_groups:
                 merged = replace(merged, groups=tuple(identity.groups))
-            stored = self._templates_of([identity.identity_id], vectors=mode == ADD_TEMPLATES, consistency=STRONG)
             asked = {template_pk(merged, v) for v in vectors}
             if row is not None and mode == CREATE:
                 if merged == current and asked <= {t.pk for t in stored}:  # the same enrolment again
@@ -463,7 +477,7 @@ class Gallery:
             if len(merged.metadata) > MAX_METADATA_KEYS + 1:  # the caller's keys, and the look-alikes
                 raise InvalidArgument(f"metadata: {identity.identity_id!r} would have {len(merged.metadata)} keys; "
                                       f"at most {MAX_METADATA_KEYS}")
-            return self._write(merged, vectors, stored, asked)
+            return self._write(merged, vectors, stored, asked, settle=mode == UPDATE_DETAILS)
 
     def _check_same_person(self, identity_id: str, vectors: np.ndarray, stored: list[TemplateRow]) -> None:
         """Each new face is within `threshold` of the identity's nearest template."""
@@ -498,14 +512,17 @@ class Gallery:
         return self._exact is not None and len(self._exact) == 0
 
     def _write(self, merged: Identity, vectors: np.ndarray, stored: list[TemplateRow],
-               asked: set[int]) -> tuple[Identity, int]:
-        """Write the identity and its new templates (the caller holds the lock and has checked them)."""
+               asked: set[int], settle: bool) -> tuple[Identity, int]:
+        """Write the identity and its new templates (the caller holds the lock and has checked
+        them); with `settle`, or when templates were removed, return once every matcher reads
+        the change (see STRONG)."""
         identity_id = merged.identity_id
         # Templates under another site or name (a move, or the leftovers of one a crash
         # interrupted) are rewritten under the identity's current ones, then deleted.
         stale = [t for t in stored if (t.site, t.display_name) != (merged.site, merged.display_name)]
         if stale:
-            moved = self._templates_of([identity_id], vectors=True, consistency=STRONG, pks=[t.pk for t in stale])
+            moved = stale if all(t.vector is not None for t in stale) else self._templates_of(
+                [identity_id], vectors=True, consistency=STRONG, pks=[t.pk for t in stale])
             vectors = np.concatenate([vectors.reshape(-1, self.dim),
                                       np.asarray([t.vector for t in moved], np.float32).reshape(-1, self.dim)])
         records = {}
@@ -533,6 +550,8 @@ class Gallery:
         for pk in records:  # a key deleted before (same person, photo, site) is live again
             self._deleted.discard(pk)
         self._unflushed += len(records)
+        if settle or stale:
+            self._settle(identity_id)
         added = len(asked - {t.pk for t in stored})
         return replace(merged, template_count=total), added
 
@@ -599,18 +618,23 @@ class Gallery:
         concurrent enrolment left without an identity row). NOT_FOUND if there is neither."""
         check_id(identity_id)
         with self._lock:
-            row = self._identity_row(identity_id)
-            pks = [t.pk for t in self._templates_of([identity_id], vectors=False, consistency=STRONG)]
+            row, stored = self._stored(identity_id, vectors=False)
+            pks = [t.pk for t in stored]
             if row is None and not pks:
                 raise NotFound(f"identity {identity_id!r} is not enrolled")
             self._remove_templates(pks)
             self._client.delete(self._identities, ids=[identity_id])
             self._deleted.add([identity_id])
             self._purge_due()
-            if self._exact is None:  # a server may have other writers: sweep what one wrote meanwhile
-                late = [t.pk for t in self._templates_of([identity_id], vectors=False, consistency=STRONG)]
+            for _ in range(SWEEPS):  # a server may have other writers: remove what one wrote meanwhile
+                late = self._settle(identity_id)
+                if not late:
+                    break
                 self._remove_templates(late)
                 pks += late
+            else:
+                raise Unavailable(f"{identity_id!r}: deleted, but another matcher kept enrolling faces for them "
+                                  f"meanwhile ({SWEEPS} times); delete again once that stops")
             self._unflushed += len(pks) + 1
         return len(pks)
 
@@ -627,6 +651,28 @@ class Gallery:
         """A deletion happened: deleted rows are to leave the files (from its time on)."""
         if (self._lite or self._compact_server) and self.deleted_since is None:
             self.deleted_since = time.monotonic()
+
+    def _stored(self, identity_id: str, vectors: bool) -> tuple[dict | None, list[TemplateRow]]:
+        """The person's row and templates as stored (Strong reads; on a server, both at once)."""
+        if self._beside is None:
+            return self._identity_row(identity_id), self._templates_of([identity_id], vectors, STRONG)
+        row = self._beside.submit(self._identity_row, identity_id)
+        templates = self._templates_of([identity_id], vectors, STRONG)
+        return row.result(), templates
+
+    def _settle(self, identity_id: str) -> list[int]:
+        """On a server, return once every matcher reads this person as written so far: Strong
+        reads of both collections, which wait until the server's shard leader (through which
+        every matcher reads) has applied the writes before them (see STRONG). Returns the
+        person's template keys the server holds: for a deletion, what another matcher wrote
+        meanwhile. Lite has one process: nothing to wait for."""
+        if self._beside is None:
+            return []
+        row = self._beside.submit(self._identity_row, identity_id)
+        mine = f'identity_id == {json.dumps(identity_id)} and model_key == "{self.model_key}"'
+        late = self._client.query(self._templates, filter=mine, output_fields=["pk"], **STRONG)
+        row.result()
+        return [r["pk"] for r in late]
 
     def _templates_of(self, identity_ids: list[str], vectors: bool, consistency: dict,
                       pks: list[int] | None = None) -> list[TemplateRow]:
@@ -658,8 +704,8 @@ class Gallery:
     def get(self, identity_id: str) -> Identity:
         check_id(identity_id)
         # Session reads, as searches: the gateway asks for a person's groups at every grant, and
-        # Strong reads on a server wait for its time tick (200-400 ms). Other matchers' writes
-        # show after Milvus' staleness (0.2-0.4 s measured); this matcher's deletions at once.
+        # Strong reads on a server wait for its time tick (200 ms). A deletion or change of
+        # details shows on every matcher once acknowledged (see STRONG); this matcher's at once.
         row = self._identity_row(identity_id, SESSION) if identity_id not in self._deleted else None
         if row is None:
             raise NotFound(f"identity {identity_id!r} is not enrolled")

@@ -24,7 +24,7 @@ from services.core.failpoints import failpoint
 from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
 from services.core.server import ready, run_service
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
-from services.matcher.gallery import ADD_TEMPLATES, CREATE, SEARCH_MODES, UPDATE_DETAILS, Gallery, Identity
+from services.matcher.gallery import ADD_TEMPLATES, CREATE, SEARCH_MODES, UPDATE_DETAILS, Gallery, Identity, is_lite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +48,9 @@ class MatcherServiceSettings(ServerSettings):
     search_params: str = setting("", 'search parameters as JSON, e.g. {"ef": 128} or {"nprobe": 32}', json_object)
     site_far: str = setting("", 'per-site false-accept rate as JSON, e.g. {"server-room": 0.0001}: Identify '
                             "calls for that site are decided at the stricter of it and their own target", json_object)
-    search: str = setting("auto", "where Identify searches: memory (exact, in-process copy of the templates), "
-                          "milvus, or auto (memory for a Lite file, milvus for a server)", one_of(*SEARCH_MODES))
+    search: str = setting("auto", "where Identify searches: memory (exact, in-process copy of the templates; a Lite "
+                          "file only), milvus, or auto (memory for a Lite file, milvus for a server)",
+                          one_of(*SEARCH_MODES))
     model: str = setting(DEFAULT_MODEL, "embedding model the gallery holds (its card gives dim and threshold)")
     max_top_k: int = setting(100, "largest top_k accepted", in_range(1, 1000))
     flush_seconds: float = setting(1.0, "seal writes this long after they happen (searches on unsealed rows are slow)",
@@ -149,6 +150,11 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         self._site_far: dict[str, float] = {}
 
     async def start(self) -> None:
+        if self._settings.search == "memory" and not is_lite(self._settings.milvus_uri):
+            raise SystemExit("--search memory: with a Milvus server this matcher's copy of the templates would miss "
+                             "what other matchers write, and go on matching people they deleted; use --search auto "
+                             "(Milvus' own search on a server; the in-memory copy is for a Lite file, which one "
+                             "matcher holds alone)")
         card = self._card = load_card(self._settings.model)
         for site, far in json.loads(self._settings.site_far or "{}").items():
             try:
