@@ -448,6 +448,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             doors_key=args.doors_key, status_configmap=args.status_configmap, lease_name=args.lease,
             resync_seconds=args.resync_seconds, lease_seconds=args.lease_seconds, renew_seconds=args.renew_seconds,
             retry_seconds=args.retry_seconds, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+            health_port=args.health_port,
             kubeconfig=args.kubeconfig,
             agents=AgentSettings(image=args.agent_image, gateway=args.gateway, fps=args.agent_fps,
                                  certificate_issuer=args.issuer, issuer_kind=args.issuer_kind,
@@ -853,8 +854,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-seconds", type=int, default=15, help="a silent leader is replaced after this")
     p.add_argument("--renew-seconds", type=int, default=10, help="a leader that cannot renew for this long stops")
     p.add_argument("--retry-seconds", type=int, default=2, help="how often the Lease is renewed or tried")
-    p.add_argument("--metrics-host", default=env("FACEGATE_HOST", "127.0.0.1"), help="bind /metrics and /healthz")
-    p.add_argument("--metrics-port", type=int, default=9108, help="port of /metrics and /healthz (-1: none)")
+    p.add_argument("--metrics-host", default=env("FACEGATE_HOST", "127.0.0.1"),
+                   help="address of the metrics and health ports")
+    p.add_argument("--metrics-port", type=int, default=9108, help="port of /metrics (-1: none)")
+    p.add_argument("--health-port", type=int, default=8086, help="port of /healthz, for probes (-1: none)")
     p.add_argument("--log-level", default=env("FACEGATE_LOG_LEVEL", "INFO"))
     p.set_defaults(func=cmd_fleet)
 

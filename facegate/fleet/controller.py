@@ -78,8 +78,9 @@ class FleetSettings:
     lease_seconds: int = 15
     renew_seconds: int = 10
     retry_seconds: int = 2
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 9108  # /metrics and /healthz; -1: none
+    metrics_host: str = "127.0.0.1"  # where --metrics-port and --health-port listen
+    metrics_port: int = 9108  # /metrics (Prometheus); -1: none
+    health_port: int = 8086  # /healthz (probes), plaintext like every service's health port; -1: none
     kubeconfig: str = ""  # "": the pod's service account (in-cluster)
 
     def __post_init__(self) -> None:
@@ -460,22 +461,34 @@ class _Watches:
                 time.sleep(5)
 
 
-class _MetricsAndHealth:
-    """The WSGI app of --metrics-port: /healthz is 200 while the main loop has gone round
-    recently and the leader election runs; every other path serves the metrics."""
+class _Health:
+    """The WSGI app of --health-port: /healthz is 200 while the main loop has gone round
+    recently and the leader election runs (kubelet probes; on a port of its own so /metrics can
+    be closed to all but Prometheus)."""
 
     def __init__(self, limit: float, election_alive: Callable[[], bool]) -> None:
         self.limit, self.beat = limit, time.monotonic()
         self._election_alive = election_alive
-        self._metrics = make_wsgi_app()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") == "/healthz":
-            problem = ("the reconcile loop is stuck" if time.monotonic() - self.beat >= self.limit else
-                       "the leader election stopped" if not self._election_alive() else "")
-            start_response("503 Service Unavailable" if problem else "200 OK", [("Content-Type", "text/plain")])
-            return [f"{problem or 'ok'}\n".encode()]
-        return self._metrics(environ, start_response)
+        if environ.get("PATH_INFO") != "/healthz":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"only /healthz here\n"]
+        problem = ("the reconcile loop is stuck" if time.monotonic() - self.beat >= self.limit else
+                   "the leader election stopped" if not self._election_alive() else "")
+        start_response("503 Service Unavailable" if problem else "200 OK", [("Content-Type", "text/plain")])
+        return [f"{problem or 'ok'}\n".encode()]
+
+
+def _serve(app: Callable[..., Any], host: str, port: int, flag: str) -> WSGIServer:
+    """`app` on host:port in a daemon thread."""
+    try:
+        server = make_server(host, port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise FleetConfigError(f"--metrics-host {host} {flag} {port}: cannot listen ({exc.strerror})") from None
+    threading.Thread(target=server.serve_forever, name=flag.strip("-"), daemon=True).start()
+    log.info("listening", extra={"fields": {"for": flag.strip("-"), "address": f"{host}:{server.server_port}"}})
+    return server
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -491,16 +504,10 @@ def run(settings: FleetSettings) -> int:
                             lease=settings.lease_seconds, renew=settings.renew_seconds, retry=settings.retry_seconds,
                             on_change=wake.set)
     controller = FleetController(api, settings, leadership.is_leading)
-    health = _MetricsAndHealth(limit=max(60.0, 3 * settings.resync_seconds), election_alive=leadership.alive)
-    server: WSGIServer | None = None
-    if settings.metrics_port >= 0:
-        try:
-            server = make_server(settings.metrics_host, settings.metrics_port, health, handler_class=_QuietHandler)
-        except OSError as exc:
-            raise FleetConfigError(f"--metrics-host {settings.metrics_host} --metrics-port {settings.metrics_port}: "
-                                   f"cannot listen ({exc.strerror})") from None
-        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-        log.info("metrics and /healthz", extra={"fields": {"address": f"{settings.metrics_host}:{server.server_port}"}})
+    health = _Health(limit=max(60.0, 3 * settings.resync_seconds), election_alive=leadership.alive)
+    servers = [_serve(app, settings.metrics_host, port, flag) for app, port, flag in
+               ((make_wsgi_app(), settings.metrics_port, "--metrics-port"),
+                (health, settings.health_port, "--health-port")) if port >= 0]
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: _stop(stopping, wake))
     leadership.start()
@@ -540,5 +547,5 @@ def run(settings: FleetSettings) -> int:
     finally:
         leadership.release()
         LEADER.set(0)
-        if server is not None:
+        for server in servers:
             server.shutdown()

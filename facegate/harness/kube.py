@@ -67,12 +67,21 @@ def kube_bin_dir() -> Path:
     return root / "bin"
 
 
+BUILD_RECIPE = 2  # tools/build_kube.sh's RECIPE this harness needs (2: reflect2 1.0.2, see the script)
+
+
 def kube_binary(name: str) -> Path:
-    """kube-apiserver or kube-controller-manager, as `make kube` installed it."""
+    """kube-apiserver or kube-controller-manager, as `make kube` installed it (a build older than
+    BUILD_RECIPE crashes on the first custom resource written: it is refused here)."""
     path = kube_bin_dir() / name
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"{name} {VERSION} not found at {path}: run `make kube` (builds it from Debian's "
                            f"kubernetes source package, 5 to 8 minutes)")
+    stamp = kube_bin_dir() / "build-recipe"
+    recipe = stamp.read_text().split("\n", 1)[0].strip() if stamp.exists() else "0"
+    if not recipe.isdigit() or int(recipe) < BUILD_RECIPE:
+        raise RuntimeError(f"{name} at {path} is from an older build (recipe {recipe}, this needs "
+                           f"{BUILD_RECIPE}): run `make kube` to rebuild it")
     return path
 
 

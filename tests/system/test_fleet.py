@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,18 +59,30 @@ class Fleet:
     """One `facegate fleet` replica as a process."""
 
     def __init__(self, kubeconfig: Path, namespace: str, identity: str, log_dir: Path, *extra: str) -> None:
-        self.identity, self.metrics_port = identity, free_port()
+        self.identity, self.metrics_port, self.health_port = identity, free_port(), free_port()
         self.log_path = log_dir / f"{identity}.log"
         command = [str(Path(sys.executable).parent / "facegate"), "fleet", "--kubeconfig", str(kubeconfig),
                    "--namespace", namespace, "--identity", identity, "--agent-image", "registry.example/facegate:1",
                    "--gateway", "gateway:50050", "--lease-seconds", "5", "--renew-seconds", "3",
                    "--retry-seconds", "1", "--resync-seconds", "3", "--metrics-host", "127.0.0.1",
-                   "--metrics-port", str(self.metrics_port), *extra]
+                   "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port), *extra]
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, series: str) -> float:
+        """A sample of its /metrics (0 when the series is not there yet)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            for line in reply.read().decode().splitlines():
+                if line.startswith(series + " "):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def healthz(self) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as reply:
+            return reply.status, reply.read().decode().strip()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -309,6 +322,10 @@ def test_only_the_lease_holder_acts_and_a_killed_one_is_replaced(
     time.sleep(3)  # the follower has had time to act, were it going to
     assert holder(admin, namespace) == "fleet-a"
     assert "applied agent" not in second.log()
+    assert (first.metric("facegate_fleet_leader"), second.metric("facegate_fleet_leader")) == (1.0, 0.0)
+    assert first.metric('facegate_fleet_reconciles_total{result="ok"}') >= 1
+    assert second.metric('facegate_fleet_reconciles_total{result="ok"}') == 0
+    assert first.healthz() == second.healthz() == (200, "ok")
     assert status(admin, namespace)["leader"] == "fleet-a"
     first.stop(signal.SIGKILL)  # no chance to hand over: fleet-b waits out the lease (5 s)
     eventually(lambda: holder(admin, namespace) == "fleet-b", timeout=20, what="fleet-b taking the lease")

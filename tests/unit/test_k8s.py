@@ -528,13 +528,13 @@ def test__the_fleet_controller_runs_with_least_privilege_and_starts_agents_from_
     assert flags == {"--namespace": "$(POD_NAMESPACE)", "--identity": "$(POD_NAME)",
                      "--doors-configmap": "facegate-doors", "--agent-image": "$(FACEGATE_AGENT_IMAGE)",
                      "--gateway": "gateway.facegate.svc.cluster.local:50050", "--metrics-host": "0.0.0.0",
-                     "--metrics-port": "9108"}
+                     "--metrics-port": "9108", "--health-port": "8086"}
     assert variables["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert variables["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert variables["FACEGATE_AGENT_IMAGE"]["value"] == container["image"]
     assert {doc["spec"]["template"]["spec"]["containers"][0]["image"] for doc in documents(overlay, "Deployment")} \
         == {container["image"]}  # the agents run the image the services run
     for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": 9108}
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": 8086}
     named(overlay, "ConfigMap", flags["--doors-configmap"])
     assert flags["--gateway"].split(".")[0] in {doc["metadata"]["name"] for doc in documents(overlay, "Service")}
