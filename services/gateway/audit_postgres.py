@@ -1,10 +1,13 @@
 """The audit log in PostgreSQL: one log for any number of gateways (`AuditLog` has the behaviour).
 
 One connection per gateway, used under a lock (the gateway's audit writes are batched per
-decision round, and reads are rare); a connection that breaks (the server restarted, failed
-over) is replaced on the next call, and the call that met the break fails with AuditError, so
-the gateway publishes nothing it could not record. Commits are synchronous (the server's
-default): a decision is on the server's disk before the gateway publishes it.
+decision round, and reads are rare). A connection found broken by a transaction's BEGIN (the
+server restarted or failed over while it sat idle) is replaced and the transaction begun on the
+new one: nothing of it had been sent, so nothing can be written twice. One that breaks later,
+with statements of the transaction sent (its COMMIT's fate unknown), is not retried: the call
+fails with AuditError, the gateway publishes nothing it could not record, and the connection is
+replaced on the next call. Commits are synchronous (the server's default): a decision is on the
+server's disk before the gateway publishes it.
 
 Other gateways hear each decision as it commits: `record` sends it with `pg_notify` in its
 transaction (PostgreSQL delivers notifications only on commit, in commit order), and
@@ -40,6 +43,7 @@ from google.protobuf.message import DecodeError
 from psycopg.conninfo import make_conninfo
 
 from services.contracts.v1 import gateway_pb2
+from services.core.redaction import without_password
 from services.gateway.audit import AuditError, AuditLog, Cursor
 
 log = logging.getLogger("facegate.gateway.audit")
@@ -47,6 +51,35 @@ ERASURE_LOCK = 0x46_61_63_65_47_61_74_65  # "FaceGate": the advisory lock key er
 DOOR_LOCKS = 0x46_47_44_52  # "FGDR": the advisory lock space of door streams (with hashtext(door id))
 CHANNEL = "facegate_decisions"  # NOTIFY channel: "<origin>:<base64 Decision>" (~600 bytes; the limit is 8,000)
 MAX_NOTIFIED_BYTES = 5000  # a Decision larger than this (a long reason) is notified with its reason cut
+
+
+def conninfo(url: str) -> str:
+    """The connection string for `url` with the settings every connection of the gateway takes
+    (a silent peer — a partition, a failover without a reset — is given up within ~15 s).
+    ValueError, without the URL's password, for one libpq cannot read (libpq's own error
+    repeats the URL, or the part of it that is wrong, password and all)."""
+    try:
+        return make_conninfo(url, keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+                             tcp_user_timeout=15000)
+    except psycopg.Error as exc:
+        raise ValueError(f"{without_password(url)} is not a URL libpq can read "
+                         f"({without_password(url, str(exc).strip())})") from None
+
+
+def begin(stack: contextlib.ExitStack, connection: Callable[[], psycopg.Connection]) -> psycopg.Connection:
+    """A transaction begun on `connection()`, entered on `stack` (committed when it closes,
+    rolled back if it unwinds with an error). A connection that its BEGIN finds broken (the
+    server restarted or failed over while it sat idle) is replaced once: nothing of the
+    transaction had reached the server, so beginning it again can do nothing twice."""
+    db = connection()
+    try:
+        stack.enter_context(db.transaction())
+    except psycopg.OperationalError:
+        if not db.broken:
+            raise
+        db = connection()  # a new one: `connection()` replaces a broken connection
+        stack.enter_context(db.transaction())
+    return db
 
 
 class PostgresAuditLog(AuditLog):
@@ -58,9 +91,10 @@ class PostgresAuditLog(AuditLog):
 
     def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         self.url = url
-        # every connection gives up on a silent peer (a partition, a failover without a reset) within ~15 s
-        self._conninfo = make_conninfo(url, keepalives=1, keepalives_idle=5, keepalives_interval=2,
-                                       keepalives_count=3, tcp_user_timeout=15000)
+        try:
+            self._conninfo = conninfo(url)
+        except ValueError as exc:
+            raise AuditError(f"audit log (PostgreSQL): {exc}") from None  # libpq's own error repeats the URL
         self._timeout = connect_timeout
         self._lock = threading.Lock()
         self._db: psycopg.Connection | None = None
@@ -81,7 +115,8 @@ class PostgresAuditLog(AuditLog):
             return psycopg.connect(self._conninfo, connect_timeout=int(self._timeout), autocommit=True,
                                    application_name=f"facegate-gateway-{purpose}", options="-c statement_timeout=10000")
         except psycopg.Error as exc:
-            raise AuditError(f"audit log (PostgreSQL): cannot connect ({str(exc).strip()})") from exc
+            raise AuditError("audit log (PostgreSQL): cannot connect "
+                             f"({without_password(self.url, str(exc).strip())})") from exc
 
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
@@ -90,13 +125,14 @@ class PostgresAuditLog(AuditLog):
 
     @contextlib.contextmanager
     def _transaction(self, erasing: bool = False) -> Iterator[Cursor]:
-        with self._lock:
-            db = self._connection()
+        with self._lock, contextlib.ExitStack() as stack:
             try:
-                with db.transaction(), db.cursor() as cursor:
-                    lock = "pg_advisory_xact_lock" if erasing else "pg_advisory_xact_lock_shared"
-                    cursor.execute(f"SELECT {lock}(%s)", (ERASURE_LOCK,))
-                    yield cursor
+                db = begin(stack, self._connection)
+                cursor = stack.enter_context(db.cursor())
+                lock = "pg_advisory_xact_lock" if erasing else "pg_advisory_xact_lock_shared"
+                cursor.execute(f"SELECT {lock}(%s)", (ERASURE_LOCK,))
+                yield cursor
+                stack.close()  # commits
             except psycopg.Error as exc:  # the transaction was rolled back
                 raise AuditError(f"audit log (PostgreSQL): {str(exc).strip()}") from exc
 

@@ -12,6 +12,13 @@ The schema is versioned (`MIGRATIONS`, applied at open, recorded in `review_sche
 not the audit log's `schema_migrations`, so both can share one database), so an older queue is
 brought up to date and a newer one is refused.
 
+Erasure (`forget`) deletes every item naming the person and, as the audit log does, remembers
+the erasure for `ERASED_MEMORY` seconds (`review_erasures`): a review that a track still open at
+the erasure (on this gateway or another) queues a moment later is dropped, and an answer naming
+the person is refused. Erasures and the writes that name people (`add`, `answer`) are ordered
+(SQLite: one writer at a time; PostgreSQL: an advisory lock, review_postgres.py), so neither can
+pass an erasure half-way: it either lands before it (and is deleted by it) or sees it.
+
 Kept apart from the audit log's decisions and from the gallery: it holds face crops of people who
 may be strangers, so it keeps them only as long as needed — until the item is answered (after
 "this is X", until the template step or the end of the retention period) and at most `retention`
@@ -32,6 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -39,7 +47,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Gauge
 
 from services.contracts.v1 import common_pb2, gateway_pb2
-from services.gateway.audit import Cursor
+from services.gateway.audit import ERASED_MEMORY, Cursor
 
 # The schema, version by version: (version, what it adds). Written in the SQL both engines take;
 # {ns} is a 64-bit integer column, {real} a double, {blob} bytes (the engines spell them
@@ -67,8 +75,20 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE INDEX IF NOT EXISTS reviews_open ON reviews (verdict, queued_ns);
 CREATE INDEX IF NOT EXISTS reviews_by_age ON reviews (queued_ns);
 {tuning}"""),
+    # the people erased lately (no item nor answer may name them until until_ns); when a template
+    # step was claimed (template_added 2; no comment in an ALTER TABLE: SQLite keeps it in the schema)
+    (2, """
+CREATE TABLE IF NOT EXISTS review_erasures (
+    identity_id TEXT NOT NULL,
+    until_ns {ns} NOT NULL
+);
+ALTER TABLE reviews ADD COLUMN claimed_ns {ns} NOT NULL DEFAULT 0
+"""),
 )
 CROP_JPEG_QUALITY = 92
+# A template step's claim older than this (s) is of a call that ended without finishing or
+# releasing it (its gateway was killed): it may be claimed again. The gateway passes its own.
+TEMPLATE_CLAIM_STALE = 10.0
 # The backlog a person still has to judge: counted again whenever items are queued, answered,
 # erased or expire (an indexed count: reviews_open), so it is right from the gateway's start on.
 # With a shared queue (PostgreSQL) every gateway counts the same, shared items: each replica
@@ -125,12 +145,19 @@ class ReviewQueue(abc.ABC):
             pass  # what was left waiting before a restart (or on other gateways) counts from the start
 
     @abc.abstractmethod
-    def _transaction(self, migrating: bool = False) -> contextlib.AbstractContextManager[Cursor]:
+    def _transaction(self, migrating: bool = False,
+                     erasures: Literal["", "shared", "exclusive"] = "") -> contextlib.AbstractContextManager[Cursor]:
         """A cursor in one transaction (committed on exit, rolled back on error; a failure of the
-        store raises ReviewStoreError). `migrating`: exclusive of other gateways' migrations."""
+        store raises ReviewStoreError). `migrating`: exclusive of other gateways' migrations.
+        `erasures`: "exclusive" for an erasure, "shared" for a write naming people: no such write
+        runs beside an erasure, on any gateway (the engine's way: a lock taken first)."""
 
     def _sql(self, statement: str) -> str:
         return statement
+
+    def _clock_ns(self, cursor: Cursor) -> int:
+        """Now, by the clock every gateway on the queue shares (for claims: the engine's own)."""
+        return time.time_ns()
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -171,12 +198,17 @@ class ReviewQueue(abc.ABC):
         return time.time_ns() - int(self.retention * 1e9)
 
     @contextlib.contextmanager
-    def _using(self, expire: bool = True, counted: bool = True) -> Iterator[Cursor]:
-        """A transaction that first deletes the items past the retention period and, before it
-        commits, counts the backlog (the gauge is set once it has committed)."""
-        with self._transaction() as cursor:
-            if expire:
+    def _using(self, expire: bool = True, counted: bool = True,
+               erasures: Literal["", "shared", "exclusive"] = "") -> Iterator[Cursor]:
+        """A transaction that, before it commits, counts the backlog (the gauge is set once it has
+        committed); first, in a short transaction of its own, the items past the retention period
+        are deleted (on their own, so that their row locks are never held while the call waits
+        for others: an erasure deleting them too could otherwise deadlock with it). Reads filter
+        by the retention period themselves."""
+        if expire:
+            with self._transaction() as cursor:
                 cursor.execute(self._sql(self.expire_sql), (self._oldest_kept(),))
+        with self._transaction(erasures=erasures) as cursor:
             yield cursor
             if counted:
                 cursor.execute(self._sql("SELECT count(*) FROM reviews WHERE verdict = 0 AND queued_ns >= ?"),
@@ -185,21 +217,32 @@ class ReviewQueue(abc.ABC):
         if counted:
             REVIEWS_PENDING.set(pending)
 
-    def add(self, decision: gateway_pb2.Decision, evidence: Evidence) -> None:
-        """Queue a decision with its evidence (a decision queued again keeps its first evidence)."""
+    def _erased(self, cursor: Cursor) -> set[str]:
+        """The people erased within the last `ERASED_MEMORY` seconds, by any gateway."""
+        cursor.execute(self._sql("SELECT identity_id FROM review_erasures WHERE until_ns > ?"), (time.time_ns(),))
+        return {row[0] for row in cursor.fetchall()}
+
+    def add(self, decision: gateway_pb2.Decision, evidence: Evidence) -> bool:
+        """Queue a decision with its evidence (a decision queued again keeps its first evidence).
+        False if it was not queued: it names a person (as the match or a candidate; a decision
+        recorded under an erasure's pseudonym still has them among its candidates) erased moments
+        ago, whose face and name it must not keep."""
         crop = np.frombuffer(evidence.crop.data, np.uint8).reshape(tuple(evidence.crop.shape))
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
         if not ok:
             raise ValueError("the face crop could not be encoded")
         people = {decision.identity_id, *(c[0] for c in evidence.candidates)} - {""}
-        with self._using() as cursor:
+        with self._using(erasures="shared") as cursor:
+            if people & self._erased(cursor):
+                return False
             cursor.execute(self._sql(
                 "INSERT INTO reviews (decision_id, queued_ns, site, decision, crop, embedding, candidates, "
                 "face_quality, people) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING"),
                 (decision.decision_id, time.time_ns(), decision.site, decision.SerializeToString(), jpeg.tobytes(),
                  evidence.embedding.SerializeToString(), json.dumps(evidence.candidates), float(evidence.face.quality),
                  f" {' '.join(sorted(people))} "))
+        return True
 
     def expire(self) -> None:
         """Delete items past the retention period now (the gateway sweeps every minute, so
@@ -209,8 +252,13 @@ class ReviewQueue(abc.ABC):
 
     def forget(self, identity_id: str) -> int:
         """Right to erasure: delete every item naming the person (as the decision's match, a
-        candidate or an answer), crops and all. Returns how many."""
-        with self._using() as cursor:
+        candidate or an answer), crops and all, and refuse any naming them for `ERASED_MEMORY`
+        seconds (items of tracks still open now, answers). Returns how many were deleted."""
+        with self._using(erasures="exclusive") as cursor:
+            now = time.time_ns()
+            cursor.execute(self._sql("DELETE FROM review_erasures WHERE until_ns < ?"), (now,))
+            cursor.execute(self._sql("INSERT INTO review_erasures (identity_id, until_ns) VALUES (?, ?)"),
+                           (identity_id, now + int(ERASED_MEMORY * 1e9)))
             erased = int(cursor.execute(self._sql(f"DELETE FROM reviews WHERE {self.contains}"),
                                         (f" {identity_id} ",)).rowcount)
         if erased:
@@ -259,9 +307,13 @@ class ReviewQueue(abc.ABC):
 
     def answer(self, decision_id: str, verdict: int, identity_id: str, note: str, who: str) -> None:
         """Record the answer; the crop goes with it unless the answer is "this is X". Once: of two
-        answers to one item (on this gateway or another), the second raises ReviewError."""
+        answers to one item (on this gateway or another), the second raises ReviewError; so does
+        an answer naming a person erased moments ago (it would write them back into the queue)."""
         keep_crop = verdict == gateway_pb2.REVIEW_VERDICT_IS  # for the template step
-        with self._using() as cursor:
+        with self._using(erasures="shared") as cursor:
+            if identity_id and identity_id in self._erased(cursor):
+                raise ReviewError(f"{identity_id!r} was erased moments ago: an answer may not name them (if they "
+                                  "were enrolled again since, answer in a few minutes)")
             # one statement: the row's lock orders two answers, and the second finds verdict != 0
             changed = cursor.execute(self._sql(
                 "UPDATE reviews SET verdict = ?, verdict_identity_id = ?, note = ?, answered_by = ?, answered_ns = ?, "
@@ -278,17 +330,34 @@ class ReviewQueue(abc.ABC):
                                  (decision_id, self._oldest_kept())).fetchone()
         return common_pb2.Embedding.FromString(bytes(row[0])) if row and row[0] else None
 
-    def claim_template(self, decision_id: str) -> bool:
-        """Start the template step, once (across gateways): False if it is under way or done already."""
+    def claim_template(self, decision_id: str, stale_after: float = TEMPLATE_CLAIM_STALE) -> int:
+        """Start the template step, once (across gateways): the claim (its time, ns), or 0 if the
+        step is done or under way already. A claim older than `stale_after` seconds (neither
+        finished nor released: its gateway stopped during the step) may be taken again."""
         with self._using(expire=False, counted=False) as cursor:
-            return bool(cursor.execute(self._sql("UPDATE reviews SET template_added = 2 WHERE decision_id = ? AND "
-                                                 "template_added = 0"), (decision_id,)).rowcount)
+            now = self._clock_ns(cursor)
+            changed = cursor.execute(self._sql(
+                "UPDATE reviews SET template_added = 2, claimed_ns = ? WHERE decision_id = ? AND "
+                "(template_added = 0 OR (template_added = 2 AND claimed_ns < ?))"),
+                (now, decision_id, now - int(stale_after * 1e9))).rowcount
+        return now if changed else 0
 
-    def release_template(self, decision_id: str) -> None:
-        """The template step failed: it may be tried again."""
+    def renew_template_claim(self, decision_id: str, claim: int) -> int:
+        """The claim made fresh (the step is about to enrol the face: it has `stale_after`
+        seconds again), or 0 if it is no longer this call's (it went stale and was taken)."""
+        with self._using(expire=False, counted=False) as cursor:
+            now = self._clock_ns(cursor)
+            changed = cursor.execute(self._sql(
+                "UPDATE reviews SET claimed_ns = ? WHERE decision_id = ? AND template_added = 2 AND claimed_ns = ?"),
+                (now, decision_id, claim)).rowcount
+        return now if changed else 0
+
+    def release_template(self, decision_id: str, claim: int) -> None:
+        """The template step failed before the face was enrolled: it may be tried again (unless
+        the claim is no longer this call's)."""
         with self._using(expire=False, counted=False) as cursor:
             cursor.execute(self._sql("UPDATE reviews SET template_added = 0 WHERE decision_id = ? AND "
-                                     "template_added = 2"), (decision_id,))
+                                     "template_added = 2 AND claimed_ns = ?"), (decision_id, claim))
 
     def template_added(self, decision_id: str) -> None:
         """The template step is done: the crop and its embedding are no longer needed."""
@@ -320,11 +389,14 @@ class SqliteReviewQueue(ReviewQueue):
         super().__init__(retention)
 
     @contextlib.contextmanager
-    def _transaction(self, migrating: bool = False) -> Iterator[Cursor]:
+    def _transaction(self, migrating: bool = False,
+                     erasures: Literal["", "shared", "exclusive"] = "") -> Iterator[Cursor]:
         with self._lock:  # one connection: the lock orders this process's transactions
             cursor = self._db.cursor()
             try:
-                cursor.execute("BEGIN IMMEDIATE")  # writes (an expiry, at least) follow: take the write lock now
+                # writes follow: take the file's write lock now (it orders erasures and everything
+                # else, this gateway's and any other process's on the file)
+                cursor.execute("BEGIN IMMEDIATE")
                 yield cursor
                 self._db.commit()
             except BaseException as exc:

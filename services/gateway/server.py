@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ from services.core.errors import (
     ServiceError,
     Unavailable,
 )
+from services.core.redaction import without_password
 from services.core.server import ready, run_service
 from services.gateway.audit import AuditLog, EventQuery, open_audit_log
 from services.gateway.backends import BackendError, Backends
@@ -198,13 +200,32 @@ def beside(path: str, suffix: str) -> str:
     return str(file.with_name(f"{file.stem}{suffix}{file.suffix}"))
 
 
+LIBPQ_KEYWORDS = re.compile(r"\s*[A-Za-z_]+\s*=")  # "host=db password=...": libpq's other form, not taken
+
+
+def check_database(flag: str, target: str, what: str) -> None:
+    """ValueError for a --audit-db or --review-db value that is neither a PostgreSQL URL
+    (postgresql:// or postgres://) nor a file path, before it becomes a file of that name
+    (`what`: the store, for the message; which never repeats the value: it may hold a password)."""
+    if "://" in target and not is_postgres(target):
+        scheme = target.split("://")[0]
+        shown = scheme if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "(not a URL scheme)"
+        if scheme.lower() in ("postgresql", "postgres"):
+            raise ValueError(f"{flag} {shown}://...: write the scheme in lower case (postgresql://...), as libpq "
+                             "reads it")
+        raise ValueError(f"{flag} {shown}://...: {what} is a SQLite file path or a postgresql:// URL")
+    if LIBPQ_KEYWORDS.match(target):
+        raise ValueError(f"{flag} is a libpq keyword string (key=value ...); {what} is a SQLite file path or a "
+                         "postgresql:// URL (postgresql://user@host/db, the password from PGPASSFILE or PGPASSWORD; "
+                         "a file whose name has a \"=\" in it: ./name)")
+
+
 def review_target(audit_db: str, review_db: str) -> str:
     """Where the review queue lives: `review_db` (--review-db) if given, else beside the audit log:
     in its database when that is PostgreSQL (every gateway on the shared log shares the queue),
-    else a file next to its file. ValueError for a combination that cannot work."""
-    if "://" in review_db and not is_postgres(review_db):
-        raise ValueError(f"--review-db {review_db.split('://')[0]}://...: the review queue is a SQLite file path "
-                         "or a postgresql:// URL")
+    else a file next to its file. ValueError for a value or a combination that cannot work."""
+    check_database("--audit-db", audit_db, "the audit log")
+    check_database("--review-db", review_db, "the review queue")
     if is_postgres(review_db) and not is_postgres(audit_db):
         raise ValueError("--review-db is a PostgreSQL database but --audit-db is not: a review queue shared by "
                          "several gateways needs the audit log they share (every answer is recorded there before "
@@ -298,7 +319,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         "shared: gateways on the same log do not see these reviews, nor this one theirs; leave "
                         "--review-db out to share the queue in the log's database")
         audit = await asyncio.to_thread(open_audit_log, s.audit_db)
-        reviews = await asyncio.to_thread(open_review_queue, review_db, s.review_retention_days * 86400)
+        try:
+            reviews = await asyncio.to_thread(open_review_queue, review_db, s.review_retention_days * 86400)
+        except BaseException:
+            audit.close()
+            raise
+        log.info("review queue", extra={"fields": {"review_db": without_password(review_db)}})
         backends = Backends(s.detector_address, s.embedder_address, s.matcher_address, s.deadline_seconds,
                             s.max_message_mb, Path(s.tls_dir) if s.tls_dir else None)
         model = await self._model_of(backends)
@@ -686,9 +712,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return await self._publish([error_decision(frame, door.site, str(exc))])
 
     async def _publish(self, decisions: list[gateway_pb2.Decision]) -> list[gateway_pb2.Decision]:
-        """Audit first (durable), then tell watchers and door controllers. If the audit log cannot
-        take them, nothing is published (no unlock without its record): the stream fails with
-        UNAVAILABLE and the camera reconnects."""
+        """Audit first (durable), then tell watchers and door controllers, then queue the reviews
+        among them. If the audit log cannot take them, nothing is published (no unlock without its
+        record): the stream fails with UNAVAILABLE and the camera reconnects."""
         if not decisions:
             return decisions
         evidence = {d.decision_id: e[1] for d in decisions if (e := self._evidence.pop(d.decision_id, None))}
@@ -699,21 +725,29 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             log.error("audit log write failed; %d decisions not published: %s", len(decisions), exc)
             raise Unavailable(f"audit log unavailable ({exc}); no decision is published without its record, "
                               "door stays locked") from exc
-        if evidence:
-            await self._queue_reviews([d for d in decisions if d.decision_id in evidence], evidence)
         for decision in decisions:
             if decision.outcome == gateway_pb2.Decision.OUTCOME_ERROR:
                 self._statuses.error(decision.door_id, decision.site)
             self._hub.publish(decision)
+        if evidence:  # after publishing: a slow review store never holds a door's decision up
+            await self._queue_reviews([d for d in decisions if d.decision_id in evidence], evidence)
         return decisions
 
     async def _queue_reviews(self, decisions: list[gateway_pb2.Decision], evidence: dict[str, Evidence]) -> None:
-        """Recorded decisions into the review queue. A failure here loses a reviewer's crop, not
-        the decision (it is in the audit log and still published): logged and counted."""
+        """Recorded and published decisions into the review queue. Awaited here, by the door's
+        stream, not left to a task of its own: the camera's stream hears the decision once its
+        review is queued (a reviewer finds it), a slow store holds up this door's next frames
+        only (and the same store, by default the audit log's database, would hold up their
+        records anyway), and no backlog of crops builds up in memory or outlives an erasure's
+        memory. A failure here loses a reviewer's crop, not the decision (it is in the audit log
+        and published): logged and counted."""
         for decision in decisions:
             try:
-                await asyncio.to_thread(self._run.reviews.add, decision, evidence[decision.decision_id])
-                REVIEWS_QUEUED.inc()
+                if await asyncio.to_thread(self._run.reviews.add, decision, evidence[decision.decision_id]):
+                    REVIEWS_QUEUED.inc()
+                else:
+                    log.info("review of decision %s not queued: it names a person erased moments ago",
+                             decision.decision_id)
             except Exception as exc:  # sqlite3 errors, a full disk
                 BACKEND_ERRORS.labels("reviews", type(exc).__name__).inc()
                 log.error("review queue write failed for decision %s: %s", decision.decision_id, exc)
@@ -960,17 +994,50 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if item.verdict != gateway_pb2.REVIEW_VERDICT_IS:
             raise FailedPrecondition("only a face answered \"this is X\" can become a template of X: answer the "
                                      "review first")
-        if item.template_added or not await reviewing(run.reviews.claim_template, request.decision_id):
-            raise FailedPrecondition(f"this face was added as a template of {person!r} already (or is being added)")
-        try:
-            return await self._add_review_template(item, person, context)
-        except BaseException:
-            await asyncio.to_thread(run.reviews.release_template, request.decision_id)
-            raise
+        stale = self._template_claim_stale()
+        claim = 0 if item.template_added else await reviewing(run.reviews.claim_template, request.decision_id, stale)
+        if not claim:
+            raise FailedPrecondition(f"this face was added as a template of {person!r} already (or is being added; "
+                                     f"a step left unfinished by a gateway that stopped may be tried again {stale:g} "
+                                     "s later)")
+        return await self._add_review_template(item, person, claim, context)
 
-    async def _add_review_template(self, item: gateway_pb2.ReviewItem, person: str,
+    def _template_claim_stale(self) -> float:
+        """How old a template step's claim may grow before another call may take it (its gateway
+        stopped during the step): the claim is renewed just before the matcher is asked to
+        enrol, so a live step needs one enrolment (a deadline) and one queue write after it."""
+        return 2 * self._settings.deadline_seconds
+
+    async def _add_review_template(self, item: gateway_pb2.ReviewItem, person: str, claim: int,
                                    context: grpc.aio.ServicerContext) -> gateway_pb2.AddReviewTemplateResponse:
-        """The template step of a claimed item: quality gate, admin log, the matcher's check."""
+        """The template step of a claimed item: quality gate, admin log, the matcher's check. Until
+        the matcher enrols the face, a failure releases the claim (the step may be tried again at
+        once); after, nothing does (a retry would add the face twice)."""
+        decision_id = item.decision.decision_id
+        try:
+            embedding, action = await self._admit_review_template(item, person, claim, context)
+        except BaseException:
+            await self._release_template(decision_id, claim)
+            raise
+        try:
+            enrolled = await self._run.backends.enroll(matcher_pb2.EnrollRequest(
+                identity_id=person, embeddings=[embedding], mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES))
+        except BaseException as exc:
+            await self._release_template(decision_id, claim)
+            if not isinstance(exc, BackendError):
+                raise
+            await self._finish_admin(action, f"failed: {exc}")
+            refusal = ENROL_REFUSALS.get(exc.code)
+            if refusal is not None:  # e.g. the face does not match the person's templates
+                raise refusal(str(exc)) from exc
+            raise Unavailable(f"cannot add the template now: {exc}") from exc
+        await self._template_done(decision_id, action, enrolled.templates_added)
+        return gateway_pb2.AddReviewTemplateResponse(templates_added=enrolled.templates_added, identity_id=person)
+
+    async def _admit_review_template(self, item: gateway_pb2.ReviewItem, person: str, claim: int,
+                                     context: grpc.aio.ServicerContext) -> tuple[common_pb2.Embedding, str]:
+        """The checks of a template step, its admin action recorded (pending) and its claim renewed:
+        (the face's embedding, the admin action's id)."""
         run = self._run
         decision_id = item.decision.decision_id
         embedding = await reviewing(run.reviews.embedding, decision_id)
@@ -990,18 +1057,51 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 f"(face quality {item.face_quality:.2f})", who_called(context))
         except Exception as exc:
             raise Unavailable(f"audit log unavailable ({exc}); nothing was added") from exc
+        try:  # the claim made fresh for the enrolment; one that went stale and was taken is no longer ours
+            renewed = await reviewing(run.reviews.renew_template_claim, decision_id, claim)
+        except Unavailable as exc:
+            await self._finish_admin(action, f"failed: {exc}")
+            raise
+        if not renewed:
+            await self._finish_admin(action, "failed: taken over by another call")
+            raise FailedPrecondition("this template step took too long and another call took it over; see the "
+                                     "review item")
+        return embedding, action
+
+    async def _release_template(self, decision_id: str, claim: int) -> None:
+        """A template step that failed before the face was enrolled may be tried again at once.
+        Never raises (the step's own error is what its caller must hear): a claim that cannot be
+        released now lapses after `_template_claim_stale` seconds."""
         try:
-            enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
-                identity_id=person, embeddings=[embedding], mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES))
-        except BackendError as exc:
-            await asyncio.to_thread(run.audit.finish_admin, action, f"failed: {exc}")
-            refusal = ENROL_REFUSALS.get(exc.code)
-            if refusal is not None:  # e.g. the face does not match the person's templates
-                raise refusal(str(exc)) from exc
-            raise Unavailable(f"cannot add the template now: {exc}") from exc
-        await asyncio.to_thread(run.reviews.template_added, decision_id)
-        await asyncio.to_thread(run.audit.finish_admin, action, f"{enrolled.templates_added} templates added")
-        return gateway_pb2.AddReviewTemplateResponse(templates_added=enrolled.templates_added, identity_id=person)
+            await asyncio.to_thread(self._run.reviews.release_template, decision_id, claim)
+        except Exception as exc:
+            log.warning("the template step of review %s failed and could not be released (%s); it may be tried "
+                        "again in %g s", decision_id, exc, self._template_claim_stale())
+
+    async def _template_done(self, decision_id: str, action: str, templates_added: int) -> None:
+        """After the matcher enrolled the face: the item marked done (tried again while the store
+        fails: the claim is never released now) and the admin action finished, whatever fails."""
+        result = f"{templates_added} templates added"
+        for attempt in range(3):
+            try:
+                await asyncio.to_thread(self._run.reviews.template_added, decision_id)
+                break
+            except Exception as exc:
+                if attempt < 2:
+                    await asyncio.sleep(0.25 * 2**attempt)
+                    continue
+                log.error("review %s: the face was enrolled but the item could not be marked done (%s)", decision_id,
+                          exc)
+                result += f"; the review item could not be marked done ({exc})"
+        await self._finish_admin(action, result)
+
+    async def _finish_admin(self, action: str, result: str) -> None:
+        """The admin action's result on the record; if the log cannot take it now, logged (the
+        action stays "pending" there) instead of hiding what the caller must hear."""
+        try:
+            await asyncio.to_thread(self._run.audit.finish_admin, action, result)
+        except Exception as exc:
+            log.error("admin action %s (%s) could not be finished: %s", action, result, exc)
 
     @ready(STARTING)
     async def ClusterReviews(self, request: gateway_pb2.ClusterReviewsRequest,

@@ -110,6 +110,20 @@ def test__the_log_fails_while_the_server_is_down_and_works_again_when_it_is_back
     assert [d.decision_id for d in log.query(EventQuery())] == ["d3", "d1"]  # d2 was refused, not half-kept
 
 
+def test__the_first_record_after_the_server_restarted_while_the_log_was_idle_lands(postgres):
+    """The idle connection broken by a restart is noticed at the transaction's BEGIN, before
+    anything of it was sent: the record runs on a new connection instead of failing (a decision
+    not published, a door kept locked, for nothing)."""
+    log = open_audit_log(postgres.create_database(f"audit_{uuid.uuid4().hex[:12]}"))
+    log.record([decision(1)])
+
+    postgres.crash()
+    postgres.restart()
+
+    log.record([decision(2)])
+    assert log.count() == 2
+
+
 def test__a_log_written_by_a_newer_facegate_is_refused_with_what_to_do(database):
     import psycopg
 

@@ -112,8 +112,9 @@ def test__a_template_step_claimed_on_one_gateway_is_refused_on_the_other_until_r
     gateway_a.add(decision(1), evidence())
     gateway_a.answer("d1", IS, "alice", "", who="operator")
 
-    assert gateway_a.claim_template("d1") and not gateway_b.claim_template("d1")
-    gateway_a.release_template("d1")  # the step failed on A
+    claim = gateway_a.claim_template("d1")
+    assert claim and not gateway_b.claim_template("d1")
+    gateway_a.release_template("d1", claim)  # the step failed on A
     assert gateway_b.claim_template("d1") and not gateway_a.claim_template("d1")
     gateway_b.template_added("d1")
 
@@ -134,7 +135,7 @@ def test__claims_racing_on_two_gateways_hold_once(open_queue):
     def claim_all(queue: ReviewQueue) -> None:
         start.wait()
         for n in range(items):
-            claimed[f"d{n}"].append(queue.claim_template(f"d{n}"))
+            claimed[f"d{n}"].append(bool(queue.claim_template(f"d{n}")))
 
     threads = [threading.Thread(target=claim_all, args=(queue,)) for queue in (gateway_a, gateway_b)]
     for thread in threads:
@@ -237,3 +238,36 @@ def test__the_queue_fails_while_the_server_is_down_and_works_again_when_it_is_ba
     queue.add(decision(3), evidence())
 
     assert [i.decision.decision_id for i in queue.items()] == ["d1", "d3"]  # d2 was refused, not half-kept
+
+
+def test__the_first_calls_after_the_server_restarted_while_the_queue_was_idle_succeed(postgres):
+    """Every gateway's idle connection is broken by a restart: the first call notices it at its
+    BEGIN (nothing of it sent) and runs on a new connection, so no crop is lost to it."""
+    url = postgres.create_database(f"reviews_{uuid.uuid4().hex[:12]}")
+    gateway_a, gateway_b = open_review_queue(url, DAY), open_review_queue(url, DAY)
+    gateway_a.add(decision(1), evidence())
+    gateway_b.items()
+
+    postgres.crash()
+    postgres.restart()
+
+    assert gateway_a.add(decision(2), evidence())
+    gateway_b.answer("d1", UNKNOWN, "", "", who="operator")
+    assert [i.decision.decision_id for i in gateway_a.items()] == ["d2"]
+
+
+def test__an_erasure_vacuums_on_a_connection_of_its_own_without_holding_the_queue(open_queue, monkeypatch):
+    queue = open_queue()
+    queue.add(decision(1), evidence())
+    vacuums: list[tuple[bool, bool]] = []  # (on the queue's connection, under the queue's lock)
+    execute = psycopg.Connection.execute
+
+    def noted(self, query, *args, **kwargs):
+        if str(query).startswith("VACUUM"):
+            vacuums.append((self is queue._db, queue._lock.locked()))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", noted)
+
+    assert queue.forget("alice") == 1
+    assert vacuums == [(False, False)]

@@ -4,7 +4,10 @@ other, as a console calling any replica behind the Service does."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -25,6 +28,8 @@ def two_gateways(stack, postgres, tmp_path):
     shared = postgres.create_database(f"reviews_{uuid.uuid4().hex[:12]}")
     gateways = [start_gateway(stack, tmp_path, "--audit-db", shared, "--frame-queue", "16", name=f"gateway-{name}")
                 for name in "ab"]
+    for gateway in gateways:
+        gateway.shared = shared  # type: ignore[attr-defined]
     yield gateways
     for gateway in gateways:
         gateway.stop()
@@ -62,7 +67,23 @@ def test__a_review_queued_on_one_gateway_is_listed_answered_and_used_on_the_othe
         "answered already")
     assert_status(lambda: gateway_b.AddReviewTemplate(gateway_pb2.AddReviewTemplateRequest(
         decision_id=decision.decision_id), timeout=10), grpc.StatusCode.FAILED_PRECONDITION, "already")
-    assert not list(tmp_path.glob("*reviews*.db"))  # no file of a gateway's own
+    for gateway in two_gateways:  # the queue is the shared database, no file of a gateway's own
+        assert review_queue_of(gateway) == gateway.shared
+
+
+def review_queue_of(gateway) -> str:
+    """Where the gateway's log says it keeps its review queue (as it started), checked against
+    the files in its working directory and beside its default audit log: none named for reviews
+    is written while it runs."""
+    entries = [json.loads(line) for line in gateway.log_path.read_text().splitlines() if line.startswith("{")]
+    said = [entry["review_db"] for entry in entries if entry["message"] == "review queue"]
+    assert len(said) == 1, said
+    started = dt.datetime.fromisoformat(entries[0]["time"].replace("Z", "+00:00")).timestamp() - 1
+    workdir = Path(f"/proc/{gateway.process.pid}/cwd").resolve()
+    written = [path for folder in (workdir, gateway.log_path.parent) for path in folder.glob("*reviews*")
+               if path.stat().st_mtime >= started]
+    assert written == [], written
+    return said[0]
 
 
 def test__an_erasure_on_one_gateway_deletes_the_review_items_every_gateway_lists(stack, demo_photos, two_gateways):

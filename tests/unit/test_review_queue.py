@@ -5,17 +5,22 @@ every test of this module that takes `open_queue` again on a real PostgreSQL ser
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 from services.contracts.v1 import common_pb2, gateway_pb2
 from services.core import ndarray
+from services.gateway import audit, review_queue
 from services.gateway.review_queue import (
     MIGRATIONS,
     Evidence,
@@ -45,7 +50,9 @@ def stored(tmp_path) -> Callable[[str], list[tuple]]:
 
     def query(sql: str) -> list[tuple]:
         with contextlib.closing(sqlite3.connect(tmp_path / "review.db")) as db:
-            return db.execute(sql).fetchall()
+            rows = db.execute(sql).fetchall()
+            db.commit()  # an UPDATE ... RETURNING changes the store (the tests' way to age an item)
+            return rows
 
     return query
 
@@ -245,6 +252,169 @@ def test__an_id_in_another_case_is_another_person_for_an_erasure(open_queue):
     assert queue.forget("Bob") == 1
 
 
+@pytest.mark.parametrize("erased", ["a.b%c", "a_b_c", "a%", "_", "%", "x%y_"])
+def test__ids_with_sql_wildcards_are_matched_exactly_by_an_erasure(open_queue, erased):
+    queue = open_queue()
+    queue.add(decision(1), evidence(candidates=(("a.b_c", "A", 0.4), ("x%y", "X", 0.5))))
+
+    assert queue.forget(erased) == 0 and len(queue.items()) == 1
+    assert queue.forget("x%y") == 1
+
+
+def stranger(n: int) -> gateway_pb2.Decision:
+    """A REVIEW decision that matched nobody (its candidates name whoever it is near)."""
+    unknown = decision(n)
+    unknown.identity_id = ""
+    return unknown
+
+
+def test__a_review_naming_a_person_erased_moments_ago_is_not_queued_by_any_gateway(open_queue):
+    gateway_a, gateway_b = open_queue(), open_queue()
+    gateway_b.forget("alice")
+
+    added = [gateway_a.add(decision(1), evidence()),  # alice matched (a track that ended just after the erasure)
+             gateway_a.add(stranger(2), evidence(candidates=(("carol", "Carol", 0.5), ("alice", "Alice", 0.6)))),
+             gateway_a.add(stranger(3), evidence(candidates=(("carol", "Carol", 0.5),)))]
+
+    assert added == [False, False, True]
+    assert [i.decision.decision_id for i in gateway_b.items(include_answered=True)] == ["d3"]
+
+
+def test__an_erasure_is_remembered_as_long_as_the_audit_log_remembers_it(open_queue, monkeypatch):
+    assert review_queue.ERASED_MEMORY == audit.ERASED_MEMORY
+    monkeypatch.setattr(review_queue, "ERASED_MEMORY", 0.2)
+    queue = open_queue()
+    queue.forget("alice")
+
+    time.sleep(0.3)
+
+    assert queue.add(decision(1), evidence())  # alice enrolled again, seen again: her reviews are queued
+    assert [i.decision.decision_id for i in queue.items()] == ["d1"]
+
+
+def test__an_answer_naming_a_person_erased_moments_ago_is_refused_and_changes_nothing(open_queue):
+    gateway_a, gateway_b = open_queue(), open_queue()
+    gateway_a.add(stranger(3), evidence(candidates=(("carol", "Carol", 0.5),)))
+    gateway_b.forget("alice")
+
+    for verdict in (IS, IS_NOT):
+        with pytest.raises(ReviewError, match="'alice' was erased moments ago"):
+            gateway_a.answer("d3", verdict, "alice", "", who="operator")
+
+    item = gateway_b.item("d3")
+    assert item is not None and item.verdict == 0 and item.HasField("face_crop")
+    assert gateway_b.forget("carol") == 1  # what it named is unchanged
+
+
+class Noted:
+    """A cursor that runs everything through the real one and stops the transaction right after
+    the first statement starting with `statement` until `release` is set (its locks held, not
+    committed): another gateway's call can then be made to meet it there."""
+
+    def __init__(self, cursor, statement: str, reached: threading.Event, release: threading.Event) -> None:
+        self._cursor, self._statement, self._reached, self._release = cursor, statement, reached, release
+
+    def execute(self, sql: str, *args):
+        result = self._cursor.execute(sql, *args)
+        if sql.startswith(self._statement) and not self._reached.is_set():
+            self._reached.set()
+            self._release.wait(10)
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self._cursor, name)
+
+
+@contextlib.contextmanager
+def paused(queue: ReviewQueue, statement: str) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(reached, release): `queue`'s transactions stop after `statement` once, until released."""
+    reached, release = threading.Event(), threading.Event()
+    transaction = queue._transaction
+
+    @contextlib.contextmanager
+    def noted(*args, **kwargs):
+        with transaction(*args, **kwargs) as cursor:
+            yield Noted(cursor, statement, reached, release)
+
+    queue._transaction = noted  # type: ignore[method-assign]
+    try:
+        yield reached, release
+    finally:
+        release.set()
+
+
+def test__a_review_queued_while_another_gateway_erases_the_person_does_not_survive_the_erasure(open_queue):
+    gateway_a, gateway_b = open_queue(), open_queue()
+
+    with ThreadPoolExecutor(2) as pool, paused(gateway_a, "INSERT INTO reviews") as (reached, release):
+        adding = pool.submit(gateway_a.add, decision(1), evidence())  # names alice; not committed yet
+        assert reached.wait(10)
+        erasing = pool.submit(gateway_b.forget, "alice")
+        time.sleep(0.3)
+        release.set()
+        adding.result(20)
+        erased = erasing.result(20)
+
+    assert erased == 1 and gateway_b.items(include_answered=True) == []
+
+
+def test__an_answer_given_while_another_gateway_erases_the_person_does_not_bring_them_back(open_queue):
+    gateway_a, gateway_b = open_queue(), open_queue()
+    gateway_a.add(stranger(3), evidence(candidates=(("carol", "Carol", 0.5),)))
+
+    with ThreadPoolExecutor(2) as pool, paused(gateway_a, "UPDATE reviews SET verdict") as (reached, release):
+        answering = pool.submit(gateway_a.answer, "d3", IS, "alice", "", "operator")  # "this is alice"
+        assert reached.wait(10)
+        erasing = pool.submit(gateway_b.forget, "alice")
+        time.sleep(0.3)
+        release.set()
+        answering.result(20)
+        erased = erasing.result(20)
+
+    assert erased == 1 and gateway_b.item("d3") is None
+
+
+def test__an_erasure_meeting_another_calls_expiry_neither_deadlocks_nor_fails(open_queue, stored):
+    gateway_a, gateway_b = open_queue(), open_queue()
+    gateway_a.add(decision(1), evidence())  # open; names alice
+    gateway_a.add(decision(2), evidence())  # past the retention period (below); names alice too
+    stored("UPDATE reviews SET queued_ns = 1 WHERE decision_id = 'd2' RETURNING decision_id")
+    expiry = gateway_a._sql(gateway_a.expire_sql)
+
+    with ThreadPoolExecutor(2) as pool, paused(gateway_a, expiry) as (reached, release):
+        answering = pool.submit(gateway_a.answer, "d1", UNKNOWN, "", "", "operator")  # A's expiry holds d2
+        assert reached.wait(10)
+        erasing = pool.submit(gateway_b.forget, "alice")  # deletes d1, meets d2
+        time.sleep(0.5)
+        release.set()
+        with contextlib.suppress(ReviewError):  # erased first: "no longer queued"
+            answering.result(20)
+        erased = erasing.result(20)  # not ReviewStoreError("deadlock detected")
+
+    assert erased >= 1 and gateway_b.items(include_answered=True) == []
+
+
+def test__a_template_step_left_by_a_gateway_that_stopped_may_be_claimed_again_once_stale(open_queue):
+    gateway_a, gateway_b = open_queue(), open_queue()
+    gateway_a.add(decision(1), evidence())
+    gateway_a.answer("d1", IS, "alice", "", who="operator")
+
+    first = gateway_a.claim_template("d1", stale_after=0.3)  # then A's pod is killed
+    refused = gateway_b.claim_template("d1", stale_after=0.3)
+    time.sleep(0.5)
+    second = gateway_b.claim_template("d1", stale_after=0.3)
+
+    assert first and not refused and second
+    gateway_a.release_template("d1", first)  # a late release of the stale claim frees nothing
+    assert not gateway_a.renew_template_claim("d1", first)  # nor may it go on to enrol
+    assert not gateway_a.claim_template("d1", stale_after=60)
+    renewed = gateway_b.renew_template_claim("d1", second)
+    assert renewed and not gateway_a.claim_template("d1", stale_after=0.3)
+    gateway_b.template_added("d1")
+    time.sleep(0.5)
+    assert not gateway_a.claim_template("d1", stale_after=0.3)  # done is done, however old
+
+
 def test__not_x_drops_the_embedding_with_the_crop_and_the_template_step_is_claimed_once(open_queue):
     queue = open_queue()
     queue.add(decision(1), evidence())
@@ -254,8 +424,9 @@ def test__not_x_drops_the_embedding_with_the_crop_and_the_template_step_is_claim
     queue.answer("d2", IS, "alice", "", "operator")
 
     assert queue.embedding("d1") is None and queue.embedding("d2") is not None
-    assert queue.claim_template("d2") and not queue.claim_template("d2")  # a second, concurrent step is refused
-    queue.release_template("d2")  # the step failed: it may be tried again
+    claim = queue.claim_template("d2")
+    assert claim and not queue.claim_template("d2")  # a second, concurrent step is refused
+    queue.release_template("d2", claim)  # the step failed: it may be tried again
     assert queue.claim_template("d2")
     queue.template_added("d2")
     assert queue.embedding("d2") is None and queue.item("d2").template_added
@@ -283,11 +454,11 @@ def test__a_new_queue_is_at_the_newest_schema_version_and_stays_there_when_reope
     assert open_queue().schema_version() == MIGRATIONS_NEWEST
 
 
-def test__a_queue_from_before_schema_versions_is_brought_up_to_date_and_keeps_its_items(tmp_path):
-    old = sqlite3.connect(tmp_path / "review.db")  # the schema as the first gateways wrote it, no versions table
-    old.executescript(MIGRATIONS[0][1].format(ns="INTEGER", real="REAL", blob="BLOB", tuning=""))
-    old.close()
-    SqliteReviewQueue(tmp_path / "review.db", DAY).add(decision(1), evidence())
+def test__a_queue_from_before_schema_versions_is_brought_up_to_date_and_keeps_its_items(tmp_path, monkeypatch):
+    with monkeypatch.context() as first_gateways:  # the schema as the first gateways wrote it, no versions table
+        first_gateways.setattr(review_queue, "MIGRATIONS", MIGRATIONS[:1])
+        first_gateways.setattr(ReviewQueue, "_erased", lambda self, cursor: set())  # had no erasure memory
+        SqliteReviewQueue(tmp_path / "review.db", DAY).add(decision(1), evidence())
     with contextlib.closing(sqlite3.connect(tmp_path / "review.db")) as db:
         db.execute("DROP TABLE review_schema_migrations")
         db.commit()
@@ -296,6 +467,24 @@ def test__a_queue_from_before_schema_versions_is_brought_up_to_date_and_keeps_it
 
     assert queue.schema_version() == MIGRATIONS_NEWEST
     assert [i.decision for i in queue.items()] == [decision(1)]
+
+
+def test__a_queue_at_the_first_schema_version_is_brought_up_to_date_and_keeps_its_items_and_steps(
+        open_queue, monkeypatch):
+    with monkeypatch.context() as older_gateway:
+        older_gateway.setattr(review_queue, "MIGRATIONS", MIGRATIONS[:1])
+        older_gateway.setattr(ReviewQueue, "_erased", lambda self, cursor: set())  # had no erasure memory
+        old = open_queue()
+        old.add(decision(1), evidence())
+        old.answer("d1", IS, "alice", "", "operator")
+        assert old.schema_version() == 1
+        old.close()
+
+    queue = open_queue()
+
+    assert queue.schema_version() == MIGRATIONS_NEWEST
+    assert [i.decision for i in queue.items(include_answered=True)] == [decision(1)]
+    assert queue.claim_template("d1") and queue.forget("bob") == 1
 
 
 def test__a_queue_from_a_newer_facegate_is_refused_saying_what_to_do(tmp_path):
@@ -341,3 +530,208 @@ def test__a_queue_that_cannot_work_with_the_audit_log_is_refused_saying_why(audi
         review_target(audit_db, review_db)
 
     assert "secret" not in str(refused.value)  # a password in a URL is never repeated
+
+
+@pytest.mark.parametrize(("audit_db", "review_db", "said"), [
+    ("POSTGRESQL://gw:S3CRET@db/x", "", r"--audit-db POSTGRESQL://\.\.\.: .*lower case"),  # not a file "POSTGRESQL:"
+    ("/data/audit.db", "Postgres://gw:S3CRET@db/x", r"--review-db Postgres://\.\.\.: .*lower case"),
+    ("mysql://gw:S3CRET@db/x", "", r"--audit-db mysql://\.\.\.: the audit log is a SQLite file path or a "
+                                   "postgresql:// URL"),
+    ("host=db user=gw password=S3CRET", "", "--audit-db is a libpq keyword string"),
+    (SHARED, "host=db dbname=reviews password=S3CRET", "--review-db is a libpq keyword string"),
+    ("gw:S3CRET@db://x", "", r"--audit-db \(not a URL scheme\)://\.\.\."),
+])
+def test__a_database_flag_that_is_neither_a_file_nor_a_postgresql_url_is_refused_without_its_password(
+        audit_db, review_db, said):
+    from services.gateway.server import review_target
+
+    with pytest.raises(ValueError, match=said) as refused:
+        review_target(audit_db, review_db)
+
+    assert "S3CRET" not in str(refused.value)
+
+
+def test__a_review_queue_that_cannot_be_opened_closes_the_audit_log_opened_before_it(tmp_path, monkeypatch):
+    from services.gateway import server
+
+    opened: list[audit.AuditLog] = []
+
+    def open_log(target: str) -> audit.AuditLog:
+        opened.append(audit.open_audit_log(target))
+        return opened[-1]
+
+    monkeypatch.setattr(server, "open_audit_log", open_log)
+    (tmp_path / "reviews.db").mkdir()  # no SQLite file can be opened there
+    gateway = server.GatewayServicer(server.GatewayServiceSettings(
+        insecure=True, audit_db=str(tmp_path / "audit.db"), review_db=str(tmp_path / "reviews.db")))
+
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(gateway.start())
+
+    [log] = opened
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        log.count()
+
+
+# -- database URLs in messages --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("target", "shown"), [
+    ("postgresql://gw:S3CRET@db:5432/facegate?sslmode=verify-full",
+     "postgresql://gw:***@db:5432/facegate?sslmode=verify-full"),
+    ("postgresql://gw@db/facegate", "postgresql://gw@db/facegate"),  # no password: nothing to hide
+    ("postgresql://db/facegate?user=gw&password=S3CRET&sslmode=require",
+     "postgresql://db/facegate?user=gw&password=***&sslmode=require"),
+    ("postgres://gw:S3%ZZCRET@db/x", "postgres://gw:***@db/x"),  # malformed, still hidden
+    ("postgresql://gw:S3CRET@[::1/facegate", "postgresql://gw:***@[::1/facegate"),
+    ("postgresql://gw:S3/CR@ET@db/x", "postgresql://gw:***@db/x"),  # unencoded "/" and "@" in it
+    ("host=db user=gw password=S3CRET dbname=x", "host=db user=gw password=*** dbname=x"),
+    ("host=db password = 'S3 CRET' dbname=x", "host=db password = *** dbname=x"),
+    ("/var/lib/facegate/audit.db", "/var/lib/facegate/audit.db"),
+])
+def test__a_database_target_is_shown_without_its_password(target, shown):
+    from services.core.redaction import without_password
+
+    assert without_password(target) == shown
+
+
+def test__a_message_repeating_a_password_or_a_part_of_its_target_is_shown_without_it():
+    from services.core.redaction import without_password
+
+    target = "postgresql://gw:S3%ZZCRET@db/x"
+
+    assert without_password(target, 'invalid percent-encoded token: "S3%ZZCRET"') == \
+        'invalid percent-encoded token: "***"'
+    assert without_password(target, f'bad URI: "{target}"') == 'bad URI: "postgresql://gw:***@db/x"'
+
+
+@pytest.mark.parametrize("url", ["postgresql://gw:S3%ZZCRET@db/facegate", "postgresql://gw:S3CRET@[::1/facegate",
+                                 "postgresql://gw:S3CRET@db/facegate?bogus=1"])
+@pytest.mark.parametrize("store", ["reviews", "audit"])
+def test__a_malformed_postgresql_url_is_refused_by_either_store_without_its_password(url, store):
+    opened = (lambda: open_review_queue(url, DAY)) if store == "reviews" else (lambda: audit.open_audit_log(url))
+
+    with pytest.raises((ReviewStoreError, audit.AuditError), match=r"PostgreSQL.*gw:\*\*\*@") as refused:
+        opened()
+
+    assert "S3" not in str(refused.value) and "S3" not in repr(refused.value.__cause__)
+
+
+# -- the gateway's use of the queue ---------------------------------------------------------------
+
+class Peer:
+    """A servicer context as far as the admin log needs one (the caller, on a plaintext server)."""
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"
+
+
+class Matcher:
+    """The gateway's backends as the template step uses them: enrolments counted, or failing."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.enrolled, self.failure = 0, failure
+
+    async def enroll(self, request):
+        from services.contracts.v1 import matcher_pb2
+
+        if self.failure is not None:
+            raise self.failure
+        self.enrolled += 1
+        return matcher_pb2.EnrollResponse(templates_added=len(request.embeddings))
+
+
+def gateway_on(queue: ReviewQueue, backends) -> tuple:
+    """A started gateway's servicer as far as its review RPCs go (an admin log in memory); (servicer, log)."""
+    from services.gateway.server import GatewayServicer, GatewayServiceSettings, Running
+
+    servicer = GatewayServicer(GatewayServiceSettings(insecure=True))
+    log = audit.SqliteAuditLog(":memory:")
+    servicer._running = Running(backends=backends, audit=log, detect=None, embed=None, reviews=queue,
+                                model=common_pb2.ModelInfo(model_id="m", model_version="1"))
+    return servicer, log
+
+
+class FailingStore(SqliteReviewQueue):
+    """A queue whose template bookkeeping fails as a store that went away would."""
+
+    failing = ("template_added",)
+
+    def template_added(self, decision_id: str) -> None:
+        if "template_added" in self.failing:
+            raise ReviewStoreError("review queue (test): server closed the connection unexpectedly")
+        super().template_added(decision_id)
+
+    def release_template(self, decision_id: str, claim: int) -> None:
+        if "release_template" in self.failing:
+            raise ReviewStoreError("review queue (test): server closed the connection unexpectedly")
+        super().release_template(decision_id, claim)
+
+
+def answered_is(queue: ReviewQueue) -> None:
+    queue.add(decision(1), evidence())
+    queue.answer("d1", IS, "alice", "", who="operator")
+
+
+def test__a_template_enrolled_whose_step_cannot_be_marked_done_is_not_enrolled_again(tmp_path):
+    from services.core.errors import FailedPrecondition
+
+    queue = FailingStore(tmp_path / "review.db", DAY)
+    answered_is(queue)
+    matcher = Matcher()
+    servicer, log = gateway_on(queue, matcher)
+    request = gateway_pb2.AddReviewTemplateRequest(decision_id="d1")
+
+    added = asyncio.run(servicer.AddReviewTemplate(request, Peer()))  # the face is a template: that is the answer
+    with pytest.raises(FailedPrecondition, match="already"):
+        asyncio.run(servicer.AddReviewTemplate(request, Peer()))  # a retry, or a second click
+
+    assert added.templates_added == 1 and matcher.enrolled == 1
+    [action] = log.admin_actions()
+    assert action.action == "add_templates" and "result: 1 templates added" in action.detail
+
+
+def test__a_failed_template_step_reports_its_own_error_even_when_the_claim_cannot_be_released(tmp_path):
+    from services.core.errors import Unavailable
+    from services.gateway.backends import BackendError
+
+    queue = FailingStore(tmp_path / "review.db", DAY)
+    queue.failing = ("release_template",)
+    answered_is(queue)
+    servicer, log = gateway_on(queue, Matcher(BackendError("matcher", grpc.StatusCode.UNAVAILABLE, "gone")))
+
+    with pytest.raises(Unavailable, match="cannot add the template now: matcher UNAVAILABLE"):
+        asyncio.run(servicer.AddReviewTemplate(gateway_pb2.AddReviewTemplateRequest(decision_id="d1"), Peer()))
+
+    [action] = log.admin_actions()
+    assert "result: failed: matcher UNAVAILABLE" in action.detail
+
+
+def test__a_decision_is_published_before_its_review_is_queued(tmp_path):
+    """A slow review store never holds a door's decision up: watchers and door controllers hear
+    it first (it is in the audit log already)."""
+    writing, done = threading.Event(), threading.Event()
+
+    class SlowStore(SqliteReviewQueue):
+        def add(self, decision: gateway_pb2.Decision, evidence: Evidence) -> bool:
+            writing.set()
+            done.wait(10)
+            return super().add(decision, evidence)
+
+    queue = SlowStore(tmp_path / "review.db", DAY)
+    servicer, log = gateway_on(queue, Matcher())
+    servicer._evidence["d1"] = ("lobby", evidence())
+
+    async def scenario() -> gateway_pb2.Decision | None | str:
+        watcher = servicer._hub.subscribe()
+        publishing = asyncio.create_task(servicer._publish([decision(1)]))
+        try:
+            return await asyncio.wait_for(watcher.get(), 5)  # while the review store is still busy
+        finally:
+            done.set()
+            await publishing
+
+    heard = asyncio.run(scenario())
+
+    assert heard == decision(1) and writing.is_set()
+    assert [d.decision_id for d in log.query(audit.EventQuery())] == ["d1"]
+    assert [i.decision.decision_id for i in queue.items()] == ["d1"]
