@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.contracts.v1 import gateway_pb2
+from services.gateway.schema import migrate
 from services.gateway.tracking import mention
 
 ERASED_MEMORY = 120.0  # s: far longer than a track lives (1.5 s unseen) or a replica's staleness (0.4 s)
@@ -136,22 +137,11 @@ class AuditLog(abc.ABC):
 
     def _migrate(self) -> None:
         """Bring the schema up to `MIGRATIONS`' last version; refuse a log from a newer FaceGate."""
-        newest = MIGRATIONS[-1][0]
         with self._transaction(erasing=True) as cursor:
-            cursor.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                           f"applied_at_ns {self.ns_type} NOT NULL)")
-            cursor.execute("SELECT MAX(version) FROM schema_migrations")
-            current = cursor.fetchone()[0] or 0
-            if current > newest:
-                raise AuditError(f"the audit log is at schema version {current}; this gateway knows up to {newest}: "
-                                 "run the newer gateway (or restore a copy made for this one)")
-            for version, script in MIGRATIONS:
-                if version <= current:
-                    continue
-                for statement in script.format(ns=self.ns_type, real=self.real_type).split(";"):
-                    if statement.strip():
-                        cursor.execute(statement)
-                cursor.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?)"), (version, time.time_ns()))
+            migrate(cursor, "schema_migrations", MIGRATIONS, {"ns": self.ns_type, "real": self.real_type}, self._sql,
+                    lambda current, newest: AuditError(
+                        f"the audit log is at schema version {current}; this gateway knows up to {newest}: run the "
+                        "newer gateway (or restore a copy made for this one)"))
 
     def schema_version(self) -> int:
         with self._transaction() as cursor:

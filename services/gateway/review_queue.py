@@ -48,6 +48,7 @@ from prometheus_client import Gauge
 
 from services.contracts.v1 import common_pb2, gateway_pb2
 from services.gateway.audit import ERASED_MEMORY, Cursor
+from services.gateway.schema import migrate
 
 # The schema, version by version: (version, what it adds). Written in the SQL both engines take;
 # {ns} is a 64-bit integer column, {real} a double, {blob} bytes (the engines spell them
@@ -169,24 +170,12 @@ class ReviewQueue(abc.ABC):
 
     def _migrate(self) -> None:
         """Bring the schema up to `MIGRATIONS`' last version; refuse a queue from a newer FaceGate."""
-        newest = MIGRATIONS[-1][0]
+        types = {"ns": self.ns_type, "real": self.real_type, "blob": self.blob_type, "tuning": self.tuning}
         with self._transaction(migrating=True) as cursor:
-            cursor.execute("CREATE TABLE IF NOT EXISTS review_schema_migrations (version INTEGER PRIMARY KEY, "
-                           f"applied_at_ns {self.ns_type} NOT NULL)")
-            cursor.execute("SELECT MAX(version) FROM review_schema_migrations")
-            current = cursor.fetchone()[0] or 0
-            if current > newest:
-                raise ReviewStoreError(f"the review queue is at schema version {current}; this gateway knows up to "
-                                       f"{newest}: run the newer gateway (or restore a copy made for this one)")
-            for version, script in MIGRATIONS:
-                if version <= current:
-                    continue
-                sql = script.format(ns=self.ns_type, real=self.real_type, blob=self.blob_type, tuning=self.tuning)
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        cursor.execute(statement)
-                cursor.execute(self._sql("INSERT INTO review_schema_migrations VALUES (?, ?)"),
-                               (version, time.time_ns()))
+            migrate(cursor, "review_schema_migrations", MIGRATIONS, types, self._sql,
+                    lambda current, newest: ReviewStoreError(
+                        f"the review queue is at schema version {current}; this gateway knows up to {newest}: run "
+                        "the newer gateway (or restore a copy made for this one)"))
 
     def schema_version(self) -> int:
         with self._transaction() as cursor:
