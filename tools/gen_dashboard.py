@@ -43,7 +43,6 @@ OUTPUT = REPO / "deploy" / "monitoring" / "dashboards" / "facegate.json"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 DOOR = 'site=~"$site", door=~"$door"'  # the selector of per-door series
 SERVICES = "detector|embedder|matcher|gateway|console"  # job names (deploy/monitoring/podmonitor.yaml)
-WIDTH = 24  # Grafana's grid
 
 
 def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> prometheus.Dataquery:

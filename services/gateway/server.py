@@ -677,7 +677,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                       model_key: str) -> gateway_pb2.Decision:
         """The track's decision; a match needs the person's record (groups, site), read from the
         matcher at every decision (no cache: a deletion or a change of groups or site applies
-        from the next decision, or within Milvus' staleness when another matcher made it)."""
+        from the next decision, whichever matcher replica made it: a matcher acknowledges such a
+        change only once every replica reads it)."""
         policy = None
         if verdict.kind == "match":
             try:

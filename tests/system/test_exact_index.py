@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -41,8 +39,6 @@ def test__after_enrol_move_and_delete__memory_and_milvus_search_give_the_same_an
 
     in_memory = {site: answers(gallery, site) for site in ("", "hq", "lobby")}
     gallery.close()
-    if milvus_server_uri:
-        time.sleep(1.0)  # another client sees a server's deletions after its staleness (0.2-0.4 s measured)
     reopened = open_gallery("milvus")
     try:
         in_milvus = {site: answers(reopened, site) for site in ("", "hq", "lobby")}

@@ -65,12 +65,16 @@ def test__kustomize_ships_the_rules_the_podmonitor_and_the_dashboard_for_grafana
     assert generated["options"]["disableNameSuffixHash"] is True
 
 
-def test__the_rules_and_the_podmonitor_are_picked_up_by_the_same_prometheus():
-    rule, monitor = manifest("prometheusrule.yaml"), manifest("podmonitor.yaml")
+def test__the_rules_and_the_podmonitors_are_picked_up_by_the_same_prometheus():
+    rule = manifest("prometheusrule.yaml")
+    services, fleet = yaml.safe_load_all((MONITORING / "podmonitor.yaml").read_text())
 
-    assert rule["apiVersion"] == monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert (rule["kind"], monitor["kind"]) == ("PrometheusRule", "PodMonitor")
-    assert rule["metadata"]["labels"]["release"] == monitor["metadata"]["labels"]["release"]
-    assert monitor["spec"]["jobLabel"] == "app"  # the rules' and the dashboard's job names are the apps'
-    [scraped] = monitor["spec"]["selector"]["matchExpressions"]
+    for monitor in (services, fleet):
+        assert rule["apiVersion"] == monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert (rule["kind"], monitor["kind"]) == ("PrometheusRule", "PodMonitor")
+        assert rule["metadata"]["labels"]["release"] == monitor["metadata"]["labels"]["release"]
+        assert monitor["spec"]["jobLabel"] == "app"  # the rules' and the dashboard's job names are the apps'
+    [scraped] = services["spec"]["selector"]["matchExpressions"]
     assert set(scraped["values"]) == {"detector", "embedder", "matcher", "gateway", "console"}
+    # the fleet alerts need the fleet controller scraped wherever the rules are (it runs in every overlay)
+    assert fleet["spec"]["selector"] == {"matchLabels": {"app": "facegate-fleet"}}

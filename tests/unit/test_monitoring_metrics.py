@@ -157,3 +157,18 @@ def test__each_door_in_the_door_file_has_a_configured_series_and_a_removed_door_
     assert sample("facegate_gateway_door_configured", door="lobby", site="hq") == 1
     assert sample("facegate_gateway_door_configured", door="loading-bay", site="hq") is None
     assert sample("facegate_gateway_last_frame_timestamp_seconds", door="loading-bay", site="hq") is None
+
+
+def test__a_door_whose_camera_never_streamed_can_be_taken_out_of_the_door_file(tmp_path):
+    doors = tmp_path / "doors.yaml"
+    doors.write_text(DOORS.replace("lobby", "annex"))
+    gateway = GatewayServicer(GatewayServiceSettings(doors=str(doors), insecure=True))
+    gateway._reload_doors(initial=True)
+    assert sample("facegate_gateway_last_frame_timestamp_seconds", door="annex", site="hq") is None  # never streamed
+
+    doors.write_text(DOORS.replace("  - {id: lobby, site: hq}\n", ""))
+    os.utime(doors, ns=(0, doors.stat().st_mtime_ns + 10**9))
+    assert gateway._reload_doors().startswith("loaded")  # no series to remove is not an error
+
+    assert sample("facegate_gateway_door_configured", door="annex", site="hq") is None
+    assert sample("facegate_gateway_door_configured", door="loading-bay", site="hq") == 1
