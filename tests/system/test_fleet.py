@@ -251,8 +251,9 @@ def test_editing_the_doors_file_updates_adds_and_removes_agents(
                        and "rtsp://10.0.1.10/stream" in args_of(a["lab-bench"]) and a,
                        what="agents following the edit")
     assert "rtsp://10.0.1.10/stream" in args_of(found["lab-bench"])
-    reasons = [e[1] for e in events(admin, namespace)]
-    assert {"AgentCreated", "AgentUpdated", "AgentDeleted"} <= set(reasons)
+    # Each Event is recorded just after its change is applied: wait for them, not only the changes.
+    eventually(lambda: {"AgentCreated", "AgentUpdated", "AgentDeleted"} <= {e[1] for e in events(admin, namespace)},
+               what="an Event for each change")
 
 
 def test_a_hand_edit_of_an_agent_is_undone_at_the_next_resync(
