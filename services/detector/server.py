@@ -18,6 +18,7 @@ from services.core.server import ready, run_service
 from services.detector.alignment import align_face
 from services.detector.faces import DetectedFace
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
+from services.detector.padding import padded, unpadded
 from services.detector.quality import face_quality
 
 
@@ -104,10 +105,21 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 if not request.per_frame_errors:
                     raise
                 response.frames[i].error = exc.message
-        for i, faces in zip(frames, self._detector.detect(list(frames.values()), options), strict=True):
+        found = dict(zip(frames, self._detector.detect(list(frames.values()), options), strict=True))
+        searched = {i: frames[i] for i in frames}  # where each frame's faces were found (and are cut from)
+        if request.pad_if_no_face and (empty := [i for i, faces in found.items() if not faces]):
+            borders = {i: padded(frames[i]) for i in empty}
+            again = self._detector.detect([borders[i][0] for i in empty], options)
+            for i, faces in zip(empty, again, strict=True):
+                searched[i] = borders[i][0]
+                found[i] = faces
+        for i, faces in found.items():
             out = response.frames[i]
             for face in faces:
-                crop = align_face(frames[i], face.landmarks, card.landmark_template, card.input_size)
+                crop = align_face(searched[i], face.landmarks, card.landmark_template, card.input_size)
+                if searched[i] is not frames[i]:  # reported in the photo's own coordinates
+                    _, dx, dy = borders[i]
+                    face = unpadded(face, dx, dy, frames[i].shape[1], frames[i].shape[0])
                 item = out.faces.add(face=face_message(face, face_quality(face, crop)))
                 if crops:
                     ndarray.encode_into(item.crop, crop)

@@ -830,7 +830,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         crops = {}
         if images:
             try:
-                detected = await run.backends.detect(list(images.values()), run.model_key)
+                detected = await run.backends.detect(list(images.values()), run.model_key, photos=True)
             except BackendError as exc:
                 if exc.code == grpc.StatusCode.FAILED_PRECONDITION:  # a model mismatch: retrying will not help
                     raise FailedPrecondition(f"cannot enroll: {exc}") from exc

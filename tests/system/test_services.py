@@ -6,6 +6,7 @@ import threading
 import time
 import urllib.request
 
+import cv2
 import grpc
 import numpy as np
 import pytest
@@ -256,6 +257,29 @@ class TestBadInput:
         assert_status(lambda: list(door_d.StreamCamera(iter([gateway_pb2.CameraFrame(door_id="d", frame=frame),
                                                               gateway_pb2.CameraFrame(door_id="e", frame=frame)]),
                                                          timeout=30)), bad, "a stream carries one door's frames")
+
+
+def test__a_tight_grey_face_crop_as_an_id_photo_enrols_and_its_person_is_granted(stack, demo_photos):
+    # obama3.jpg cut to its face's box, grey, 300 px: the detector finds no face in it as it is
+    # (the face fills the photo); the enrolment path searches it again inside a border.
+    detector, _, _, gateway = stubs(stack)
+    image = decode_image(demo_photos["obama3.jpg"].read_bytes())
+    box = detector.Detect(detector_pb2.DetectRequest(frames=[ndarray.encode(image, "png")]),
+                          timeout=30).frames[0].faces[0].face.box
+    x, y, w, h = (round(v) for v in (box.x, box.y, box.width, box.height))
+    grey = cv2.cvtColor(cv2.cvtColor(image[y:y + h, x:x + w], cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    tight = cv2.resize(grey, (300, round(300 * h / w)), interpolation=cv2.INTER_AREA)
+    as_is = detector.Detect(detector_pb2.DetectRequest(frames=[ndarray.encode(tight, "png")]), timeout=30)
+    assert not as_is.frames[0].faces  # why this photo is the case in point
+
+    enrolled = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+        identity_id="obama-badge", display_name="Barack Obama", site="badge",
+        images=[ndarray.encode(tight, "jpeg")]), timeout=60)
+    decisions = list(stream(stack.address("gateway"), camera_frames(demo_photos, "lobby", ["obama2.jpg"],
+                                                                    site="badge")))
+
+    assert enrolled.templates_added == 1 and list(enrolled.image_errors) == [""]
+    assert [(d.outcome, d.identity_id) for d in decisions] == [(Outcome.OUTCOME_GRANTED, "obama-badge")]
 
 
 def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos):

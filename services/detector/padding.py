@@ -1,0 +1,34 @@
+"""Tight face crops (an ID-badge photo: the face fills the image). The cascade looks for faces
+smaller than the frame, so such a photo often yields none, grey ones most (17-20% of 200 LFW
+faces cut to their box at 100-300 px, against 2.5-3.5% in colour). Searched again with a plain
+grey border of half the photo's size on each side, 99.4% were found, every one the same person
+as in the full photo (distance at most 0.333, under the FAR 1e-3 threshold 0.375). A mirrored
+border is not used: it makes mirrored faces. Measured for issue 14 (notes in the README)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from services.detector.faces import DetectedFace
+
+BORDER = 0.5  # of the photo's height and width, on each side
+GREY = 127
+
+
+def padded(frame: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The frame inside a plain grey border; (the padded frame, its left and top offsets)."""
+    height, width = frame.shape[:2]
+    dy, dx = round(height * BORDER), round(width * BORDER)
+    out = cv2.copyMakeBorder(frame, dy, dy, dx, dx, cv2.BORDER_CONSTANT, value=(GREY, GREY, GREY))
+    return out, dx, dy
+
+
+def unpadded(face: DetectedFace, dx: int, dy: int, width: int, height: int) -> DetectedFace:
+    """A face found in the padded frame, in the original frame's coordinates (its box clipped to
+    the frame, as every box the detector reports is)."""
+    x, y, w, h = face.box
+    left, top = max(0.0, x - dx), max(0.0, y - dy)
+    right, bottom = min(float(width), x - dx + w), min(float(height), y - dy + h)
+    return DetectedFace(box=(left, top, max(0.0, right - left), max(0.0, bottom - top)), score=face.score,
+                        landmarks=tuple((px - dx, py - dy) for px, py in face.landmarks))
