@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -135,6 +135,11 @@ bench-index: setup
 ## acknowledged (the server runs in a private network namespace; ~10 minutes)
 bench-matchers: setup
 	tools/private_net.sh $(PY) bench/matchers_bench.py
+
+## bench-tight-crops: LFW faces cut to their own box (100-300 px, colour and grey): found as they are,
+## found with the enrolment path's retry inside a border, and the same person (~5 minutes)
+bench-tight-crops: setup
+	$(PY) bench/tight_crops_lfw.py --data $(LFW)
 
 ## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
 bench-doors: setup
