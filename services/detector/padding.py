@@ -13,6 +13,9 @@ import numpy as np
 from services.detector.faces import DetectedFace
 
 BORDER = 0.5  # of the photo's height and width, on each side
+# Only photos this small (long side, px) are searched again: a tight crop is a small photo, and a
+# large one without a face would cost four times its pixels for nothing.
+MAX_SIDE = 1024
 GREY = 127
 
 

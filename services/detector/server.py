@@ -18,7 +18,7 @@ from services.core.server import ready, run_service
 from services.detector.alignment import align_face
 from services.detector.faces import DetectedFace
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
-from services.detector.padding import padded, unpadded
+from services.detector.padding import MAX_SIDE, padded, unpadded
 from services.detector.quality import face_quality
 
 
@@ -107,7 +107,8 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 response.frames[i].error = exc.message
         found = dict(zip(frames, self._detector.detect(list(frames.values()), options), strict=True))
         searched = {i: frames[i] for i in frames}  # where each frame's faces were found (and are cut from)
-        if request.pad_if_no_face and (empty := [i for i, faces in found.items() if not faces]):
+        if request.pad_if_no_face and (empty := [i for i, faces in found.items()
+                                                  if not faces and max(frames[i].shape[:2]) <= MAX_SIDE]):
             borders = {i: padded(frames[i]) for i in empty}
             again = self._detector.detect([borders[i][0] for i in empty], options)
             for i, faces in zip(empty, again, strict=True):
