@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-gallery-size bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -140,6 +140,12 @@ bench-matchers: setup
 ## found with the enrolment path's retry inside a border, and the same person (~5 minutes)
 bench-tight-crops: setup
 	$(PY) bench/tight_crops_lfw.py --data $(LFW)
+
+## bench-gallery-size: 1:K on LFW: thresholds per gallery size chosen on one half of the people
+## (the card's gallery_bands), FAR per probe and per track measured on the other (~3 minutes
+## with bench/openset_lfw.py's embeddings cached, ~10 without)
+bench-gallery-size: setup
+	$(PY) bench/gallery_size_lfw.py --data $(LFW)
 
 ## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
 bench-doors: setup

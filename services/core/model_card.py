@@ -21,6 +21,16 @@ class ModelError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class GalleryBand:
+    """Thresholds calibrated for searches over at most `max_identities` enrolled identities
+    (1:K): a stranger compared with K people gets K chances, so the larger the gallery, the
+    stricter the distance that keeps the same false-accept rate per probe."""
+
+    max_identities: int
+    far_thresholds: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a model needs and promises. Thresholds belong to a model version."""
 
@@ -37,16 +47,25 @@ class ModelCard:
     default_far: float | None = None  # the FAR `distance_threshold` was calibrated for, if any
     ambiguity_gap: float = 0.0  # 1:K: a match is ambiguous if the 2nd identity is within this distance of it
     duplicate_distance: float = 0.0  # enrolment: a face this close to another identity is a duplicate (0 = no check)
+    gallery_bands: tuple[GalleryBand, ...] = ()  # 1:K thresholds by gallery size, smallest band first
 
-    def threshold_for(self, far: float | None) -> float:
-        """The threshold calibrated for a false-accept rate, or the default one for None/0."""
-        if not far:
-            return self.distance_threshold
-        key = f"{far:g}"
-        if key not in self.far_thresholds:
-            raise ValueError(f"{self.model_key} has no threshold calibrated for FAR {key}; "
-                             f"calibrated: {', '.join(sorted(self.far_thresholds, key=float)) or 'none'}")
-        return self.far_thresholds[key]
+    def threshold_for(self, far: float | None, identities: int | None = None) -> float:
+        """The threshold calibrated for a false-accept rate (None/0: the default operating
+        point). With `identities` (the gallery size a search covers) and 1:K bands on the card,
+        the stricter of that and the band's threshold for the size: the smallest band holding
+        the gallery, or beyond the largest band that one (the card says how far it was measured)."""
+        if far:
+            key = f"{far:g}"
+            if key not in self.far_thresholds:
+                raise ValueError(f"{self.model_key} has no threshold calibrated for FAR {key}; "
+                                 f"calibrated: {', '.join(sorted(self.far_thresholds, key=float)) or 'none'}")
+            pair = self.far_thresholds[key]
+        else:
+            key, pair = f"{self.default_far or 0:g}", self.distance_threshold
+        if identities is None or not self.gallery_bands or key not in self.far_thresholds:
+            return pair
+        band = next((b for b in self.gallery_bands if identities <= b.max_identities), self.gallery_bands[-1])
+        return min(pair, band.far_thresholds[key])
 
     @property
     def model_key(self) -> str:
@@ -57,7 +76,7 @@ class ModelCard:
     def from_json(text: str) -> ModelCard:
         raw = json.loads(text)
         try:
-            return ModelCard(
+            card = ModelCard(
                 model_id=str(raw["model_id"]),
                 version=str(raw["version"]),
                 input_size=int(raw["input_size"]),
@@ -71,9 +90,15 @@ class ModelCard:
                 default_far=float(raw["default_far"]) if raw.get("default_far") is not None else None,
                 ambiguity_gap=float(raw.get("ambiguity_gap", 0.0)),
                 duplicate_distance=float(raw.get("duplicate_distance", 0.0)),
+                gallery_bands=tuple(
+                    GalleryBand(int(b["max_identities"]),
+                                {f"{float(k):g}": float(v) for k, v in b["far_thresholds"].items()})
+                    for b in raw.get("gallery_bands", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
+        check_bands(card)
+        return card
 
     def to_json(self) -> str:
         return json.dumps(
@@ -91,9 +116,28 @@ class ModelCard:
                 "default_far": self.default_far,
                 "ambiguity_gap": self.ambiguity_gap,
                 "duplicate_distance": self.duplicate_distance,
+                "gallery_bands": [{"max_identities": b.max_identities, "far_thresholds": b.far_thresholds}
+                                  for b in self.gallery_bands],
             },
             indent=2,
         )
+
+
+def check_bands(card: ModelCard) -> None:
+    """A card's 1:K bands must grow, cover every calibrated FAR (no size may silently fall back
+    to the pair threshold) and only tighten as the gallery grows."""
+    sizes = [b.max_identities for b in card.gallery_bands]
+    if sizes != sorted(set(sizes)) or (sizes and sizes[0] < 1):
+        raise ModelError(f"{card.model_key}: gallery_bands must have growing max_identities >= 1, got {sizes}")
+    for band in card.gallery_bands:
+        if set(band.far_thresholds) != set(card.far_thresholds):
+            raise ModelError(f"{card.model_key}: the band up to {band.max_identities} identities calibrates FAR "
+                             f"{sorted(band.far_thresholds)}, the card {sorted(card.far_thresholds)}: both must match")
+    for smaller, larger in zip(card.gallery_bands, card.gallery_bands[1:], strict=False):
+        for far, threshold in larger.far_thresholds.items():
+            if threshold > smaller.far_thresholds[far]:
+                raise ModelError(f"{card.model_key}: FAR {far}: the threshold for up to {larger.max_identities} "
+                                 f"identities ({threshold}) is looser than for {smaller.max_identities}")
 
 
 def bundled_card(model_id: str) -> ModelCard:

@@ -80,6 +80,7 @@ CREATE, ADD_TEMPLATES, UPDATE_DETAILS = "create", "add_templates", "update_detai
 ENROL_MODES = (CREATE, ADD_TEMPLATES, UPDATE_DETAILS)
 SEARCH_MODES = ("auto", "memory", "milvus")
 SWEEPS = 3  # a deletion removes templates another matcher wrote meanwhile this many times at most
+SIZE_SECONDS = 10.0  # how long a gallery size (which picks the 1:K threshold) is reused before it is counted again
 
 
 def is_lite(uri: str) -> bool:
@@ -232,6 +233,7 @@ class Gallery:
         # a second thread for the Strong read that runs beside another (a server's; see STRONG)
         self._beside = None if self._lite else concurrent.futures.ThreadPoolExecutor(1, "gallery-strong-read")
         self._unflushed = 0  # rows written since the last flush
+        self._sizes: dict[str, tuple[int, float]] = {}  # site -> (identities a search there covers, counted at)
         self._lite_socket: LiteOnUnixSocket | None = None
         try:
             if self._lite:  # not on the TCP port pymilvus would open for it (README: Security model)
@@ -550,6 +552,7 @@ class Gallery:
         for pk in records:  # a key deleted before (same person, photo, site) is live again
             self._deleted.discard(pk)
         self._unflushed += len(records)
+        self._sizes.clear()
         if settle or stale:
             self._settle(identity_id)
         added = len(asked - {t.pk for t in stored})
@@ -611,6 +614,7 @@ class Gallery:
                 for (identity, vectors), keys in zip(checked, pks, strict=True):
                     self._exact.add(keys, vectors, identity.identity_id, identity.display_name, identity.site)
             self._unflushed += len(template_rows)
+            self._sizes.clear()
         return len(template_rows)
 
     def delete(self, identity_id: str) -> int:
@@ -636,6 +640,7 @@ class Gallery:
                 raise Unavailable(f"{identity_id!r}: deleted, but another matcher kept enrolling faces for them "
                                   f"meanwhile ({SWEEPS} times); delete again once that stops")
             self._unflushed += len(pks) + 1
+            self._sizes.clear()
         return len(pks)
 
     def _remove_templates(self, pks: list[int]) -> None:
@@ -858,6 +863,23 @@ class Gallery:
             raise NotFound(f"identity {identity_id!r} is not enrolled")
         vectors = np.asarray([t.vector for t in templates], np.float32)
         return float(np.min(np.linalg.norm(vectors - probe, axis=1)))
+
+    @waits_for_rewrites
+    def identities_searched(self, site: str) -> int:
+        """The gallery size K a search at `site` covers: the identities of this model enrolled at
+        that site or at none (every identity for no site). It picks the 1:K threshold, so it is
+        counted in Milvus again after this matcher's own writes, and at least every SIZE_SECONDS
+        for what other matchers wrote (until then a threshold may lag a burst of enrolments)."""
+        check_label(site, "site")
+        with self._lock:
+            known = self._sizes.get(site)
+            if known is not None and time.monotonic() - known[1] < SIZE_SECONDS:
+                return known[0]
+        clauses = [f'model_key == "{self.model_key}"'] + ([f'(site == "{site}" or site == "")'] if site else [])
+        size = self._count(self._identities, " and ".join(clauses))
+        with self._lock:
+            self._sizes[site] = (size, time.monotonic())
+        return size
 
     @waits_for_rewrites
     def count(self) -> int:

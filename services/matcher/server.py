@@ -210,11 +210,14 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         assert self._gallery is not None, "an RPC without @ready"
         return self._gallery
 
-    def _threshold(self, max_distance: float, target_far: float, site: str = "") -> float:
+    def _threshold(self, max_distance: float, target_far: float, site: str = "",
+                   identities: int | None = None) -> float:
         """The distance threshold of a call: its explicit `max_distance`, else the model's
         threshold for its `target_far`, else the model's default; then, if the call names a site
         with a configured FAR (--site-far), the stricter of that and the site's threshold. A
-        caller can tighten a site's FAR, never loosen it."""
+        caller can tighten a site's FAR, never loosen it. For a search (1:K), `identities` is the
+        gallery size it covers: a FAR then means strangers accepted as anyone of them, and the
+        card's threshold for that size applies (an explicit max_distance is taken as given)."""
         assert self._card is not None
         loosest = max(self._card.distance_threshold, *self._card.far_thresholds.values())
         if not 0 <= max_distance <= loosest:  # Verify(max_distance=2) would match anyone with anyone
@@ -224,11 +227,11 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), "
                                   "or 0 for the site's or the model's default")
         try:
-            asked = max_distance or self._card.threshold_for(target_far or None)
+            asked = max_distance or self._card.threshold_for(target_far or None, identities)
         except ValueError as exc:
             raise InvalidArgument(f"target_far: {exc}") from exc
         site_far = self._site_far.get(site)
-        return min(asked, self._card.threshold_for(site_far)) if site_far else asked
+        return min(asked, self._card.threshold_for(site_far, identities)) if site_far else asked
 
     @ready(LOADING)
     async def Enroll(self, request: matcher_pb2.EnrollRequest,
@@ -260,7 +263,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         top_k = request.top_k or 5
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
-        threshold = self._threshold(request.max_distance, request.target_far, request.site)
+        identities = await asyncio.to_thread(gallery.identities_searched, request.site)
+        threshold = self._threshold(request.max_distance, request.target_far, request.site, identities)
         k = request.k or 3
         if not 1 <= k <= self._settings.max_top_k:
             raise InvalidArgument(f"k: {request.k}; must be 1..{self._settings.max_top_k} (0 = 3)")
@@ -277,7 +281,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                                                   distance=c.distance, similarity=c.similarity, vote=c.vote)
                             for c in r.candidates],
             ) for r in results
-        ])
+        ], gallery_identities=identities)
 
     @ready(LOADING)
     async def Verify(self, request: matcher_pb2.VerifyRequest,

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facegate.harness.stack import ServiceProcess, free_port
 from services.contracts.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from services.core.model_card import DEFAULT_MODEL, bundled_card
 from tests.conftest import channel, stream
 from tests.system.test_gateway_faults import ENV, Door, start_gateway, start_matcher
 from tests.system.test_services import camera_frames, photo
@@ -75,9 +76,12 @@ def test__a_sites_far_on_the_matcher_decides_its_doors_whatever_the_door_file_sa
         gateway.stop()
         matcher.stop()
 
+    card = bundled_card(DEFAULT_MODEL)
+    server_room, lobby = card.threshold_for(1e-4, identities=0), card.threshold_for(1e-3, identities=0)
+    assert server_room < lobby
     for door, decisions in decided.items():
         assert [d.outcome for d in decisions] == [Outcome.OUTCOME_DENIED_UNKNOWN], door
-        assert "no identity within threshold 0.334" in decisions[0].reason, door  # FAR 1e-4, not 1e-3's 0.375
+        assert f"no identity within threshold {server_room:.3f}" in decisions[0].reason, door  # FAR 1e-4's
 
 
 def test__a_second_camera_stream_for_a_door_is_refused_while_the_first_is_live(stack, demo_photos):

@@ -142,18 +142,63 @@ def test__no_caller_loosens_a_threshold_past_what_the_model_is_calibrated_for(ma
 
 
 def test__a_sites_far_is_a_floor_a_call_can_tighten_but_never_loosen(matcher):
-    def threshold(site: str, target_far: float = 0.0, max_distance: float = 0.0) -> float:
+    from services.core.model_card import bundled_card
+
+    card = bundled_card("dlib-resnet-v1")
+
+    def threshold(site: str, target_far: float = 0.0, max_distance: float = 0.0) -> tuple[float, int]:
         request = matcher_pb2.IdentifyRequest(probes=[emb(ALICE)], site=site, target_far=target_far,
                                               max_distance=max_distance)
-        return matcher.Identify(request, timeout=10).results[0].threshold
+        response = matcher.Identify(request, timeout=10)
+        return response.results[0].threshold, response.gallery_identities
 
-    assert threshold("server-room") == pytest.approx(0.3339, abs=1e-4)  # FAR 1e-4, from --site-far
-    assert threshold("lobby") == pytest.approx(0.3746, abs=1e-4)  # the model's default, FAR 1e-3
-    assert threshold("server-room", target_far=0.001) == pytest.approx(0.3339, abs=1e-4)  # not loosened
-    assert threshold("server-room", target_far=0.01) == pytest.approx(0.3339, abs=1e-4)
-    assert threshold("server-room", max_distance=0.42) == pytest.approx(0.3339, abs=1e-4)
-    assert threshold("lobby", target_far=0.0001) == pytest.approx(0.3339, abs=1e-4)  # tightened
-    assert threshold("server-room", max_distance=0.2) == pytest.approx(0.2, abs=1e-6)
+    server_room, size = threshold("server-room")
+    assert server_room == pytest.approx(card.threshold_for(1e-4, size), abs=1e-4)  # from --site-far
+    assert threshold("lobby")[0] == pytest.approx(card.threshold_for(None, size), abs=1e-4)  # the model's default
+    assert threshold("server-room", target_far=0.001)[0] == pytest.approx(server_room, abs=1e-4)  # not loosened
+    assert threshold("server-room", target_far=0.01)[0] == pytest.approx(server_room, abs=1e-4)
+    assert threshold("server-room", max_distance=0.42)[0] == pytest.approx(server_room, abs=1e-4)
+    assert threshold("lobby", target_far=0.0001)[0] == pytest.approx(server_room, abs=1e-4)  # tightened
+    assert threshold("server-room", max_distance=0.2)[0] == pytest.approx(0.2, abs=1e-6)
+    assert server_room < threshold("lobby")[0] <= card.threshold_for(1e-3)
+
+
+def test__identify_applies_the_threshold_calibrated_for_the_gallerys_size(tmp_path, gallery_args):
+    """A stranger compared with K people has K chances: the larger the gallery a search covers,
+    the stricter the distance that keeps FAR 1e-3 per probe (the card's 1:K bands)."""
+    from services.core.model_card import bundled_card
+
+    card = bundled_card("dlib-resnet-v1")
+    small = card.gallery_bands[0]
+    service = start_matcher(tmp_path, gallery_args(tmp_path))  # a gallery of its own: its size is known
+    try:
+        matcher = matcher_pb2_grpc.MatcherStub(channel(service.address))
+        people = [(f"k-{i}", unit(4000 + i)) for i in range(small.max_identities + 1)]
+        anywhere = unit(5000)
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="anywhere", embeddings=[emb(anywhere)]), timeout=10)
+
+        def enrol(identity_id: str, vector: np.ndarray) -> None:
+            matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=identity_id, site="hq", embeddings=[emb(vector)]),
+                           timeout=10)
+
+        def search(site: str) -> matcher_pb2.IdentifyResponse:
+            return matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(people[0][1])], site=site), timeout=10)
+
+        enrol(*people[0])
+        few = search("hq")
+        for person in people[1:]:  # this matcher's own enrolments are counted at once
+            enrol(*person)
+        more, elsewhere = search("hq"), search("lab")
+    finally:
+        service.stop()
+
+    assert (few.gallery_identities, more.gallery_identities, elsewhere.gallery_identities) == \
+        (2, small.max_identities + 2, 1)  # a site's people and those of no site
+    assert few.results[0].threshold == pytest.approx(small.far_thresholds["0.001"], abs=1e-6)
+    assert elsewhere.results[0].threshold == pytest.approx(small.far_thresholds["0.001"], abs=1e-6)
+    assert more.results[0].threshold == pytest.approx(card.gallery_bands[1].far_thresholds["0.001"], abs=1e-6)
+    assert more.results[0].threshold < few.results[0].threshold < card.threshold_for(1e-3)
+    assert not more.results[0].unknown and more.results[0].candidates[0].identity_id == "k-0"
 
 
 def test__given_a_site_far_without_calibration__then_the_matcher_refuses_to_start_naming_the_site(tmp_path):

@@ -26,7 +26,7 @@ from . import common_pb2 as facegate_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x63\x65gate/v1/matcher.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x02\n\x08Identity\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x35\n\x08metadata\x18\x05 \x03(\x0b\x32#.facegate.v1.Identity.MetadataEntry\x12\x16\n\x0etemplate_count\x18\x06 \x01(\x05\x12\x11\n\tmodel_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x02\n\rEnrollRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12:\n\x08metadata\x18\x05 \x03(\x0b\x32(.facegate.v1.EnrollRequest.MetadataEntry\x12*\n\nembeddings\x18\x06 \x03(\x0b\x32\x16.facegate.v1.Embedding\x12%\n\x04mode\x18\x07 \x01(\x0e\x32\x17.facegate.v1.EnrollMode\x12\x1a\n\x12\x61llow_duplicate_of\x18\x08 \x03(\t\x12\x16\n\x0ereplace_groups\x18\t \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0e\x45nrollResponse\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.facegate.v1.Identity\x12\x17\n\x0ftemplates_added\x18\x02 \x01(\x05\"\xb8\x01\n\x0fIdentifyRequest\x12&\n\x06probes\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x14\n\x0cmax_distance\x18\x04 \x01(\x02\x12\x12\n\ntarget_far\x18\x05 \x01(\x02\x12+\n\nclassifier\x18\x06 \x01(\x0e\x32\x17.facegate.v1.Classifier\x12\t\n\x01k\x18\x07 \x01(\x05\"j\n\tCandidate\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\x12\n\nsimilarity\x18\x04 \x01(\x02\x12\x0c\n\x04vote\x18\x05 \x01(\x02\"s\n\x0eIdentifyResult\x12\x0f\n\x07unknown\x18\x01 \x01(\x08\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.facegate.v1.Candidate\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x11\n\tambiguous\x18\x04 \x01(\x08\"@\n\x10IdentifyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.facegate.v1.IdentifyResult\"u\n\rVerifyRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12%\n\x05probe\x18\x02 \x01(\x0b\x32\x16.facegate.v1.Embedding\x12\x14\n\x0cmax_distance\x18\x03 \x01(\x02\x12\x12\n\ntarget_far\x18\x04 \x01(\x02\"D\n\x0eVerifyResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x10\n\x08\x64istance\x18\x02 \x01(\x02\x12\x11\n\tthreshold\x18\x03 \x01(\x02\",\n\x15\x44\x65leteIdentityRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\"3\n\x16\x44\x65leteIdentityResponse\x12\x19\n\x11templates_removed\x18\x01 \x01(\x05\")\n\x12GetIdentityRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\"L\n\x15ListIdentitiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"\\\n\x16ListIdentitiesResponse\x12)\n\nidentities\x18\x01 \x03(\x0b\x32\x15.facegate.v1.Identity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x45xportIdentitiesRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"d\n\x0eIdentityExport\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.facegate.v1.Identity\x12)\n\ttemplates\x18\x02 \x03(\x0b\x32\x16.facegate.v1.Embedding\"l\n\x0e\x43lusterRequest\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\x12\x14\n\x0cmax_distance\x18\x02 \x01(\x02\x12\x18\n\x10min_cluster_size\x18\x03 \x01(\x05\"3\n\x0f\x43lusterResponse\x12\x0e\n\x06labels\x18\x01 \x03(\x05\x12\x10\n\x08\x63lusters\x18\x02 \x01(\x05*=\n\nClassifier\x12\x16\n\x12\x43LASSIFIER_NEAREST\x10\x00\x12\x17\n\x13\x43LASSIFIER_KNN_VOTE\x10\x01\x32\xf4\x04\n\x07Matcher\x12\x41\n\x06\x45nroll\x12\x1a.facegate.v1.EnrollRequest\x1a\x1b.facegate.v1.EnrollResponse\x12G\n\x08Identify\x12\x1c.facegate.v1.IdentifyRequest\x1a\x1d.facegate.v1.IdentifyResponse\x12\x41\n\x06Verify\x12\x1a.facegate.v1.VerifyRequest\x1a\x1b.facegate.v1.VerifyResponse\x12Y\n\x0e\x44\x65leteIdentity\x12\".facegate.v1.DeleteIdentityRequest\x1a#.facegate.v1.DeleteIdentityResponse\x12\x45\n\x0bGetIdentity\x12\x1f.facegate.v1.GetIdentityRequest\x1a\x15.facegate.v1.Identity\x12Y\n\x0eListIdentities\x12\".facegate.v1.ListIdentitiesRequest\x1a#.facegate.v1.ListIdentitiesResponse\x12W\n\x10\x45xportIdentities\x12$.facegate.v1.ExportIdentitiesRequest\x1a\x1b.facegate.v1.IdentityExport0\x01\x12\x44\n\x07\x43luster\x12\x1b.facegate.v1.ClusterRequest\x1a\x1c.facegate.v1.ClusterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x63\x65gate/v1/matcher.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x02\n\x08Identity\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x35\n\x08metadata\x18\x05 \x03(\x0b\x32#.facegate.v1.Identity.MetadataEntry\x12\x16\n\x0etemplate_count\x18\x06 \x01(\x05\x12\x11\n\tmodel_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x02\n\rEnrollRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12:\n\x08metadata\x18\x05 \x03(\x0b\x32(.facegate.v1.EnrollRequest.MetadataEntry\x12*\n\nembeddings\x18\x06 \x03(\x0b\x32\x16.facegate.v1.Embedding\x12%\n\x04mode\x18\x07 \x01(\x0e\x32\x17.facegate.v1.EnrollMode\x12\x1a\n\x12\x61llow_duplicate_of\x18\x08 \x03(\t\x12\x16\n\x0ereplace_groups\x18\t \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0e\x45nrollResponse\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.facegate.v1.Identity\x12\x17\n\x0ftemplates_added\x18\x02 \x01(\x05\"\xb8\x01\n\x0fIdentifyRequest\x12&\n\x06probes\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x14\n\x0cmax_distance\x18\x04 \x01(\x02\x12\x12\n\ntarget_far\x18\x05 \x01(\x02\x12+\n\nclassifier\x18\x06 \x01(\x0e\x32\x17.facegate.v1.Classifier\x12\t\n\x01k\x18\x07 \x01(\x05\"j\n\tCandidate\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\x12\n\nsimilarity\x18\x04 \x01(\x02\x12\x0c\n\x04vote\x18\x05 \x01(\x02\"s\n\x0eIdentifyResult\x12\x0f\n\x07unknown\x18\x01 \x01(\x08\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.facegate.v1.Candidate\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x11\n\tambiguous\x18\x04 \x01(\x08\"\\\n\x10IdentifyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.facegate.v1.IdentifyResult\x12\x1a\n\x12gallery_identities\x18\x02 \x01(\x05\"u\n\rVerifyRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12%\n\x05probe\x18\x02 \x01(\x0b\x32\x16.facegate.v1.Embedding\x12\x14\n\x0cmax_distance\x18\x03 \x01(\x02\x12\x12\n\ntarget_far\x18\x04 \x01(\x02\"D\n\x0eVerifyResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x10\n\x08\x64istance\x18\x02 \x01(\x02\x12\x11\n\tthreshold\x18\x03 \x01(\x02\",\n\x15\x44\x65leteIdentityRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\"3\n\x16\x44\x65leteIdentityResponse\x12\x19\n\x11templates_removed\x18\x01 \x01(\x05\")\n\x12GetIdentityRequest\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\"L\n\x15ListIdentitiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"\\\n\x16ListIdentitiesResponse\x12)\n\nidentities\x18\x01 \x03(\x0b\x32\x15.facegate.v1.Identity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x45xportIdentitiesRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"d\n\x0eIdentityExport\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.facegate.v1.Identity\x12)\n\ttemplates\x18\x02 \x03(\x0b\x32\x16.facegate.v1.Embedding\"l\n\x0e\x43lusterRequest\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\x12\x14\n\x0cmax_distance\x18\x02 \x01(\x02\x12\x18\n\x10min_cluster_size\x18\x03 \x01(\x05\"3\n\x0f\x43lusterResponse\x12\x0e\n\x06labels\x18\x01 \x03(\x05\x12\x10\n\x08\x63lusters\x18\x02 \x01(\x05*=\n\nClassifier\x12\x16\n\x12\x43LASSIFIER_NEAREST\x10\x00\x12\x17\n\x13\x43LASSIFIER_KNN_VOTE\x10\x01\x32\xf4\x04\n\x07Matcher\x12\x41\n\x06\x45nroll\x12\x1a.facegate.v1.EnrollRequest\x1a\x1b.facegate.v1.EnrollResponse\x12G\n\x08Identify\x12\x1c.facegate.v1.IdentifyRequest\x1a\x1d.facegate.v1.IdentifyResponse\x12\x41\n\x06Verify\x12\x1a.facegate.v1.VerifyRequest\x1a\x1b.facegate.v1.VerifyResponse\x12Y\n\x0e\x44\x65leteIdentity\x12\".facegate.v1.DeleteIdentityRequest\x1a#.facegate.v1.DeleteIdentityResponse\x12\x45\n\x0bGetIdentity\x12\x1f.facegate.v1.GetIdentityRequest\x1a\x15.facegate.v1.Identity\x12Y\n\x0eListIdentities\x12\".facegate.v1.ListIdentitiesRequest\x1a#.facegate.v1.ListIdentitiesResponse\x12W\n\x10\x45xportIdentities\x12$.facegate.v1.ExportIdentitiesRequest\x1a\x1b.facegate.v1.IdentityExport0\x01\x12\x44\n\x07\x43luster\x12\x1b.facegate.v1.ClusterRequest\x1a\x1c.facegate.v1.ClusterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTITY_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_ENROLLREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_ENROLLREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_CLASSIFIER']._serialized_start=2088
-  _globals['_CLASSIFIER']._serialized_end=2149
+  _globals['_CLASSIFIER']._serialized_start=2116
+  _globals['_CLASSIFIER']._serialized_end=2177
   _globals['_IDENTITY']._serialized_start=102
   _globals['_IDENTITY']._serialized_end=380
   _globals['_IDENTITY_METADATAENTRY']._serialized_start=333
@@ -56,29 +56,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTIFYRESULT']._serialized_start=1096
   _globals['_IDENTIFYRESULT']._serialized_end=1211
   _globals['_IDENTIFYRESPONSE']._serialized_start=1213
-  _globals['_IDENTIFYRESPONSE']._serialized_end=1277
-  _globals['_VERIFYREQUEST']._serialized_start=1279
-  _globals['_VERIFYREQUEST']._serialized_end=1396
-  _globals['_VERIFYRESPONSE']._serialized_start=1398
-  _globals['_VERIFYRESPONSE']._serialized_end=1466
-  _globals['_DELETEIDENTITYREQUEST']._serialized_start=1468
-  _globals['_DELETEIDENTITYREQUEST']._serialized_end=1512
-  _globals['_DELETEIDENTITYRESPONSE']._serialized_start=1514
-  _globals['_DELETEIDENTITYRESPONSE']._serialized_end=1565
-  _globals['_GETIDENTITYREQUEST']._serialized_start=1567
-  _globals['_GETIDENTITYREQUEST']._serialized_end=1608
-  _globals['_LISTIDENTITIESREQUEST']._serialized_start=1610
-  _globals['_LISTIDENTITIESREQUEST']._serialized_end=1686
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=1688
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=1780
-  _globals['_EXPORTIDENTITIESREQUEST']._serialized_start=1782
-  _globals['_EXPORTIDENTITIESREQUEST']._serialized_end=1821
-  _globals['_IDENTITYEXPORT']._serialized_start=1823
-  _globals['_IDENTITYEXPORT']._serialized_end=1923
-  _globals['_CLUSTERREQUEST']._serialized_start=1925
-  _globals['_CLUSTERREQUEST']._serialized_end=2033
-  _globals['_CLUSTERRESPONSE']._serialized_start=2035
-  _globals['_CLUSTERRESPONSE']._serialized_end=2086
-  _globals['_MATCHER']._serialized_start=2152
-  _globals['_MATCHER']._serialized_end=2780
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1305
+  _globals['_VERIFYREQUEST']._serialized_start=1307
+  _globals['_VERIFYREQUEST']._serialized_end=1424
+  _globals['_VERIFYRESPONSE']._serialized_start=1426
+  _globals['_VERIFYRESPONSE']._serialized_end=1494
+  _globals['_DELETEIDENTITYREQUEST']._serialized_start=1496
+  _globals['_DELETEIDENTITYREQUEST']._serialized_end=1540
+  _globals['_DELETEIDENTITYRESPONSE']._serialized_start=1542
+  _globals['_DELETEIDENTITYRESPONSE']._serialized_end=1593
+  _globals['_GETIDENTITYREQUEST']._serialized_start=1595
+  _globals['_GETIDENTITYREQUEST']._serialized_end=1636
+  _globals['_LISTIDENTITIESREQUEST']._serialized_start=1638
+  _globals['_LISTIDENTITIESREQUEST']._serialized_end=1714
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=1716
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=1808
+  _globals['_EXPORTIDENTITIESREQUEST']._serialized_start=1810
+  _globals['_EXPORTIDENTITIESREQUEST']._serialized_end=1849
+  _globals['_IDENTITYEXPORT']._serialized_start=1851
+  _globals['_IDENTITYEXPORT']._serialized_end=1951
+  _globals['_CLUSTERREQUEST']._serialized_start=1953
+  _globals['_CLUSTERREQUEST']._serialized_end=2061
+  _globals['_CLUSTERRESPONSE']._serialized_start=2063
+  _globals['_CLUSTERRESPONSE']._serialized_end=2114
+  _globals['_MATCHER']._serialized_start=2180
+  _globals['_MATCHER']._serialized_end=2808
 # @@protoc_insertion_point(module_scope)

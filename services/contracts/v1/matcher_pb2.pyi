@@ -127,10 +127,12 @@ class IdentifyResult(_message.Message):
     def __init__(self, unknown: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ..., ambiguous: _Optional[bool] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "gallery_identities")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[IdentifyResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[IdentifyResult, _Mapping]]] = ...) -> None: ...
+    gallery_identities: int
+    def __init__(self, results: _Optional[_Iterable[_Union[IdentifyResult, _Mapping]]] = ..., gallery_identities: _Optional[int] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("identity_id", "probe", "max_distance", "target_far")
