@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-gallery-size bench-doors bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-gallery-size bench-doors bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -150,6 +150,12 @@ bench-gallery-size: setup
 ## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
 bench-doors: setup
 	$(PY) bench/doors_bench.py
+
+## bench-liveness: passive liveness from planarity (services/gateway/liveness.py): APCER per attack type
+## (stills rendered as moving prints and screens) and BPCER on the real clip, threshold chosen on a dev
+## half and reported on the other, cost per track (~4 minutes)
+bench-liveness: setup
+	$(PY) bench/liveness_planarity.py
 
 ## bench-frame-path: decodes per frame, copies per crop and one camera's decision latency, for the
 ## working tree and an earlier revision (BEFORE=7999a55), in one run (~3 minutes)
