@@ -15,15 +15,10 @@ still picture (an LFW photo, a face cut from the clip, the example photos) is a 
 front of a pinhole camera (640x360, 60 degrees across), moving along a 3-D trajectory over the
 same window; each frame is the picture warped by the plane's homography onto a background frame
 of the clip with no face in it, blurred, noised and JPEG-compressed as a camera would, then run
-through the same detector, so landmark noise is the detector's own. Attack types:
-- print held still: a print 45-80 cm away, held by a hand (tremor 0.3 degrees, 1 mm per frame);
-- print rotated/tilted: turned about its vertical and/or horizontal axis by 5-40 degrees over
-  the window (from facing the camera to one side, or swung through facing it), with tremor;
-- print moved: slid 5-15 cm sideways and brought 10-30% closer, with tremor;
-- screen replay of a still with hand shake: a phone-sized screen (dark bezel, emissive) 20-40 cm
-  away, shaken by a random walk of 1.5 degrees and 4 mm per frame.
-A replayed VIDEO of a real person is not rendered: it carries real 3-D head motion, the very
-thing this check looks for, and is not caught by planarity.
+through the same detector, so landmark noise is the detector's own (the rendering lives in
+facegate/evaluation/presentation_attacks.py, shared with the door tests,
+(the attack types, with their sizes and motions, are listed there). A replayed VIDEO of a real
+person is not rendered: it carries real 3-D head motion and is not caught by planarity.
 
 Split (so no number is tuned on what it is reported on): real tracks are sorted by length and
 dealt alternately to test and dev (the longest to test); attack stills are split by a seeded hash
@@ -54,6 +49,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from facegate.evaluation.presentation_attacks import (  # noqa: E402
+    ATTACKS,
+    MOVED,
+    ROTATED,
+    STILL,
+    picture_of,
+    render,
+    trajectory,
+)
 from services.core.images import decode_image  # noqa: E402
 from services.detector.faces import DetectedFace  # noqa: E402
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
@@ -64,13 +68,8 @@ EXAMPLES = REPO.parent / "shared" / "data" / "face_recognition-examples" / "exam
 CLIP = EXAMPLES / "short_hamilton_clip.mp4"
 LFW = REPO.parent / "shared" / "data" / "lfw-deepfunneled"
 
-WIDTH, HEIGHT = 640, 360  # the clip's frame; attacks are rendered at the same size
-FOCAL = (WIDTH / 2) / math.tan(math.radians(30))  # 60 degrees across
 CUT = 20.0  # mean absolute grey difference (0-255, 64x36 thumbnails) between frames that marks a shot cut
 REAL = "bona fide (real clip)"
-STILL, ROTATED, MOVED, SCREEN = ("print held still", "print rotated/tilted", "print moved (translate/approach)",
-                                 "screen replay of a still, hand shake")
-ATTACKS = (STILL, ROTATED, MOVED, SCREEN)
 TURN_BINS = ((5, 10), (10, 17), (17, 25), (25, 40))  # rotated prints reported by sweep angle too, degrees
 
 
@@ -193,105 +192,7 @@ def half(seed: int, source: str) -> str:
     return "dev" if zlib.crc32(f"{seed}:{source}".encode()) % 2 == 0 else "test"
 
 
-# --- attack rendering -------------------------------------------------------------------------
-
-def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Rotation (degrees) about the camera's vertical (yaw), horizontal (pitch) and optical (roll) axes."""
-    y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
-
-
-def plane_homography(side_px: int, side_m: float, pose: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Picture pixels -> frame pixels for a square picture `side_m` wide whose centre is at `t`
-    (metres, camera frame, z forward) and whose orientation is `r` (a pinhole camera, FOCAL px)."""
-    r, t = pose
-    k = np.array([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1]])
-    to_plane = np.array([[side_m / side_px, 0, -side_m / 2], [0, side_m / side_px, -side_m / 2], [0, 0, 1]])
-    return k @ np.column_stack([r[:, 0], r[:, 1], t]) @ to_plane
-
-
-def trajectory(kind: str, rng: np.random.Generator, frames: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
-    """Poses of the picture over the window for one attack type, and the sweep (degrees) for rotated prints."""
-    screen = kind == SCREEN
-    distance = rng.uniform(0.2, 0.4) if screen else rng.uniform(0.45, 0.8)
-    base = np.array([rng.uniform(-0.08, 0.08) * distance, rng.uniform(-0.05, 0.05) * distance, distance])
-    tilt = rng.uniform(-5, 5, size=3)  # how the hand holds it: yaw, pitch, roll
-    sweep, axis = rng.uniform(5, 40), rng.uniform(0, 2 * math.pi)
-    # either turned from facing the camera to one side (a print tilted to fake a head turn) or
-    # swung through facing it, from one side to the other
-    one_sided = rng.random() < 0.5
-    slide = np.array([rng.choice([-1, 1]) * rng.uniform(0.05, 0.15), rng.uniform(-0.03, 0.03),
-                      -rng.uniform(0.1, 0.3) * distance])
-    shake_angles, shake_shift = np.zeros(3), np.zeros(3)
-    poses = []
-    for i in range(frames):
-        progress = i / max(frames - 1, 1) - 0.5  # -0.5 .. 0.5 over the window
-        angles, position = tilt.copy(), base.copy()
-        if kind == ROTATED:
-            turned = progress + 0.5 if one_sided else progress
-            angles[:2] += sweep * turned * np.array([math.cos(axis), math.sin(axis)])
-        if kind == MOVED:
-            position = position + slide * (progress + 0.5)
-        if screen:  # a random walk: a hand holding a phone up drifts and shakes
-            shake_angles += rng.normal(0, 1.5, size=3)
-            shake_shift += rng.normal(0, 0.004, size=3)
-            angles, position = angles + shake_angles, position + shake_shift
-        else:  # tremor around the intended pose
-            angles = angles + rng.normal(0, 0.3, size=3)
-            position = position + rng.normal(0, 0.001, size=3)
-        poses.append((rotation(*angles), position))
-    return poses, (sweep if kind == ROTATED else 0.0)
-
-
-def picture_of(image: np.ndarray, face: DetectedFace, side: int = 300) -> tuple[np.ndarray, float]:
-    """A square picture around a face (2.4 face widths, edges replicated where the photo ends),
-    `side` px, and the face's width as a fraction of the picture."""
-    x, y, w, h = face.box
-    half_side = 1.2 * max(w, h)
-    cx, cy = x + w / 2, y + h / 2
-    x1, y1 = int(round(cx - half_side)), int(round(cy - half_side))
-    size = int(round(2 * half_side))
-    pad = size
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    crop = padded[y1 + pad : y1 + pad + size, x1 + pad : x1 + pad + size]
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA), max(w, h) / size
-
-
-def render(picture: np.ndarray, face_fraction: float, kind: str, background: np.ndarray, poses: list,
-           face_px: float, rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple[float, ...]]]:
-    """The frames a camera takes of the picture moving along `poses`, and where the picture's face
-    is in each (its box mapped by the homography, for picking the detection that belongs to it)."""
-    content = picture
-    if kind == SCREEN:  # emissive, lower contrast, inside a dark bezel
-        content = cv2.convertScaleAbs(picture, alpha=0.85, beta=30)
-        bezel = picture.shape[0] // 12
-        content = cv2.copyMakeBorder(content, bezel, bezel, bezel, bezel, cv2.BORDER_CONSTANT, value=(12, 12, 14))
-    side_px = content.shape[0]
-    # the physical size that makes the face `face_px` wide at the trajectory's first distance
-    side_m = face_px * poses[0][1][2] / (FOCAL * face_fraction) * side_px / picture.shape[0]
-    centre, half_face = side_px / 2, face_fraction * picture.shape[0] / 2
-    frames: list[np.ndarray] = []
-    boxes: list[tuple[float, ...]] = []
-    for pose in poses:
-        h = plane_homography(side_px, side_m, pose)
-        warped = cv2.warpPerspective(content, h, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)
-        mask = cv2.warpPerspective(np.full(content.shape[:2], 255, np.uint8), h, (WIDTH, HEIGHT))
-        frame = np.where(mask[..., None] > 127, warped, background)
-        frame = cv2.GaussianBlur(frame, (0, 0), 0.6)
-        frame = np.clip(frame + rng.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8)
-        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        frames.append(np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)) if ok else frame)
-        corners = np.array([[centre - half_face, centre - half_face], [centre + half_face, centre - half_face],
-                            [centre + half_face, centre + half_face], [centre - half_face, centre + half_face]])
-        mapped = cv2.perspectiveTransform(corners[None].astype(np.float32), h)[0]
-        x1, y1 = mapped.min(axis=0)
-        x2, y2 = mapped.max(axis=0)
-        boxes.append((float(x1), float(y1), float(x2 - x1), float(y2 - y1)))
-    return frames, boxes
-
+# --- attacks (rendered by facegate/evaluation/presentation_attacks.py) --------------------------
 
 def stills(detector: MtcnnDetector, clip: list[np.ndarray], tracks: list[Track],
            track_split: dict[int, str], lfw_people: int, seed: int) -> list[tuple[str, str, np.ndarray, float]]:
@@ -299,7 +200,7 @@ def stills(detector: MtcnnDetector, clip: list[np.ndarray], tracks: list[Track],
     out = []
     for t, split in sorted(track_split.items()):  # a face of each real track, from its middle frame
         index, face = tracks[t][len(tracks[t]) // 2]
-        picture, fraction = picture_of(clip[index], face)
+        picture, fraction = picture_of(clip[index], face.box)
         out.append((f"clip track {t}", split, picture, fraction))
     photos = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     if LFW.is_dir():
@@ -311,7 +212,7 @@ def stills(detector: MtcnnDetector, clip: list[np.ndarray], tracks: list[Track],
         if not found:
             continue
         source = path.parent.name if path.parent.parent == LFW else path.name
-        picture, fraction = picture_of(image, max(found, key=lambda f: f.size))
+        picture, fraction = picture_of(image, max(found, key=lambda f: f.size).box)
         out.append((source, half(seed, source), picture, fraction))
     return out
 

@@ -861,7 +861,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=env("FACEGATE_LOG_LEVEL", "INFO"))
     p.set_defaults(func=cmd_fleet)
 
-    outcomes = ["granted", "denied_unknown", "denied_policy", "review", "error"]
+    outcomes = ["granted", "denied_unknown", "denied_policy", "denied_liveness", "review", "error"]
     p = sub.add_parser("events", help="decisions (or, with --kind admin, admin actions) from the gateway's audit "
                                       "log, newest first")
     p.add_argument("--kind", choices=["decisions", "admin"], default="decisions",

@@ -33,7 +33,7 @@ from services.contracts.v1 import gateway_pb2
 
 router = APIRouter()
 SSE_STREAMS = Gauge("facegate_console_live_streams", "Browsers following the live doors page")
-OUTCOMES = ("GRANTED", "DENIED_UNKNOWN", "DENIED_POLICY", "REVIEW", "ERROR")
+OUTCOMES = ("GRANTED", "DENIED_UNKNOWN", "DENIED_POLICY", "DENIED_LIVENESS", "REVIEW", "ERROR")
 EVENT_ID = re.compile(r"(\d{1,20})-([A-Za-z0-9_-]{1,64})")
 CHECK_EVERY_S = 15.0  # how often a stream re-checks the session (a logout or a disabled account ends it)
 BACKFILL_LIMIT = 500

@@ -11,6 +11,7 @@ from prometheus_client import Counter
 
 from services.contracts.v1 import gateway_pb2
 from services.gateway.doors import Door
+from services.gateway.liveness import Liveness, LivenessResult, summary
 from services.gateway.policy import PolicyAnswer
 from services.gateway.tracking import Track, Verdict
 
@@ -27,17 +28,27 @@ def now_timestamp() -> Timestamp:
 
 
 def decide(frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict, model_key: str,
-           policy: PolicyAnswer | None) -> gateway_pb2.Decision:
+           policy: PolicyAnswer | None, liveness: LivenessResult | None = None) -> gateway_pb2.Decision:
     """A track's verdict as an outcome: a match the policy allows is granted, a match it does not
-    is denied_policy, no one is denied_unknown, an unsure verdict goes to review."""
+    is denied_policy, no one is denied_unknown, an unsure verdict goes to review. With a
+    `liveness` result (a door requiring liveness), an allowed match is granted only when it is
+    live and denied_liveness otherwise (holding it while the door's budget lasts is the caller's
+    part: this is the final word)."""
     best = verdict.observation
     decision = _base(frame, door.site, model_key)
     decision.track_id, decision.frames, decision.distance = track.track_id, verdict.frames, best.distance
     decision.face.box.CopyFrom(track.box)
     if verdict.kind == "match":
         decision.identity_id, decision.display_name = best.identity_id, best.display_name
-        if policy is not None and policy.allowed:
+        if policy is not None and policy.allowed and liveness is not None and liveness.verdict != Liveness.LIVE:
+            waited = track.last_seen - track.first_seen
+            decision.outcome = Outcome.OUTCOME_DENIED_LIVENESS
+            decision.reason = (f"{verdict.reason}; no live face in {waited:.1f} s of the track (the door waits up "
+                               f"to {door.liveness_seconds:g} s): liveness {summary(liveness)}")
+        elif policy is not None and policy.allowed:
             decision.outcome, decision.reason = Outcome.OUTCOME_GRANTED, verdict.reason
+            if liveness is not None:
+                decision.reason += f"; liveness {summary(liveness)}"
         else:
             decision.outcome = Outcome.OUTCOME_DENIED_POLICY
             decision.reason = f"{verdict.reason}; {policy.reason if policy else 'no policy answer'}"

@@ -5,6 +5,8 @@ A YAML file (a ConfigMap in Kubernetes), e.g.:
     defaults:                 # every door inherits these unless it says otherwise
       target_far: 0.001       # a calibrated false-accept rate for doors (absent: each site's, see below)
       frames_needed: 2        # agreeing frames of one face track before deciding (2 to 10)
+      require_liveness: false # refuse flat pictures (prints, screens) held to the camera, see below
+      liveness_seconds: 3     # how long a door requiring liveness waits for a live face (1 to 10)
     sites:
       hq: {timezone: Europe/Paris}
     doors:
@@ -21,11 +23,19 @@ A YAML file (a ConfigMap in Kubernetes), e.g.:
         target_far: 0.0001
         frames_needed: 3
         review_unknown: true               # strangers go to the review queue too (REVIEW always does)
+        require_liveness: true
 
 `target_far` and the matcher's per-site FAR (`--site-far`): the stricter one decides. A door
 without a target (and no default here) uses its site's FAR on the matcher, or the model's
 default operating point (1e-3) for a site without one; a door can tighten its site's FAR, never
 loosen it. `frames_needed` is at least 2: one frame never opens a door.
+
+`require_liveness`: a track that would be granted is granted only once its face shows a live
+3-D head (`liveness.py`: the nose's parallax against the plane of the eyes and mouth as the
+head turns a little; a flat print or screen shows none). Until then its decision is held while
+frames of the track arrive, up to `liveness_seconds` after the track's first frame (or until
+it leaves): then it is `denied_liveness`. Other outcomes are never held. A door without it
+decides as if the check did not exist.
 
 `load_doors(path)` validates everything and raises `DoorConfigError` naming the bad field
 (`doors[1].schedule[0].from: '25:00' is not a time (HH:MM)`); the gateway keeps its previous
@@ -47,6 +57,9 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # fullmatch (`$` lets "id\n" through); not dots alone: "." and ".." are path steps in every URL
 ID_PATTERN = re.compile(r"(?!\.+\Z)[A-Za-z0-9._:@-]{1,128}")
 TIME_PATTERN = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+# a door's liveness budget, s: a real head needs ~1 s to show itself (5+ usable frames at 5 fps);
+# past 10 s a refused person has long walked away
+LIVENESS_SECONDS = (1.0, 10.0)
 
 
 class DoorConfigError(ValueError):
@@ -77,6 +90,8 @@ class Door:
     target_far: float | None = None  # None = the site's FAR on the matcher (the stricter one wins anyway)
     frames_needed: int = 2
     review_unknown: bool = False  # also queue denied_unknown decisions for review (REVIEW ones always are)
+    require_liveness: bool = False  # a grant waits for a live face (liveness.py), else denied_liveness
+    liveness_seconds: float = 3.0  # how long after a track's first frame a held grant may wait for it
 
     def schedule_zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -142,9 +157,12 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
         return float(value)
 
     root = _mapping(data if data is not None else {}, "the file", {"defaults", "sites", "doors"})
-    defaults = _mapping(root.get("defaults") or {}, "defaults", {"target_far", "frames_needed"})
+    defaults = _mapping(root.get("defaults") or {}, "defaults",
+                        {"target_far", "frames_needed", "require_liveness", "liveness_seconds"})
     default_far = _far(defaults["target_far"], "defaults.target_far") if "target_far" in defaults else None
     default_frames = _frames(defaults.get("frames_needed", 2), "defaults.frames_needed")
+    default_liveness = _flag(defaults.get("require_liveness", False), "defaults.require_liveness")
+    default_budget = _seconds(defaults.get("liveness_seconds", 3.0), "defaults.liveness_seconds")
     zones: dict[str, str] = {}
     for name, site in _mapping(root.get("sites") or {}, "sites", None).items():
         site = _mapping(site or {}, f"sites.{name}", {"timezone"})
@@ -156,7 +174,7 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
     for i, entry in enumerate(entries):
         where = f"doors[{i}]"
         entry = _mapping(entry, where, {"id", "site", "camera", "groups", "schedule", "target_far", "frames_needed",
-                                         "review_unknown"})
+                                         "review_unknown", "require_liveness", "liveness_seconds"})
         if "id" not in entry:
             raise DoorConfigError(f"{where}.id: required")
         door_id = _identifier(entry["id"], f"{where}.id")
@@ -179,6 +197,8 @@ def parse_doors(data: Any, calibrated_fars: tuple[float, ...] | None, source: st
             target_far=_far(entry["target_far"], f"{where}.target_far") if "target_far" in entry else default_far,
             frames_needed=_frames(entry.get("frames_needed", default_frames), f"{where}.frames_needed"),
             review_unknown=_flag(entry.get("review_unknown", False), f"{where}.review_unknown"),
+            require_liveness=_flag(entry.get("require_liveness", default_liveness), f"{where}.require_liveness"),
+            liveness_seconds=_seconds(entry.get("liveness_seconds", default_budget), f"{where}.liveness_seconds"),
         )
     return DoorConfig(doors, source)
 
@@ -187,6 +207,14 @@ def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise DoorConfigError(f"{where}: {value!r}; true or false")
     return value
+
+
+def _seconds(value: Any, where: str) -> float:
+    low, high = LIVENESS_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise DoorConfigError(f"{where}: {value!r}; must be a number of seconds from {low:g} to {high:g} (how long "
+                              "a face may take to show it is live)")
+    return float(value)
 
 
 def _mapping(value: Any, where: str, allowed: set[str] | None) -> dict:

@@ -1,5 +1,6 @@
 """The Gateway gRPC service: camera streams in; faces tracked, embedded a few times per track and
-decided once per track under the door's policy; every decision audited, then published."""
+decided once per track under the door's policy (at doors requiring liveness, a grant waits for
+the track to show a live face); every decision audited, then published."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from services.gateway.backends import BackendError, Backends
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
+from services.gateway.liveness import Liveness
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.review_queue import (
@@ -271,6 +273,11 @@ async def reviewing(call: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(call, *args)
     except ReviewStoreError as exc:
         raise Unavailable(f"review queue unavailable ({exc}); retry") from exc
+
+
+def liveness_spent(door: Door, track: Track, now: float) -> bool:
+    """Whether a held grant's budget is spent: the track is `liveness_seconds` old (frame time)."""
+    return now - track.first_seen >= door.liveness_seconds
 
 
 def page_limit(limit: int) -> int:
@@ -625,9 +632,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
+        for face, track in zip(faces, assigned, strict=True):
+            track.saw(face.face)
         wanted = [(f, t) for f, t in zip(faces, assigned, strict=True)
                   if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
         decisions = await self._finish(door, frame, tracks.ended)
+        decisions += await self._held(door, frame, tracks.tracks, now)
         if not wanted:
             return decisions
         try:
@@ -646,26 +656,59 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             verdict = track.observe(observation(result), face.face.quality, door.frames_needed,
                                     self._settings.max_embeddings)
             if verdict is not None:
-                fresh.append(await self._decision(frame, door, track, verdict, model_key))
+                track.model_key = model_key
+                decision = await self._decision(frame, door, track, verdict, model_key, now)
+                if decision is not None:  # else held: a grant waiting for a live face
+                    fresh.append(decision)
         return decisions + await self._publish(fresh)
 
     async def _finish(self, door: Door, frame: gateway_pb2.CameraFrame,
                       tracks: list[Track]) -> list[gateway_pb2.Decision]:
         """Tracks that left undecided but were embedded at least once: decided on what was seen,
-        never granted (too few frames agreed)."""
+        never granted (too few frames agreed). A held grant that left without showing a live face
+        is denied_liveness."""
         decisions = []
         for track in tracks:
             if track.decided or not track.observations:
                 continue
-            track.verdict = leftover(track.observations)
-            decisions.append(await self._decision(frame, door, track, track.verdict, ""))
+            if track.held and track.verdict is not None:
+                final = await self._decision(frame, door, track, track.verdict, track.model_key, ending=True)
+            else:
+                track.verdict = leftover(track.observations)
+                final = await self._decision(frame, door, track, track.verdict, "", ending=True)
+            if final is not None:
+                decisions.append(final)
+        return await self._publish(decisions)
+
+    async def _held(self, door: Door, frame: gateway_pb2.CameraFrame, tracks: list[Track],
+                    now: float) -> list[gateway_pb2.Decision]:
+        """Held grants (doors requiring liveness), on every frame the detector ran on: decided once
+        the track's frames (this one's included) show a live face, once its budget is spent (the
+        track older than the door's `liveness_seconds`, whether or not it was seen in this
+        frame), or at once if the door no longer requires liveness (its file changed). The
+        assessment is of the frames kept, so a held track costs no backend call until then."""
+        decisions = []
+        for track in tracks:
+            if not track.held or track.verdict is None:
+                continue
+            if door.require_liveness and track.assess_liveness().verdict != Liveness.LIVE \
+                    and not liveness_spent(door, track, now):
+                continue
+            final = await self._decision(frame, door, track, track.verdict, track.model_key, now)
+            if final is not None:
+                decisions.append(final)
         return await self._publish(decisions)
 
     async def _decision(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
-                        model_key: str) -> gateway_pb2.Decision:
+                        model_key: str, now: float | None = None,
+                        ending: bool = False) -> gateway_pb2.Decision | None:
         """The track's decision, with its best frame kept for the review queue when a person
-        should look at it (REVIEW; DENIED_UNKNOWN at doors with review_unknown)."""
-        decision = await self._decide(frame, door, track, verdict, model_key)
+        should look at it (REVIEW; DENIED_UNKNOWN at doors with review_unknown); None while a
+        grant is held for liveness (never when the track is `ending`)."""
+        decision = await self._decide(frame, door, track, verdict, model_key, now, ending)
+        track.held = decision is None
+        if decision is None:
+            return None
         wanted = decision.outcome == gateway_pb2.Decision.OUTCOME_REVIEW or (
             door.review_unknown and decision.outcome == gateway_pb2.Decision.OUTCOME_DENIED_UNKNOWN)
         if wanted and track.best_frame is not None:
@@ -674,11 +717,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return decision
 
     async def _decide(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,
-                      model_key: str) -> gateway_pb2.Decision:
+                      model_key: str, now: float | None = None, ending: bool = False) -> gateway_pb2.Decision | None:
         """The track's decision; a match needs the person's record (groups, site), read from the
         matcher at every decision (no cache: a deletion or a change of groups or site applies
         from the next decision, whichever matcher replica made it: a matcher acknowledges such a
-        change only once every replica reads it)."""
+        change only once every replica reads it). At a door requiring liveness, a match the
+        policy allows is granted if the track's frames are live, denied_liveness if its budget is
+        spent or it is `ending`, and otherwise held: None (read again when it is decided)."""
         policy = None
         if verdict.kind == "match":
             try:
@@ -696,6 +741,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 failed.frames = verdict.frames
                 return failed
             policy = may_pass(door, tuple(person.groups), dt.datetime.now(dt.UTC), person.site)
+            if policy.allowed and door.require_liveness:
+                live = track.assess_liveness()
+                if live.verdict != Liveness.LIVE and not ending \
+                        and not liveness_spent(door, track, track.last_seen if now is None else now):
+                    return None
+                return decide(frame, door, track, verdict, model_key, policy, live)
         return decide(frame, door, track, verdict, model_key, policy)
 
     async def _failed(self, frame: gateway_pb2.CameraFrame, door: Door,

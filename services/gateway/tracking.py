@@ -5,15 +5,28 @@ the gateway embeds a few good frames of each track instead of every face of ever
 decides once per track when enough frames agree (`frames_needed`, per door, at least 2) and none
 disagrees (`fuse` states the rule). A decided track is not embedded again while it stays in view;
 a track nobody saw for `timeout` seconds ends.
+
+Every frame in which a track's face was detected (embedded or not) leaves its five landmarks and
+face size on the track (the last `FRAMES_KEPT`), for the liveness check (`liveness.py`) of doors
+that require it: there a match the policy allows is *held* (the track has a verdict but no
+decision yet) until the track shows a live face, its budget is spent or it ends.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from services.contracts.v1 import common_pb2, matcher_pb2
+from services.gateway.liveness import LANDMARKS, LivenessResult, LivenessSettings, assess
+
+FRAMES_KEPT = 50  # landmark frames kept per track for liveness: 10 s at 5 fps, 5 s at 10 fps
+LIVENESS = LivenessSettings()  # the check's limits, as bench/liveness_planarity.py chose them
 
 
 @dataclass(frozen=True)
@@ -64,15 +77,44 @@ class Track:
     verdict: Verdict | None = None
     # the best embedded frame, kept for a reviewer: (crop, face, embedding); only where reviews are queued
     best_frame: tuple[common_pb2.NDArray, common_pb2.Face, common_pb2.Embedding] | None = None
+    # each detected frame's landmarks (5 x (x, y)) and face size (the smaller side of its box), oldest first
+    landmarks: deque[tuple[tuple[float, float], ...]] = field(default_factory=lambda: deque(maxlen=FRAMES_KEPT))
+    face_sizes: deque[float] = field(default_factory=lambda: deque(maxlen=FRAMES_KEPT))
+    frames_recorded: int = 0  # landmark frames recorded in all (the deques keep the last FRAMES_KEPT)
+    held: bool = False  # a match the policy allows, waiting for the track to show a live face
+    model_key: str = ""  # the model its verdict was reached with (for a held decision made later)
+    liveness: LivenessResult | None = None  # the last assessment (of `assessed_frames` recorded frames)
+    assessed_frames: int = 0
 
     @property
     def decided(self) -> bool:
-        return self.verdict is not None
+        """A decision was made for the track (a held grant is not one yet)."""
+        return self.verdict is not None and not self.held
+
+    def saw(self, face: common_pb2.Face) -> None:
+        """Record one detected frame of the track's face for the liveness check (a face without
+        its five landmarks is recorded as unusable: NaN)."""
+        if len(face.landmarks) == LANDMARKS:
+            self.landmarks.append(tuple((p.x, p.y) for p in face.landmarks))
+        else:
+            self.landmarks.append(((math.nan, math.nan),) * LANDMARKS)
+        self.face_sizes.append(min(face.box.width, face.box.height))
+        self.frames_recorded += 1
+
+    def assess_liveness(self, settings: LivenessSettings = LIVENESS) -> LivenessResult:
+        """The liveness verdict of the frames recorded so far (assessed again only when frames
+        were added since the last time)."""
+        if self.liveness is None or self.assessed_frames != self.frames_recorded:
+            points = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, LANDMARKS, 2)
+            self.liveness = assess(points, np.asarray(self.face_sizes, dtype=np.float64), settings)
+            self.assessed_frames = self.frames_recorded
+        return self.liveness
 
     def wants_embedding(self, quality: float, max_embeddings: int) -> bool:
         """Embed an undecided track's face while the budget lasts, skipping frames clearly worse
-        than the best one already embedded (blur, a turned or shrinking face)."""
-        if self.decided or len(self.observations) >= max_embeddings:
+        than the best one already embedded (blur, a turned or shrinking face). A track with a
+        verdict (decided, or held for liveness) is not embedded again."""
+        if self.verdict is not None or len(self.observations) >= max_embeddings:
             return False
         return not self.observations or quality >= 0.8 * self.best_quality
 
@@ -249,4 +291,5 @@ class DoorTracks:
 
     @property
     def all_decided(self) -> bool:
+        """Every track in view has its decision (a held one needs the detector on every frame)."""
         return all(t.decided for t in self.tracks)

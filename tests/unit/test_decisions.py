@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
+import numpy as np
 import pytest
 
-from services.contracts.v1 import common_pb2, gateway_pb2
+from services.contracts.v1 import common_pb2, detector_pb2, gateway_pb2, matcher_pb2
+from services.core import ndarray
 from services.gateway.decisions import decide, error_decision
 from services.gateway.doors import Door, TimeWindow
+from services.gateway.liveness import Liveness, LivenessResult
 from services.gateway.policy import may_pass
-from services.gateway.tracking import DoorTracks, Observation, Track, fuse, leftover
+from services.gateway.tracking import FRAMES_KEPT, DoorTracks, Observation, Track, fuse, leftover
 
 Outcome = gateway_pb2.Decision.Outcome
 FRAME = gateway_pb2.CameraFrame(door_id="lobby", sequence=7)
@@ -170,3 +174,149 @@ def test__track_ids_do_not_repeat_across_gateway_restarts():
 
     assert first.track_id.startswith("lobby#19c3a5b2e4f.") and second.track_id.startswith("lobby#19c3a5b9a01.")
     assert first.track_id != second.track_id
+
+
+def face(x: float = 10, width: float = 100, height: float = 120, points: int = 5) -> common_pb2.Face:
+    return common_pb2.Face(box=common_pb2.Box(x=x, y=10, width=width, height=height),
+                           landmarks=[common_pb2.Point(x=x + 20 + i, y=40 + i) for i in range(points)])
+
+
+def test__a_track_keeps_the_landmarks_and_face_size_of_its_last_frames_for_liveness():
+    kept = track()
+    for i in range(FRAMES_KEPT + 5):
+        kept.saw(face(x=i))
+    kept.saw(face(points=0))  # a face without landmarks counts as an unusable frame
+
+    assert len(kept.landmarks) == len(kept.face_sizes) == FRAMES_KEPT and kept.frames_recorded == FRAMES_KEPT + 6
+    assert kept.landmarks[0][0] == (26.0, 40.0) and kept.face_sizes[0] == 100.0  # the smaller side of the box
+    assert all(v != v for point in kept.landmarks[-1] for v in point)  # NaN
+    assert kept.assess_liveness().verdict == Liveness.NOT_ENOUGH_MOTION  # no motion at all: never live
+
+
+def test__a_grant_held_for_liveness_is_no_decision_yet_and_is_not_embedded_again():
+    held = track()
+    held.observe(seen(), 0.9, 2, 4)
+    held.observe(seen(), 0.9, 2, 4)
+    held.held = True
+    tracks = DoorTracks("lobby")
+    tracks.tracks.append(held)
+
+    assert held.verdict is not None and not held.decided and not tracks.all_decided  # the detector keeps running
+    assert not held.wants_embedding(1.0, 4)
+    held.held = False
+    assert held.decided and tracks.all_decided
+
+
+LIVE = LivenessResult(Liveness.LIVE, 0.081, 0.006, 12.0, 9, "the nose moved 0.081 off the eye/mouth plane (>= 0.052)")
+FLAT = LivenessResult(Liveness.NOT_ENOUGH_MOTION, 0.012, 0.004, 8.0, 14,
+                      "parallax 0.012 < 0.052 (floor 0.052, jitter 0.004) and the face plane turned 8 degrees "
+                      "(< 30.0): no evidence either way")
+
+
+def test__at_a_door_requiring_liveness_an_allowed_match_is_granted_live_and_denied_liveness_otherwise():
+    verdict = fuse([seen(), seen()], 2, 4)
+    assert verdict is not None
+    door = Door("lobby", "hq", groups=frozenset({"staff"}), require_liveness=True, liveness_seconds=3.0)
+    allowed, refused = may_pass(door, ["staff"], MONDAY_NOON), may_pass(door, ["visitors"], MONDAY_NOON)
+    seen_for = Track("lobby#1", common_pb2.Box(x=10, y=10, width=100, height=100), 100.0, 103.2)
+
+    live = decide(FRAME, door, seen_for, verdict, "m@1", allowed, LIVE)
+    flat = decide(FRAME, door, seen_for, verdict, "m@1", allowed, FLAT)
+    not_allowed = decide(FRAME, door, seen_for, verdict, "m@1", refused, FLAT)
+
+    assert live.outcome == Outcome.OUTCOME_GRANTED
+    assert live.reason.startswith(verdict.reason) and "liveness live, parallax 0.081 in 9 usable frames" in live.reason
+    assert flat.outcome == Outcome.OUTCOME_DENIED_LIVENESS and flat.identity_id == "alice"
+    assert "no live face in 3.2 s of the track (the door waits up to 3 s): liveness not_enough_motion, " \
+           "parallax 0.012 in 14 usable frames (parallax 0.012 < 0.052" in flat.reason
+    assert not_allowed.outcome == Outcome.OUTCOME_DENIED_POLICY  # the policy speaks first
+
+
+
+# -- a door requiring liveness, frame by frame: the gateway's stream on fake backends -------------
+
+class FakeBackends:
+    """One face per frame, with the landmarks given for that frame; every embedded frame is alice;
+    alice's record is read (and counted) at each decision about her."""
+
+    def __init__(self, landmarks: np.ndarray) -> None:
+        self.landmarks, self.detected, self.lookups = landmarks, 0, 0
+        self.detected_by_frame: list[int] = []  # frames run through the detector so far, after each frame
+
+    async def submit(self, items: list) -> list:  # the detect and embed batchers
+        if items and items[0].shape == [1]:  # crops (below) go to the embedder
+            return [common_pb2.Embedding(vector=[1.0], model_id="m", model_version="1") for _ in items]
+        points = self.landmarks[self.detected]
+        self.detected += 1
+        (x1, y1), (x2, y2) = points.min(axis=0) - 30, points.max(axis=0) + 30
+        found = common_pb2.Face(box=common_pb2.Box(x=x1, y=y1, width=x2 - x1, height=y2 - y1), quality=0.9,
+                                landmarks=[common_pb2.Point(x=x, y=y) for x, y in points])
+        return [detector_pb2.FrameFaces(faces=[detector_pb2.DetectedFace(face=found, crop=common_pb2.NDArray(
+            shape=[1]))])]
+
+    async def identify(self, embeddings, site, target_far=0.0):
+        return [matcher_pb2.IdentifyResult(threshold=0.37, candidates=[
+            matcher_pb2.Candidate(identity_id="alice", display_name="Alice", distance=0.3)]) for _ in embeddings]
+
+    async def identity(self, identity_id):
+        self.lookups += 1
+        return matcher_pb2.Identity(identity_id=identity_id, groups=["staff"])
+
+
+def stream_through_gateway(door: Door, landmarks: np.ndarray, fps: float = 5.0) -> tuple[list, FakeBackends]:
+    """Each frame's decisions (frame by frame, 1/fps apart) from a gateway on fake backends."""
+    from services.gateway import audit
+    from services.gateway.server import DoorStream, GatewayServicer, GatewayServiceSettings, Running
+
+    backends = FakeBackends(landmarks)
+    servicer = GatewayServicer(GatewayServiceSettings(insecure=True))
+    servicer._running = Running(backends=backends, audit=audit.SqliteAuditLog(":memory:"), detect=backends,
+                                embed=backends, reviews=None, model=common_pb2.ModelInfo(model_id="m",
+                                                                                         model_version="1"))
+    stream = DoorStream(door, (door.door_id, door.site), timeout=1.5)
+    image = ndarray.encode(np.zeros((360, 640, 3), np.uint8), "jpeg")
+    decided = []
+    for i in range(len(landmarks)):
+        frame = gateway_pb2.CameraFrame(door_id=door.door_id, sequence=i, frame=image)
+        frame.captured_at.FromNanoseconds(int((1e9 + i / fps) * 1e9))
+        decided.append(asyncio.run(servicer._process(stream, door, frame)))
+        backends.detected_by_frame.append(backends.detected)
+    return decided, backends
+
+
+def head_frames(points: np.ndarray, still: int, turning: int) -> np.ndarray:
+    """`still` frames facing the camera, then `turning` frames turning 20 degrees (a head or a print)."""
+    from tests.unit.test_liveness import seen as image_of
+
+    yaws = [0.0] * still + list(np.linspace(0, 20, turning))
+    rng = np.random.default_rng(14)
+    return np.stack([image_of(points, yaw=y, pitch=5.0) for y in yaws]) + rng.normal(0, 0.3, (len(yaws), 5, 2))
+
+
+def outcomes(decided: list) -> list[tuple[int, str]]:
+    return [(i, Outcome.Name(d.outcome)) for i, frame in enumerate(decided) for d in frame]
+
+
+def test__a_held_grant_is_made_on_the_frame_the_head_shows_itself_live_reading_the_persons_record_again():
+    from tests.unit.test_liveness import HEAD
+
+    door = Door("lab", "hq", require_liveness=True, liveness_seconds=3.0)
+    decided, backends = stream_through_gateway(door, head_frames(HEAD, still=6, turning=6))
+
+    [(at, outcome)] = outcomes(decided)
+    assert outcome == "OUTCOME_GRANTED" and 6 < at < 12  # matched on frame 1, held while the head kept still
+    assert "liveness live, parallax" in decided[at][0].reason
+    assert backends.lookups == 2  # when the match was held, and when it was granted
+    assert backends.detected_by_frame[at] == at + 1  # no frame skipped while the grant was held
+
+
+def test__a_flat_face_is_held_until_the_budget_is_spent_and_a_door_without_liveness_grants_at_once():
+    from tests.unit.test_liveness import FLAT_FACE
+
+    flat = head_frames(FLAT_FACE, still=6, turning=12)
+    held, _ = stream_through_gateway(Door("lab", "hq", require_liveness=True, liveness_seconds=3.0), flat)
+    plain, backends = stream_through_gateway(Door("lab", "hq"), flat)
+
+    assert outcomes(held) == [(15, "OUTCOME_DENIED_LIVENESS")]  # 3.0 s after the first frame, at 5 fps
+    assert outcomes(plain) == [(1, "OUTCOME_GRANTED")] and "liveness" not in plain[1][0].reason
+    assert backends.lookups == 1 and backends.detected < len(flat)  # decided: the detector skips frames again

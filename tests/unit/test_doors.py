@@ -111,3 +111,49 @@ def test__a_door_may_also_queue_its_unknown_faces_for_review_and_does_not_by_def
 def test__review_unknown_is_true_or_false_and_nothing_that_looks_like_it(value):
     with pytest.raises(DoorConfigError, match=re.escape(f"doors[0].review_unknown: {value!r}; true or false")):
         parse_doors({"doors": [{"id": "lab", "review_unknown": value}]}, FARS)
+
+
+def test__liveness_is_off_unless_asked_for_and_a_door_may_ask_for_it_or_inherit_it():
+    plain = parse_doors(yaml.safe_load(EXAMPLE), FARS)
+    asked = parse_doors(yaml.safe_load(EXAMPLE.replace(
+        "frames_needed: 3", "frames_needed: 3\n    require_liveness: true\n    liveness_seconds: 5")), FARS)
+    inherited = parse_doors(yaml.safe_load(EXAMPLE.replace(
+        "frames_needed: 2}", "frames_needed: 2, require_liveness: true, liveness_seconds: 2.5}").replace(
+        "frames_needed: 3", "frames_needed: 3\n    require_liveness: false")), FARS)
+
+    assert all((d.require_liveness, d.liveness_seconds) == (False, 3.0) for d in plain.doors.values())
+    assert (asked.doors["hq-lobby"].require_liveness, asked.doors["hq-server-room"].require_liveness) == (False, True)
+    assert asked.doors["hq-server-room"].liveness_seconds == 5.0
+    assert (inherited.doors["hq-lobby"].require_liveness, inherited.doors["hq-lobby"].liveness_seconds) == (True, 2.5)
+    assert (inherited.doors["hq-server-room"].require_liveness,
+            inherited.doors["hq-server-room"].liveness_seconds) == (False, 2.5)
+
+
+@pytest.mark.parametrize("where, key, value, message", [
+    ("door", "require_liveness", "yes", "doors[0].require_liveness: 'yes'; true or false"),
+    ("door", "require_liveness", 1, "doors[0].require_liveness: 1; true or false"),
+    ("defaults", "require_liveness", "on", "defaults.require_liveness: 'on'; true or false"),
+    ("door", "liveness_seconds", 0.5, "doors[0].liveness_seconds: 0.5; must be a number of seconds from 1 to 10"),
+    ("door", "liveness_seconds", 11, "doors[0].liveness_seconds: 11; must be a number of seconds from 1 to 10"),
+    ("door", "liveness_seconds", "3s", "doors[0].liveness_seconds: '3s'; must be a number of seconds from 1 to 10"),
+    ("door", "liveness_seconds", True, "doors[0].liveness_seconds: True; must be a number of seconds"),
+    ("door", "liveness_seconds", float("nan"), "doors[0].liveness_seconds: nan; must be a number of seconds"),
+    ("defaults", "liveness_seconds", 0, "defaults.liveness_seconds: 0; must be a number of seconds from 1 to 10"),
+])
+def test__a_liveness_setting_that_is_not_a_flag_or_a_budget_of_1_to_10_seconds_is_rejected_naming_it(
+    where, key, value, message
+):
+    data: dict = {"doors": [{"id": "lab"}]}
+    if where == "door":
+        data["doors"][0][key] = value
+    else:
+        data["defaults"] = {key: value}
+
+    with pytest.raises(DoorConfigError, match=re.escape(message)):
+        parse_doors(data, FARS)
+
+
+def test__the_liveness_budget_may_be_a_whole_number_and_its_ends_are_allowed():
+    for seconds in (1, 10, 2.5):
+        door = parse_doors({"doors": [{"id": "lab", "liveness_seconds": seconds}]}, FARS).doors["lab"]
+        assert door.liveness_seconds == float(seconds) and isinstance(door.liveness_seconds, float)

@@ -46,12 +46,14 @@ class Decision(_message.Message):
         OUTCOME_DENIED_POLICY: _ClassVar[Decision.Outcome]
         OUTCOME_REVIEW: _ClassVar[Decision.Outcome]
         OUTCOME_ERROR: _ClassVar[Decision.Outcome]
+        OUTCOME_DENIED_LIVENESS: _ClassVar[Decision.Outcome]
     OUTCOME_UNSPECIFIED: Decision.Outcome
     OUTCOME_GRANTED: Decision.Outcome
     OUTCOME_DENIED_UNKNOWN: Decision.Outcome
     OUTCOME_DENIED_POLICY: Decision.Outcome
     OUTCOME_REVIEW: Decision.Outcome
     OUTCOME_ERROR: Decision.Outcome
+    OUTCOME_DENIED_LIVENESS: Decision.Outcome
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     DOOR_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
