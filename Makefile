@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-gallery-size bench-doors bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-doors bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -140,6 +140,13 @@ bench-matchers: setup
 ## found with the enrolment path's retry inside a border, and the same person (~5 minutes)
 bench-tight-crops: setup
 	$(PY) bench/tight_crops_lfw.py --data $(LFW)
+
+## bench-conditions: LFW probes degraded as door cameras do (grey/IR, low light, side light, low
+## resolution, JPEG, motion blur, off angle) before detection: FAR/FRR and open-set DIR at the card's
+## threshold and at the stricter one a condition estimate selects (calibrated on the other half of
+## the people); prints the model card's condition_thresholds (~18 min the first time, then ~3 min)
+bench-conditions: setup
+	$(PY) bench/capture_conditions_lfw.py --data $(LFW)
 
 ## bench-gallery-size: 1:K on LFW: thresholds per gallery size chosen on one half of the people
 ## (the card's gallery_bands), FAR per probe and per track measured on the other (~3 minutes

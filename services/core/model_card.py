@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from services.core.capture import CAPTURE_FLAGS
+
 DEFAULT_MODEL = "dlib-resnet-v1"
 
 
@@ -48,12 +50,22 @@ class ModelCard:
     ambiguity_gap: float = 0.0  # 1:K: a match is ambiguous if the 2nd identity is within this distance of it
     duplicate_distance: float = 0.0  # enrolment: a face this close to another identity is a duplicate (0 = no check)
     gallery_bands: tuple[GalleryBand, ...] = ()  # 1:K thresholds by gallery size, smallest band first
+    # how much lower a probe's threshold is per capture flag (services/core/capture.py); the strictest flag applies
+    capture_tightening: dict[str, float] = field(default_factory=dict)
 
-    def threshold_for(self, far: float | None, identities: int | None = None) -> float:
+    def threshold_for(self, far: float | None, identities: int | None = None, capture: tuple[str, ...] = ()) -> float:
         """The threshold calibrated for a false-accept rate (None/0: the default operating
         point). With `identities` (the gallery size a search covers) and 1:K bands on the card,
         the stricter of that and the band's threshold for the size: the smallest band holding
-        the gallery, or beyond the largest band that one (the card says how far it was measured)."""
+        the gallery, or beyond the largest band that one (the card says how far it was measured).
+        A probe's `capture` flags lower it by the largest of their `capture_tightening`."""
+        unknown = sorted(set(capture) - set(CAPTURE_FLAGS))
+        if unknown:
+            raise ValueError(f"unknown capture flags {unknown}; known: {', '.join(CAPTURE_FLAGS)}")
+        tightening = max([0.0, *(self.capture_tightening.get(flag, 0.0) for flag in capture)])
+        return self._threshold_for(far, identities) - tightening
+
+    def _threshold_for(self, far: float | None, identities: int | None) -> float:
         if far:
             key = f"{far:g}"
             if key not in self.far_thresholds:
@@ -94,10 +106,12 @@ class ModelCard:
                     GalleryBand(int(b["max_identities"]),
                                 {f"{float(k):g}": float(v) for k, v in b["far_thresholds"].items()})
                     for b in raw.get("gallery_bands", [])),
+                capture_tightening={str(k): float(v) for k, v in raw.get("capture_tightening", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
         check_bands(card)
+        check_capture(card)
         return card
 
     def to_json(self) -> str:
@@ -118,9 +132,21 @@ class ModelCard:
                 "duplicate_distance": self.duplicate_distance,
                 "gallery_bands": [{"max_identities": b.max_identities, "far_thresholds": b.far_thresholds}
                                   for b in self.gallery_bands],
+                "capture_tightening": self.capture_tightening,
             },
             indent=2,
         )
+
+
+def check_capture(card: ModelCard) -> None:
+    """Capture tightening names known flags and only tightens, by less than a threshold."""
+    for flag, tightening in card.capture_tightening.items():
+        if flag not in CAPTURE_FLAGS:
+            raise ModelError(f"{card.model_key}: capture_tightening names {flag!r}; "
+                             f"known flags: {', '.join(CAPTURE_FLAGS)}")
+        if not 0 <= tightening < min(card.distance_threshold, *card.far_thresholds.values()):
+            raise ModelError(f"{card.model_key}: capture_tightening[{flag!r}] = {tightening}: must be >= 0 and "
+                             "below every threshold")
 
 
 def check_bands(card: ModelCard) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from services.contracts.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 from services.core import ndarray
+from services.core.capture import capture_flags
 from services.core.config import ServerSettings, in_range, load_settings, setting, valid_port
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
@@ -38,13 +39,14 @@ class DetectorServiceSettings(ServerSettings):
                                             in_range(1, 10_000))
 
 
-def face_message(face: DetectedFace, quality: float) -> common_pb2.Face:
+def face_message(face: DetectedFace, quality: float, capture: tuple[str, ...] = ()) -> common_pb2.Face:
     x, y, w, h = face.box
     return common_pb2.Face(
         box=common_pb2.Box(x=x, y=y, width=w, height=h),
         score=face.score,
         landmarks=[common_pb2.Point(x=px, y=py) for px, py in face.landmarks],
         quality=quality,
+        capture_flags=capture,
     )
 
 
@@ -121,7 +123,8 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 if searched[i] is not frames[i]:  # reported in the photo's own coordinates
                     _, dx, dy = borders[i]
                     face = unpadded(face, dx, dy, frames[i].shape[1], frames[i].shape[0])
-                item = out.faces.add(face=face_message(face, face_quality(face, crop)))
+                capture = capture_flags(frames[i], face.box)  # ~0.2 ms: how the face was captured
+                item = out.faces.add(face=face_message(face, face_quality(face, crop), capture))
                 if crops:
                     ndarray.encode_into(item.crop, crop)
         return response

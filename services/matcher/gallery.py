@@ -773,11 +773,12 @@ class Gallery:
         page = rows[:page_size]
         return page, (page[-1]["identity_id"] if len(rows) > page_size else "")
 
-    def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | None, model_key: str,
-                 classifier: str = "nearest", k: int = 3) -> list[Identification]:
+    def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | list[float] | None,
+                 model_key: str, classifier: str = "nearest", k: int = 3) -> list[Identification]:
         """Nearest identities per probe; unknown when the best is farther than `threshold`
-        (None = the gallery's default) or when the second-best identity is within the ambiguity
-        gap of the best (a near tie between two people is not a match).
+        (one for all probes or one per probe; None = the gallery's default) or when the
+        second-best identity is within the ambiguity gap of the best (a near tie between two
+        people is not a match).
         `classifier` picks who ranks first: "nearest" (the identity of the nearest template) or
         "knn" (the identity the k nearest templates vote for, weighted by similarity); the
         threshold and the ambiguity rule apply to the winner's nearest template either way."""
@@ -786,9 +787,11 @@ class Gallery:
         if classifier not in CLASSIFIERS:
             raise InvalidArgument(f"classifier: {classifier!r}; must be one of {CLASSIFIERS}")
         probes = self.check_vectors(probes, "probes")
-        threshold = threshold or self.threshold
+        thresholds = threshold if isinstance(threshold, list) else [threshold or self.threshold] * len(probes)
+        if len(thresholds) != len(probes):
+            raise ValueError(f"{len(thresholds)} thresholds for {len(probes)} probes")
         results = []
-        for hits in self._nearest_identities(probes, max(top_k, 2), k, site):
+        for hits, threshold in zip(self._nearest_identities(probes, max(top_k, 2), k, site), thresholds, strict=True):
             best: dict[str, Candidate] = {}
             for hit in hits:  # templates, nearest first: keep each identity's best
                 if hit.identity_id not in best:

@@ -211,27 +211,34 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return self._gallery
 
     def _threshold(self, max_distance: float, target_far: float, site: str = "",
-                   identities: int | None = None) -> float:
+                   identities: int | None = None, capture: tuple[str, ...] = ()) -> float:
         """The distance threshold of a call: its explicit `max_distance`, else the model's
         threshold for its `target_far`, else the model's default; then, if the call names a site
         with a configured FAR (--site-far), the stricter of that and the site's threshold. A
         caller can tighten a site's FAR, never loosen it. For a search (1:K), `identities` is the
         gallery size it covers: a FAR then means strangers accepted as anyone of them, and the
-        card's threshold for that size applies (an explicit max_distance is taken as given)."""
+        card's threshold for that size applies (an explicit max_distance is taken as given).
+        A probe's capture flags (grey, dark, ...) lower the result by the card's tightening."""
         assert self._card is not None
-        loosest = max(self._card.distance_threshold, *self._card.far_thresholds.values())
+        card = self._card
+        loosest = max(card.distance_threshold, *card.far_thresholds.values())
         if not 0 <= max_distance <= loosest:  # Verify(max_distance=2) would match anyone with anyone
             raise InvalidArgument(f"max_distance: {max_distance}; must be in (0, {loosest:.4f}] (the loosest threshold "
-                                  f"{self._card.model_key} is calibrated for), or 0 to use target_far")
+                                  f"{card.model_key} is calibrated for), or 0 to use target_far")
         if not 0 <= target_far < 1:
             raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), "
                                   "or 0 for the site's or the model's default")
         try:
-            asked = max_distance or self._card.threshold_for(target_far or None, identities)
+            tightening = card.threshold_for(None, None) - card.threshold_for(None, None, capture)
+        except ValueError as exc:
+            raise InvalidArgument(f"capture_flags: {exc}") from exc
+        try:
+            asked = max_distance or card.threshold_for(target_far or None, identities)
         except ValueError as exc:
             raise InvalidArgument(f"target_far: {exc}") from exc
         site_far = self._site_far.get(site)
-        return min(asked, self._card.threshold_for(site_far, identities)) if site_far else asked
+        chosen = min(asked, card.threshold_for(site_far, identities)) if site_far else asked
+        return chosen - tightening
 
     @ready(LOADING)
     async def Enroll(self, request: matcher_pb2.EnrollRequest,
@@ -264,7 +271,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
         identities = await asyncio.to_thread(gallery.identities_searched, request.site)
-        threshold = self._threshold(request.max_distance, request.target_far, request.site, identities)
+        thresholds = [self._threshold(request.max_distance, request.target_far, request.site, identities,
+                                      tuple(probe.capture_flags)) for probe in request.probes]
         k = request.k or 3
         if not 1 <= k <= self._settings.max_top_k:
             raise InvalidArgument(f"k: {request.k}; must be 1..{self._settings.max_top_k} (0 = 3)")
@@ -272,7 +280,7 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if classifier is None:
             raise InvalidArgument(f"classifier: {request.classifier} is not a known Classifier value")
         probes, model_key = await stacked(list(request.probes), "probes")
-        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key,
+        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, thresholds, model_key,
                                           classifier, k)
         return matcher_pb2.IdentifyResponse(results=[
             matcher_pb2.IdentifyResult(
@@ -297,7 +305,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                 raise PermissionDenied(f"{caller_name()} may verify people of sites {', '.join(limited)} only")
         if not request.HasField("probe"):
             raise InvalidArgument("probe: required")
-        threshold = self._threshold(request.max_distance, request.target_far)
+        threshold = self._threshold(request.max_distance, request.target_far,
+                                    capture=tuple(request.probe.capture_flags))
         probe, model_key = vectors_of([request.probe], "probe")
         distance = await asyncio.to_thread(gallery.verify, request.identity_id, probe, model_key)
         return matcher_pb2.VerifyResponse(match=distance <= threshold, distance=distance, threshold=threshold)

@@ -201,6 +201,28 @@ def test__identify_applies_the_threshold_calibrated_for_the_gallerys_size(tmp_pa
     assert not more.results[0].unknown and more.results[0].candidates[0].identity_id == "k-0"
 
 
+def test__a_probe_flagged_dark_or_grey_is_held_to_a_stricter_threshold_and_an_unknown_flag_is_refused(matcher):
+    from services.core.model_card import bundled_card
+
+    card = bundled_card("dlib-resnet-v1")
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="dim-vera", embeddings=[emb(unit(70))]), timeout=10)
+    dark = emb(unit(71, unit(70), 0.02))
+    dark.capture_flags[:] = ["dark", "grey"]
+    verified = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="dim-vera", probe=dark), timeout=10)
+    searched = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[dark, emb(unit(72))]), timeout=10)
+    foggy = emb(unit(72))
+    foggy.capture_flags[:] = ["foggy"]
+    with pytest.raises(grpc.RpcError) as caught:
+        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[foggy]), timeout=10)
+
+    size = searched.gallery_identities
+    assert verified.threshold == pytest.approx(card.threshold_for(None, None, ("dark", "grey")), abs=1e-6)
+    assert [r.threshold for r in searched.results] == pytest.approx(
+        [card.threshold_for(None, size, ("dark", "grey")), card.threshold_for(None, size)], abs=1e-6)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "capture_flags: unknown capture flags ['foggy']" in caught.value.details()
+
+
 def test__given_a_site_far_without_calibration__then_the_matcher_refuses_to_start_naming_the_site(tmp_path):
     service = ServiceProcess("matcher", tmp_path, ["--milvus-uri", str(tmp_path / "g.db"),
                                                    "--site-far", '{"vault": 0.5}'], ENV)

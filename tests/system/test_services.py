@@ -282,6 +282,40 @@ def test__a_tight_grey_face_crop_as_an_id_photo_enrols_and_its_person_is_granted
     assert [(d.outcome, d.identity_id) for d in decisions] == [(Outcome.OUTCOME_GRANTED, "obama-badge")]
 
 
+@pytest.mark.parametrize("condition, flag", [("grey", "grey"), ("low_light", "dark")])
+def test__a_grey_or_dark_face_at_a_door_is_matched_at_the_stricter_threshold_its_capture_calls_for(
+        stack, demo_photos, condition, flag):
+    """Two dark or grey photos of different people look more alike than clean ones: the detector
+    flags how a face was captured and the matcher lowers that probe's threshold (the card's
+    capture_tightening), on top of the threshold for the gallery's size."""
+    from facegate.evaluation.conditions import DEGRADATIONS
+    from services.core.model_card import bundled_card
+
+    detector, _, matcher, gateway = stubs(stack)
+    site = f"night-{condition}"
+    gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+        identity_id=f"obama-{site}", site=site, images=[photo(demo_photos, "obama.jpg")]), timeout=60)
+    seen = DEGRADATIONS[condition](decode_image(demo_photos["obama2.jpg"].read_bytes()), np.random.default_rng(3))
+    found = detector.Detect(detector_pb2.DetectRequest(frames=[ndarray.encode(seen, "png")]), timeout=30)
+    frames = []
+    for i in range(2):
+        frame = gateway_pb2.CameraFrame(door_id=f"{site}-door", site=site, sequence=i,
+                                        frame=ndarray.encode(seen, "png"))
+        frame.captured_at.FromNanoseconds(int((1e9 + 0.2 * i) * 1e9))
+        frames.append(frame)
+    decisions = list(stream(stack.address("gateway"), frames, timeout=30))
+    size = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[common_pb2.Embedding(
+        vector=[1.0] + [0.0] * 127, model_id="dlib-resnet-v1", model_version="1.0")], site=site),
+        timeout=10).gallery_identities
+
+    card = bundled_card("dlib-resnet-v1")
+    flags = tuple(found.frames[0].faces[0].face.capture_flags)
+    stricter, clean = card.threshold_for(None, size, flags), card.threshold_for(None, size)
+    assert flag in flags
+    assert stricter <= clean - card.capture_tightening[flag] + 1e-9
+    assert len(decisions) == 1 and f"{stricter:.3f}" in decisions[0].reason
+
+
 def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos):
     *_, gateway = stubs(stack)
     gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(

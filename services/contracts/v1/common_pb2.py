@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x63\x65gate/v1/common.proto\x12\x0b\x66\x61\x63\x65gate.v1\"\xa9\x01\n\x07NDArray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12/\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1d.facegate.v1.NDArray.Encoding\"A\n\x08\x45ncoding\x12\x10\n\x0c\x45NCODING_RAW\x10\x00\x12\x11\n\rENCODING_JPEG\x10\x01\x12\x10\n\x0c\x45NCODING_PNG\x10\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"l\n\x04\x46\x61\x63\x65\x12\x1d\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x10.facegate.v1.Box\x12\r\n\x05score\x18\x02 \x01(\x02\x12%\n\tlandmarks\x18\x03 \x03(\x0b\x32\x12.facegate.v1.Point\x12\x0f\n\x07quality\x18\x04 \x01(\x02\"D\n\tEmbedding\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\xe9\x02\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ninput_size\x18\x03 \x01(\x05\x12\x15\n\rembedding_dim\x18\x04 \x01(\x05\x12\x1a\n\x12\x64istance_threshold\x18\x05 \x01(\x02\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12-\n\x11landmark_template\x18\x07 \x03(\x0b\x32\x12.facegate.v1.Point\x12\x41\n\x0e\x66\x61r_thresholds\x18\x08 \x03(\x0b\x32).facegate.v1.ModelInfo.FarThresholdsEntry\x12\x13\n\x0b\x64\x65\x66\x61ult_far\x18\t \x01(\x02\x12\x15\n\rambiguity_gap\x18\n \x01(\x02\x1a\x34\n\x12\x46\x61rThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01*\x80\x01\n\nEnrollMode\x12\x1b\n\x17\x45NROLL_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NROLL_MODE_CREATE\x10\x01\x12\x1d\n\x19\x45NROLL_MODE_ADD_TEMPLATES\x10\x02\x12\x1e\n\x1a\x45NROLL_MODE_UPDATE_DETAILS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x63\x65gate/v1/common.proto\x12\x0b\x66\x61\x63\x65gate.v1\"\xa9\x01\n\x07NDArray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12/\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1d.facegate.v1.NDArray.Encoding\"A\n\x08\x45ncoding\x12\x10\n\x0c\x45NCODING_RAW\x10\x00\x12\x11\n\rENCODING_JPEG\x10\x01\x12\x10\n\x0c\x45NCODING_PNG\x10\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x83\x01\n\x04\x46\x61\x63\x65\x12\x1d\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x10.facegate.v1.Box\x12\r\n\x05score\x18\x02 \x01(\x02\x12%\n\tlandmarks\x18\x03 \x03(\x0b\x32\x12.facegate.v1.Point\x12\x0f\n\x07quality\x18\x04 \x01(\x02\x12\x15\n\rcapture_flags\x18\x05 \x03(\t\"[\n\tEmbedding\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x15\n\rcapture_flags\x18\x04 \x03(\t\"\xe9\x02\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ninput_size\x18\x03 \x01(\x05\x12\x15\n\rembedding_dim\x18\x04 \x01(\x05\x12\x1a\n\x12\x64istance_threshold\x18\x05 \x01(\x02\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12-\n\x11landmark_template\x18\x07 \x03(\x0b\x32\x12.facegate.v1.Point\x12\x41\n\x0e\x66\x61r_thresholds\x18\x08 \x03(\x0b\x32).facegate.v1.ModelInfo.FarThresholdsEntry\x12\x13\n\x0b\x64\x65\x66\x61ult_far\x18\t \x01(\x02\x12\x15\n\rambiguity_gap\x18\n \x01(\x02\x1a\x34\n\x12\x46\x61rThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01*\x80\x01\n\nEnrollMode\x12\x1b\n\x17\x45NROLL_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45NROLL_MODE_CREATE\x10\x01\x12\x1d\n\x19\x45NROLL_MODE_ADD_TEMPLATES\x10\x02\x12\x1e\n\x1a\x45NROLL_MODE_UPDATE_DETAILS\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_FARTHRESHOLDSENTRY']._loaded_options = None
   _globals['_MODELINFO_FARTHRESHOLDSENTRY']._serialized_options = b'8\001'
-  _globals['_ENROLLMODE']._serialized_start=849
-  _globals['_ENROLLMODE']._serialized_end=977
+  _globals['_ENROLLMODE']._serialized_start=896
+  _globals['_ENROLLMODE']._serialized_end=1024
   _globals['_NDARRAY']._serialized_start=42
   _globals['_NDARRAY']._serialized_end=211
   _globals['_NDARRAY_ENCODING']._serialized_start=146
@@ -43,12 +43,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POINT']._serialized_end=242
   _globals['_BOX']._serialized_start=244
   _globals['_BOX']._serialized_end=302
-  _globals['_FACE']._serialized_start=304
-  _globals['_FACE']._serialized_end=412
-  _globals['_EMBEDDING']._serialized_start=414
-  _globals['_EMBEDDING']._serialized_end=482
-  _globals['_MODELINFO']._serialized_start=485
-  _globals['_MODELINFO']._serialized_end=846
-  _globals['_MODELINFO_FARTHRESHOLDSENTRY']._serialized_start=794
-  _globals['_MODELINFO_FARTHRESHOLDSENTRY']._serialized_end=846
+  _globals['_FACE']._serialized_start=305
+  _globals['_FACE']._serialized_end=436
+  _globals['_EMBEDDING']._serialized_start=438
+  _globals['_EMBEDDING']._serialized_end=529
+  _globals['_MODELINFO']._serialized_start=532
+  _globals['_MODELINFO']._serialized_end=893
+  _globals['_MODELINFO_FARTHRESHOLDSENTRY']._serialized_start=841
+  _globals['_MODELINFO_FARTHRESHOLDSENTRY']._serialized_end=893
 # @@protoc_insertion_point(module_scope)

@@ -59,26 +59,30 @@ class Box(_message.Message):
     def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("box", "score", "landmarks", "quality")
+    __slots__ = ("box", "score", "landmarks", "quality", "capture_flags")
     BOX_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     box: Box
     score: float
     landmarks: _containers.RepeatedCompositeFieldContainer[Point]
     quality: float
-    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., score: _Optional[float] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., quality: _Optional[float] = ...) -> None: ...
+    capture_flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., score: _Optional[float] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., quality: _Optional[float] = ..., capture_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Embedding(_message.Message):
-    __slots__ = ("vector", "model_id", "model_version")
+    __slots__ = ("vector", "model_id", "model_version", "capture_flags")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     model_id: str
     model_version: str
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    capture_flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., capture_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far", "ambiguity_gap")

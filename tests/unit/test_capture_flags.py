@@ -1,0 +1,64 @@
+"""Capture flags: how a face's pixels say it was captured, and the stricter threshold they call for."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from services.core.capture import CAPTURE_FLAGS, capture_flags
+from services.core.model_card import DEFAULT_MODEL, ModelCard, ModelError, bundled_card
+
+BOX = (40.0, 40.0, 120.0, 120.0)
+
+
+def face_like(seed: int = 0) -> np.ndarray:
+    """A colourful, textured, evenly lit 200 px frame (what a clean photo's face box looks like to the features)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([190, 140, 110], np.float32)  # skin-like colour: saturated, well lit
+    texture = rng.normal(0, 18, (200, 200, 1)).astype(np.float32)
+    smooth = np.stack([np.convolve(row, np.ones(5) / 5, mode="same") for row in texture[..., 0]])[..., None]
+    return np.clip(base + smooth, 0, 255).astype(np.uint8)
+
+
+def test__a_clean_colour_face_raises_no_flag():
+    assert capture_flags(face_like(), BOX) == ()
+
+
+def test__a_grey_face_is_flagged_grey():
+    grey = np.repeat(face_like().mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    assert "grey" in capture_flags(grey, BOX)
+
+
+def test__a_dark_face_is_flagged_dark():
+    assert "dark" in capture_flags((face_like() * 0.2).astype(np.uint8), BOX)
+
+
+def test__a_box_outside_the_frame_raises_nothing_rather_than_failing():
+    assert capture_flags(face_like(), (500.0, 500.0, 50.0, 50.0)) == ()
+
+
+def test__a_flagged_probe_gets_the_threshold_lowered_by_its_strictest_flag():
+    card = bundled_card(DEFAULT_MODEL)
+    clean = card.threshold_for(None, 20)
+    dark = card.threshold_for(None, 20, ("dark",))
+    both = card.threshold_for(None, 20, ("dark", "grey"))
+
+    assert dark == pytest.approx(clean - card.capture_tightening["dark"])
+    assert both == pytest.approx(clean - max(card.capture_tightening["dark"], card.capture_tightening["grey"]))
+    assert set(card.capture_tightening) <= set(CAPTURE_FLAGS)
+
+
+def test__an_unknown_flag_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="unknown capture flags \\['foggy'\\]; known: grey"):
+        bundled_card(DEFAULT_MODEL).threshold_for(None, 20, ("foggy",))
+
+
+@pytest.mark.parametrize("tightening, complaint", [({"foggy": 0.01}, "names 'foggy'"), ({"dark": -0.01}, ">= 0"),
+                                                   ({"dark": 0.5}, "below every threshold")])
+def test__a_card_with_bad_capture_tightening_is_refused(tightening, complaint):
+    raw = json.loads(bundled_card(DEFAULT_MODEL).to_json())
+    raw["capture_tightening"] = tightening
+    with pytest.raises(ModelError, match=complaint):
+        ModelCard.from_json(json.dumps(raw))
