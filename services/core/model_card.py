@@ -9,7 +9,7 @@ re-preparing the weights.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +33,14 @@ class GalleryBand:
 
 
 @dataclass(frozen=True)
+class Tightening:
+    """How much lower a flagged probe's threshold is (the same FAR, measured with degraded photos)."""
+
+    clean_template: float  # against a template captured cleanly (a desk photo)
+    flagged_template: float  # against one captured the same way (a site enrolling from its own cameras)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a model needs and promises. Thresholds belong to a model version."""
 
@@ -50,20 +58,31 @@ class ModelCard:
     ambiguity_gap: float = 0.0  # 1:K: a match is ambiguous if the 2nd identity is within this distance of it
     duplicate_distance: float = 0.0  # enrolment: a face this close to another identity is a duplicate (0 = no check)
     gallery_bands: tuple[GalleryBand, ...] = ()  # 1:K thresholds by gallery size, smallest band first
-    # how much lower a probe's threshold is per capture flag (services/core/capture.py); the strictest flag applies
-    capture_tightening: dict[str, float] = field(default_factory=dict)
+    # how much lower a probe's threshold is per capture flag (services/core/capture.py): against a
+    # template captured cleanly, and against one that carries the flag too (or whose capture is unknown)
+    capture_tightening: dict[str, Tightening] = field(default_factory=dict)
 
-    def threshold_for(self, far: float | None, identities: int | None = None, capture: tuple[str, ...] = ()) -> float:
+    def threshold_for(self, far: float | None, identities: int | None = None, capture: tuple[str, ...] = (),
+                      template_capture: tuple[str, ...] | None = None) -> float:
         """The threshold calibrated for a false-accept rate (None/0: the default operating
         point). With `identities` (the gallery size a search covers) and 1:K bands on the card,
         the stricter of that and the band's threshold for the size: the smallest band holding
         the gallery, or beyond the largest band that one (the card says how far it was measured).
-        A probe's `capture` flags lower it by the largest of their `capture_tightening`."""
-        unknown = sorted(set(capture) - set(CAPTURE_FLAGS))
-        if unknown:
-            raise ValueError(f"unknown capture flags {unknown}; known: {', '.join(CAPTURE_FLAGS)}")
-        tightening = max([0.0, *(self.capture_tightening.get(flag, 0.0) for flag in capture)])
-        return self._threshold_for(far, identities) - tightening
+        A probe's `capture` flags lower it by `tightening`."""
+        return self._threshold_for(far, identities) - self.tightening(capture, template_capture)
+
+    def tightening(self, capture: tuple[str, ...], template_capture: tuple[str, ...] | None = None) -> float:
+        """How much lower the threshold is for a probe with these capture flags: its strictest
+        flag's tightening, against a template that carries the flag too (or whose capture is not
+        known: None) or against a clean one. ValueError for a flag that is not a capture flag."""
+        check_flags(capture)
+        tightening = 0.0
+        for flag in capture:
+            if flag in self.capture_tightening:
+                rule = self.capture_tightening[flag]
+                both = template_capture is None or flag in template_capture
+                tightening = max(tightening, rule.flagged_template if both else rule.clean_template)
+        return tightening
 
     def _threshold_for(self, far: float | None, identities: int | None) -> float:
         if far:
@@ -106,7 +125,8 @@ class ModelCard:
                     GalleryBand(int(b["max_identities"]),
                                 {f"{float(k):g}": float(v) for k, v in b["far_thresholds"].items()})
                     for b in raw.get("gallery_bands", [])),
-                capture_tightening={str(k): float(v) for k, v in raw.get("capture_tightening", {}).items()},
+                capture_tightening={str(k): Tightening(float(v["clean_template"]), float(v["flagged_template"]))
+                                    for k, v in raw.get("capture_tightening", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
@@ -132,7 +152,7 @@ class ModelCard:
                 "duplicate_distance": self.duplicate_distance,
                 "gallery_bands": [{"max_identities": b.max_identities, "far_thresholds": b.far_thresholds}
                                   for b in self.gallery_bands],
-                "capture_tightening": self.capture_tightening,
+                "capture_tightening": {flag: asdict(t) for flag, t in self.capture_tightening.items()},
             },
             indent=2,
         )
@@ -140,13 +160,21 @@ class ModelCard:
 
 def check_capture(card: ModelCard) -> None:
     """Capture tightening names known flags and only tightens, by less than a threshold."""
-    for flag, tightening in card.capture_tightening.items():
+    for flag, rule in card.capture_tightening.items():
         if flag not in CAPTURE_FLAGS:
             raise ModelError(f"{card.model_key}: capture_tightening names {flag!r}; "
                              f"known flags: {', '.join(CAPTURE_FLAGS)}")
-        if not 0 <= tightening < min(card.distance_threshold, *card.far_thresholds.values()):
-            raise ModelError(f"{card.model_key}: capture_tightening[{flag!r}] = {tightening}: must be >= 0 and "
-                             "below every threshold")
+        if not 0 <= rule.clean_template <= rule.flagged_template < min(card.distance_threshold,
+                                                                       *card.far_thresholds.values()):
+            raise ModelError(f"{card.model_key}: capture_tightening[{flag!r}] = {rule}: need 0 <= clean_template <= "
+                             "flagged_template, below every threshold")
+
+
+def check_flags(flags: tuple[str, ...] | list[str]) -> None:
+    """ValueError naming the flags that are not capture flags."""
+    unknown = sorted(set(flags) - set(CAPTURE_FLAGS))
+    if unknown:
+        raise ValueError(f"unknown capture flags {unknown}; known: {', '.join(CAPTURE_FLAGS)}")
 
 
 def check_bands(card: ModelCard) -> None:

@@ -824,7 +824,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if request.images:
                 raise InvalidArgument("mode UPDATE_DETAILS changes details only: send no images (add faces with "
                                       "mode ADD_TEMPLATES)")
-            crops: dict[int, common_pb2.NDArray] = {}
+            crops: dict[int, detector_pb2.DetectedFace] = {}
             errors: list[str] = []
             what = "details"
         else:
@@ -843,7 +843,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         except Exception as exc:  # sqlite3 errors, a full disk
             raise Unavailable(f"audit log unavailable ({exc}); nothing was enrolled") from exc
         try:
-            embeddings = await run.backends.embed(list(crops.values()), run.model_key) if crops else []
+            embeddings = await run.backends.embed([c.crop for c in crops.values()], run.model_key) if crops else []
+            for face, embedding in zip(crops.values(), embeddings, strict=True):  # the matcher records them
+                embedding.capture_flags[:] = face.face.capture_flags
             enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
                 identity_id=request.identity_id, display_name=request.display_name, site=request.site,
                 groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings,
@@ -860,9 +862,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                                      identity_id=enrolled.identity.identity_id, checks=checks)
 
     async def _faces_to_enrol(self, request: gateway_pb2.EnrollFromImagesRequest
-                              ) -> tuple[dict[int, common_pb2.NDArray], list[str], list[gateway_pb2.PhotoCheck]]:
-        """The largest face's crop of each photo that has one, per photo why not ("" = used),
-        and per photo its check as an enrolment shot."""
+                              ) -> tuple[dict[int, detector_pb2.DetectedFace], list[str], list[gateway_pb2.PhotoCheck]]:
+        """The largest face (its crop and how it was captured) of each photo that has one, per
+        photo why not ("" = used), and per photo its check as an enrolment shot."""
         run = self._run
         if not request.images:
             raise InvalidArgument("images: at least one photo is required")
@@ -897,7 +899,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     errors[i] = f"images[{i}]: no face found"
                     continue
                 largest = max(frame.faces, key=lambda f: min(f.face.box.width, f.face.box.height))
-                crops[i] = largest.crop
+                crops[i] = largest
         return crops, errors, checks
 
     async def WatchDecisions(self, request: gateway_pb2.WatchDecisionsRequest,

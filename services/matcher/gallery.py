@@ -54,6 +54,10 @@ LABEL_PATTERN = re.compile(r"[A-Za-z0-9._:@ /-]{0,128}")
 MAX_TEMPLATES_PER_CALL = 100
 MAX_GROUPS, MAX_METADATA_KEYS, MAX_LOOKALIKES = 64, 32, 16
 LOOKALIKES = "facegate.lookalikes"  # metadata: people this one was enrolled beside on purpose (twins)
+# metadata: the capture flags of the person's enrolment photos, comma-separated ("" = all clean);
+# absent for people enrolled before it was kept: not known, so treated as carrying every flag
+CAPTURE = "facegate.capture"
+RESERVED_METADATA = (LOOKALIKES, CAPTURE)
 MAX_TEMPLATES_PER_IDENTITY = 32
 SEARCH_WINDOW = 16384  # Milvus' largest `limit`
 REWRITE_SUFFIX = "__rewrite"  # a Lite collection being rewritten without its deleted rows
@@ -418,7 +422,8 @@ class Gallery:
     # -- writes -------------------------------------------------------------------------------
 
     def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str, mode: str = CREATE,
-               allow_duplicate_of: tuple[str, ...] = (), replace_groups: bool = False) -> tuple[Identity, int]:
+               allow_duplicate_of: tuple[str, ...] = (), replace_groups: bool = False,
+               capture: tuple[str, ...] = ()) -> tuple[Identity, int]:
         """Create an identity, add templates to one, or change its details (`mode`), after
         checking everything: nothing is written unless the whole request is valid.
 
@@ -426,7 +431,8 @@ class Gallery:
         nothing). ADD_TEMPLATES takes faces within `threshold` of the identity's templates only.
         A face within `duplicate_distance` of another identity is a duplicate enrolment, refused
         unless that identity is in `allow_duplicate_of`. `replace_groups` (UPDATE_DETAILS only)
-        sets the groups to exactly the identity's, even none."""
+        sets the groups to exactly the identity's, even none. `capture`: the capture flags of the
+        faces added (all of them together), kept with the person (CAPTURE)."""
         if mode not in ENROL_MODES:
             raise InvalidArgument(f"mode: {mode!r}; one of {', '.join(ENROL_MODES)}")
         if replace_groups and mode != UPDATE_DETAILS:
@@ -459,6 +465,9 @@ class Gallery:
             merged = self._merge(current, identity)
             if replace_groups:
                 merged = replace(merged, groups=tuple(identity.groups))
+            if len(vectors) and (row is None or CAPTURE in current.metadata):  # else not known: stays so
+                known = set(filter(None, current.metadata.get(CAPTURE, "").split(","))) | set(capture)
+                merged = replace(merged, metadata={**merged.metadata, CAPTURE: ",".join(sorted(known))})
             asked = {template_pk(merged, v) for v in vectors}
             if row is not None and mode == CREATE:
                 if merged == current and asked <= {t.pk for t in stored}:  # the same enrolment again
@@ -476,7 +485,7 @@ class Gallery:
                     raise FailedPrecondition(f"{identity.identity_id!r} would have {len(known)} acknowledged "
                                              f"look-alikes; at most {MAX_LOOKALIKES}")
                 merged = replace(merged, metadata={**merged.metadata, LOOKALIKES: ",".join(sorted(known))})
-            if len(merged.metadata) > MAX_METADATA_KEYS + 1:  # the caller's keys, and the look-alikes
+            if len(merged.metadata) > MAX_METADATA_KEYS + len(RESERVED_METADATA):  # the caller's keys, and ours
                 raise InvalidArgument(f"metadata: {identity.identity_id!r} would have {len(merged.metadata)} keys; "
                                       f"at most {MAX_METADATA_KEYS}")
             return self._write(merged, vectors, stored, asked, settle=mode == UPDATE_DETAILS)
@@ -575,6 +584,9 @@ class Gallery:
             if key == LOOKALIKES:
                 raise InvalidArgument(f"metadata: {LOOKALIKES!r} is kept by the matcher; acknowledge look-alikes "
                                       "with allow_duplicate_of")
+            if key == CAPTURE:
+                raise InvalidArgument(f"metadata: {CAPTURE!r} is kept by the matcher from the embeddings' "
+                                      "capture_flags")
             check_text(value, f"metadata[{key!r}]", 1024)
 
     def _check_enrolment(self, identity: Identity, vectors: np.ndarray, model_key: str) -> np.ndarray:
@@ -774,11 +786,14 @@ class Gallery:
         return page, (page[-1]["identity_id"] if len(rows) > page_size else "")
 
     def identify(self, probes: np.ndarray, top_k: int, site: str, threshold: float | list[float] | None,
-                 model_key: str, classifier: str = "nearest", k: int = 3) -> list[Identification]:
+                 model_key: str, classifier: str = "nearest", k: int = 3,
+                 against: dict[int, Callable[[tuple[str, ...] | None], float]] | None = None) -> list[Identification]:
         """Nearest identities per probe; unknown when the best is farther than `threshold`
         (one for all probes or one per probe; None = the gallery's default) or when the
         second-best identity is within the ambiguity gap of the best (a near tie between two
-        people is not a match).
+        people is not a match). `against[i]`, where given, is probe i's threshold as a function
+        of the nearest person's capture flags (CAPTURE; None when not known): a dark probe is
+        held to a stricter distance against someone enrolled from dark photos.
         `classifier` picks who ranks first: "nearest" (the identity of the nearest template) or
         "knn" (the identity the k nearest templates vote for, weighted by similarity); the
         threshold and the ambiguity rule apply to the winner's nearest template either way."""
@@ -787,24 +802,42 @@ class Gallery:
         if classifier not in CLASSIFIERS:
             raise InvalidArgument(f"classifier: {classifier!r}; must be one of {CLASSIFIERS}")
         probes = self.check_vectors(probes, "probes")
-        thresholds = threshold if isinstance(threshold, list) else [threshold or self.threshold] * len(probes)
+        thresholds = list(threshold) if isinstance(threshold, list) else [threshold or self.threshold] * len(probes)
         if len(thresholds) != len(probes):
             raise ValueError(f"{len(thresholds)} thresholds for {len(probes)} probes")
-        results = []
-        for hits, threshold in zip(self._nearest_identities(probes, max(top_k, 2), k, site), thresholds, strict=True):
+        rankings = []
+        for hits in self._nearest_identities(probes, max(top_k, 2), k, site):
             best: dict[str, Candidate] = {}
             for hit in hits:  # templates, nearest first: keep each identity's best
                 if hit.identity_id not in best:
                     best[hit.identity_id] = Candidate(hit.identity_id, hit.display_name,
                                                       cosine_to_distance(hit.similarity))
             ranked = sorted(best.values(), key=lambda c: (c.distance, c.identity_id))  # ties: stable order
-            if classifier == "knn":
-                ranked = self._by_vote(ranked, hits[:k])
+            rankings.append(self._by_vote(ranked, hits[:k]) if classifier == "knn" else ranked)
+        if against:
+            captures = self.captures({rankings[i][0].identity_id for i in against if rankings[i]})
+            for i, threshold_of in against.items():
+                if rankings[i]:
+                    thresholds[i] = threshold_of(captures.get(rankings[i][0].identity_id))
+        results = []
+        for ranked, threshold in zip(rankings, thresholds, strict=True):
             within = bool(ranked) and ranked[0].distance <= threshold
             ambiguous = within and any(
                 c.distance - ranked[0].distance < self.ambiguity_gap for c in ranked[1:])
             results.append(Identification(not within or ambiguous, tuple(ranked[:top_k]), threshold, ambiguous))
         return results
+
+    @waits_for_rewrites
+    def captures(self, identity_ids: set[str]) -> dict[str, tuple[str, ...] | None]:
+        """The capture flags each person was enrolled with (None: not known, or not found)."""
+        if not identity_ids:
+            return {}
+        rows = self._client.get(self._identities, ids=sorted(identity_ids), output_fields=["metadata"], **SESSION)
+        out: dict[str, tuple[str, ...] | None] = {}
+        for row in rows:
+            value = (row.get("metadata") or {}).get(CAPTURE)
+            out[row["identity_id"]] = None if value is None else tuple(filter(None, str(value).split(",")))
+        return out
 
     def _nearest_identities(self, probes: np.ndarray, identities: int, k: int, site: str) -> list[list[TemplateHit]]:
         """Per probe, the nearest templates: enough of them to hold the `identities` nearest

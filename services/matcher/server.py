@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -206,19 +206,24 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         return self._gallery is not None
 
     @property
+    def _open_card(self) -> ModelCard:
+        assert self._card is not None, "an RPC without @ready"
+        return self._card
+
+    @property
     def _open_gallery(self) -> Gallery:
         assert self._gallery is not None, "an RPC without @ready"
         return self._gallery
 
     def _threshold(self, max_distance: float, target_far: float, site: str = "",
-                   identities: int | None = None, capture: tuple[str, ...] = ()) -> float:
+                   identities: int | None = None) -> float:
         """The distance threshold of a call: its explicit `max_distance`, else the model's
         threshold for its `target_far`, else the model's default; then, if the call names a site
         with a configured FAR (--site-far), the stricter of that and the site's threshold. A
         caller can tighten a site's FAR, never loosen it. For a search (1:K), `identities` is the
         gallery size it covers: a FAR then means strangers accepted as anyone of them, and the
         card's threshold for that size applies (an explicit max_distance is taken as given).
-        A probe's capture flags (grey, dark, ...) lower the result by the card's tightening."""
+        A probe's capture flags (grey, dark, ...) lower it further (`_tightened`)."""
         assert self._card is not None
         card = self._card
         loosest = max(card.distance_threshold, *card.far_thresholds.values())
@@ -229,16 +234,22 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             raise InvalidArgument(f"target_far: {target_far}; must be in (0, 1), "
                                   "or 0 for the site's or the model's default")
         try:
-            tightening = card.threshold_for(None, None) - card.threshold_for(None, None, capture)
-        except ValueError as exc:
-            raise InvalidArgument(f"capture_flags: {exc}") from exc
-        try:
             asked = max_distance or card.threshold_for(target_far or None, identities)
         except ValueError as exc:
             raise InvalidArgument(f"target_far: {exc}") from exc
         site_far = self._site_far.get(site)
-        chosen = min(asked, card.threshold_for(site_far, identities)) if site_far else asked
-        return chosen - tightening
+        return min(asked, card.threshold_for(site_far, identities)) if site_far else asked
+
+    def _capture(self, embeddings: list[common_pb2.Embedding], name: str) -> list[tuple[str, ...]]:
+        """Each embedding's capture flags, checked (INVALID_ARGUMENT naming the field)."""
+        assert self._card is not None
+        flags = [tuple(e.capture_flags) for e in embeddings]
+        for i, capture in enumerate(flags):
+            try:
+                self._card.tightening(capture)
+            except ValueError as exc:
+                raise InvalidArgument(f"{name}[{i}].capture_flags: {exc}") from exc
+        return flags
 
     @ready(LOADING)
     async def Enroll(self, request: matcher_pb2.EnrollRequest,
@@ -253,8 +264,10 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             vectors, model_key = await stacked(list(request.embeddings), "embeddings")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
+        capture = tuple(sorted({flag for flags in self._capture(list(request.embeddings), "embeddings")
+                                for flag in flags}))
         stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key, mode,
-                                                tuple(request.allow_duplicate_of), request.replace_groups)
+                                                tuple(request.allow_duplicate_of), request.replace_groups, capture)
         admin_action(context, mode, request.identity_id, templates_added=added,
                      acknowledged_lookalikes=list(request.allow_duplicate_of))
         return matcher_pb2.EnrollResponse(identity=identity_message(stored), templates_added=added)
@@ -271,8 +284,14 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if not 1 <= top_k <= self._settings.max_top_k:
             raise InvalidArgument(f"top_k: {request.top_k}; must be 1..{self._settings.max_top_k} (0 = 5)")
         identities = await asyncio.to_thread(gallery.identities_searched, request.site)
-        thresholds = [self._threshold(request.max_distance, request.target_far, request.site, identities,
-                                      tuple(probe.capture_flags)) for probe in request.probes]
+        threshold = self._threshold(request.max_distance, request.target_far, request.site, identities)
+        card = self._open_card
+
+        def against(capture: tuple[str, ...]) -> Callable[[tuple[str, ...] | None], float]:
+            return lambda enrolled: threshold - card.tightening(capture, enrolled)
+
+        flagged = {i: against(capture) for i, capture in enumerate(self._capture(list(request.probes), "probes"))
+                   if capture}
         k = request.k or 3
         if not 1 <= k <= self._settings.max_top_k:
             raise InvalidArgument(f"k: {request.k}; must be 1..{self._settings.max_top_k} (0 = 3)")
@@ -280,8 +299,8 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         if classifier is None:
             raise InvalidArgument(f"classifier: {request.classifier} is not a known Classifier value")
         probes, model_key = await stacked(list(request.probes), "probes")
-        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, thresholds, model_key,
-                                          classifier, k)
+        results = await asyncio.to_thread(gallery.identify, probes, top_k, request.site, threshold, model_key,
+                                          classifier, k, flagged)
         return matcher_pb2.IdentifyResponse(results=[
             matcher_pb2.IdentifyResult(
                 unknown=r.unknown, threshold=r.threshold, ambiguous=r.ambiguous,
@@ -305,10 +324,13 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
                 raise PermissionDenied(f"{caller_name()} may verify people of sites {', '.join(limited)} only")
         if not request.HasField("probe"):
             raise InvalidArgument("probe: required")
-        threshold = self._threshold(request.max_distance, request.target_far,
-                                    capture=tuple(request.probe.capture_flags))
+        threshold = self._threshold(request.max_distance, request.target_far)
         probe, model_key = vectors_of([request.probe], "probe")
+        (capture,) = self._capture([request.probe], "probe")
         distance = await asyncio.to_thread(gallery.verify, request.identity_id, probe, model_key)
+        if capture:  # against the claimed person's enrolment photos
+            enrolled = (await asyncio.to_thread(gallery.captures, {request.identity_id})).get(request.identity_id)
+            threshold -= self._open_card.tightening(capture, enrolled)
         return matcher_pb2.VerifyResponse(match=distance <= threshold, distance=distance, threshold=threshold)
 
     @ready(LOADING)

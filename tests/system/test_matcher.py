@@ -201,26 +201,51 @@ def test__identify_applies_the_threshold_calibrated_for_the_gallerys_size(tmp_pa
     assert not more.results[0].unknown and more.results[0].candidates[0].identity_id == "k-0"
 
 
-def test__a_probe_flagged_dark_or_grey_is_held_to_a_stricter_threshold_and_an_unknown_flag_is_refused(matcher):
+def test__a_dark_probe_is_held_stricter_against_someone_enrolled_from_dark_photos_than_from_clean_ones(matcher):
     from services.core.model_card import bundled_card
 
     card = bundled_card("dlib-resnet-v1")
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="dim-vera", embeddings=[emb(unit(70))]), timeout=10)
-    dark = emb(unit(71, unit(70), 0.02))
-    dark.capture_flags[:] = ["dark", "grey"]
-    verified = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="dim-vera", probe=dark), timeout=10)
-    searched = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[dark, emb(unit(72))]), timeout=10)
-    foggy = emb(unit(72))
-    foggy.capture_flags[:] = ["foggy"]
-    with pytest.raises(grpc.RpcError) as caught:
-        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[foggy]), timeout=10)
+
+    def flagged(vector: np.ndarray, *flags: str) -> common_pb2.Embedding:
+        embedding = emb(vector)
+        embedding.capture_flags[:] = flags
+        return embedding
+
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="desk-vera", site="dim", embeddings=[emb(unit(70))]),
+                   timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="camera-ivan", site="dim",
+                                             embeddings=[flagged(unit(80), "dark")]), timeout=10)
+    probes = [flagged(unit(71, unit(70), 0.02), "dark"), flagged(unit(81, unit(80), 0.02), "dark"), emb(unit(82))]
+    searched = matcher.Identify(matcher_pb2.IdentifyRequest(probes=probes, site="dim"), timeout=10)
+    verified = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="camera-ivan", probe=probes[1]), timeout=10)
+    ivan = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="camera-ivan"), timeout=10)
 
     size = searched.gallery_identities
-    assert verified.threshold == pytest.approx(card.threshold_for(None, None, ("dark", "grey")), abs=1e-6)
-    assert [r.threshold for r in searched.results] == pytest.approx(
-        [card.threshold_for(None, size, ("dark", "grey")), card.threshold_for(None, size)], abs=1e-6)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "capture_flags: unknown capture flags ['foggy']" in caught.value.details()
+    assert [r.candidates[0].identity_id for r in searched.results[:2]] == ["desk-vera", "camera-ivan"]
+    assert [r.threshold for r in searched.results] == pytest.approx([
+        card.threshold_for(None, size, ("dark",), ()),  # against a desk photo
+        card.threshold_for(None, size, ("dark",), ("dark",)),  # against a photo as dark as itself
+        card.threshold_for(None, size)], abs=1e-6)  # a clean probe
+    assert searched.results[1].threshold < searched.results[0].threshold < searched.results[2].threshold
+    assert verified.threshold == pytest.approx(card.threshold_for(None, None, ("dark",), ("dark",)), abs=1e-6)
+    assert ivan.metadata["facegate.capture"] == "dark"
+
+
+def test__capture_flags_that_are_not_known_or_set_by_hand_in_metadata_are_refused(matcher):
+    foggy = emb(unit(72))
+    foggy.capture_flags[:] = ["foggy"]
+    with pytest.raises(grpc.RpcError) as searched:
+        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(73)), foggy]), timeout=10)
+    with pytest.raises(grpc.RpcError) as enrolled:
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="foggy", embeddings=[foggy]), timeout=10)
+    with pytest.raises(grpc.RpcError) as forged:
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="forged", embeddings=[emb(unit(74))],
+                                                 metadata={"facegate.capture": ""}), timeout=10)
+
+    assert searched.value.code() == enrolled.value.code() == forged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "probes[1].capture_flags: unknown capture flags ['foggy']" in searched.value.details()
+    assert "embeddings[0].capture_flags: unknown capture flags ['foggy']" in enrolled.value.details()
+    assert "'facegate.capture' is kept by the matcher" in forged.value.details()
 
 
 def test__given_a_site_far_without_calibration__then_the_matcher_refuses_to_start_naming_the_site(tmp_path):
@@ -261,7 +286,8 @@ def test__metadata_upsert_keeps_templates_and_list_pages_in_id_order(matcher):
             break
 
     assert updated.identity.template_count == 2 and list(updated.identity.groups) == ["night-shift"]
-    assert dict(updated.identity.metadata) == {"badge": "42"} and updated.identity.display_name == "Mona"
+    assert dict(updated.identity.metadata) == {"badge": "42", "facegate.capture": ""}  # enrolled from clean faces
+    assert updated.identity.display_name == "Mona"
     flat = [i for p in pages for i in p]
     assert flat == sorted(flat) and {"mona", "page-0", "page-4"} <= set(flat)
     assert all(len(p) <= 3 for p in pages) and len(flat) == len(set(flat))
@@ -429,8 +455,10 @@ def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_
     from tests.system.test_cli import facegate
 
     xena = unit(63)
+    night_shot = emb(unit(64, xena, 0.01))
+    night_shot.capture_flags[:] = ["dark"]  # how her photos were captured travels with her
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="xena", display_name="Xena", site="hq",
-                                             embeddings=[emb(xena), emb(unit(64, xena, 0.01))]), timeout=10)
+                                             embeddings=[emb(xena), night_shot]), timeout=10)
     key, dump = tmp_path / "desk.key", tmp_path / "gallery.age"
     recipient = gallery_file.keygen(key)
     exported = facegate("gallery", "export", "--matcher", matcher_process[0].address, "--recipient", recipient,
@@ -455,8 +483,9 @@ def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_
     ids = [r["identity"]["identity_id"] for r in records]
     assert ids == sorted(ids) and "xena" in ids
     assert all(len(r["templates"]) == r["identity"]["template_count"] for r in records)
-    assert (restored.template_count, restored.display_name, restored.site) == (
-        original.template_count, original.display_name, original.site)
+    assert (restored.template_count, restored.display_name, restored.site, dict(restored.metadata)) == (
+        original.template_count, original.display_name, original.site, dict(original.metadata))
+    assert restored.metadata["facegate.capture"] == "dark"
     assert (restored.template_count, original.template_count) == (2, 2)
     assert not found.unknown and found.candidates[0].identity_id == "xena"
 
@@ -847,7 +876,7 @@ def test__an_acknowledged_look_alike_is_kept_with_the_person(matcher):
     eve = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="eve", embeddings=[emb(unit(178, twin, 0.004))],
                                                    allow_duplicate_of=["ada"]), timeout=10)
 
-    assert dict(eve.identity.metadata) == {"facegate.lookalikes": "ada"}
+    assert dict(eve.identity.metadata) == {"facegate.lookalikes": "ada", "facegate.capture": ""}
 
 
 def test__changes_made_straight_on_the_matcher_are_logged_with_who_made_them(matcher, matcher_process):

@@ -283,36 +283,43 @@ def test__a_tight_grey_face_crop_as_an_id_photo_enrols_and_its_person_is_granted
 
 
 @pytest.mark.parametrize("condition, flag", [("grey", "grey"), ("low_light", "dark")])
-def test__a_grey_or_dark_face_at_a_door_is_matched_at_the_stricter_threshold_its_capture_calls_for(
+def test__at_a_site_enrolling_from_its_own_grey_or_dark_cameras_a_face_is_matched_at_the_stricter_threshold(
         stack, demo_photos, condition, flag):
     """Two dark or grey photos of different people look more alike than clean ones: the detector
-    flags how a face was captured and the matcher lowers that probe's threshold (the card's
-    capture_tightening), on top of the threshold for the gallery's size."""
+    flags how each face was captured, the matcher keeps the flags of a person's enrolment photos,
+    and a flagged probe against a person enrolled the same way gets the card's stricter point
+    (on top of the threshold for the gallery's size)."""
     from facegate.evaluation.conditions import DEGRADATIONS
     from services.core.model_card import bundled_card
 
     detector, _, matcher, gateway = stubs(stack)
     site = f"night-{condition}"
+
+    def seen(name: str, seed: int) -> np.ndarray:
+        return DEGRADATIONS[condition](decode_image(demo_photos[name].read_bytes()), np.random.default_rng(seed))
+
     gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
-        identity_id=f"obama-{site}", site=site, images=[photo(demo_photos, "obama.jpg")]), timeout=60)
-    seen = DEGRADATIONS[condition](decode_image(demo_photos["obama2.jpg"].read_bytes()), np.random.default_rng(3))
-    found = detector.Detect(detector_pb2.DetectRequest(frames=[ndarray.encode(seen, "png")]), timeout=30)
+        identity_id=f"obama-{site}", site=site, images=[ndarray.encode(seen("obama.jpg", 1), "png")]), timeout=60)
+    probe = seen("obama2.jpg", 3)
+    found = detector.Detect(detector_pb2.DetectRequest(frames=[ndarray.encode(probe, "png")]), timeout=30)
     frames = []
     for i in range(2):
         frame = gateway_pb2.CameraFrame(door_id=f"{site}-door", site=site, sequence=i,
-                                        frame=ndarray.encode(seen, "png"))
+                                        frame=ndarray.encode(probe, "png"))
         frame.captured_at.FromNanoseconds(int((1e9 + 0.2 * i) * 1e9))
         frames.append(frame)
     decisions = list(stream(stack.address("gateway"), frames, timeout=30))
+    person = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id=f"obama-{site}"), timeout=10)
     size = matcher.Identify(matcher_pb2.IdentifyRequest(probes=[common_pb2.Embedding(
         vector=[1.0] + [0.0] * 127, model_id="dlib-resnet-v1", model_version="1.0")], site=site),
         timeout=10).gallery_identities
 
     card = bundled_card("dlib-resnet-v1")
     flags = tuple(found.frames[0].faces[0].face.capture_flags)
-    stricter, clean = card.threshold_for(None, size, flags), card.threshold_for(None, size)
-    assert flag in flags
-    assert stricter <= clean - card.capture_tightening[flag] + 1e-9
+    enrolled = tuple(filter(None, person.metadata["facegate.capture"].split(",")))
+    stricter, clean = card.threshold_for(None, size, flags, enrolled), card.threshold_for(None, size)
+    assert flag in flags and flag in enrolled
+    assert stricter <= clean - card.capture_tightening[flag].flagged_template + 1e-9
     assert len(decisions) == 1 and f"{stricter:.3f}" in decisions[0].reason
 
 

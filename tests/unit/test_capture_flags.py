@@ -39,14 +39,21 @@ def test__a_box_outside_the_frame_raises_nothing_rather_than_failing():
     assert capture_flags(face_like(), (500.0, 500.0, 50.0, 50.0)) == ()
 
 
-def test__a_flagged_probe_gets_the_threshold_lowered_by_its_strictest_flag():
+def test__a_flagged_probe_is_held_stricter_against_a_person_enrolled_the_same_way_than_against_a_clean_one():
     card = bundled_card(DEFAULT_MODEL)
+    dark = card.capture_tightening["dark"]
     clean = card.threshold_for(None, 20)
-    dark = card.threshold_for(None, 20, ("dark",))
-    both = card.threshold_for(None, 20, ("dark", "grey"))
 
-    assert dark == pytest.approx(clean - card.capture_tightening["dark"])
-    assert both == pytest.approx(clean - max(card.capture_tightening["dark"], card.capture_tightening["grey"]))
+    assert card.threshold_for(None, 20, ("dark",), ()) == pytest.approx(clean - dark.clean_template)
+    assert card.threshold_for(None, 20, ("dark",), ("dark",)) == pytest.approx(clean - dark.flagged_template)
+    assert card.threshold_for(None, 20, ("dark",), None) == pytest.approx(clean - dark.flagged_template)  # not known
+    assert dark.clean_template < dark.flagged_template
+
+
+def test__several_flags_take_the_strictest():
+    card = bundled_card(DEFAULT_MODEL)
+    strictest = max(card.capture_tightening[f].flagged_template for f in ("dark", "grey"))
+    assert card.tightening(("dark", "grey")) == pytest.approx(strictest)
     assert set(card.capture_tightening) <= set(CAPTURE_FLAGS)
 
 
@@ -55,8 +62,12 @@ def test__an_unknown_flag_is_refused_naming_the_known_ones():
         bundled_card(DEFAULT_MODEL).threshold_for(None, 20, ("foggy",))
 
 
-@pytest.mark.parametrize("tightening, complaint", [({"foggy": 0.01}, "names 'foggy'"), ({"dark": -0.01}, ">= 0"),
-                                                   ({"dark": 0.5}, "below every threshold")])
+@pytest.mark.parametrize("tightening, complaint", [
+    ({"foggy": {"clean_template": 0.0, "flagged_template": 0.01}}, "names 'foggy'"),
+    ({"dark": {"clean_template": -0.01, "flagged_template": 0.01}}, "0 <= clean_template"),
+    ({"dark": {"clean_template": 0.02, "flagged_template": 0.01}}, "clean_template <= flagged_template"),
+    ({"dark": {"clean_template": 0.0, "flagged_template": 0.5}}, "below every threshold"),
+    ({"dark": 0.01}, "bad field")])
 def test__a_card_with_bad_capture_tightening_is_refused(tightening, complaint):
     raw = json.loads(bundled_card(DEFAULT_MODEL).to_json())
     raw["capture_tightening"] = tightening
