@@ -1,5 +1,5 @@
-"""Capture conditions on LFW: FAR/FRR and open-set DIR when door cameras degrade the probe, before
-and after a condition estimate selects a stricter threshold (issue 14, "capture conditions").
+"""Capture conditions on LFW: FAR/FRR and open-set DIR when door cameras degrade the photos, at
+the card's threshold and under the rule the services apply (issue 14, "capture conditions").
 
     python bench/capture_conditions_lfw.py --data ../shared/data/lfw-deepfunneled [--seed 0]
 
@@ -8,69 +8,72 @@ bench/openset_lfw.py does; half 0 calibrates, half 1 is reported on. From each h
 people with >= 2 photos (up to `--per-person` photos each) and `--single` one-photo people.
 Every chosen photo is degraded (facegate/evaluation/conditions.py, seeded per photo) *before*
 detection, detected (MTCNN, min face 40 px, the face nearest the centre kept), aligned and
-embedded once per condition. A photo whose face is not found is a detector miss: no fallback
-crop, it is rejected (a false reject if genuine, never a false accept). Templates are clean.
-- verification: clean template vs degraded probe, every ordered pair of different photos: FAR
-  over the impostor pairs (different people), FRR over the genuine ones; then both photos
-  degraded (a site enrolling from its own cameras), each pair once;
+embedded once per condition. A photo whose face is not found is a detector miss: as a probe it
+is rejected (a false reject if genuine, never a false accept); it is never a template (its
+enrolment would have failed).
+- verification: every ordered pair (template, probe) of different photos; templates clean, then
+  degraded too (a site enrolling from its own cameras). FAR over the impostor pairs (different
+  people), FRR over the genuine ones;
 - open set: `--repeats` galleries of `--gallery` people enrolled from one photo each (clean,
   then degraded); their other photos are genuine probes, every photo of a person not enrolled
-  an impostor probe; the matcher's rule at the card's 1:K threshold for K identities: accept
-  iff the nearest identity is within it and the second-nearest is at least the card's
-  ambiguity gap farther. FAR per impostor probe; DIR = genuine probes accepted as the right
-  person;
-- after: flags from capture features (`ConditionEstimator`; each cut-off the one that best
-  tells the conditions it is meant for from clean photos of the calibration half) lower the
-  threshold: per flag, a pair threshold calibrated on the calibration half for the card's FAR
-  on the impostor pairs the flag governs (one for a flagged probe, one for a probe and template
-  sharing the flag); the open set's 1:K threshold is lowered by as much. Three rules are
-  fitted (`fit`) and the one kept is chosen on the calibration half (FAR within 2x of the
-  target on every condition there, then the lowest FRR).
-Prints the tables and the chosen rule as the model card's `condition_thresholds` entry (JSON).
+  an impostor probe; the matcher's rule: accept iff the nearest identity is within the
+  threshold and the second-nearest is at least the card's ambiguity gap farther. FAR per
+  impostor probe; DIR = genuine probes accepted as the right person;
+- thresholds, as the services apply them: before = `card.threshold_for(FAR)` (pairs) or
+  `card.threshold_for(FAR, K)` (the 1:K band); after = `card.threshold_for(FAR, K, probe flags,
+  template flags)`: lowered by the card's `capture_tightening`, per probe flag its
+  `clean_template` value if the template does not carry the flag, its `flagged_template` value
+  if it does, the largest of those. Flags are `services.core.capture.CAPTURE_RULES` on each
+  photo's own frame and box. In verification the template is the pair's template photo; in the
+  open set, the nearest enrolled person's one template (the matcher records the flags of each
+  person's enrolment photos).
+The shipped cut-offs and tightening were chosen on the calibration half; this bench re-derives
+them there (each cut-off the one that best tells the conditions its flag is meant for from clean
+photos, Youden's J; per flag, the card's pair threshold minus the one meeting the FAR on the
+impostor pairs it governs, for the worst of the conditions it is meant for: a clean photo as
+template and a flagged probe (clean_template), both photos flagged (flagged_template)) and warns
+if they no longer match what ships. Everything in the table is measured on the report half.
 Embeddings and features are cached in $FACEGATE_HOME/cache: the first run embeds ~4,700 photos
-x 8 conditions (~18 min on 2 cores), a rerun takes ~3 min.
+x 8 conditions (~18 min on 2 cores), a rerun takes under a minute.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import marshal
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facegate.evaluation.calibration import threshold_at_far
-from facegate.evaluation.conditions import (
-    DEGRADATIONS,
-    ConditionEstimator,
-    choose_cutoff,
-    flag_rows,
-    pair_thresholds,
-    rng_for,
-)
-from services.core.capture import FEATURES, FlagRule, capture_features
+from facegate.evaluation.conditions import DEGRADATIONS, choose_cutoff, flag_rows, pair_thresholds, rng_for, row_flags
+from services.core.capture import CAPTURE_RULES, FEATURES, FlagRule, capture_features, capture_flags
+from services.core.model_card import ModelCard, Tightening, load_card
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported (in main)
+
+# the conditions each flag is meant to catch: its cut-off is re-derived against them, its tightening
+# for the worst of them
+MEANT = {"grey": ("grey",), "dark": ("low_light",), "blurry": ("low_res", "motion_blur"), "blocky": ("jpeg",),
+         "uneven": ("side_light",)}
 
 
 @dataclass(frozen=True)
 class Embedded:
     """One image set under one condition: per photo, whether a face was found, its embedding, its
-    box and its capture features (with the detector's score and quality). The cache also keeps
-    each face's landmarks, for a pose cue later."""
+    box and its capture features (NaN where not found)."""
 
     names: np.ndarray
     found: np.ndarray  # bool
     vectors: np.ndarray  # (n, d) unit vectors; zeros where not found
     boxes: np.ndarray  # (n, 4) x, y, w, h; NaN where not found
-    features: dict[str, np.ndarray]  # capture features, "score" and "quality" -> (n,); NaN where not found
+    features: dict[str, np.ndarray]  # capture features -> (n,)
 
 
 def sample(labels: np.ndarray, people: np.ndarray, seed: int, multi: int, single: int, per_person: int) -> list[int]:
@@ -108,7 +111,6 @@ def embed_condition(pipeline, root: Path, names: list[str], condition: str, seed
     """Degrade, detect, align and embed every photo (cached), then measure its capture features
     (cached apart: they need the photo and the box, not the model)."""
     from services.core import assets
-    from services.detector.quality import face_quality
 
     card = pipeline.embedder.card
     key = cache_key(root, names, condition, seed, card.model_key, repr(pipeline.detector.settings))
@@ -119,7 +121,7 @@ def embed_condition(pipeline, root: Path, names: list[str], condition: str, seed
     else:
         stored = {"names": np.array(names), "found": np.zeros(n, bool),
                   "vectors": np.zeros((n, card.embedding_dim), np.float32), "boxes": np.full((n, 4), np.nan),
-                  "landmarks": np.full((n, 5, 2), np.nan), "score": np.full(n, np.nan), "quality": np.full(n, np.nan)}
+                  "landmarks": np.full((n, 5, 2), np.nan)}
         started, batch = time.perf_counter(), 16
         for start in range(0, n, batch):
             chunk = range(start, min(n, start + batch))
@@ -130,10 +132,8 @@ def embed_condition(pipeline, root: Path, names: list[str], condition: str, seed
                     continue  # a detector miss: no fallback crop (a door would see no face)
                 centre = np.array(frame.shape[1::-1]) / 2
                 face = min(faces, key=lambda f: np.linalg.norm(np.mean(f.landmarks, 0) - centre))
-                crop = pipeline.align(frame, face.landmarks)
                 stored["boxes"][i], stored["landmarks"][i] = face.box, face.landmarks
-                stored["score"][i], stored["quality"][i] = face.score, face_quality(face, crop)
-                crops.append(crop)
+                crops.append(pipeline.align(frame, face.landmarks))
                 kept.append(i)
             if crops:
                 stored["vectors"][kept] = pipeline.embedder.embed(np.stack(crops))
@@ -144,7 +144,6 @@ def embed_condition(pipeline, root: Path, names: list[str], condition: str, seed
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **stored)
     features = measure_features(root, names, condition, seed, stored["boxes"], path.with_suffix(""))
-    features.update(score=stored["score"], quality=stored["quality"])
     return Embedded(stored["names"], stored["found"], stored["vectors"], stored["boxes"], features)
 
 
@@ -170,47 +169,31 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * a @ b.T))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One condition under one threshold rule, on one half."""
-
-    far: float  # clean template vs degraded probe, impostor pairs
-    frr: float  # same, genuine pairs (different photos of one person)
-    degraded_far: float  # both photos degraded
-    degraded_frr: float
-    open_far: float = float("nan")  # galleries of K clean templates: per impostor probe
-    dir: float = float("nan")  # genuine probes accepted as the right person
-    degraded_open_far: float = float("nan")  # galleries of K degraded templates
-    degraded_dir: float = float("nan")
+def photo_flags(embedded: Embedded, rules: tuple[FlagRule, ...] = CAPTURE_RULES) -> list[tuple[str, ...]]:
+    """Each photo's capture flags as the detector raises them (none where no face was found)."""
+    return row_flags(rules, embedded.features)
 
 
-def verify(labels: np.ndarray, clean: Embedded, probe: Embedded, threshold: np.ndarray,
-           threshold_both: np.ndarray) -> tuple[float, float, float, float]:
-    """FAR and FRR with clean templates vs degraded probes (every ordered pair of different photos
-    whose template was found; `threshold` is template x probe), then with both photos degraded
-    (each pair once; `threshold_both` is degraded x degraded, the stricter of its two
-    directions used). A photo not found rejects."""
+def verify(labels: np.ndarray, template: Embedded, probe: Embedded, threshold: np.ndarray) -> tuple[float, float]:
+    """(FAR, FRR) over every ordered pair (template, probe) of different photos whose template's
+    face was found; `threshold` is (templates x probes), or (1, 1) for all. A probe not found
+    rejects."""
     same = labels[:, None] == labels[None, :]
-    other = ~np.eye(len(labels), dtype=bool)
-    accept = (distances(clean.vectors, probe.vectors) <= threshold) & probe.found[None, :] & clean.found[:, None]
-    usable = np.broadcast_to(clean.found[:, None], same.shape)
-    far, frr = accept[usable & ~same].mean(), 1.0 - accept[usable & same & other].mean()
-    upper = np.triu_indices(len(labels), 1)
-    limit = np.minimum(threshold_both[upper], threshold_both.T[upper])
-    accept_both = distances(probe.vectors, probe.vectors)[upper] <= limit
-    accept_both &= probe.found[upper[0]] & probe.found[upper[1]]
-    different = labels[upper[0]] != labels[upper[1]]
-    return float(far), float(frr), float(accept_both[different].mean()), float(1.0 - accept_both[~different].mean())
+    usable = template.found[:, None] & ~np.eye(len(labels), dtype=bool)
+    accept = (distances(template.vectors, probe.vectors) <= threshold) & probe.found[None, :]
+    return float(accept[usable & ~same].mean()), float(1.0 - accept[usable & same].mean())
 
 
 def open_set(labels: np.ndarray, gallery: Embedded, probe: Embedded, threshold: np.ndarray, gap: float,
              size: int, repeats: int, seed: int) -> tuple[float, float]:
     """(FAR per impostor probe, DIR) over `repeats` galleries of `size` people enrolled from one
-    photo each of `gallery` (people with >= 2 photos; seeded: the same galleries for every rule).
-    `threshold` is (template x probe) as in `verify`."""
+    found photo each of `gallery` (people with >= 2 photos; seeded: the same galleries for every
+    threshold); `threshold` is (gallery photos x probes), or (1, 1) for all: a probe is judged at
+    the threshold of its nearest template."""
     rng = np.random.default_rng(seed)
     candidates = sorted({p for p in labels[gallery.found] if np.sum(labels == p) >= 2})
     d = distances(probe.vectors, gallery.vectors)
+    threshold = np.broadcast_to(threshold, d.T.shape)
     rows = np.arange(len(labels))
     false_accepts = impostors = identified = genuine_probes = 0
     for _ in range(repeats):
@@ -219,8 +202,7 @@ def open_set(labels: np.ndarray, gallery: Embedded, probe: Embedded, threshold: 
         block = d[:, templates]
         order = np.argsort(block, axis=1)[:, :2]
         d1, d2 = block[rows, order[:, 0]], block[rows, order[:, 1]]
-        limit = threshold[templates[order[:, 0]], rows]
-        accept = probe.found & (d1 <= limit) & (d2 - d1 >= gap)
+        accept = probe.found & (d1 <= threshold[templates[order[:, 0]], rows]) & (d2 - d1 >= gap)
         enrolled = np.isin(labels, people)
         genuine = enrolled.copy()
         genuine[templates] = False  # a template's own photo is not probed
@@ -232,15 +214,39 @@ def open_set(labels: np.ndarray, gallery: Embedded, probe: Embedded, threshold: 
     return false_accepts / impostors, identified / genuine_probes
 
 
-# flag, feature, below (else above), on the magnitude, the conditions it is meant to catch (the
-# cut-off is the one that best tells those from clean photos on the calibration half)
-RULES = (
-    ("grey", "saturation", True, False, ("grey",)),
-    ("dark", "luma_mean", True, False, ("low_light",)),
-    ("blurry", "detail", True, False, ("low_res", "motion_blur")),
-    ("blocky", "blockiness", False, False, ("jpeg",)),
-    ("uneven", "balance", False, True, ("side_light",)),
-)
+@dataclass(frozen=True)
+class Outcome:
+    """One condition at one set of thresholds, on the report half."""
+
+    far: float  # clean templates vs degraded probes
+    frr: float
+    both_far: float  # templates degraded too
+    both_frr: float
+    open_far: float  # galleries of K clean templates, per impostor probe
+    dir: float  # genuine probes accepted as the right person
+    both_open_far: float  # galleries of K degraded templates
+    both_dir: float
+
+
+def outcome(labels: np.ndarray, clean: Embedded, probe: Embedded, card: ModelCard, far: float,
+            flagged: bool, open_args: tuple) -> Outcome:
+    """One condition at the card's thresholds (`flagged` False) or, as the matcher applies them,
+    lowered by the probe's capture flags against the template's (clean photos as templates, then
+    the degraded ones)."""
+    size = open_args[1]
+    if not flagged:
+        pair = np.full((1, 1), card.threshold_for(far))
+        band = np.full((1, 1), card.threshold_for(far, size))
+        return Outcome(*verify(labels, clean, probe, pair), *verify(labels, probe, probe, pair),
+                       *open_set(labels, clean, probe, band, *open_args),
+                       *open_set(labels, probe, probe, band, *open_args))
+    clean_flags, probe_flags = photo_flags(clean), photo_flags(probe)
+    return Outcome(*verify(labels, clean, probe, pair_thresholds(card, far, None, clean_flags, probe_flags)),
+                   *verify(labels, probe, probe, pair_thresholds(card, far, None, probe_flags, probe_flags)),
+                   *open_set(labels, clean, probe, pair_thresholds(card, far, size, clean_flags, probe_flags),
+                             *open_args),
+                   *open_set(labels, probe, probe, pair_thresholds(card, far, size, probe_flags, probe_flags),
+                             *open_args))
 
 
 def floor4(value: float) -> float:
@@ -248,120 +254,66 @@ def floor4(value: float) -> float:
     return float(np.floor(value * 1e4) / 1e4)
 
 
-def fit(labels: np.ndarray, sets: dict[str, Embedded], default: float, target: float) -> dict[str, ConditionEstimator]:
-    """On the calibration half: a cut-off per flag, then three candidate rules, each with a
-    threshold for a flagged probe (clean template) and one for a probe and template sharing a
-    flag, calibrated for `target` on the impostor pairs it governs:
-    - one threshold for any flag (all flagged pairs pooled);
-    - a threshold per flag (its flagged pairs pooled over every condition);
-    - a threshold per flag, for its worst condition (the strictest of the pooled one and the
-      ones calibrated on each condition the flag is meant to catch alone)."""
+def calibrate(labels: np.ndarray, sets: dict[str, Embedded], default: float,
+              far: float) -> tuple[tuple[FlagRule, ...], dict[str, Tightening]]:
+    """What the calibration half chooses: CAPTURE_RULES' features and directions with each
+    cut-off re-chosen (the one that best tells its flag's conditions from clean photos), and per
+    flag its tightening, `default` minus the threshold meeting `far` on the impostor pairs it
+    governs, pooled over every condition and on each of the flag's conditions alone, the
+    strictest (rounded down to 4 decimals; none without 10 / far such pairs):
+    - clean_template: a clean photo as template (any clean photo: the few that carry the flag
+      themselves are judged by flagged_template at runtime, and leaving them out here loosens
+      blurry's by ~0.0007), a probe carrying the flag;
+    - flagged_template: both photos carrying it (the same condition)."""
     clean = sets["clean"]
-    rules, meant = [], {}
-    for flag, feature, below, absolute, conditions in RULES:
-        meant[flag] = [c for c in conditions if c in sets]
-        if not meant[flag]:
+    rules = []
+    for rule in CAPTURE_RULES:
+        def value(e: Embedded, rule: FlagRule = rule) -> np.ndarray:
+            return np.abs(e.features[rule.feature]) if rule.absolute else e.features[rule.feature]
+
+        flagged = np.concatenate([value(sets[c]) for c in MEANT[rule.flag] if c in sets] or [np.array([np.nan])])
+        if np.isnan(flagged).all():  # none of its conditions run: keep the shipped cut-off
+            rules.append(rule)
             continue
-
-        def value(e: Embedded, feature: str = feature, absolute: bool = absolute) -> np.ndarray:
-            return np.abs(e.features[feature]) if absolute else e.features[feature]
-
-        cutoff = choose_cutoff(value(clean), np.concatenate([value(sets[c]) for c in meant[flag]]), below)
-        rules.append(FlagRule(flag, feature, float(f"{cutoff:.4g}"), below, absolute))
-    estimator = ConditionEstimator(tuple(rules), default=default, target_far=target)
-    flags, anyone = [r.flag for r in rules], ""  # "": any flag
-    same = labels[:, None] == labels[None, :]
+        rules.append(replace(rule, cutoff=float(f"{choose_cutoff(value(clean), flagged, rule.below):.4g}")))
     upper = np.triu_indices(len(labels), 1)
     different = labels[upper[0]] != labels[upper[1]]
-    # flag -> condition -> impostor distances it governs: clean template vs flagged probe; both flagged
-    probe_pairs: dict[str, dict[str, np.ndarray]] = {f: {} for f in [*flags, anyone]}
-    both_pairs: dict[str, dict[str, np.ndarray]] = {f: {} for f in [*flags, anyone]}
+    other = labels[:, None] != labels[None, :]
+    # flag -> condition -> the impostor distances its tightening governs
+    one: dict[str, dict[str, np.ndarray]] = {r.flag: {} for r in rules}  # clean template, flagged probe
+    both: dict[str, dict[str, np.ndarray]] = {r.flag: {} for r in rules}  # both flagged
     for condition, embedded in sets.items():
-        d = distances(clean.vectors[clean.found], embedded.vectors)
-        d_both = distances(embedded.vectors, embedded.vectors)[upper]
-        rows = flag_rows(estimator, embedded.features)
-        rows[anyone] = np.any([rows[f] for f in flags], axis=0)
-        for flag, hit in rows.items():
+        d = distances(embedded.vectors, embedded.vectors)[upper]
+        d_clean = distances(clean.vectors, embedded.vectors)
+        for flag, hit in flag_rows(tuple(rules), embedded.features).items():
             hit = hit & embedded.found
-            probe_pairs[flag][condition] = d[:, hit][~same[clean.found][:, hit]]
-            both_pairs[flag][condition] = d_both[hit[upper[0]] & hit[upper[1]] & different]
-    enough = 10 / target  # impostor pairs needed to calibrate at all
+            both[flag][condition] = d[hit[upper[0]] & hit[upper[1]] & different]
+            one[flag][condition] = d_clean[clean.found][:, hit][other[clean.found][:, hit]]
 
-    def threshold(pairs: dict[str, np.ndarray], worst_of: list[str]) -> float | None:
-        pooled = np.concatenate(list(pairs.values()))
-        if len(pooled) < enough:
+    def tightening(by_condition: dict[str, np.ndarray], flag: str) -> float | None:
+        pooled = np.concatenate(list(by_condition.values()))
+        if len(pooled) < 10 / far:
             return None
-        found = [threshold_at_far(pooled, target)]
-        found += [threshold_at_far(pairs[c], target) for c in worst_of if len(pairs[c]) >= enough]
-        return min(default, floor4(min(found)))
+        found = [threshold_at_far(pooled, far)]
+        found += [threshold_at_far(by_condition[c], far) for c in MEANT[flag]
+                  if len(by_condition.get(c, ())) >= 10 / far]
+        return round(default - min(default, floor4(min(found))), 4)
 
-    def per_flag(pairs: dict[str, dict[str, np.ndarray]], worst: bool) -> dict[str, float]:
-        out = {f: threshold(pairs[f], meant[f] if worst else []) for f in flags}
-        return {f: t for f, t in out.items() if t is not None}
-
-    any_probe, any_both = threshold(probe_pairs[anyone], []), threshold(both_pairs[anyone], [])
-    return {
-        "one threshold for any flag": ConditionEstimator(
-            estimator.rules, {f: any_probe for f in flags if any_probe is not None},
-            {f: any_both for f in flags if any_both is not None}, default, target),
-        "a threshold per flag": ConditionEstimator(
-            estimator.rules, per_flag(probe_pairs, False), per_flag(both_pairs, False), default, target),
-        "a threshold per flag, for its worst condition": ConditionEstimator(
-            estimator.rules, per_flag(probe_pairs, True), per_flag(both_pairs, True), default, target),
-    }
-
-
-def outcome(labels, clean: Embedded, probe: Embedded, estimator: ConditionEstimator | None, default: float,
-            band: float | None = None, open_args: tuple = ()) -> Outcome:
-    """One condition's outcome at the card's thresholds (`estimator` None) or lowered by the
-    estimator's flags: the pair threshold `default` for verification, the 1:K `band` for the open
-    set (measured only when `band` is given)."""
-    square = (len(labels), len(labels))
-    if estimator is None:
-        threshold = threshold_both = np.full(square, default)
-    else:
-        threshold = pair_thresholds(estimator, clean.features, probe.features)
-        threshold_both = pair_thresholds(estimator, probe.features, probe.features)
-    far, frr, degraded_far, degraded_frr = verify(labels, clean, probe, threshold, threshold_both)
-    if band is None:
-        return Outcome(far, frr, degraded_far, degraded_frr)
-    if estimator is None:
-        open_clean = open_both = np.full(square, band)
-    else:
-        open_clean = pair_thresholds(estimator, clean.features, probe.features, base=band)
-        open_both = pair_thresholds(estimator, probe.features, probe.features, base=band)
-    return Outcome(far, frr, degraded_far, degraded_frr, *open_set(labels, clean, probe, open_clean, *open_args),
-                   *open_set(labels, probe, probe, open_both, *open_args))
-
-
-def worst_far_and_mean_frr(labels, sets: dict[str, Embedded], estimator: ConditionEstimator,
-                           target: float) -> tuple[float, float]:
-    """On the calibration half (in sample): the worst FAR / target over conditions and both
-    enrolment kinds, and the FRR averaged over conditions and both kinds: how a rule is chosen."""
-    results = [outcome(labels, sets["clean"], e, estimator, estimator.default) for e in sets.values()]
-    return (max(max(r.far, r.degraded_far) for r in results) / target,
-            float(np.mean([(r.frr + r.degraded_frr) / 2 for r in results])))
-
-
-def composition_check(labels, sets: dict[str, Embedded], estimator: ConditionEstimator, band: float,
-                      open_args: tuple, target: float) -> dict[str, float]:
-    """On the calibration half (in sample), galleries enrolled from degraded photos: the worst
-    open-set FAR / target over conditions with the band alone, with the stricter of the band and
-    the flags' pair threshold, and with the band lowered by the flags' tightening (the rule used)."""
-    names = ("band alone", "stricter of band and flag threshold", "band lowered by the flags' tightening")
-    worst = dict.fromkeys(names, 0.0)
-    for embedded in sets.values():
-        pair = pair_thresholds(estimator, embedded.features, embedded.features)
-        for name, threshold in zip(worst, (np.full(pair.shape, band), np.minimum(pair, band),
-                                           pair_thresholds(estimator, embedded.features, embedded.features, base=band)),
-                                   strict=True):
-            far, _ = open_set(labels, embedded, embedded, threshold, *open_args)
-            worst[name] = max(worst[name], far / target)
-    return worst
+    out = {}
+    for rule in rules:
+        strong = tightening(both[rule.flag], rule.flag)
+        if strong is not None:
+            out[rule.flag] = Tightening(tightening(one[rule.flag], rule.flag) or 0.0, strong)
+    return tuple(rules), out
 
 
 def sci(value: float) -> str:
     return f"{value:.1e}" if value else "0"
+
+
+def arrow(before: float, after: float, percent: bool = False) -> str:
+    show = (lambda v: f"{v:.1%}") if percent else sci
+    return show(before) if show(before) == show(after) else f"{show(before)} -> {show(after)}"
 
 
 def main() -> int:
@@ -373,6 +325,7 @@ def main() -> int:
     parser.add_argument("--per-person", type=int, default=4)
     parser.add_argument("--gallery", type=int, default=20, help="K: people enrolled per open-set gallery")
     parser.add_argument("--repeats", type=int, default=200, help="open-set galleries drawn")
+    parser.add_argument("--far", type=float, default=1e-3, help="target FAR (one the card calibrates)")
     parser.add_argument("--conditions", default=",".join(DEGRADATIONS), help="comma-separated; clean is always run")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -391,7 +344,12 @@ def main() -> int:
     if unknown:
         print(f"unknown conditions {unknown}; known: {list(DEGRADATIONS)}", file=sys.stderr)
         return 2
+    card = load_card()  # the card the matcher applies
     pipeline = FacePipeline(detector_settings=DetectorSettings(min_face_size=40))
+    if pipeline.embedder.card.model_key != card.model_key:
+        print(f"the pipeline embeds with {pipeline.embedder.card.model_key}, the card is {card.model_key}",
+              file=sys.stderr)
+        return 2
     sets = {}
     for half, label in ((0, "calibration"), (1, "report")):
         photos = sample(labels, halves[half], args.seed + half, args.multi, args.single, args.per_person)
@@ -400,94 +358,82 @@ def main() -> int:
         sets[label] = (labels[photos], {c: embed_condition(pipeline, args.data, chosen_names, c, args.seed, label)
                                         for c in conditions})
     print(f"embedded in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    card = pipeline.embedder.card
-    default, target, gap = card.distance_threshold, card.default_far or 1e-3, card.ambiguity_gap
-    band = card.threshold_for(target, identities=args.gallery)  # what the matcher applies for K identities
+    far, gap, size = args.far, card.ambiguity_gap, args.gallery
     cal_labels, cal = sets["calibration"]
     labels, report = sets["report"]
 
-    candidates = fit(cal_labels, cal, default, target)
-    scored = {name: worst_far_and_mean_frr(cal_labels, cal, e, target) for name, e in candidates.items()}
-    meeting = [n for n, (worst, _) in scored.items() if worst <= 2.0]
-    # the lowest FRR among the rules holding FAR within 2x of the target; if none does, the lowest FAR
-    chosen = min(meeting, key=lambda n: scored[n][1]) if meeting else min(scored, key=lambda n: scored[n][0])
-    estimator = candidates[chosen]
-
-    open_args = (gap, args.gallery, args.repeats, args.seed)
+    open_args = (gap, size, args.repeats, args.seed)
     rows = []
     for condition, probe in report.items():
-        before = outcome(labels, report["clean"], probe, None, default, band, open_args)
-        after = outcome(labels, report["clean"], probe, estimator, default, band, open_args)
-        other = {n: outcome(labels, report["clean"], probe, e, default) for n, e in candidates.items() if n != chosen}
-        flagged = flag_rows(estimator, probe.features)
-        rows.append((condition, probe, before, after, other, flagged))
+        flags = photo_flags(probe)
+        rows.append((condition, probe, flags, outcome(labels, report["clean"], probe, card, far, False, open_args),
+                     outcome(labels, report["clean"], probe, card, far, True, open_args)))
 
     n_people = len(set(labels))
-    print(f"LFW capture conditions, seed {args.seed}: report half {len(labels)} photos of {n_people} people "
-          f"({sum(np.sum(labels == p) >= 2 for p in set(labels))} with >= 2 photos), clean and degraded before "
-          f"detection. Verification at the card's pair threshold {default} (FAR {target:g}); open set: "
-          f"{args.repeats} galleries of K={args.gallery} people enrolled from one photo each, at the card's 1:K "
-          f"threshold for K={args.gallery} ({band}) and ambiguity gap {gap}. 'before -> after': the card's "
-          f"threshold -> lowered by the condition estimate's flags ({chosen}). 'clean tpl': enrolled from clean "
-          f"photos; 'both deg': templates degraded too.")
+    print(f"LFW capture conditions, seed {args.seed}, target FAR {far:g}: report half {len(labels)} photos of "
+          f"{n_people} people ({sum(np.sum(labels == p) >= 2 for p in set(labels))} with >= 2 photos), each "
+          f"degraded before detection. 'before -> after': the card's threshold ({card.threshold_for(far)} for "
+          f"pairs; the 1:K band for K={size}, {card.threshold_for(far, size)}) -> lowered by the probe's capture "
+          f"flags against the template's (card.threshold_for(FAR, K, probe flags, template flags); the open set: "
+          f"the nearest person's template), as the matcher does. 'clean tpl': enrolled from clean photos; "
+          f"'both deg': templates degraded too. Open set: {args.repeats} galleries of K={size} people, one photo "
+          f"each, ambiguity gap {gap}. 'flagged': probes (faces found) raising any flag.")
     print()
-    print("| condition | detector miss | flagged | FAR clean tpl | FRR clean tpl | FAR both deg | FRR both deg "
-          f"| open-set FAR K={args.gallery} clean tpl | DIR clean tpl | open-set FAR both deg | DIR both deg |")
+    print(f"| condition | miss | flagged | FAR clean tpl | FRR clean tpl | FAR both deg | FRR both deg "
+          f"| 1:{size} FAR clean tpl | DIR clean tpl | 1:{size} FAR both deg | DIR both deg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for condition, probe, before, after, _, flagged in rows:
-        any_flag = np.any(list(flagged.values()), axis=0) & probe.found
-        print(f"| {condition} | {1 - probe.found.mean():.1%} | {any_flag.mean():.0%} "
-              f"| {sci(before.far)} -> {sci(after.far)} | {before.frr:.1%} -> {after.frr:.1%} "
-              f"| {sci(before.degraded_far)} -> {sci(after.degraded_far)} "
-              f"| {before.degraded_frr:.1%} -> {after.degraded_frr:.1%} "
-              f"| {sci(before.open_far)} -> {sci(after.open_far)} | {before.dir:.1%} -> {after.dir:.1%} "
-              f"| {sci(before.degraded_open_far)} -> {sci(after.degraded_open_far)} "
-              f"| {before.degraded_dir:.1%} -> {after.degraded_dir:.1%} |")
+    for condition, probe, flags, before, after in rows:
+        flagged = np.mean([bool(f) for f, found in zip(flags, probe.found, strict=True) if found])
+        print(f"| {condition} | {1 - probe.found.mean():.1%} | {flagged:.0%} "
+              f"| {arrow(before.far, after.far)} | {arrow(before.frr, after.frr, True)} "
+              f"| {arrow(before.both_far, after.both_far)} | {arrow(before.both_frr, after.both_frr, True)} "
+              f"| {arrow(before.open_far, after.open_far)} | {arrow(before.dir, after.dir, True)} "
+              f"| {arrow(before.both_open_far, after.both_open_far)} "
+              f"| {arrow(before.both_dir, after.both_dir, True)} |")
     print()
-    print("Flags raised per condition (share of report-half probes whose face was found):")
-    print("| condition | " + " | ".join(r.flag for r in estimator.rules) + " |")
-    print("|---|" + "---|" * len(estimator.rules))
-    for condition, probe, _, _, _, flagged in rows:
-        found = probe.found
-        print(f"| {condition} | " + " | ".join(f"{flagged[r.flag][found].mean():.0%}" for r in estimator.rules) + " |")
-    print()
-    print("The rules not chosen, on the report half (FAR / FRR clean template; FAR / FRR both degraded):")
-    for name in (n for n in candidates if n != chosen):
-        print()
-        print(f"| condition | {name}: FAR | FRR | FAR both degraded | FRR both degraded |")
-        print("|---|---|---|---|---|")
-        for condition, _, _, _, other, _ in rows:
-            o = other[name]
-            print(f"| {condition} | {sci(o.far)} | {o.frr:.1%} | {sci(o.degraded_far)} | {o.degraded_frr:.1%} |")
-    print()
-    print("Rules on the calibration half (in sample; worst FAR / target over conditions and both enrolment kinds, "
-          "FRR averaged over conditions and kinds): "
-          + "; ".join(f"{n}: {w:.2f}x, {f:.1%}" for n, (w, f) in scored.items())
-          + f". Chosen: {chosen} (the lowest FRR among those within 2x; if none, the lowest FAR).")
-    sample_faces = [(args.data / n, tuple(b)) for n, b, f in zip(report["clean"].names, report["clean"].boxes,
-                                                                   report["clean"].found, strict=True) if f][:200]
-    frames = [(degraded(args.data, str(path.relative_to(args.data)), "clean", args.seed), box)
-              for path, box in sample_faces]
+    flag_names = [r.flag for r in CAPTURE_RULES]
+    raised = []
+    for condition, probe, flags, _, _ in rows:
+        shares = {f: np.mean([f in fl for fl, found in zip(flags, probe.found, strict=True) if found])
+                  for f in flag_names}
+        raised.append(f"{condition} " + (", ".join(f"{f} {v:.0%}" for f, v in shares.items() if v >= 0.005) or "none"))
+    print("Flags raised (share of probes whose face was found): " + "; ".join(raised) + ".")
+    _, clean_probe, clean_flags, clean_before, clean_after = rows[0]
+    any_flag = np.array([bool(f) for f in clean_flags]) & clean_probe.found
+    worst = max(max(a.far, a.both_far, a.open_far, a.both_open_far) for *_, a in rows)
+    print(f"Clean probes: {any_flag.sum() / clean_probe.found.sum():.1%} raise a flag (of {clean_probe.found.sum()} "
+          f"found); FRR {clean_before.frr:.1%} -> {clean_after.frr:.1%}, DIR at K={size} "
+          f"{clean_before.dir:.1%} -> {clean_after.dir:.1%} for that. Worst FAR after, over conditions and the "
+          f"four columns: {worst / far:.2f}x the target ({'within' if worst <= 2 * far else 'NOT within'} 2x).")
+
+    chosen_rules, tightening = calibrate(cal_labels, cal, card.threshold_for(far), far)
+    none = Tightening(0.0, 0.0)
+    print(f"Calibration half ({len(cal_labels)} photos of {len(set(cal_labels))} people) would choose: "
+          + ", ".join(f"{r.flag} {r.feature} {'<' if r.below else '>'} {r.cutoff:g} (tightening clean template "
+                      f"{tightening.get(r.flag, none).clean_template:.4f}, flagged template "
+                      f"{tightening.get(r.flag, none).flagged_template:.4f})" for r in chosen_rules) + ".")
+    differ = [f"{new.flag} cut-off {new.cutoff:g} (ships {old.cutoff:g})"
+              for new, old in zip(chosen_rules, CAPTURE_RULES, strict=True) if new.cutoff != old.cutoff]
+    for flag in flag_names:
+        chosen, ships = tightening.get(flag, none), card.capture_tightening.get(flag, none)
+        differ += [f"{flag} {kind} tightening {getattr(chosen, kind):.4f} (card {getattr(ships, kind):.4f})"
+                   for kind in ("clean_template", "flagged_template")
+                   if abs(getattr(chosen, kind) - getattr(ships, kind)) > 5e-5]
+    if differ:
+        warning = ("WARNING: the calibration half no longer chooses what ships (services/core/capture.py "
+                   f"CAPTURE_RULES, the card's capture_tightening): {'; '.join(differ)}")
+        print(warning)
+        print(warning, file=sys.stderr)
+    else:
+        print("It matches what ships (CAPTURE_RULES and the card's capture_tightening).")
+    frames = [(degraded(args.data, str(n), "clean", args.seed), tuple(b))
+              for n, b, f in zip(report["clean"].names, report["clean"].boxes, report["clean"].found, strict=True)
+              if f][:200]
     timer = time.perf_counter()
     for frame, box in frames:
-        estimator.estimate(capture_features(frame, box))
-    per_face = (time.perf_counter() - timer) * 1000 / max(1, len(frames))
-    check = composition_check(cal_labels, cal, estimator, band, open_args, target)
-    print("Open set with degraded templates on the calibration half (in sample), worst FAR / target over conditions: "
-          + "; ".join(f"{n}: {w:.2f}x" for n, w in check.items()) + ".")
-    print(f"Capture features + estimate: {per_face:.2f} ms per face (250 px photo, {len(frames)} faces).")
-    cal_people = len(set(cal_labels))
-    entry = {"condition_thresholds": {
-        **estimator.to_dict(),
-        "rule": chosen,
-        "applies_as": "a flagged pair's threshold is the matcher's own (the pair threshold, or the 1:K band's) "
-                      "lowered by default - threshold (the strictest of the flags raised)",
-        "source": f"bench/capture_conditions_lfw.py --seed {args.seed}: cut-offs and thresholds chosen on the "
-                  f"calibration half only (half 0 of the people split of bench/openset_lfw.py; {len(cal_labels)} "
-                  f"photos of {cal_people} people, each clean and under {len(cal) - 1} degradations); "
-                  f"FAR/FRR reported on the other half",
-    }}
-    print(json.dumps(entry, indent=2))
+        capture_flags(frame, box)
+    print(f"capture_flags: {(time.perf_counter() - timer) * 1000 / max(1, len(frames)):.2f} ms per face "
+          f"(250 px photo, {len(frames)} faces).")
     print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
 

@@ -1,16 +1,15 @@
-"""Capture conditions: what door cameras do to a face, and a cheap estimate of it from the frame.
+"""Capture conditions: what door cameras do to a face, for bench/capture_conditions_lfw.py.
 
-Three parts, all pure (NumPy and OpenCV, no model):
+Pure (NumPy and OpenCV, no model):
 - `DEGRADATIONS`: `(image, rng) -> image` functions applied to a decoded RGB uint8 photo *before*
   detection (so a face the detector no longer finds counts as a miss). Each draws its strength
   from `rng`; `rng_for(seed, condition, name)` gives every (condition, photo) its own generator,
   so a result does not depend on which other photos were processed or in what order.
-- `ConditionEstimator`: flags a face ("grey", "dark", "blurry", ...) from its capture features
-  (`services.core.capture`, which the detector runs) and lowers the distance threshold by what
-  its flags were calibrated to need (the strictest flag when several; more when the template
-  carries the flag too): what bench/capture_conditions_lfw.py calibrates and evaluates; the
-  cut-offs it chooses are `services.core.capture.CAPTURE_RULES`, the tightening the card's
-  `capture_tightening`.
+- `choose_cutoff`, `flag_rows` and `row_flags`: how the bench re-derives the cut-offs of the
+  capture flags (`services.core.capture.CAPTURE_RULES`, which the detector applies to every face)
+  on its calibration half, and applies them to whole feature tables at once.
+- `pair_thresholds`: the threshold the matcher applies to every (template, probe) pair at once,
+  from the probe's capture flags and the template's (`ModelCard.threshold_for`).
 
 The degradations assume LFW's framing (250 px photos centred on a face ~105 px wide); their
 docstrings say where that matters.
@@ -19,14 +18,13 @@ docstrings say where that matters.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from services.core.capture import FlagRule
+from services.core.model_card import ModelCard
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -157,62 +155,6 @@ DEGRADATIONS: dict[str, Degradation] = {
 }
 
 
-@dataclass(frozen=True)
-class ConditionEstimator:
-    """Flags from capture features and the distance threshold each flag calls for.
-
-    `thresholds[flag]` holds when the probe carries the flag (the template is a clean desk
-    photo); `both_thresholds[flag]` when the template carries it too (a site enrolling from its
-    own cameras: two dark noisy photos of different people look more alike than either does to
-    a clean one). A pair with no flag keeps `default` (the card's pair threshold), one with
-    several gets the strictest, and no flag loosens `default`.
-
-    The thresholds are calibrated for one comparison (1:1). Where the matcher works from another
-    threshold (`base`: a 1:K band of the card, or a stricter FAR), a flag lowers that one by as
-    much as it lowers the pair threshold (`tightening`): the shift holds the condition's FAR
-    at K=20 on LFW, where taking the stricter of the two does not (bench/capture_conditions_lfw.py)."""
-
-    rules: tuple[FlagRule, ...]
-    thresholds: dict[str, float] = field(default_factory=dict)
-    both_thresholds: dict[str, float] = field(default_factory=dict)
-    default: float = 0.0
-    target_far: float = 1e-3
-
-    def estimate(self, features: Mapping[str, float]) -> set[str]:
-        """The flags one face's capture features raise."""
-        return {rule.flag for rule in self.rules if rule.applies(features)}
-
-    def threshold(self, flags: Iterable[str], template_flags: Iterable[str] = (), base: float | None = None) -> float:
-        """The distance threshold for a probe carrying `flags` against a template carrying
-        `template_flags`: `base` (default: the pair threshold) lowered by the flags' tightening."""
-        return (self.default if base is None else base) - self.tightening(flags, template_flags)
-
-    def tightening(self, flags: Iterable[str], template_flags: Iterable[str] = ()) -> float:
-        """How much lower than the pair threshold the strictest of the flags' thresholds is (>= 0)."""
-        flags = set(flags)
-        shared = flags & set(template_flags)
-        strictest = min([self.default, *(self.thresholds.get(f, self.default) for f in flags),
-                         *(self.both_thresholds.get(f, self.default) for f in shared)])
-        return self.default - strictest
-
-    def to_dict(self) -> dict:
-        return {"target_far": self.target_far, "default": self.default, "rules": [asdict(r) for r in self.rules],
-                "thresholds": dict(self.thresholds), "both_thresholds": dict(self.both_thresholds)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @staticmethod
-    def from_dict(raw: Mapping) -> ConditionEstimator:
-        return ConditionEstimator(
-            rules=tuple(FlagRule(**rule) for rule in raw["rules"]),
-            thresholds={str(k): float(v) for k, v in raw.get("thresholds", {}).items()},
-            both_thresholds={str(k): float(v) for k, v in raw.get("both_thresholds", {}).items()},
-            default=float(raw["default"]),
-            target_far=float(raw.get("target_far", 1e-3)),
-        )
-
-
 def choose_cutoff(negative: np.ndarray, positive: np.ndarray, below: bool) -> float:
     """The cut-off that best tells `positive` values (to be flagged) from `negative` ones (not):
     the largest flagged share of positives minus flagged share of negatives (Youden's J), in
@@ -232,10 +174,11 @@ def choose_cutoff(negative: np.ndarray, positive: np.ndarray, below: bool) -> fl
     return float((cuts[best[0]] + cuts[best[-1]]) / 2)
 
 
-def flag_rows(estimator: ConditionEstimator, table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per flag, which rows of a feature table (feature -> column) carry it."""
+def flag_rows(rules: Iterable[FlagRule], table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per flag, which rows of a feature table (feature -> column) carry it: `FlagRule.applies`
+    on whole columns (a row with a NaN feature, e.g. a detector miss, raises no flag)."""
     out: dict[str, np.ndarray] = {}
-    for rule in estimator.rules:
+    for rule in rules:
         values = np.asarray(table[rule.feature], np.float64)
         values = np.abs(values) if rule.absolute else values
         hit = values < rule.cutoff if rule.below else values > rule.cutoff
@@ -243,15 +186,25 @@ def flag_rows(estimator: ConditionEstimator, table: Mapping[str, np.ndarray]) ->
     return out
 
 
-def pair_thresholds(estimator: ConditionEstimator, templates: Mapping[str, np.ndarray],
-                    probes: Mapping[str, np.ndarray], base: float | None = None) -> np.ndarray:
-    """(templates x probes) matrix of `estimator.threshold(probe flags, template flags, base)` for
-    two feature tables at once (rows with NaN features, e.g. detector misses, raise no flag)."""
-    template_flags, probe_flags = flag_rows(estimator, templates), flag_rows(estimator, probes)
-    rows, columns = len(next(iter(templates.values()))), len(next(iter(probes.values())))
-    out = np.full((rows, columns), estimator.default, np.float64)
-    for flag, hit in probe_flags.items():
-        out[:, hit] = np.minimum(out[:, hit], estimator.thresholds.get(flag, estimator.default))
-        both = template_flags[flag][:, None] & hit[None, :]
-        out[both] = np.minimum(out[both], estimator.both_thresholds.get(flag, estimator.default))
-    return out if base is None else base - (estimator.default - out)
+def row_flags(rules: Iterable[FlagRule], table: Mapping[str, np.ndarray]) -> list[tuple[str, ...]]:
+    """Each row's capture flags, in the rules' order, as `capture_flags` returns them for one face
+    (none for a row with a NaN feature)."""
+    rows = flag_rows(rules, table)
+    count = len(next(iter(table.values())))
+    return [tuple(flag for flag, hit in rows.items() if hit[i]) for i in range(count)]
+
+
+def pair_thresholds(card: ModelCard, far: float | None, identities: int | None,
+                    template_flags: Sequence[tuple[str, ...] | None],
+                    probe_flags: Sequence[tuple[str, ...]]) -> np.ndarray:
+    """(templates x probes) matrix of `card.threshold_for(far, identities, probe_flags[j],
+    template_flags[i])`: the threshold the matcher applies to probe j when its nearest template
+    is i (a template's flags None: not known, as for a person enrolled before capture flags were
+    kept). Computed once per distinct pair of flag sets."""
+    templates: dict[tuple[str, ...] | None, int] = {}
+    probes: dict[tuple[str, ...], int] = {}
+    template_kind = np.array([templates.setdefault(f, len(templates)) for f in template_flags], np.intp)
+    probe_kind = np.array([probes.setdefault(f, len(probes)) for f in probe_flags], np.intp)
+    table = np.array([[card.threshold_for(far, identities, p, t) for p in probes] for t in templates],
+                     np.float64).reshape(len(templates), len(probes))
+    return table[template_kind[:, None], probe_kind[None, :]]

@@ -1,5 +1,6 @@
 """Capture-condition degradations are seeded, keep the frame's shape, and do what they are named
-for; the capture features see it; the condition estimate picks the strictest threshold."""
+for; the capture features see it; the bench flags whole tables as the detector flags each face
+and judges every (template, probe) pair at the threshold the matcher applies."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import pytest
 
 from facegate.evaluation.conditions import (
     DEGRADATIONS,
-    ConditionEstimator,
     choose_cutoff,
+    flag_rows,
     motion_kernel,
     off_angle_homography,
     pair_thresholds,
     rng_for,
+    row_flags,
 )
-from services.core.capture import FlagRule, capture_features
+from services.core.capture import CAPTURE_RULES, FlagRule, capture_features, capture_flags
+from services.core.model_card import load_card
 
 BOX = (72.0, 70.0, 106.0, 120.0)  # where an LFW face is in its 250 px photo
 
@@ -176,52 +179,27 @@ def test__features_refuse_a_box_outside_the_frame(photo):
         capture_features(photo, (300.0, 300.0, 50.0, 50.0))
 
 
-ESTIMATOR = ConditionEstimator(
-    rules=(FlagRule("grey", "saturation", 0.05), FlagRule("dark", "luma_mean", 50.0),
-           FlagRule("uneven", "balance", 0.4, below=False, absolute=True)),
-    thresholds={"grey": 0.36, "dark": 0.35},
-    both_thresholds={"grey": 0.34, "dark": 0.32},
-    default=0.3746,
-)
+def test__flag_rows_raises_on_whole_tables_what_the_detector_raises_per_face(photo):
+    frames = [photo, DEGRADATIONS["grey"](photo, rng_for(0, "grey", "x")),
+              DEGRADATIONS["low_light"](photo, rng_for(0, "low_light", "x")),
+              DEGRADATIONS["motion_blur"](photo, rng_for(0, "motion_blur", "x")),
+              DEGRADATIONS["side_light"](photo, rng_for(0, "side_light", "x"))]
+    rows = [capture_features(frame, BOX) for frame in frames]
+    table = {k: np.array([r[k] for r in rows] + [np.nan]) for k in rows[0]}  # the last: a detector miss
+
+    flagged = flag_rows(CAPTURE_RULES, table)
+
+    for i, frame in enumerate(frames):
+        assert tuple(f for f in flagged if flagged[f][i]) == capture_flags(frame, BOX)
+    assert not any(hit[-1] for hit in flagged.values())
+    assert row_flags(CAPTURE_RULES, table) == [*(capture_flags(frame, BOX) for frame in frames), ()]
+    assert "grey" in capture_flags(frames[1], BOX) and "dark" in capture_flags(frames[2], BOX)
 
 
-def test__given_several_flags__then_the_strictest_threshold_applies_and_none_loosens_the_default():
-    features = {"saturation": 0.0, "luma_mean": 30.0, "balance": -0.6}
+def test__a_rule_on_the_magnitude_flags_both_signs():
+    uneven = (FlagRule("uneven", "balance", 0.3, below=False, absolute=True),)
 
-    assert ESTIMATOR.estimate(features) == {"grey", "dark", "uneven"}
-    assert ESTIMATOR.threshold({"grey", "dark", "uneven"}) == 0.35
-    assert ESTIMATOR.threshold({"uneven"}) == 0.3746  # a flag with no threshold of its own keeps the card's
-    assert ESTIMATOR.threshold(set()) == 0.3746
-    assert ConditionEstimator(ESTIMATOR.rules, {"grey": 0.5}, default=0.3746).threshold({"grey"}) == 0.3746
-
-
-def test__given_a_template_with_the_probes_flag__then_the_both_flagged_threshold_applies():
-    assert ESTIMATOR.threshold({"grey"}, template_flags={"grey"}) == 0.34
-    assert ESTIMATOR.threshold({"grey"}, template_flags={"dark"}) == 0.36  # only a shared flag counts
-    assert ESTIMATOR.threshold({"grey", "dark"}, template_flags={"grey", "dark"}) == 0.32
-    assert ESTIMATOR.threshold(set(), template_flags={"dark"}) == 0.3746  # a flagged template alone: the default
-
-
-def test__the_estimator_round_trips_through_json_and_works_on_whole_tables():
-    import json
-
-    again = ConditionEstimator.from_dict(json.loads(ESTIMATOR.to_json()))
-    table = {"saturation": np.array([0.0, 0.3, 0.3, np.nan]), "luma_mean": np.array([120.0, 30.0, 120.0, np.nan]),
-             "balance": np.array([0.0, 0.0, -0.7, np.nan])}
-
-    assert again == ESTIMATOR
-    rows = [ESTIMATOR.estimate({k: float(v[i]) for k, v in table.items()}) for i in range(4)]
-    expected = [[ESTIMATOR.threshold(p, t) for p in rows] for t in rows]
-    assert np.allclose(pair_thresholds(again, table, table), expected)
-    banded = [[ESTIMATOR.threshold(p, t, base=0.32) for p in rows] for t in rows]
-    assert np.allclose(pair_thresholds(again, table, table, base=0.32), banded)
-
-
-def test__given_another_base_threshold__then_a_flag_lowers_it_by_its_own_tightening():
-    assert ESTIMATOR.tightening({"dark"}) == pytest.approx(0.3746 - 0.35)
-    assert ESTIMATOR.threshold({"dark"}, base=0.32) == pytest.approx(0.32 - (0.3746 - 0.35))
-    assert ESTIMATOR.threshold({"dark"}, {"dark"}, base=0.32) == pytest.approx(0.32 - (0.3746 - 0.32))
-    assert ESTIMATOR.threshold(set(), base=0.32) == 0.32
+    assert flag_rows(uneven, {"balance": np.array([-0.5, 0.1, 0.5])})["uneven"].tolist() == [True, False, True]
 
 
 def test__the_cutoff_lies_between_the_two_kinds_and_points_the_right_way():
@@ -233,3 +211,26 @@ def test__the_cutoff_lies_between_the_two_kinds_and_points_the_right_way():
     overlapping = choose_cutoff(np.random.default_rng(0).normal(1.0, 0.1, 5000),
                                 np.random.default_rng(1).normal(0.6, 0.1, 5000), below=True)
     assert overlapping == pytest.approx(0.8, abs=0.03)  # equal spreads: halfway
+
+
+def test__each_pair_gets_the_threshold_the_matcher_applies_for_its_probe_and_template_flags():
+    card = load_card()
+    templates = [(), ("dark",), ("blurry", "uneven"), None, ()]
+    probes = [(), ("dark",), ("dark", "blurry"), ("grey",), ("dark",)]
+
+    for identities in (None, 20):
+        matrix = pair_thresholds(card, 1e-3, identities, templates, probes)
+
+        assert matrix.shape == (5, 5)
+        for i, template in enumerate(templates):
+            for j, probe in enumerate(probes):
+                assert matrix[i, j] == card.threshold_for(1e-3, identities, probe, template)
+    matrix, pair = pair_thresholds(card, 1e-3, None, templates, probes), card.threshold_for(1e-3)
+    dark = card.capture_tightening["dark"]
+    assert dark.clean_template < dark.flagged_template
+    assert matrix[0, 1] == pytest.approx(pair - dark.clean_template)  # a clean template: the light tightening
+    assert matrix[1, 1] == pytest.approx(pair - dark.flagged_template)  # both dark: the strong one
+    assert matrix[3, 1] == matrix[1, 1]  # flags not known (enrolled before they were kept): as flagged
+    assert matrix[:, 0].tolist() == [pair] * 5  # an unflagged probe keeps the card's threshold
+    assert matrix[2, 2] == pytest.approx(pair - max(dark.clean_template,
+                                                       card.capture_tightening["blurry"].flagged_template))
