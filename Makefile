@@ -160,8 +160,9 @@ bench-doors: setup
 	$(PY) bench/doors_bench.py
 
 ## bench-liveness: passive liveness from planarity (services/gateway/liveness.py): APCER per attack type
-## (stills rendered as moving prints and screens) and BPCER on the real clip, threshold chosen on a dev
-## half and reported on the other, cost per track (~4 minutes)
+## (stills rendered as moving prints and screens) and BPCER on the real clip, per 1 s window and as the
+## door decides (the growing track re-assessed every frame at 5 fps until live or its 2/3/5 s budget),
+## threshold chosen on a dev half and reported on the other, cost per track (~5 minutes)
 bench-liveness: setup
 	$(PY) bench/liveness_planarity.py
 

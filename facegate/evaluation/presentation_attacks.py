@@ -55,34 +55,52 @@ def plane_homography(side_px: int, side_m: float, pose: Pose) -> np.ndarray:
 
 def trajectory(kind: str, rng: np.random.Generator, frames: int) -> tuple[list[Pose], float]:
     """Poses of the picture over `frames` frames for one attack type (one of `ATTACKS`), and the
-    sweep (degrees turned over the frames) for rotated prints (0 for the others)."""
+    sweep (degrees turned over the frames) for rotated prints (0 for the others): one leg of
+    `door_trajectory` (a rotated print turns once, a moved one slides once)."""
+    return door_trajectory(kind, rng, seconds=0.0, fps=10.0, leg_frames=max(frames - 1, 1), shake_step=1.0,
+                           frames=frames)
+
+
+def door_trajectory(kind: str, rng: np.random.Generator, seconds: float, fps: float, leg_frames: float,
+                    shake_step: float, frames: int | None = None) -> tuple[list[Pose], float]:
+    """`trajectory` continued over a door's budget: poses at `fps` for `seconds` (frame 0 at 0 s).
+
+    The picture and its motion are drawn as `trajectory` draws them (same distributions, same
+    order). The deliberate motion keeps the window's extent and speed and goes back and forth: a
+    rotated print sweeps its 5-40 degrees in `leg_frames` frames (the window's 0.9 s), back in as
+    many, and so on (a triangle wave); a moved print slides and approaches, then back, alike. The
+    hand's tremor is drawn per frame as there; a screen's random walk takes steps `shake_step`
+    times the window's (sqrt(window fps / fps): the same spread per second at any rate). With
+    `fps` and `leg_frames` the window's (10, 9.0) and `shake_step` 1, the first 10 poses are
+    exactly those `trajectory(kind, rng, 10)` would give from the same generator state. `frames`:
+    that many poses instead of `seconds` worth.
+    """
     if kind not in ATTACKS:
         raise ValueError(f"attack type {kind!r}; one of {', '.join(ATTACKS)}")
     screen = kind == SCREEN
     distance = rng.uniform(0.2, 0.4) if screen else rng.uniform(0.45, 0.8)
     base = np.array([rng.uniform(-0.08, 0.08) * distance, rng.uniform(-0.05, 0.05) * distance, distance])
-    tilt = rng.uniform(-5, 5, size=3)  # how the hand holds it: yaw, pitch, roll
+    tilt = rng.uniform(-5, 5, size=3)
     sweep, axis = rng.uniform(5, 40), rng.uniform(0, 2 * math.pi)
-    # either turned from facing the camera to one side (a print tilted to fake a head turn) or
-    # swung through facing it, from one side to the other
     one_sided = rng.random() < 0.5
     slide = np.array([rng.choice([-1, 1]) * rng.uniform(0.05, 0.15), rng.uniform(-0.03, 0.03),
                       -rng.uniform(0.1, 0.3) * distance])
     shake_angles, shake_shift = np.zeros(3), np.zeros(3)
     poses = []
-    for i in range(frames):
-        progress = i / max(frames - 1, 1) - 0.5  # -0.5 .. 0.5 over the frames
+    for i in range(round(seconds * fps) + 1 if frames is None else frames):
+        cycle = (i / leg_frames) % 2
+        progress = (cycle if cycle <= 1 else 2 - cycle) - 0.5  # -0.5 .. 0.5 .. -0.5 ...
         angles, position = tilt.copy(), base.copy()
         if kind == ROTATED:
             turned = progress + 0.5 if one_sided else progress
             angles[:2] += sweep * turned * np.array([math.cos(axis), math.sin(axis)])
         if kind == MOVED:
             position = position + slide * (progress + 0.5)
-        if screen:  # a random walk: a hand holding a phone up drifts and shakes
-            shake_angles += rng.normal(0, 1.5, size=3)
-            shake_shift += rng.normal(0, 0.004, size=3)
+        if screen:
+            shake_angles += rng.normal(0, 1.5 * shake_step, size=3)
+            shake_shift += rng.normal(0, 0.004 * shake_step, size=3)
             angles, position = angles + shake_angles, position + shake_shift
-        else:  # tremor around the intended pose
+        else:
             angles = angles + rng.normal(0, 0.3, size=3)
             position = position + rng.normal(0, 0.001, size=3)
         poses.append((rotation(*angles), position))
