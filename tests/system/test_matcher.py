@@ -211,11 +211,12 @@ def test__a_dark_probe_is_held_stricter_against_someone_enrolled_from_dark_photo
         embedding.capture_flags[:] = flags
         return embedding
 
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="desk-vera", site="dim", embeddings=[emb(unit(70))]),
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="desk-vera", site="dim", embeddings=[emb(unit(6070))]),
                    timeout=10)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="camera-ivan", site="dim",
-                                             embeddings=[flagged(unit(80), "dark")]), timeout=10)
-    probes = [flagged(unit(71, unit(70), 0.02), "dark"), flagged(unit(81, unit(80), 0.02), "dark"), emb(unit(82))]
+                                             embeddings=[flagged(unit(6080), "dark")]), timeout=10)
+    probes = [flagged(unit(6071, unit(6070), 0.02), "dark"), flagged(unit(6081, unit(6080), 0.02), "dark"),
+              emb(unit(6082))]
     searched = matcher.Identify(matcher_pb2.IdentifyRequest(probes=probes, site="dim"), timeout=10)
     verified = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="camera-ivan", probe=probes[1]), timeout=10)
     ivan = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="camera-ivan"), timeout=10)
@@ -232,14 +233,14 @@ def test__a_dark_probe_is_held_stricter_against_someone_enrolled_from_dark_photo
 
 
 def test__capture_flags_that_are_not_known_or_set_by_hand_in_metadata_are_refused(matcher):
-    foggy = emb(unit(72))
+    foggy = emb(unit(6072))
     foggy.capture_flags[:] = ["foggy"]
     with pytest.raises(grpc.RpcError) as searched:
-        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(73)), foggy]), timeout=10)
+        matcher.Identify(matcher_pb2.IdentifyRequest(probes=[emb(unit(6073)), foggy]), timeout=10)
     with pytest.raises(grpc.RpcError) as enrolled:
         matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="foggy", embeddings=[foggy]), timeout=10)
     with pytest.raises(grpc.RpcError) as forged:
-        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="forged", embeddings=[emb(unit(74))],
+        matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="forged", embeddings=[emb(unit(6074))],
                                                  metadata={"facegate.capture": ""}), timeout=10)
 
     assert searched.value.code() == enrolled.value.code() == forged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
