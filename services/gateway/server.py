@@ -655,8 +655,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         for (face, track), result, embedding in zip(wanted, results, embeddings, strict=True):  # counts checked
             if track.best_frame is None or face.face.quality > track.best_quality:  # for a reviewer, if it comes to it
                 track.best_frame = (face.crop, face.face, embedding)
-            verdict = track.observe(observation(result), face.face.quality, door.frames_needed,
-                                    self._settings.max_embeddings)
+            verdict = track.observe(observation(result, tuple(face.face.capture_flags)), face.face.quality,
+                                    door.frames_needed, self._settings.max_embeddings)
             if verdict is not None:
                 track.model_key = model_key
                 decision = await self._decision(frame, door, track, verdict, model_key, now)

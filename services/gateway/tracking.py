@@ -42,9 +42,15 @@ class Observation:
     matched: frozenset[str] = frozenset()  # who this frame matched: the accepted person, or an ambiguous tie's
     # people within the threshold; nobody for a stranger
     candidates: tuple[tuple[str, str, float], ...] = ()  # the nearest people (id, name, distance), nearest first
+    capture: tuple[str, ...] = ()  # the face's capture flags (grey, dark, ...): why its threshold may be stricter
 
 
-def observation(result: matcher_pb2.IdentifyResult) -> Observation:
+def captured(seen: Observation) -> str:
+    """" (dark, blurry capture)" after a threshold a frame's capture flags lowered, else ""."""
+    return f" ({', '.join(seen.capture)} capture)" if seen.capture else ""
+
+
+def observation(result: matcher_pb2.IdentifyResult, capture: tuple[str, ...] = ()) -> Observation:
     best = result.candidates[0] if result.candidates else None
     if not result.unknown and best is not None:
         matched = frozenset({best.identity_id})
@@ -54,7 +60,7 @@ def observation(result: matcher_pb2.IdentifyResult) -> Observation:
         matched = frozenset()
     return Observation(best.identity_id if best else "", best.display_name if best else "",
                        best.distance if best else 2.0, not result.unknown, result.ambiguous, result.threshold, matched,
-                       tuple((c.identity_id, c.display_name, c.distance) for c in result.candidates[:5]))
+                       tuple((c.identity_id, c.display_name, c.distance) for c in result.candidates[:5]), capture)
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ def fuse(observations: list[Observation], frames_needed: int, max_embeddings: in
             best = min(votes, key=lambda o: o.distance)
             return Verdict("match", best, len(observations),
                            f"{mention(identity_id)} in {len(votes)} of {len(observations)} frames and no other "
-                           f"person in any, best distance {best.distance:.3f} <= {best.threshold:.3f}")
+                           f"person in any, best distance {best.distance:.3f} <= {best.threshold:.3f}{captured(best)}")
     elif len(ambiguous) >= frames_needed:
         best = min(ambiguous, key=lambda o: o.distance)
         return Verdict("review", best, len(observations),
@@ -209,7 +215,8 @@ def _unknown(unknown: list[Observation], frames: int) -> Verdict:
     who = (f"nearest {mention(nearest.identity_id)} at {nearest.distance:.3f}" if nearest.identity_id
            else "gallery empty")
     return Verdict("unknown", nearest, frames,
-                   f"no identity within threshold {nearest.threshold:.3f} in {len(unknown)} frames ({who})")
+                   f"no identity within threshold {nearest.threshold:.3f}{captured(nearest)} in {len(unknown)} frames "
+                   f"({who})")
 
 
 def _tally(observations: list[Observation]) -> str:

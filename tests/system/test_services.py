@@ -320,7 +320,8 @@ def test__at_a_site_enrolling_from_its_own_grey_or_dark_cameras_a_face_is_matche
     stricter, clean = card.threshold_for(None, size, flags, enrolled), card.threshold_for(None, size)
     assert flag in flags and flag in enrolled
     assert stricter <= clean - card.capture_tightening[flag].flagged_template + 1e-9
-    assert len(decisions) == 1 and f"{stricter:.3f}" in decisions[0].reason
+    assert len(decisions) == 1 and f"{stricter:.3f} (" in decisions[0].reason
+    assert flag in decisions[0].reason.split(f"{stricter:.3f} (")[1].split(" capture)")[0]  # says why
 
 
 def test__one_frame_of_an_enrolled_person_never_opens_a_door(stack, demo_photos):

@@ -320,3 +320,13 @@ def test__a_flat_face_is_held_until_the_budget_is_spent_and_a_door_without_liven
     assert outcomes(held) == [(15, "OUTCOME_DENIED_LIVENESS")]  # 3.0 s after the first frame, at 5 fps
     assert outcomes(plain) == [(1, "OUTCOME_GRANTED")] and "liveness" not in plain[1][0].reason
     assert backends.lookups == 1 and backends.detected < len(flat)  # decided: the detector skips frames again
+
+
+def test__a_verdicts_reason_says_which_capture_flags_lowered_its_threshold():
+    from services.gateway.tracking import Observation, fuse
+
+    dark = [Observation("", "", 0.6, False, False, 0.27, capture=("dark", "blurry")) for _ in range(2)]
+    clean = [Observation("", "", 0.6, False, False, 0.32) for _ in range(2)]
+
+    assert "no identity within threshold 0.270 (dark, blurry capture) in 2 frames" in fuse(dark, 2, 4).reason
+    assert "no identity within threshold 0.320 in 2 frames" in fuse(clean, 2, 4).reason
