@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-doors bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-doors bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -148,6 +148,11 @@ bench-tight-crops: setup
 ## ships) (~18 min the first time, then under a minute)
 bench-conditions: setup
 	$(PY) bench/capture_conditions_lfw.py --data $(LFW)
+
+## bench-train-head: heads trained on the frozen embedding with each loss (LFW View 1 DevTrain
+## people, augmented), scored on DevTest people clean, grey and dark against no head
+bench-train-head: setup
+	$(PY) bench/train_head_lfw.py --data $(LFW) --pairs $(dir $(PAIRS))
 
 ## bench-gallery-size: 1:K on LFW: thresholds per gallery size chosen on one half of the people
 ## (the card's gallery_bands), FAR per probe and per track measured on the other (~3 minutes
