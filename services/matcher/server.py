@@ -21,7 +21,7 @@ from services.core.access import caller, who_called
 from services.core.config import ServerSettings, in_range, json_object, load_settings, one_of, setting, valid_port
 from services.core.errors import InvalidArgument, NotFound, PermissionDenied
 from services.core.failpoints import failpoint
-from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
+from services.core.model_card import DEFAULT_MODEL, ModelCard, check_flags, load_card
 from services.core.server import ready, run_service
 from services.matcher.clustering import DEFAULT_MAX_DISTANCE, MAX_FACES, cluster_faces
 from services.matcher.gallery import ADD_TEMPLATES, CREATE, SEARCH_MODES, UPDATE_DETAILS, Gallery, Identity, is_lite
@@ -240,13 +240,13 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
         site_far = self._site_far.get(site)
         return min(asked, card.threshold_for(site_far, identities)) if site_far else asked
 
-    def _capture(self, embeddings: list[common_pb2.Embedding], name: str) -> list[tuple[str, ...]]:
+    @staticmethod
+    def _capture(embeddings: list[common_pb2.Embedding], name: str) -> list[tuple[str, ...]]:
         """Each embedding's capture flags, checked (INVALID_ARGUMENT naming the field)."""
-        assert self._card is not None
         flags = [tuple(e.capture_flags) for e in embeddings]
         for i, capture in enumerate(flags):
             try:
-                self._card.tightening(capture)
+                check_flags(capture)
             except ValueError as exc:
                 raise InvalidArgument(f"{name}[{i}].capture_flags: {exc}") from exc
         return flags
