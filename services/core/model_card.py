@@ -160,14 +160,16 @@ class ModelCard:
 
 def check_capture(card: ModelCard) -> None:
     """Capture tightening names known flags and only tightens, by less than a threshold."""
+    # every threshold a tightening may be taken from: the default, each FAR's and each 1:K band's
+    strictest = min([card.distance_threshold, *card.far_thresholds.values(),
+                     *(t for band in card.gallery_bands for t in band.far_thresholds.values())])
     for flag, rule in card.capture_tightening.items():
         if flag not in CAPTURE_FLAGS:
             raise ModelError(f"{card.model_key}: capture_tightening names {flag!r}; "
                              f"known flags: {', '.join(CAPTURE_FLAGS)}")
-        if not 0 <= rule.clean_template <= rule.flagged_template < min(card.distance_threshold,
-                                                                       *card.far_thresholds.values()):
+        if not 0 <= rule.clean_template <= rule.flagged_template < strictest:
             raise ModelError(f"{card.model_key}: capture_tightening[{flag!r}] = {rule}: need 0 <= clean_template <= "
-                             "flagged_template, below every threshold")
+                             f"flagged_template, below every threshold (the strictest is {strictest:.4f})")
 
 
 def check_flags(flags: tuple[str, ...] | list[str]) -> None:

@@ -237,7 +237,9 @@ class Gallery:
         # a second thread for the Strong read that runs beside another (a server's; see STRONG)
         self._beside = None if self._lite else concurrent.futures.ThreadPoolExecutor(1, "gallery-strong-read")
         self._unflushed = 0  # rows written since the last flush
-        self._sizes: dict[str, tuple[int, float]] = {}  # site -> (identities a search there covers, counted at)
+        # site -> (identities a search there covers, counted at, the write generation it was counted in)
+        self._sizes: dict[str, tuple[int, float, int]] = {}
+        self._generation = 0  # this matcher's writes so far: a size counted before the last one is stale
         self._lite_socket: LiteOnUnixSocket | None = None
         try:
             if self._lite:  # not on the TCP port pymilvus would open for it (README: Security model)
@@ -561,7 +563,7 @@ class Gallery:
         for pk in records:  # a key deleted before (same person, photo, site) is live again
             self._deleted.discard(pk)
         self._unflushed += len(records)
-        self._sizes.clear()
+        self._generation += 1
         if settle or stale:
             self._settle(identity_id)
         added = len(asked - {t.pk for t in stored})
@@ -626,7 +628,7 @@ class Gallery:
                 for (identity, vectors), keys in zip(checked, pks, strict=True):
                     self._exact.add(keys, vectors, identity.identity_id, identity.display_name, identity.site)
             self._unflushed += len(template_rows)
-            self._sizes.clear()
+            self._generation += 1
         return len(template_rows)
 
     def delete(self, identity_id: str) -> int:
@@ -652,7 +654,7 @@ class Gallery:
                 raise Unavailable(f"{identity_id!r}: deleted, but another matcher kept enrolling faces for them "
                                   f"meanwhile ({SWEEPS} times); delete again once that stops")
             self._unflushed += len(pks) + 1
-            self._sizes.clear()
+            self._generation += 1
         return len(pks)
 
     def _remove_templates(self, pks: list[int]) -> None:
@@ -908,13 +910,13 @@ class Gallery:
         for what other matchers wrote (until then a threshold may lag a burst of enrolments)."""
         check_label(site, "site")
         with self._lock:
-            known = self._sizes.get(site)
-            if known is not None and time.monotonic() - known[1] < SIZE_SECONDS:
+            known, generation = self._sizes.get(site), self._generation
+            if known is not None and known[2] == generation and time.monotonic() - known[1] < SIZE_SECONDS:
                 return known[0]
         clauses = [f'model_key == "{self.model_key}"'] + ([f'(site == "{site}" or site == "")'] if site else [])
         size = self._count(self._identities, " and ".join(clauses))
-        with self._lock:
-            self._sizes[site] = (size, time.monotonic())
+        with self._lock:  # kept with the generation it was counted in: a write meanwhile makes it stale
+            self._sizes[site] = (size, time.monotonic(), generation)
         return size
 
     @waits_for_rewrites

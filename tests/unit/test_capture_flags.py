@@ -73,3 +73,22 @@ def test__a_card_with_bad_capture_tightening_is_refused(tightening, complaint):
     raw["capture_tightening"] = tightening
     with pytest.raises(ModelError, match=complaint):
         ModelCard.from_json(json.dumps(raw))
+
+
+def test__a_card_with_capture_tightening_but_no_calibrated_far_is_checked_against_its_distance_threshold():
+    raw = json.loads(bundled_card(DEFAULT_MODEL).to_json())
+    raw["far_thresholds"], raw["gallery_bands"] = {}, []
+    raw["capture_tightening"] = {"dark": {"clean_template": 0.0, "flagged_template": raw["distance_threshold"]}}
+    with pytest.raises(ModelError, match="below every threshold"):
+        ModelCard.from_json(json.dumps(raw))
+
+    raw["capture_tightening"] = {"dark": {"clean_template": 0.0, "flagged_template": 0.01}}
+    assert ModelCard.from_json(json.dumps(raw)).tightening(("dark",), ("dark",)) == pytest.approx(0.01)
+
+
+def test__capture_tightening_must_stay_below_the_strictest_gallery_band_too():
+    raw = json.loads(bundled_card(DEFAULT_MODEL).to_json())
+    strictest = min(t for band in raw["gallery_bands"] for t in band["far_thresholds"].values())
+    raw["capture_tightening"] = {"dark": {"clean_template": 0.0, "flagged_template": strictest}}
+    with pytest.raises(ModelError, match="below every threshold"):
+        ModelCard.from_json(json.dumps(raw))
