@@ -634,7 +634,6 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
 
     from facegate import gallery_file
     from services.contracts.v1 import common_pb2, matcher_pb2
-    from services.core.capture import CAPTURE_FLAGS
     from services.matcher.gallery import CAPTURE, LOOKALIKES  # metadata the matcher keeps (look-alikes, capture)
 
     try:
@@ -671,10 +670,10 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
         who = item.identity
         allowed = sorted(lookalikes.get(who.identity_id, set()) | set(args.allow_duplicate_of))
         metadata = {k: v for k, v in who.metadata.items() if k not in (LOOKALIKES, CAPTURE)}  # the matcher's keys
-        # how the person's photos were captured travels on the templates (not known: every flag)
-        capture = who.metadata[CAPTURE].split(",") if CAPTURE in who.metadata else list(CAPTURE_FLAGS)
+        # how the person's photos were captured travels on the templates (not measured: not known)
         for template in item.templates:
-            template.capture_flags[:] = [flag for flag in capture if flag]
+            template.capture_flags[:] = [flag for flag in who.metadata.get(CAPTURE, "").split(",") if flag]
+            template.capture_measured = CAPTURE in who.metadata
         try:  # CREATE repeats harmlessly: an import stopped half-way can be run again
             stub.Enroll(matcher_pb2.EnrollRequest(
                 identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,

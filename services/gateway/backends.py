@@ -54,6 +54,15 @@ def calls(service: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awa
     return wrap
 
 
+
+def with_capture(embedding: common_pb2.Embedding, face: common_pb2.Face) -> common_pb2.Embedding:
+    """The embedding of a face the detector found, carrying how that face was captured (its
+    capture flags, measured: the matcher holds a dark or grey face to a stricter threshold, and
+    keeps an enrolled person's with them)."""
+    embedding.capture_flags[:] = face.capture_flags
+    embedding.capture_measured = True
+    return embedding
+
 class Backends:
     def __init__(self, detector: str, embedder: str, matcher: str, deadline: float, max_message_mb: int,
                  tls_dir: Path | None) -> None:

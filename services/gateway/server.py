@@ -36,7 +36,7 @@ from services.core.errors import (
 from services.core.redaction import without_password
 from services.core.server import ready, run_service
 from services.gateway.audit import AuditLog, EventQuery, open_audit_log
-from services.gateway.backends import BackendError, Backends
+from services.gateway.backends import BackendError, Backends, with_capture
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
@@ -643,7 +643,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             embeddings = await run.embed.submit([f.crop for f, _ in wanted])
             for (face, _), embedding in zip(wanted, embeddings, strict=False):  # a count mismatch fails in identify
-                embedding.capture_flags[:] = face.face.capture_flags  # a dark or grey face: a stricter threshold
+                with_capture(embedding, face.face)
             EMBEDDED.labels(door_label, site_label).inc(len(wanted))
             EMBED_CALLS.labels(door_label, site_label).inc()
             results = await run.backends.identify(embeddings, door.site, door.target_far or 0.0)
@@ -845,7 +845,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             embeddings = await run.backends.embed([c.crop for c in crops.values()], run.model_key) if crops else []
             for face, embedding in zip(crops.values(), embeddings, strict=True):  # the matcher records them
-                embedding.capture_flags[:] = face.face.capture_flags
+                with_capture(embedding, face.face)
             enrolled = await run.backends.enroll(matcher_pb2.EnrollRequest(
                 identity_id=request.identity_id, display_name=request.display_name, site=request.site,
                 groups=list(request.groups), metadata=dict(request.metadata), embeddings=embeddings,

@@ -425,7 +425,7 @@ class Gallery:
 
     def enroll(self, identity: Identity, vectors: np.ndarray, model_key: str, mode: str = CREATE,
                allow_duplicate_of: tuple[str, ...] = (), replace_groups: bool = False,
-               capture: tuple[str, ...] = ()) -> tuple[Identity, int]:
+               capture: tuple[str, ...] | None = None) -> tuple[Identity, int]:
         """Create an identity, add templates to one, or change its details (`mode`), after
         checking everything: nothing is written unless the whole request is valid.
 
@@ -434,7 +434,8 @@ class Gallery:
         A face within `duplicate_distance` of another identity is a duplicate enrolment, refused
         unless that identity is in `allow_duplicate_of`. `replace_groups` (UPDATE_DETAILS only)
         sets the groups to exactly the identity's, even none. `capture`: the capture flags of the
-        faces added (all of them together), kept with the person (CAPTURE)."""
+        faces added (all of them together), kept with the person (CAPTURE); None when any face's
+        were not measured: the person's capture is then not known (no CAPTURE: every flag)."""
         if mode not in ENROL_MODES:
             raise InvalidArgument(f"mode: {mode!r}; one of {', '.join(ENROL_MODES)}")
         if replace_groups and mode != UPDATE_DETAILS:
@@ -467,9 +468,12 @@ class Gallery:
             merged = self._merge(current, identity)
             if replace_groups:
                 merged = replace(merged, groups=tuple(identity.groups))
-            if len(vectors) and (row is None or CAPTURE in current.metadata):  # else not known: stays so
+            if len(vectors) and capture is None:  # a face of unknown capture: the person's is not known
+                merged = replace(merged, metadata={k: v for k, v in merged.metadata.items() if k != CAPTURE})
+            elif len(vectors) and capture is not None and (row is None or CAPTURE in current.metadata):
                 known = set(filter(None, current.metadata.get(CAPTURE, "").split(","))) | set(capture)
                 merged = replace(merged, metadata={**merged.metadata, CAPTURE: ",".join(sorted(known))})
+            # else not known (enrolled before flags were kept, or from an unmeasured face): stays so
             asked = {template_pk(merged, v) for v in vectors}
             if row is not None and mode == CREATE:
                 if merged == current and asked <= {t.pk for t in stored}:  # the same enrolment again

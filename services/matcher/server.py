@@ -264,8 +264,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             vectors, model_key = await stacked(list(request.embeddings), "embeddings")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
-        capture = tuple(sorted({flag for flags in self._capture(list(request.embeddings), "embeddings")
-                                for flag in flags}))
+        flags = self._capture(list(request.embeddings), "embeddings")
+        capture = tuple(sorted({flag for each in flags for flag in each})) \
+            if all(e.capture_measured for e in request.embeddings) else None  # None: not known
         stored, added = await asyncio.to_thread(gallery.enroll, identity, vectors, model_key, mode,
                                                 tuple(request.allow_duplicate_of), request.replace_groups, capture)
         admin_action(context, mode, request.identity_id, templates_added=added,

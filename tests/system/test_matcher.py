@@ -33,6 +33,13 @@ def emb(vector: np.ndarray) -> common_pb2.Embedding:
     return common_pb2.Embedding(vector=vector.tolist(), model_id="dlib-resnet-v1", model_version="1.0")
 
 
+def measured(vector: np.ndarray, *flags: str) -> common_pb2.Embedding:
+    """An embedding of a face whose capture was measured (as FaceGate's detector does): `flags`, or clean."""
+    embedding = emb(vector)
+    embedding.capture_flags[:], embedding.capture_measured = flags, True
+    return embedding
+
+
 @pytest.fixture(scope="session")
 def gallery_args(milvus_server_uri, milvus_token):
     """Matcher flags for a gallery of its own per work directory: a Lite file in it, or a
@@ -205,17 +212,11 @@ def test__a_dark_probe_is_held_stricter_against_someone_enrolled_from_dark_photo
     from services.core.model_card import bundled_card
 
     card = bundled_card("dlib-resnet-v1")
-
-    def flagged(vector: np.ndarray, *flags: str) -> common_pb2.Embedding:
-        embedding = emb(vector)
-        embedding.capture_flags[:] = flags
-        return embedding
-
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="desk-vera", site="dim", embeddings=[emb(unit(6070))]),
-                   timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="desk-vera", site="dim",
+                                             embeddings=[measured(unit(6070))]), timeout=10)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="camera-ivan", site="dim",
-                                             embeddings=[flagged(unit(6080), "dark")]), timeout=10)
-    probes = [flagged(unit(6071, unit(6070), 0.02), "dark"), flagged(unit(6081, unit(6080), 0.02), "dark"),
+                                             embeddings=[measured(unit(6080), "dark")]), timeout=10)
+    probes = [measured(unit(6071, unit(6070), 0.02), "dark"), measured(unit(6081, unit(6080), 0.02), "dark"),
               emb(unit(6082))]
     searched = matcher.Identify(matcher_pb2.IdentifyRequest(probes=probes, site="dim"), timeout=10)
     verified = matcher.Verify(matcher_pb2.VerifyRequest(identity_id="camera-ivan", probe=probes[1]), timeout=10)
@@ -230,6 +231,30 @@ def test__a_dark_probe_is_held_stricter_against_someone_enrolled_from_dark_photo
     assert searched.results[1].threshold < searched.results[0].threshold < searched.results[2].threshold
     assert verified.threshold == pytest.approx(card.threshold_for(None, None, ("dark",), ("dark",)), abs=1e-6)
     assert ivan.metadata["facegate.capture"] == "dark"
+
+
+def test__a_person_enrolled_from_an_embedding_whose_capture_was_not_measured_is_held_as_unknown_capture(matcher):
+    """An embedding from another system says nothing of how its face was captured: the person is
+    held as if their photos carried every flag (the strictest threshold), not as clean."""
+    from services.core.model_card import bundled_card
+
+    card = bundled_card("dlib-resnet-v1")
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="api-una", site="api", embeddings=[emb(unit(6090))]),
+                   timeout=10)
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="desk-dora", site="api",
+                                             embeddings=[measured(unit(6095))]), timeout=10)
+    mixed = matcher.Enroll(matcher_pb2.EnrollRequest(
+        identity_id="desk-dora", embeddings=[emb(unit(6096, unit(6095), 0.01))],
+        mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES), timeout=10)  # one more face, of unknown capture
+    probes = [measured(unit(6091, unit(6090), 0.02), "grey"), measured(unit(6097, unit(6095), 0.02), "grey")]
+    searched = matcher.Identify(matcher_pb2.IdentifyRequest(probes=probes, site="api"), timeout=10)
+    una = matcher.GetIdentity(matcher_pb2.GetIdentityRequest(identity_id="api-una"), timeout=10)
+
+    size = searched.gallery_identities
+    assert "facegate.capture" not in una.metadata and "facegate.capture" not in mixed.identity.metadata
+    assert [r.threshold for r in searched.results] == pytest.approx(
+        [card.threshold_for(None, size, ("grey",), None)] * 2, abs=1e-6)  # as against every flag
+    assert searched.results[0].threshold < card.threshold_for(None, size, ("grey",), ())
 
 
 def test__capture_flags_that_are_not_known_or_set_by_hand_in_metadata_are_refused(matcher):
@@ -271,11 +296,11 @@ def test__metadata_upsert_keeps_templates_and_list_pages_in_id_order(matcher):
     for i in range(5):
         matcher.Enroll(matcher_pb2.EnrollRequest(identity_id=f"page-{i}", embeddings=[emb(unit(100 + i))]), timeout=10)
     mona = unit(62)
-    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", display_name="Mona", embeddings=[emb(mona)]),
+    matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", display_name="Mona", embeddings=[measured(mona)]),
                    timeout=10)
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", groups=["night-shift"], metadata={"badge": "42"},
                                              mode=common_pb2.ENROLL_MODE_UPDATE_DETAILS), timeout=10)
-    updated = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", embeddings=[emb(unit(8, mona, 0.01))],
+    updated = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="mona", embeddings=[measured(unit(8, mona, 0.01))],
                                                        mode=common_pb2.ENROLL_MODE_ADD_TEMPLATES), timeout=10)
 
     pages, token = [], ""
@@ -456,10 +481,9 @@ def test__given_an_export__when_imported_into_an_empty_gallery__then_people_and_
     from tests.system.test_cli import facegate
 
     xena = unit(63)
-    night_shot = emb(unit(64, xena, 0.01))
-    night_shot.capture_flags[:] = ["dark"]  # how her photos were captured travels with her
+    night_shot = measured(unit(64, xena, 0.01), "dark")  # how her photos were captured travels with her
     matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="xena", display_name="Xena", site="hq",
-                                             embeddings=[emb(xena), night_shot]), timeout=10)
+                                             embeddings=[measured(xena), night_shot]), timeout=10)
     key, dump = tmp_path / "desk.key", tmp_path / "gallery.age"
     recipient = gallery_file.keygen(key)
     exported = facegate("gallery", "export", "--matcher", matcher_process[0].address, "--recipient", recipient,
@@ -877,7 +901,7 @@ def test__an_acknowledged_look_alike_is_kept_with_the_person(matcher):
     eve = matcher.Enroll(matcher_pb2.EnrollRequest(identity_id="eve", embeddings=[emb(unit(178, twin, 0.004))],
                                                    allow_duplicate_of=["ada"]), timeout=10)
 
-    assert dict(eve.identity.metadata) == {"facegate.lookalikes": "ada", "facegate.capture": ""}
+    assert dict(eve.identity.metadata) == {"facegate.lookalikes": "ada"}
 
 
 def test__changes_made_straight_on_the_matcher_are_logged_with_who_made_them(matcher, matcher_process):

@@ -73,16 +73,18 @@ class Face(_message.Message):
     def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., score: _Optional[float] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., quality: _Optional[float] = ..., capture_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Embedding(_message.Message):
-    __slots__ = ("vector", "model_id", "model_version", "capture_flags")
+    __slots__ = ("vector", "model_id", "model_version", "capture_flags", "capture_measured")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_MEASURED_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     model_id: str
     model_version: str
     capture_flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., capture_flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    capture_measured: bool
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., capture_flags: _Optional[_Iterable[str]] = ..., capture_measured: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far", "ambiguity_gap")
