@@ -95,7 +95,7 @@ from services.core.images import decode_image  # noqa: E402
 from services.detector.faces import DetectedFace  # noqa: E402
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
 from services.gateway.doors import Door  # noqa: E402
-from services.gateway.liveness import Liveness, LivenessSettings, assess  # noqa: E402
+from services.gateway.liveness import Liveness, LivenessSettings, assess, nose_steps  # noqa: E402
 from services.gateway.tracking import FRAMES_KEPT, LIVENESS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -688,6 +688,38 @@ def collect(fps: float, window: int, lfw_people: int, seed: int, door_fps: list[
                      late)
 
 
+def step_report(data: Collected, settings: LivenessSettings) -> None:
+    """`max_step` on data: the nose's steps between consecutive usable frames of the real tracks
+    at the door (whole tracks, each phase) on the dev half choose it (the largest, rounded up to
+    0.01); the test half's tracks say how often a real track would be cut. Then swapped prints:
+    each still print window followed by the next picture's (another pose, as a second print of
+    the person would be), live with the cut and without it (max_step infinite)."""
+    steps = {split: [nose_steps(p.landmarks, p.sizes, settings) for p in data.door
+                     if p.kind == REAL and p.split == split] for split in ("dev", "test")}
+    dev_steps = np.concatenate(steps["dev"]) if steps["dev"] else np.zeros(0)
+    chosen = math.ceil(float(dev_steps.max()) * 100) / 100 if len(dev_steps) else settings.max_step
+    cut = sum(bool(len(s)) and float(s.max()) > settings.max_step for s in steps["test"])
+    test_steps = np.concatenate(steps["test"]) if steps["test"] else np.zeros(0)
+    print(f"\nmax_step: real door tracks' steps between usable frames, dev: {len(dev_steps)} steps, 50th/99th "
+          f"percentile/largest {np.percentile(dev_steps, 50):.3f} / {np.percentile(dev_steps, 99):.3f} / "
+          f"{dev_steps.max():.3f} -> max_step {chosen:.2f} (shipped: {settings.max_step}); test: {len(test_steps)} "
+          f"steps, largest {test_steps.max():.3f}; {cut} of {len(steps['test'])} test tracks cut at the shipped "
+          f"max_step")
+    for split in ("dev", "test"):
+        still = [p for p in data.presentations if p.kind == STILL and p.split == split]
+        pairs = list(zip(still, still[1:] + still[:1], strict=True))
+        jumps, live_uncut, live_cut = [], 0, 0
+        for a, b in pairs:
+            landmarks, sizes = np.concatenate([a.landmarks, b.landmarks]), np.concatenate([a.sizes, b.sizes])
+            live_uncut += assess(landmarks, sizes, replace(settings, max_step=math.inf)).verdict == Liveness.LIVE
+            live_cut += assess(landmarks, sizes, settings).verdict == Liveness.LIVE
+            found = nose_steps(landmarks, sizes, settings)
+            jumps.append(float(found.max()) if len(found) else math.nan)
+        print(f"swapped still prints, {split}: {len(pairs)} pairs (median largest jump {np.nanmedian(jumps):.3f}); "
+              f"{rate_with_interval('APCER', live_uncut, len(pairs))} without the cut, "
+              f"{rate_with_interval('APCER', live_cut, len(pairs))} with max_step {settings.max_step}")
+
+
 def report(data: Collected, fps: float, window: int, target_apcer: float, seed: int) -> LivenessSettings:
     presentations = data.presentations
     dev = [p for p in presentations if p.split == "dev"]
@@ -811,6 +843,7 @@ def main() -> int:
     data = collect(args.fps, args.window, args.lfw_people, args.seed, door_fps, budgets)
     settings = report(data, args.fps, args.window, args.target_apcer, args.seed)
     door_report(data, settings, door_fps, budgets, args.target_apcer)
+    step_report(data, LIVENESS)
     return 0
 
 

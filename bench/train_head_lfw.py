@@ -33,25 +33,12 @@ from facegate.evaluation.verification import best_threshold, tar_at_far  # noqa:
 CONDITIONS = ("clean", "grey", "dark")
 
 
-def aligned_crops(pipeline, root: Path, names: list[str]) -> np.ndarray:
-    """One aligned crop per image: the detected face nearest the centre, else the mean landmarks."""
-    from services.core.images import decode_image
+def stacked_crops(pipeline, root: Path, names: list[str]) -> np.ndarray:
+    """One aligned crop per image, in `names` order (facegate.evaluation.lfw.aligned_crops)."""
+    from facegate.evaluation.lfw import aligned_crops
 
-    crops, missed, found = {}, [], []
-    for start in range(0, len(names), 16):
-        chunk = names[start:start + 16]
-        images = [decode_image((root / n).read_bytes()) for n in chunk]
-        for name, image, faces in zip(chunk, images, pipeline.detector.detect(images), strict=True):
-            if faces:
-                centre = np.array(image.shape[1::-1]) / 2
-                face = min(faces, key=lambda f: np.linalg.norm(np.mean(f.landmarks, 0) - centre))
-                crops[name] = pipeline.align(image, face.landmarks)
-                found.append(face.landmarks)
-            else:
-                missed.append((name, image))
-    mean = tuple(map(tuple, np.mean(np.asarray(found), axis=0)))
-    for name, image in missed:
-        crops[name] = pipeline.align(image, mean)
+    crops = {name: crop for chunk, batch, _ in aligned_crops(pipeline, root, names)
+             for name, crop in zip(chunk, batch, strict=True)}
     return np.stack([crops[n] for n in names])
 
 
@@ -99,7 +86,7 @@ def main() -> None:
     train_pairs, test_pairs = read_pairs(args.pairs / "pairsDevTrain.txt"), read_pairs(args.pairs / "pairsDevTest.txt")
     train_names = sorted({p.first for p in train_pairs} | {p.second for p in train_pairs})
     test_names = sorted({p.first for p in test_pairs} | {p.second for p in test_pairs})
-    train_crops, test_crops = aligned_crops(pipeline, args.data, train_names), aligned_crops(pipeline, args.data,
+    train_crops, test_crops = stacked_crops(pipeline, args.data, train_names), stacked_crops(pipeline, args.data,
                                                                                             test_names)
     clean = embeddings_of(pipeline, train_crops, args.seed, "clean", cache)
     copies = [embeddings_of(pipeline, train_crops, args.seed + 1000 * (c + 1), "augmented", cache)

@@ -10,7 +10,7 @@ geometry), and count how often that happened.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,40 +100,49 @@ class EmbeddingRun:
     missed: list[str] = field(default_factory=list)
 
 
-def embed_images(
+def aligned_crops(
     pipeline: FacePipeline, root: Path, names: list[str], progress: Callable[[int], None] | None = None
-) -> EmbeddingRun:
-    run = EmbeddingRun()
+) -> Iterator[tuple[list[str], np.ndarray, bool]]:
+    """The images' aligned crops in chunks of up to 16: (names, crops, fallback). Each image's
+    face is the detected one nearest the image's centre (LFW centres the labelled person). Images
+    where the detector found none come last, as one chunk with `fallback` True, aligned at the
+    mean landmarks of the faces found (LFW's deep-funneled images are roughly aligned already)."""
     frames: dict[str, np.ndarray] = {}
     landmarks: dict[str, tuple[tuple[float, float], ...]] = {}
+    missed: list[str] = []
     batch = 16
     for start in range(0, len(names), batch):
         chunk = names[start : start + batch]
         images = [decode_image((root / name).read_bytes()) for name in chunk]
         for name, image, faces in zip(chunk, images, pipeline.detector.detect(images), strict=True):
-            frames[name] = image
             if faces:
                 centre = np.array(image.shape[1::-1]) / 2
                 nearest = min(faces, key=lambda f: np.linalg.norm(np.mean(f.landmarks, 0) - centre))
                 landmarks[name] = nearest.landmarks
+                frames[name] = image
             else:
-                run.missed.append(name)
-        crops = [pipeline.align(frames[n], landmarks[n]) for n in chunk if n in landmarks]
-        if crops:
-            vectors = pipeline.embedder.embed(np.stack(crops))
-            for name, vector in zip([n for n in chunk if n in landmarks], vectors, strict=True):
-                run.embeddings[name] = vector
-        for name in chunk:
-            if name in landmarks:
-                del frames[name]
+                missed.append(name)
+                frames[name] = image  # kept for the fallback crop
+        found = [n for n in chunk if n in landmarks]
+        if found:
+            yield found, np.stack([pipeline.align(frames.pop(n), landmarks[n]) for n in found]), False
         if progress:
             progress(len(chunk))
-    if run.missed:
+    if missed:
         if not landmarks:
             raise RuntimeError("the detector found no face in any image; cannot build a fallback crop")
         mean_landmarks = tuple(map(tuple, np.mean([np.asarray(v) for v in landmarks.values()], axis=0)))
-        fallback = np.stack([pipeline.align(frames[n], mean_landmarks) for n in run.missed])
-        for name, vector in zip(run.missed, pipeline.embedder.embed(fallback), strict=True):
+        yield missed, np.stack([pipeline.align(frames.pop(n), mean_landmarks) for n in missed]), True
+
+
+def embed_images(
+    pipeline: FacePipeline, root: Path, names: list[str], progress: Callable[[int], None] | None = None
+) -> EmbeddingRun:
+    run = EmbeddingRun()
+    for chunk, crops, fallback in aligned_crops(pipeline, root, names, progress):
+        if fallback:
+            run.missed = chunk
+        for name, vector in zip(chunk, pipeline.embedder.embed(crops), strict=True):
             run.embeddings[name] = vector
     return run
 

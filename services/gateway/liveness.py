@@ -24,7 +24,12 @@ mouth corner on the image's left, the one on its right) and the face box sizes:
    nose beyond `max_yaw` of the eye distance from the middle, or outside `pitch_range` between
    eyes and mouth; the limits of enrolment photos, `photo_checks.ShotRules`, widened for pitch)
    are left out.
-3. **Jitter discounted.** Landmarks jitter from frame to frame by a few hundredths of the face
+3. **One motion at a time.** A print swapped for another picture of the same person (turned the
+   other way) moves (u, v) in one jump between two frames; a head gets there over several. Where
+   the smoothed (u, v) moves more than `max_step` between two usable frames the track is cut in
+   two and parallax is measured within each part only (chosen above the largest step of real
+   tracks on the benchmark's dev half).
+4. **Jitter discounted.** Landmarks jitter from frame to frame by a few hundredths of the face
    even on a still face, and the odd frame is off by more. (u, v) is smoothed by a running
    median of three frames (a single-frame error cannot survive it; a head turn lasting two
    frames does), and the track's **parallax** is a high percentile (not the maximum: one bad
@@ -35,7 +40,7 @@ mouth corner on the image's left, the one on its right) and the face box sizes:
    on flat pictures; chosen on data by `bench/liveness_planarity.py`), and `min_snr` times the
    jitter (4: for pure independent jitter on 10 frames, the parallax exceeds 4.1 jitters in 1%
    of tracks; a fixed property of the statistic, not fitted to data).
-4. **Motion gate.** Parallax can only appear when the face turns out of the image plane; a face
+5. **Motion gate.** Parallax can only appear when the face turns out of the image plane; a face
    that only slides, approaches or rolls gives no evidence either way. How far the face plane
    turned is read from its foreshortening: the affine map between two frames' eye line and
    eyes-to-mouth-middle vector (the mouth's middle, not its corners, so a smile does not count)
@@ -61,7 +66,8 @@ Verdicts, in this order:
 
 What this does not catch: anything carrying real 3-D or non-rigid motion of a face. A replayed
 video of the person (on a screen), a 3-D mask, a print bent or curved while it is shown, or a
-print with the mouth cut out pass. It is a check against flat photos and screens showing a
+print with the mouth cut out pass, and so may pictures of the person at slightly different poses
+swapped one after another in small steps (each below `max_step`). It is a check against flat photos and screens showing a
 still. The limits are chosen by `bench/liveness_planarity.py`, which prints the data that chose
 them; no real print or replay footage was available, attacks there are rendered.
 
@@ -101,6 +107,11 @@ class LivenessSettings:
     # each as a print held still, turned, moved and as a shaken screen) were live.
     live_parallax: float = 0.052
     min_snr: float = 4.0  # parallax must also reach this many times the track's own jitter
+    # largest move of the (smoothed) nose between two usable frames that is still one motion; a
+    # larger jump (a picture swapped for another of the same person) splits the track, and
+    # parallax is measured within each part. Chosen by bench/liveness_planarity.py: above the
+    # largest step of the dev half's real tracks.
+    max_step: float = 0.15
     # a face plane turned at least this much (from foreshortening) without parallax is flat: the
     # 99th percentile of the turn read on the dev prints held still or moved (jitter alone)
     plane_turn_degrees: float = 30.0
@@ -115,6 +126,8 @@ class LivenessSettings:
             raise ValueError(f"live_parallax must be > 0; got {self.live_parallax}")
         if not self.min_snr >= 0:
             raise ValueError(f"min_snr must be >= 0; got {self.min_snr}")
+        if not self.max_step > 0:
+            raise ValueError(f"max_step must be > 0; got {self.max_step}")
         if not 0 < self.plane_turn_degrees < 90:
             raise ValueError(f"plane_turn_degrees must be in (0, 90); got {self.plane_turn_degrees}")
         if not 50 <= self.percentile <= 100:
@@ -244,6 +257,15 @@ def usable_frames(landmarks: np.ndarray, face_sizes: np.ndarray,
     return frontal & large, ~np.isnan(uv[:, 0]), uv
 
 
+def nose_steps(landmarks: np.ndarray, face_sizes: np.ndarray, settings: LivenessSettings | None = None) -> np.ndarray:
+    """How far the smoothed nose (u, v) moved between consecutive usable frames (face units):
+    what `max_step` is compared with (for choosing it on data)."""
+    usable, _, uv = usable_frames(np.asarray(landmarks, np.float64), np.asarray(face_sizes, np.float64),
+                                  settings or LivenessSettings())
+    track = uv[usable]
+    return np.hypot(*np.diff(_running_median3(track), axis=0).T) if len(track) >= 3 else np.zeros(0)
+
+
 def assess(landmarks: Sequence[Sequence[Sequence[float]]] | np.ndarray, face_sizes: Sequence[float] | np.ndarray,
            settings: LivenessSettings | None = None) -> LivenessResult:
     """The liveness verdict of one track from its frames' landmarks (T x 5 x 2, in time order)
@@ -274,8 +296,15 @@ def assess(landmarks: Sequence[Sequence[Sequence[float]]] | np.ndarray, face_siz
                               f"{count} usable frames; {s.min_frames} needed{note}")
     track = uv[usable]
     smooth = _running_median3(track)
+    steps = np.hypot(*np.diff(smooth, axis=0).T)
+    part = np.concatenate([[0], np.cumsum(steps > s.max_step)])  # a jump starts a new part
     first, second = np.triu_indices(count, k=1)
-    parallax = _quantile(np.hypot(*(smooth[first] - smooth[second]).T), s.percentile)
+    within = part[first] == part[second]
+    distances = np.hypot(*(smooth[first[within]] - smooth[second[within]]).T)
+    parallax = _quantile(distances, s.percentile) if len(distances) else 0.0
+    if part[-1]:
+        note += (f"; the nose jumped up to {steps.max():.3f} between two frames (> {s.max_step}: another "
+                 f"picture?), so parallax is measured within each of {part[-1] + 1} parts")
     curvature = track[:-2] - 2 * track[1:-1] + track[2:]
     jitter = _quantile(np.hypot(*curvature.T), 50.0) / _SECOND_DIFFERENCE_MEDIAN
     turn = _quantile(np.nan_to_num(plane_turns(points[usable]), nan=0.0), s.percentile)

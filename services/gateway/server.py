@@ -54,6 +54,7 @@ from services.gateway.review_queue import (
 from services.gateway.tracking import DoorTracks, Track, Verdict, leftover, mention, observation
 
 log = logging.getLogger("facegate.gateway")
+SAME_FACE_FAR = "0.01"  # the card's point a held track's frames are checked against (`_same_face`)
 FRAMES_IN = Counter("facegate_gateway_frames_total", "Frames received", ["door", "site"])
 FRAMES_DROPPED = Counter("facegate_gateway_frames_dropped_total", "Stale frames dropped before processing",
                          ["door", "site"])
@@ -308,6 +309,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._feed: asyncio.Task[None] | None = None
         self._door_keeper: asyncio.Task[None] | None = None
         self._lost_doors: set[str] = set()  # held here, then taken by another gateway: their streams end
+        self._leftovers: set[asyncio.Task[None]] = set()  # streams cut off: their last tracks being decided
         self._configured_labels: set[tuple[str, str]] = set()  # (door, site) series of DOOR_CONFIGURED
 
     async def start(self) -> None:
@@ -564,6 +566,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         receiver = asyncio.create_task(receive())
         last: tuple[gateway_pb2.CameraFrame, Door] | None = None
         failure = ""
+        finished = False  # what was left in view at the end is decided
         try:
             while (item := await waiting.get()) is not None:
                 frame, door, arrived = item
@@ -583,13 +586,21 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     yield decision
             await receiver  # surfaces a broken request stream or a frame for an unknown door
             if stream is not None and last is not None:  # the camera stopped: decide what is left
+                finished = True
                 for decision in await self._finish(last[1], last[0], stream.tracks.tracks):
                     yield decision
         except ServiceError as exc:
             failure = exc.message
+            if stream is not None and last is not None and not finished:  # recorded before the camera hears
+                finished = True
+                await self._decide_left(last[1], last[0], stream.tracks.tracks)
             raise
         finally:
             receiver.cancel()
+            if stream is not None and last is not None and not finished:  # cut off (the camera went away)
+                leftover_task = asyncio.ensure_future(self._decide_left(last[1], last[0], stream.tracks.tracks))
+                self._leftovers.add(leftover_task)
+                leftover_task.add_done_callback(self._leftovers.discard)
             if stream is not None:
                 door_id = stream.tracks.door_id
                 self._streaming.pop(door_id, None)
@@ -632,37 +643,62 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
-        for face, track in zip(faces, assigned, strict=True):
-            track.saw(face.face)
-        wanted = [(f, t) for f, t in zip(faces, assigned, strict=True)
-                  if t.wants_embedding(f.face.quality, self._settings.max_embeddings)]
+        recorded = [track.saw(face.face, now) for face, track in zip(faces, assigned, strict=True)]
+        wanted = [(f, t, r) for f, t, r in zip(faces, assigned, recorded, strict=True)
+                  if t.wants_embedding(f.face.quality, self._settings.max_embeddings, r)]
         decisions = await self._finish(door, frame, tracks.ended)
-        decisions += await self._held(door, frame, tracks.tracks, now)
         if not wanted:
-            return decisions
+            return decisions + await self._held(door, frame, tracks.tracks, now)
+        # held grants are decided after this frame's embeddings: a held track's frame counts for
+        # liveness only once its own embedding is accepted as the person matched
         try:
-            embeddings = await run.embed.submit([f.crop for f, _ in wanted])
-            for (face, _), embedding in zip(wanted, embeddings, strict=False):  # a count mismatch fails in identify
+            embeddings = await run.embed.submit([f.crop for f, _, _ in wanted])
+            for (face, _, _), embedding in zip(wanted, embeddings, strict=False):  # a count mismatch fails in identify
                 with_capture(embedding, face.face)
             EMBEDDED.labels(door_label, site_label).inc(len(wanted))
             EMBED_CALLS.labels(door_label, site_label).inc()
             results = await run.backends.identify(embeddings, door.site, door.target_far or 0.0)
-        except BackendError as exc:
-            return decisions + await self._failed(frame, door, exc)
+        except BackendError as exc:  # no frame of a held track is identified: only spent budgets decide
+            return decisions + await self._failed(frame, door, exc) + await self._held(door, frame, tracks.tracks,
+                                                                                       now)
         self._failing_since.pop(door.door_id, None)
         model_key = f"{embeddings[0].model_id}@{embeddings[0].model_version}"
         fresh = []
-        for (face, track), result, embedding in zip(wanted, results, embeddings, strict=True):  # counts checked
+        for (face, track, recorded_now), result, embedding in zip(wanted, results, embeddings, strict=True):
             if track.best_frame is None or face.face.quality > track.best_quality:  # for a reviewer, if it comes to it
                 track.best_frame = (face.crop, face.face, embedding)
-            verdict = track.observe(observation(result, tuple(face.face.capture_flags)), face.face.quality,
-                                    door.frames_needed, self._settings.max_embeddings)
+            seen = observation(result, tuple(face.face.capture_flags))
+            if recorded_now:
+                track.identified(seen, self._same_face())
+            # a held track's frame is fused too: a frame matching someone else sends it to review
+            was_held = track.held
+            verdict = track.observe(seen, face.face.quality, door.frames_needed, self._settings.max_embeddings)
+            if was_held and verdict is not None and verdict.kind == "match":
+                continue  # still the person matched: `_held` below decides once the frames are live
             if verdict is not None:
                 track.model_key = model_key
                 decision = await self._decision(frame, door, track, verdict, model_key, now)
                 if decision is not None:  # else held: a grant waiting for a live face
                     fresh.append(decision)
-        return decisions + await self._publish(fresh)
+        return decisions + await self._publish(fresh) + await self._held(door, frame, tracks.tracks, now)
+
+    async def _decide_left(self, door: Door, frame: gateway_pb2.CameraFrame, tracks: list[Track]) -> None:
+        """A stream that failed or was cut off: its held grants (denied_liveness) and undecided
+        tracks are decided as when the camera stops, recorded and published (not sent on the
+        broken stream), so no match leaves the door without its record. A failure here (the
+        audit log's, as likely as not the stream's own) is logged."""
+        try:
+            await self._finish(door, frame, tracks)
+        except Exception as exc:  # noqa: BLE001 - logged: nothing else is left to tell
+            log.error("door %s: the tracks in view when its stream ended were not decided: %s", door.door_id, exc)
+
+    def _same_face(self) -> float:
+        """The distance within which a held track's frame still shows the person it matched (for
+        liveness): the model's FAR 1e-2 point, looser than any decision threshold, since the
+        frames that show a head's parallax are its turned ones; the default threshold if the
+        card has no such point."""
+        model = self._run.model
+        return model.far_thresholds.get(SAME_FACE_FAR, model.distance_threshold)
 
     async def _finish(self, door: Door, frame: gateway_pb2.CameraFrame,
                       tracks: list[Track]) -> list[gateway_pb2.Decision]:

@@ -6,10 +6,15 @@ decides once per track when enough frames agree (`frames_needed`, per door, at l
 disagrees (`fuse` states the rule). A decided track is not embedded again while it stays in view;
 a track nobody saw for `timeout` seconds ends.
 
-Every frame in which a track's face was detected (embedded or not) leaves its five landmarks and
-face size on the track (the last `FRAMES_KEPT`), for the liveness check (`liveness.py`) of doors
-that require it: there a match the policy allows is *held* (the track has a verdict but no
-decision yet) until the track shows a live face, its budget is spent or it ends.
+Frames in which a track's face was detected leave its five landmarks and face size on the track
+(at most one every `LIVENESS_FRAME_SECONDS` of frame time, the last `FRAMES_KEPT`), for the
+liveness check (`liveness.py`) of doors that require it: there a match the policy allows is
+*held* (the track has a verdict but no decision yet) until the track shows a live face, its
+budget is spent or it ends. Only frames whose own embedding shows the matched person count for
+liveness (`Track.identified`): a held track goes on being embedded (each recorded frame), so a
+face put in front of the camera after the match (a print swapped for the attacker's own moving
+face) is neither counted as the person's live face nor left unchecked (another person's match
+sends the track to review).
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ import itertools
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from services.contracts.v1 import common_pb2, matcher_pb2
 from services.gateway.liveness import LANDMARKS, LivenessResult, LivenessSettings, assess
 
-FRAMES_KEPT = 50  # landmark frames kept per track for liveness: 10 s at 5 fps, 5 s at 10 fps
+LIVENESS_FRAME_SECONDS = 0.1  # landmark frames are recorded about this often at most (a door camera sends 5 a second)
+# frames 0.9 of that apart are taken (a 10 fps camera's timestamps jitter), so at most 11.1 a second
+FRAMES_KEPT = 120  # landmark frames kept per track: the longest liveness_seconds (10 s) at that rate
 LIVENESS = LivenessSettings()  # the check's limits, as bench/liveness_planarity.py chose them
 
 
@@ -86,7 +93,12 @@ class Track:
     # each detected frame's landmarks (5 x (x, y)) and face size (the smaller side of its box), oldest first
     landmarks: deque[tuple[tuple[float, float], ...]] = field(default_factory=lambda: deque(maxlen=FRAMES_KEPT))
     face_sizes: deque[float] = field(default_factory=lambda: deque(maxlen=FRAMES_KEPT))
+    # per recorded frame: who its own embedding was close to (within the same-face threshold), and
+    # who it matched (within the decision threshold); both empty if it was not embedded
+    shown: deque[tuple[frozenset[str], frozenset[str]]] = field(default_factory=lambda: deque(maxlen=FRAMES_KEPT))
     frames_recorded: int = 0  # landmark frames recorded in all (the deques keep the last FRAMES_KEPT)
+    recorded_at: float = -math.inf  # frame time of the last recorded frame
+    changes: int = 0  # frames recorded or identified so far (the last assessment is reused until it grows)
     held: bool = False  # a match the policy allows, waiting for the track to show a live face
     model_key: str = ""  # the model its verdict was reached with (for a held decision made later)
     liveness: LivenessResult | None = None  # the last assessment (of `assessed_frames` recorded frames)
@@ -97,29 +109,57 @@ class Track:
         """A decision was made for the track (a held grant is not one yet)."""
         return self.verdict is not None and not self.held
 
-    def saw(self, face: common_pb2.Face) -> None:
-        """Record one detected frame of the track's face for the liveness check (a face without
-        its five landmarks is recorded as unusable: NaN)."""
+    def saw(self, face: common_pb2.Face, now: float) -> bool:
+        """Record one detected frame of the track's face for the liveness check, unless one was
+        recorded less than LIVENESS_FRAME_SECONDS ago (frame time); a face without its five
+        landmarks is recorded as unusable (NaN). Whether it was recorded."""
+        if now - self.recorded_at < 0.9 * LIVENESS_FRAME_SECONDS:
+            return False
         if len(face.landmarks) == LANDMARKS:
             self.landmarks.append(tuple((p.x, p.y) for p in face.landmarks))
         else:
             self.landmarks.append(((math.nan, math.nan),) * LANDMARKS)
         self.face_sizes.append(min(face.box.width, face.box.height))
+        self.shown.append((frozenset(), frozenset()))
         self.frames_recorded += 1
+        self.recorded_at = now
+        self.changes += 1
+        return True
+
+    def identified(self, seen: Observation, same_face: float) -> None:
+        """The embedding of the frame just recorded (`saw` returned True) was `seen`. For the
+        liveness check a frame is the matched person's when that person is within `same_face` of
+        it (a looser distance than the decision's, e.g. the model's FAR 1e-2 point: the frames
+        that show parallax are the turned ones, often beyond the decision threshold) and nobody
+        else matched it."""
+        if self.shown:
+            near = frozenset(i for i, _, distance in seen.candidates if distance <= max(same_face, seen.threshold))
+            self.shown[-1] = (near, seen.matched)
+            self.changes += 1
 
     def assess_liveness(self, settings: LivenessSettings = LIVENESS) -> LivenessResult:
-        """The liveness verdict of the frames recorded so far (assessed again only when frames
-        were added since the last time)."""
-        if self.liveness is None or self.assessed_frames != self.frames_recorded:
-            points = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, LANDMARKS, 2)
-            self.liveness = assess(points, np.asarray(self.face_sizes, dtype=np.float64), settings)
-            self.assessed_frames = self.frames_recorded
+        """The liveness verdict of the recorded frames shown to be the person the track matched
+        (`identified`; assessed again only when frames were recorded or identified since the
+        last time). Before a match there is nobody to show: not enough motion."""
+        if self.liveness is None or self.assessed_frames != self.changes:
+            who = self.verdict.observation.identity_id if self.verdict is not None and self.verdict.kind == "match" \
+                else None
+            mine = np.asarray([who in near and matched <= {who} for near, matched in self.shown], dtype=bool)
+            points = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, LANDMARKS, 2)[mine]
+            result = assess(points, np.asarray(self.face_sizes, dtype=np.float64)[mine], settings)
+            if (others := len(mine) - int(mine.sum())) and who is not None:
+                result = replace(result, reason=f"{result.reason}; {others} of {len(mine)} recorded frames not "
+                                                f"counted (not embedded, or not shown to be {mention(who)})")
+            self.liveness, self.assessed_frames = result, self.changes
         return self.liveness
 
-    def wants_embedding(self, quality: float, max_embeddings: int) -> bool:
+    def wants_embedding(self, quality: float, max_embeddings: int, recorded: bool = False) -> bool:
         """Embed an undecided track's face while the budget lasts, skipping frames clearly worse
-        than the best one already embedded (blur, a turned or shrinking face). A track with a
-        verdict (decided, or held for liveness) is not embedded again."""
+        than the best one already embedded (blur, a turned or shrinking face). A decided track is
+        not embedded again; a held one is, on each frame recorded for liveness (`recorded`): only
+        frames shown to be the matched person count there."""
+        if self.held:
+            return recorded
         if self.verdict is not None or len(self.observations) >= max_embeddings:
             return False
         return not self.observations or quality >= 0.8 * self.best_quality

@@ -14,7 +14,15 @@ from services.gateway.decisions import decide, error_decision
 from services.gateway.doors import Door, TimeWindow
 from services.gateway.liveness import Liveness, LivenessResult
 from services.gateway.policy import may_pass
-from services.gateway.tracking import FRAMES_KEPT, DoorTracks, Observation, Track, fuse, leftover
+from services.gateway.tracking import (
+    FRAMES_KEPT,
+    LIVENESS_FRAME_SECONDS,
+    DoorTracks,
+    Observation,
+    Track,
+    fuse,
+    leftover,
+)
 
 Outcome = gateway_pb2.Decision.Outcome
 FRAME = gateway_pb2.CameraFrame(door_id="lobby", sequence=7)
@@ -184,8 +192,8 @@ def face(x: float = 10, width: float = 100, height: float = 120, points: int = 5
 def test__a_track_keeps_the_landmarks_and_face_size_of_its_last_frames_for_liveness():
     kept = track()
     for i in range(FRAMES_KEPT + 5):
-        kept.saw(face(x=i))
-    kept.saw(face(points=0))  # a face without landmarks counts as an unusable frame
+        assert kept.saw(face(x=i), now=i * LIVENESS_FRAME_SECONDS)
+    kept.saw(face(points=0), now=(FRAMES_KEPT + 5) * LIVENESS_FRAME_SECONDS)  # no landmarks: an unusable frame
 
     assert len(kept.landmarks) == len(kept.face_sizes) == FRAMES_KEPT and kept.frames_recorded == FRAMES_KEPT + 6
     assert kept.landmarks[0][0] == (26.0, 40.0) and kept.face_sizes[0] == 100.0  # the smaller side of the box
@@ -193,7 +201,15 @@ def test__a_track_keeps_the_landmarks_and_face_size_of_its_last_frames_for_liven
     assert kept.assess_liveness().verdict == Liveness.NOT_ENOUGH_MOTION  # no motion at all: never live
 
 
-def test__a_grant_held_for_liveness_is_no_decision_yet_and_is_not_embedded_again():
+def test__a_fast_camera_records_a_liveness_frame_at_most_every_tenth_of_a_second_so_the_budget_fits():
+    fast = track()
+    recorded = [fast.saw(face(x=i), now=i / 30) for i in range(300)]  # 10 s at 30 fps
+
+    assert sum(recorded) == 100 and recorded[:4] == [True, False, False, True]
+    assert FRAMES_KEPT * 0.9 * LIVENESS_FRAME_SECONDS >= 10  # the longest liveness_seconds a door may set
+
+
+def test__a_grant_held_for_liveness_is_no_decision_yet_and_is_embedded_on_each_recorded_frame():
     held = track()
     held.observe(seen(), 0.9, 2, 4)
     held.observe(seen(), 0.9, 2, 4)
@@ -202,9 +218,79 @@ def test__a_grant_held_for_liveness_is_no_decision_yet_and_is_not_embedded_again
     tracks.tracks.append(held)
 
     assert held.verdict is not None and not held.decided and not tracks.all_decided  # the detector keeps running
-    assert not held.wants_embedding(1.0, 4)
+    assert held.wants_embedding(0.1, 4, recorded=True)  # even a poor frame: it must show the same person
+    assert not held.wants_embedding(1.0, 4, recorded=False)
     held.held = False
-    assert held.decided and tracks.all_decided
+    assert held.decided and tracks.all_decided and not held.wants_embedding(1.0, 4, recorded=True)
+
+
+SAME_FACE = 0.422  # the card's FAR 1e-2 point
+
+
+def near(identity: str, distance: float, threshold: float = 0.37) -> Observation:
+    """A frame whose nearest person is `identity` at `distance` (accepted within `threshold`)."""
+    accepted = distance <= threshold
+    return Observation(identity, identity.title(), distance, accepted, False, threshold,
+                       frozenset({identity}) if accepted else frozenset(), ((identity, identity.title(), distance),))
+
+
+def landmark_face(points: np.ndarray) -> common_pb2.Face:
+    side = float(1.6 * np.linalg.norm(points[1] - points[0]))
+    return common_pb2.Face(box=common_pb2.Box(x=float(points[0][0]), y=float(points[0][1]), width=side, height=side),
+                           landmarks=[common_pb2.Point(x=float(x), y=float(y)) for x, y in points])
+
+
+def test__only_frames_whose_own_embedding_was_accepted_as_the_matched_person_count_for_liveness():
+    """A print of alice matches; the attacker then shows their own turning head (real parallax)
+    in the same track: those frames are not alice's, so they cannot make her grant live."""
+    from tests.unit.test_liveness import FLAT_FACE, HEAD, sweep
+    from tests.unit.test_liveness import track as landmarks_of
+
+    print_of_alice = landmarks_of(FLAT_FACE, sweep(-20, 20), jitter_px=0.3)
+    attacker = landmarks_of(HEAD, sweep(-15, 15), jitter_px=0.3, seed=15)
+    swapped, honest = track(), track()
+    for i, points in enumerate(print_of_alice):
+        for t in (swapped, honest):
+            t.saw(landmark_face(points), now=i * 0.2)
+            t.identified(near("alice", 0.30), SAME_FACE)
+            t.observe(near("alice", 0.30), 0.9, 2, 20)
+    for i, points in enumerate(attacker, start=len(print_of_alice)):
+        swapped.saw(landmark_face(points), now=i * 0.2)
+        swapped.identified(near("alice", 0.47), SAME_FACE)  # a stranger: alice is the nearest, but far
+        honest.saw(landmark_face(points), now=i * 0.2)  # the same frames, shown to be alice's
+        honest.identified(near("alice", 0.40), SAME_FACE)  # her head turned: beyond the threshold, within FAR 1e-2
+
+    assert swapped.verdict is not None and swapped.verdict.kind == "match"
+    assert swapped.assess_liveness().verdict != Liveness.LIVE
+    assert "10 of 20 recorded frames not counted (not embedded, or not shown to be 'alice')" in \
+        swapped.assess_liveness().reason
+    assert honest.assess_liveness().verdict == Liveness.LIVE  # the same head frames count when they are alice's
+
+
+def test__a_frame_that_matched_someone_else_does_not_count_for_the_person_even_if_close():
+    twins = track()
+    for i in range(3):
+        twins.saw(face(x=i), now=i * 0.2)
+        twins.identified(near("alice", 0.30), SAME_FACE)
+        twins.observe(near("alice", 0.30), 0.9, 2, 20)
+    twins.saw(face(x=3), now=0.6)
+    twins.identified(Observation("bob", "Bob", 0.25, True, False, 0.37, frozenset({"bob"}),
+                                 (("bob", "Bob", 0.25), ("alice", "Alice", 0.33))), SAME_FACE)
+
+    assert [sorted(near) for near, _ in twins.shown] == [["alice"]] * 3 + [["alice", "bob"]]
+    assert "1 of 4 recorded frames not counted" in twins.assess_liveness().reason  # bob's frame
+
+
+def test__a_track_with_no_match_has_nobody_to_show_alive():
+    from tests.unit.test_liveness import HEAD, sweep
+    from tests.unit.test_liveness import track as landmarks_of
+
+    stranger = track()
+    for i, points in enumerate(landmarks_of(HEAD, sweep(-15, 15), jitter_px=0.3)):
+        stranger.saw(landmark_face(points), now=i * 0.2)
+        stranger.identified(near("alice", 0.30), SAME_FACE)
+
+    assert stranger.verdict is None and stranger.assess_liveness().verdict == Liveness.NOT_ENOUGH_MOTION
 
 
 LIVE = LivenessResult(Liveness.LIVE, 0.081, 0.006, 12.0, 9, "the nose moved 0.081 off the eye/mouth plane (>= 0.052)")

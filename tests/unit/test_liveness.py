@@ -233,3 +233,18 @@ def test__the_same_track_gets_the_same_verdict():
     landmarks = track(HEAD, sweep(-8, 8, frames=20), jitter_px=0.5)
 
     assert assess(landmarks, face_sizes(landmarks)) == assess(landmarks, face_sizes(landmarks))
+
+
+def test__given_two_prints_of_one_person_at_different_poses_swapped_in_front_of_the_camera__then_it_is_not_live():
+    """The nose of a print sits still in its plane; swapping it for a print of the same person
+    turned the other way moves it in one jump between two frames. A head gets there gradually."""
+    facing_left = track(FLAT_FACE + (HEAD - FLAT_FACE) @ rotation(-20).T, [{}] * 6, jitter_px=0.3)
+    facing_right = track(FLAT_FACE + (HEAD - FLAT_FACE) @ rotation(20).T, [{}] * 6, jitter_px=0.3, seed=15)
+    swapped = np.concatenate([facing_left, facing_right])
+    turning = track(HEAD, sweep(-20, 20, frames=12), jitter_px=0.3)
+
+    result = assess(swapped, face_sizes(swapped))
+
+    assert result.verdict != Liveness.LIVE
+    assert "jumped" in result.reason
+    assert assess(turning, face_sizes(turning)).verdict == Liveness.LIVE
