@@ -68,8 +68,9 @@ What this does not catch: anything carrying real 3-D or non-rigid motion of a fa
 video of the person (on a screen), a 3-D mask, a print bent or curved while it is shown, or a
 print with the mouth cut out pass, and so may pictures of the person at slightly different poses
 swapped one after another in small steps (each below `max_step`). It is a check against flat
-photos and screens showing a still. The limits are chosen by `bench/liveness_planarity.py`, which prints the data that chose
-them; no real print or replay footage was available, attacks there are rendered.
+photos and screens showing a still. The limits are chosen by `bench/liveness_planarity.py`,
+which prints the data that chose them; no real print or replay footage was available, attacks
+there are rendered.
 
 The module is pure (numpy only) and cheap: about 20 microseconds a frame (under 0.2 ms for a
 track of 10 frames; the detector takes about 50 ms a frame).
