@@ -230,6 +230,127 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import random
+
+    import numpy as np
+
+    from facegate.evaluation.calibration import calibrate, pair_distances
+    from facegate.evaluation.lfw import read_pairs
+    from facegate.training.data import embeddings_of, stacked_crops
+    from facegate.training.head import HeadTraining, train_head
+    from facegate.training.model_dir import trained_card, write_trained_model
+    from services.core import assets
+    from services.embedder.models import prepare_model
+
+    if not args.data.is_dir() or not args.pairs.is_file():
+        print(f"facegate train: need an image folder (--data {args.data}) and a pairs file naming the training "
+              f"people's images (--pairs {args.pairs}, e.g. pairsDevTrain.txt; never the evaluation's)",
+              file=sys.stderr)
+        return 2
+    try:
+        settings = HeadTraining(head=args.head, loss=args.loss, margin=args.margin, people=args.people,
+                                epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    except ValueError as exc:
+        print(f"facegate train: {exc}", file=sys.stderr)
+        return 2
+    people = sorted({name.split("/")[0] for pair in read_pairs(args.pairs) for name in (pair.first, pair.second)})
+    random.Random(args.seed).shuffle(people)
+    people = people[:args.limit_people] if args.limit_people else people
+    held_out = set(people[:max(2, round(args.holdout * len(people)))])  # for the card's thresholds only
+    names = sorted(str(image.relative_to(args.data)) for person in people
+                   for image in (args.data / person).glob("*.jpg"))
+    labels = np.array([name.split("/")[0] for name in names])
+    train = ~np.isin(labels, sorted(held_out))
+    pipeline = _pipeline(args)
+    print(f"facegate train: {len(names)} images of {len(people)} people named by {args.pairs.name} "
+          f"({len(held_out)} people held out to calibrate); aligning and embedding (cached)", file=sys.stderr)
+    crops = stacked_crops(pipeline, args.data, names)
+    cache = assets.home() / "cache"
+    clean = embeddings_of(pipeline, crops, args.seed, "clean", cache)
+    copies = [embeddings_of(pipeline, crops[train], args.seed + 1000 * (c + 1), "augmented", cache)
+              for c in range(args.copies)]
+    x = np.concatenate([clean[train], *copies])
+    y = np.tile(labels[train], 1 + args.copies)
+    checkpoints = args.checkpoints or args.out.with_name(args.out.name + ".checkpoints")
+    started = time.monotonic()
+    head, _ = train_head(x, y, settings, lambda epoch, loss: print(
+        f"epoch {epoch}/{settings.epochs}: loss {loss:.4f} ({time.monotonic() - started:.0f} s)", file=sys.stderr),
+        checkpoints=checkpoints)
+    genuine, impostor = pair_distances(head.predict(clean[~train], verbose=0), labels[~train])
+    before = calibrate(*pair_distances(clean[~train], labels[~train]), tuple(args.far))
+    try:
+        report = calibrate(genuine, impostor, tuple(args.far))
+        card = trained_card(pipeline.embedder.card, args.model_id or f"{pipeline.embedder.card.model_id}-"
+                            f"{settings.loss}-{settings.head}", report, args.default_far, {
+                                "trained_on": f"LFW images of {len(people) - len(held_out)} people named by "
+                                              f"{args.pairs.name} (clean and {args.copies} augmented copies)",
+                                "loss": settings.loss, "head": settings.head, "margin": f"{settings.margin:g}",
+                                "epochs": str(settings.epochs), "seed": str(settings.seed)})
+    except ValueError as exc:
+        print(f"facegate train: {exc}", file=sys.stderr)
+        return 2
+    write_trained_model(prepare_model(args.model) if not Path(args.model).is_dir() else Path(args.model), head,
+                        card, args.out)
+    print(f"{card.model_key} written to {args.out}; checkpoints in {checkpoints}")
+    print(f"on {len(held_out)} held-out people ({report.genuine_pairs} genuine, {report.impostor_pairs} impostor "
+          f"pairs): AUC {report.auc:.5f} (the base embedding: {before.auc:.5f}), EER {100 * report.eer:.2f}% "
+          f"({100 * before.eer:.2f}%)")
+    print("| target FAR | threshold | FRR | the base embedding's FRR |")
+    print("|---|---|---|---|")
+    for point, base in zip(report.points, before.points, strict=True):
+        print(f"| {point.far_target:g} | {point.threshold:.4f} | {100 * point.frr:.2f}% | {100 * base.frr:.2f}% |")
+    return 0
+
+
+def representative_crops(pipeline: Any, root: Path, count: int, seed: int) -> Any:
+    """Aligned crops of the main face (the largest) of `count` photos drawn (seeded) from the
+    folder tree at `root`: what an int8 conversion calibrates its activations on."""
+    import random
+
+    import numpy as np
+
+    from services.core.images import decode_image
+
+    photos = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    random.Random(seed).shuffle(photos)
+    crops: list[Any] = []
+    for photo in photos:
+        if len(crops) == count:
+            break
+        image = decode_image(photo.read_bytes())
+        faces = pipeline.detector.detect([image])[0]
+        if faces:
+            crops.append(pipeline.align(image, max(faces, key=lambda f: f.size).landmarks))
+    return np.stack(crops) if crops else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def cmd_tflite(args: argparse.Namespace) -> int:
+    from services.embedder.models import load_embedder, prepare_model
+    from services.embedder.tflite import convert
+
+    source = Path(args.model) if Path(args.model).is_dir() else prepare_model(args.model)
+    if not (source / "saved_model").is_dir():
+        print(f"facegate tflite: {source} is not a SavedModel model directory (needs saved_model/)", file=sys.stderr)
+        return 2
+    representative = None
+    if args.precision == "int8":
+        if args.representative is None or not args.representative.is_dir():
+            print("facegate tflite: int8 needs --representative, a folder of face photos (e.g. LFW images not used "
+                  "for evaluation) to calibrate its activations on", file=sys.stderr)
+            return 2
+        representative = representative_crops(_pipeline(args), args.representative, args.count, args.seed)
+        if len(representative) < min(args.count, 50):
+            print(f"facegate tflite: only {len(representative)} faces found under {args.representative}; "
+                  f"int8 needs at least {min(args.count, 50)}", file=sys.stderr)
+            return 2
+    card = convert(source, args.out, args.precision, representative)
+    embedder = load_embedder(str(args.out))
+    print(f"{card.model_key} ({args.precision}) written to {args.out} ({(args.out / 'model.tflite').stat().st_size:,} "
+          f"bytes; loads in {embedder.load_seconds:.2f} s); serve it with --model {args.out}")
+    return 0
+
+
 def cmd_certs_init(args: argparse.Namespace) -> int:
     from facegate import certs
 
@@ -715,6 +836,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="dlib-resnet-v1")
     p.set_defaults(func=cmd_prepare)
 
+    p = sub.add_parser("tflite", help="convert a SavedModel model to a TFLite model directory (fp32, fp16, int8)")
+    p.add_argument("--out", type=Path, required=True, help="the model directory to write")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--representative", type=Path, default=None,
+                   help="int8: a folder of face photos to calibrate activations on (never the evaluation's)")
+    p.add_argument("--count", type=int, default=300, help="int8: representative faces to use")
+    p.add_argument("--seed", type=int, default=0)
+    pipeline_options(p, min_face=40)
+    p.set_defaults(func=cmd_tflite)
+
+    p = sub.add_parser("train", help="train a head on the frozen embedding; write a model directory with its card")
+    p.add_argument("--data", type=Path, required=True, help="image root in LFW layout (<person>/<person>_NNNN.jpg)")
+    p.add_argument("--pairs", type=Path, required=True,
+                   help="a pairs file naming the training people (e.g. pairsDevTrain.txt): all their images are used")
+    p.add_argument("--out", type=Path, required=True, help="the model directory to write")
+    p.add_argument("--checkpoints", type=Path, default=None,
+                   help="where each epoch is saved, and resumed from (default: OUT.checkpoints)")
+    p.add_argument("--head", default="linear", help="linear or mlp")
+    p.add_argument("--loss", default="semi_hard", help="semi_hard, batch_hard, batch_all or contrastive")
+    p.add_argument("--margin", type=float, default=0.2)
+    p.add_argument("--people", type=int, default=64, help="P: people per P x K batch")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--copies", type=int, default=2, help="augmented copies of each training image")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of the people held out to calibrate on")
+    p.add_argument("--limit-people", type=int, default=None, help="a seeded subset of the people (a quick run)")
+    p.add_argument("--far", type=float, action="append", default=None, help="target FAR to calibrate (repeatable)")
+    p.add_argument("--default-far", type=float, default=1e-3, help="the FAR of the card's default threshold")
+    p.add_argument("--model-id", default=None, help="the new model's id (default: <base>-<loss>-<head>)")
+    p.add_argument("--seed", type=int, default=0)
+    pipeline_options(p, min_face=40)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("embed", help="faces and embeddings for each image, one JSON line per image")
     p.add_argument("images", nargs="+")
     pipeline_options(p)
@@ -944,6 +1098,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) == "calibrate" and not args.far:
         args.far = [1e-2, 1e-3, 1e-4]
+    if getattr(args, "command", None) == "train" and not args.far:  # 1e-4 needs more held-out people than most runs
+        args.far = [1e-2, 1e-3]
     try:
         from services.detector.mtcnn_cascade import DetectorSettings  # validates early, before TF loads
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -71,9 +72,15 @@ def build_head(dim: int, settings: HeadTraining) -> keras.Model:
 
 
 def train_head(embeddings: np.ndarray, labels: np.ndarray, settings: HeadTraining,
-               progress: Callable[[int, float], None] | None = None) -> tuple[keras.Model, TrainingLog]:
+               progress: Callable[[int, float], None] | None = None,
+               checkpoints: Path | None = None) -> tuple[keras.Model, TrainingLog]:
     """Train a head on unit `embeddings` (N x D) of people `labels` (N); returns it and the
-    mean loss per epoch. Deterministic under `settings.seed` on one machine."""
+    mean loss per epoch. Deterministic under `settings.seed` on one machine.
+
+    `checkpoints`: a directory where the head, the optimiser's state and the epoch are saved
+    after every epoch (the last 3 kept); if it holds a checkpoint, training resumes after it
+    (the batches of the epochs done are drawn again and skipped, so a resumed run trains on
+    the same batches as an uninterrupted one). The log then holds the resumed epochs only."""
     embeddings = np.asarray(embeddings, np.float32)
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
         raise ValueError(f"embeddings must be N x D with one label each; got {embeddings.shape} and {len(labels)}")
@@ -91,10 +98,23 @@ def train_head(embeddings: np.ndarray, labels: np.ndarray, settings: HeadTrainin
                                       strict=True))
         return value
 
+    done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    manager = None
+    if checkpoints is not None:
+        state = tf.train.Checkpoint(head=model, optimizer=optimizer, epochs_done=done)
+        manager = tf.train.CheckpointManager(state, str(checkpoints), max_to_keep=3)
+        if manager.latest_checkpoint:
+            state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     log = TrainingLog()
     for epoch in range(settings.epochs):
-        values = [float(step(tf.constant(embeddings[rows]), tf.constant(owner[rows]))) for rows in sampler]
+        batches = list(sampler)  # drawn for every epoch, so a resumed run sees the same batches
+        if epoch < int(done.numpy()):
+            continue
+        values = [float(step(tf.constant(embeddings[rows]), tf.constant(owner[rows]))) for rows in batches]
         log.losses.append(float(np.mean(values)))
+        done.assign(epoch + 1)
+        if manager is not None:
+            manager.save(checkpoint_number=epoch + 1)
         if progress:
             progress(epoch + 1, log.losses[-1])
     return model, log

@@ -1,8 +1,9 @@
 """Embedding models: the plugin seam and the SavedModel backend (cards: services/core/model_card.py).
 
-A model is a directory holding a TensorFlow SavedModel (`saved_model/`) and a
-`model_card.json`. The SavedModel exposes one function, `embed`, taking a batch of aligned
-uint8 RGB crops (N, S, S, 3) and returning {"embedding": (N, D) L2-normalised float32}.
+A model is a directory holding a TensorFlow SavedModel (`saved_model/`), or a TFLite flatbuffer
+(`model.tflite`, run by LiteRT: services/embedder/tflite.py), and a `model_card.json`. The
+SavedModel exposes one function, `embed`, taking a batch of aligned uint8 RGB crops
+(N, S, S, 3) and returning {"embedding": (N, D) L2-normalised float32}.
 The card says what the model needs (crop size, where the 5 landmarks go in the crop) and
 what it promises (dimension, the distance threshold it was calibrated at, and where that
 threshold came from). A new model (e.g. a FaceNet SavedModel a user brings) is a new
@@ -33,6 +34,7 @@ class FaceEmbedder(Protocol):
     """Aligned crops in, unit-length embeddings out."""
 
     card: ModelCard
+    load_seconds: float
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 unit vectors."""
@@ -55,17 +57,23 @@ class SavedModelEmbedder:
         self._tf = tf
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        size = self.card.input_size
-        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
-            raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3); got {crops.dtype} {crops.shape}")
-        if len(crops) == 0:
-            return np.zeros((0, self.card.embedding_dim), np.float32)
-        batch = np.concatenate([crops, crops[:, :, ::-1]]) if self.card.flip_average else crops
-        vectors = self._module.embed(self._tf.constant(batch))["embedding"].numpy()
-        if self.card.flip_average:
-            vectors = vectors[: len(crops)] + vectors[len(crops) :]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return flip_averaged(self.card, crops, lambda batch: self._module.embed(self._tf.constant(batch))["embedding"])
+
+
+def flip_averaged(card: ModelCard, crops: np.ndarray, run: Callable[[np.ndarray], object]) -> np.ndarray:
+    """`run` (a batch of uint8 crops -> its raw vectors) on the crops, averaged with their
+    mirrors when the card says so, L2-normalised: what every backend returns."""
+    size = card.input_size
+    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
+        raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3); got {crops.dtype} {crops.shape}")
+    if len(crops) == 0:
+        return np.zeros((0, card.embedding_dim), np.float32)
+    batch = np.concatenate([crops, crops[:, :, ::-1]]) if card.flip_average else crops
+    vectors = np.asarray(run(np.ascontiguousarray(batch)), np.float32)
+    if card.flip_average:
+        vectors = vectors[: len(crops)] + vectors[len(crops) :]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def _prepare_dlib_resnet(target: Path) -> None:
@@ -127,14 +135,19 @@ def prepare_model(name: str = DEFAULT_MODEL) -> Path:
     return target
 
 
-def load_embedder(name_or_dir: str = DEFAULT_MODEL) -> SavedModelEmbedder:
-    """Load a known model by name (preparing it on first use) or a model directory by path.
+def load_embedder(name_or_dir: str = DEFAULT_MODEL) -> FaceEmbedder:
+    """Load a known model by name (preparing it on first use) or a model directory by path: a
+    SavedModel directory, or a TFLite one (`model.tflite`, services/embedder/tflite.py).
 
     For a known model the card is the one this repository ships, so a recalibrated threshold
     takes effect without re-converting the weights.
     """
     path = Path(name_or_dir)
     if name_or_dir not in PREPARERS and path.is_dir():
+        if (path / "model.tflite").is_file():
+            from services.embedder.tflite import TFLiteEmbedder
+
+            return TFLiteEmbedder(path)
         return SavedModelEmbedder(path)
     return SavedModelEmbedder(prepare_model(name_or_dir), card=bundled_card(name_or_dir))
 

@@ -16,7 +16,7 @@ from services.core.config import ServerSettings, in_range, load_settings, settin
 from services.core.errors import InvalidArgument
 from services.core.model_card import DEFAULT_MODEL, ModelCard
 from services.core.server import ready, run_service
-from services.embedder.models import SavedModelEmbedder, load_embedder
+from services.embedder.models import FaceEmbedder, load_embedder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ def model_info(card: ModelCard) -> common_pb2.ModelInfo:
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     def __init__(self, settings: EmbedderServiceSettings) -> None:
         self._settings = settings
-        self._model: SavedModelEmbedder | None = None
+        self._model: FaceEmbedder | None = None
         self._batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
 
     async def start(self) -> None:

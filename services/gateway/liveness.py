@@ -27,8 +27,8 @@ mouth corner on the image's left, the one on its right) and the face box sizes:
 3. **One motion at a time.** A print swapped for another picture of the same person (turned the
    other way) moves (u, v) in one jump between two frames; a head gets there over several. Where
    the smoothed (u, v) moves more than `max_step` between two usable frames the track is cut in
-   two and parallax is measured within each part only (chosen above the largest step of real
-   tracks on the benchmark's dev half).
+   two and parallax is measured within each part only (0.15: more than a head turning at 90
+   degrees a second moves it between two frames at 5 fps).
 4. **Jitter discounted.** Landmarks jitter from frame to frame by a few hundredths of the face
    even on a still face, and the odd frame is off by more. (u, v) is smoothed by a running
    median of three frames (a single-frame error cannot survive it; a head turn lasting two
@@ -110,8 +110,9 @@ class LivenessSettings:
     min_snr: float = 4.0  # parallax must also reach this many times the track's own jitter
     # largest move of the (smoothed) nose between two usable frames that is still one motion; a
     # larger jump (a picture swapped for another of the same person) splits the track, and
-    # parallax is measured within each part. Chosen by bench/liveness_planarity.py: above the
-    # largest step of the dev half's real tracks.
+    # parallax is measured within each part. Not fitted (the benchmark's dev half has no usable
+    # real frames): a head turning 90 degrees a second moves the nose about 0.12 between frames
+    # at 5 fps; bench/liveness_planarity.py reports the real tracks' steps against it.
     max_step: float = 0.15
     # a face plane turned at least this much (from foreshortening) without parallax is flat: the
     # 99th percentile of the turn read on the dev prints held still or moved (jitter alone)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,15 @@ def test__bad_settings_are_refused_naming_the_choices():
         HeadTraining(head="transformer")
     with pytest.raises(ValueError, match="N x D with one label each"):
         train_head(np.zeros((4, 3), np.float32), np.zeros(5), SMALL)
+
+
+def test__training_stopped_half_way_resumes_from_its_checkpoint_to_the_same_head(tmp_path):
+    x, y = people()
+    whole, _ = train_head(x, y, replace(SMALL, epochs=6))
+    train_head(x, y, replace(SMALL, epochs=3), checkpoints=tmp_path / "run")  # stopped after 3 epochs
+    resumed, log = train_head(x, y, replace(SMALL, epochs=6), checkpoints=tmp_path / "run")
+
+    assert len(log.losses) == 3  # only epochs 4 to 6 were trained again
+    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*.index")) == ["ckpt-4.index", "ckpt-5.index",
+                                                                             "ckpt-6.index"]
+    assert np.allclose(resumed.predict(x, verbose=0), whole.predict(x, verbose=0), atol=1e-5)

@@ -1,0 +1,119 @@
+"""The TFLite backend: a model directory holding `model.tflite` (instead of `saved_model/`) and
+its card is run by LiteRT's interpreter (`ai-edge-litert`, the one that works with NumPy 2;
+`tflite-runtime` does not and `tf.lite.Interpreter` is deprecated) with XNNPACK, its default
+CPU delegate.
+
+`convert` writes such a directory from a SavedModel model directory at one precision:
+
+- ``fp32``: the same network, frozen. The SavedModel keeps its weights as variables inside a
+  `tf.Module`; converted as it is, the flatbuffer keeps READ_VARIABLE ops and returns NaN, so
+  the `embed` function is frozen first (`convert_variables_to_constants_v2`). Its embeddings
+  equal the SavedModel's to ~1e-6, so it keeps the model's key: galleries stay valid.
+- ``fp16``: weights stored as float16 (half the file), computed in float32.
+- ``int8``: post-training quantisation of weights and activations, calibrated on a
+  representative set of aligned crops (float input and output). Its embeddings move by a few
+  hundredths, so fp16 and int8 get their own model version (`1.0+int8`): a gallery enrolled
+  with one is not searched with another (the matcher refuses mixed model keys).
+
+Each variant's card is the source card with the precision in its provenance; fp16 and int8
+keep the source's thresholds until `facegate calibrate` is run with them (the benchmark,
+`bench/tflite_lfw.py`, says how far off that is).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from services.core.model_card import ModelCard, ModelError
+from services.embedder.models import flip_averaged
+
+PRECISIONS = ("fp32", "fp16", "int8")
+FILE = "model.tflite"
+
+
+class TFLiteEmbedder:
+    """Runs a model directory's `model.tflite` (one interpreter on `threads` threads, by default
+    one per core as TensorFlow does; calls serialised: an interpreter is not thread-safe, and
+    the embedder batches requests anyway)."""
+
+    def __init__(self, model_dir: Path, card: ModelCard | None = None, threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter  # deferred like TensorFlow
+
+        card_path = model_dir / "model_card.json"
+        if not card_path.is_file() or not (model_dir / FILE).is_file():
+            raise ModelError(f"{model_dir} is not a TFLite model directory (needs {FILE} and model_card.json)")
+        self.card = card or ModelCard.from_json(card_path.read_text())
+        started = time.perf_counter()
+        threads = threads or os.cpu_count() or 1
+        self._interpreter = Interpreter(model_path=str(model_dir / FILE), num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._batch = 0
+        self._lock = threading.Lock()
+        self.load_seconds = time.perf_counter() - started
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if len(batch) != self._batch:  # resizing re-plans the graph: only when the batch size changes
+                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = len(batch)
+            self._interpreter.set_tensor(self._input, batch)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output).copy()
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        return flip_averaged(self.card, crops, self._run)
+
+
+def convert(source: Path, target: Path, precision: str, representative: np.ndarray | None = None) -> ModelCard:
+    """Write a TFLite model directory at `target` from the SavedModel model directory `source`
+    (`precision`: one of PRECISIONS; int8 needs `representative` aligned crops, N x S x S x 3
+    uint8, a few hundred of them). Returns the new card."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and (representative is None or len(representative) == 0):
+        raise ValueError("int8 needs representative aligned crops to calibrate its activations")
+    card = ModelCard.from_json((source / "model_card.json").read_text())
+    size = card.input_size
+    module = tf.saved_model.load(str(source / "saved_model"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="crops")])
+    def embedding(crops: tf.Tensor) -> tf.Tensor:
+        return module.embed(crops)["embedding"]  # the one output the backend reads
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [convert_variables_to_constants_v2(embedding.get_concrete_function())])
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        crops = np.asarray(representative, np.uint8)
+
+        def samples() -> Iterator[list[np.ndarray]]:
+            for i in range(len(crops)):
+                yield [crops[i:i + 1]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = samples
+    flatbuffer = converter.convert()
+    version = card.version if precision == "fp32" else f"{card.version}+{precision}"
+    converted = replace(card, version=version, source={
+        **card.source, "backend": "tflite", "precision": precision,
+        "converted_from": f"{card.model_key} SavedModel (variables frozen)",
+        **({"representative_crops": str(len(representative))} if precision == "int8" and representative is not None
+           else {})})
+    target.mkdir(parents=True, exist_ok=True)
+    (target / FILE).write_bytes(flatbuffer)
+    (target / "model_card.json").write_text(converted.to_json())
+    return converted

@@ -1,0 +1,85 @@
+"""The TFLite backend: a model directory converted from the SavedModel (`facegate tflite`) loads
+in the embedder like any model and gives the SavedModel's embeddings, within each precision's
+stated tolerance (fp32 is the same network; a conversion that kept the variables unfrozen would
+give NaN, which the parity check catches)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from facegate.harness.stack import ServiceProcess
+from services.contracts.v1 import embedder_pb2, embedder_pb2_grpc
+from services.core import ndarray
+from services.core.images import decode_image
+from services.embedder.models import load_embedder, prepare_model
+from services.embedder.tflite import TFLiteEmbedder, convert
+from tests.conftest import channel
+from tests.system.test_cli import facegate
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+# largest Euclidean distance between a TFLite embedding and the SavedModel's (unit vectors; the
+# card's thresholds are about 0.37): fp32 is exact up to float rounding, fp16 rounds the
+# weights, int8 quantises weights and activations
+TOLERANCE = {"fp32": 1e-5, "fp16": 5e-3, "int8": 0.08}
+
+
+@pytest.fixture(scope="module")
+def crops(detector, demo_photos) -> np.ndarray:
+    from facegate.evaluation.pipeline import FacePipeline
+
+    pipeline = FacePipeline(detector=detector)
+    out = []
+    for path in sorted(demo_photos.values()):
+        image = decode_image(path.read_bytes())
+        out += [pipeline.align(image, face.landmarks) for face in detector.detect([image])[0]]
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test__a_tflite_model_directory_gives_the_saved_models_embeddings_within_its_precisions_tolerance(
+    precision, tmp_path, embedder, crops
+):
+    card = convert(prepare_model(), tmp_path / precision, precision, representative=crops)
+    lite = load_embedder(str(tmp_path / precision))
+
+    expected, got = embedder.embed(crops), lite.embed(crops)
+    one_by_one = np.concatenate([lite.embed(crops[i:i + 1]) for i in range(len(crops))])
+
+    assert isinstance(lite, TFLiteEmbedder) and lite.card == card
+    assert np.isfinite(got).all() and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert np.linalg.norm(got - expected, axis=1).max() < TOLERANCE[precision]
+    assert np.allclose(one_by_one, got, atol=1e-5)  # the batch size does not change a face's embedding
+    assert card.model_key == ("dlib-resnet-v1@1.0" if precision == "fp32" else f"dlib-resnet-v1@1.0+{precision}")
+    assert card.source["precision"] == precision and card.source["backend"] == "tflite"
+
+
+def test__int8_without_representative_crops_is_refused_saying_what_it_needs(tmp_path):
+    with pytest.raises(ValueError, match="int8 needs representative aligned crops"):
+        convert(prepare_model(), tmp_path / "int8", "int8")
+
+
+def test__the_cli_converts_and_the_embedder_service_serves_the_tflite_directory(tmp_path, embedder, crops):
+    converted = facegate("tflite", "--out", str(tmp_path / "lite"))
+    refused = facegate("tflite", "--precision", "int8", "--out", str(tmp_path / "int8"))
+    service = ServiceProcess("embedder", tmp_path, ["--model", str(tmp_path / "lite")], ENV)
+    service.start()
+    try:
+        service.wait_serving(time.monotonic() + 120)
+        stub = embedder_pb2_grpc.EmbedderStub(channel(service.address))
+        info = stub.GetModel(embedder_pb2.GetModelRequest(), timeout=30)
+        reply = stub.Embed(embedder_pb2.EmbedRequest(each_crop=[ndarray.encode(c, "png") for c in crops[:2]]),
+                           timeout=60)
+    finally:
+        service.stop()
+
+    assert converted.returncode == 0, converted.stderr
+    assert "dlib-resnet-v1@1.0 (fp32) written to" in converted.stdout
+    assert refused.returncode == 2 and "int8 needs --representative" in refused.stderr
+    served = np.array([list(e.vector) for e in reply.embeddings], np.float32)
+    assert (info.model_id, info.model_version) == ("dlib-resnet-v1", "1.0")
+    assert np.linalg.norm(served - embedder.embed(crops[:2]), axis=1).max() < TOLERANCE["fp32"]
