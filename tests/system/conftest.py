@@ -62,3 +62,19 @@ def kube_cluster():
             yield cluster
         return
     pytest.fail(missing, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def demo_crops(detector, demo_photos):
+    """The aligned crop of every face the detector finds in the demo photos (N x 150 x 150 x 3)."""
+    import numpy as np
+
+    from facegate.evaluation.pipeline import FacePipeline
+    from services.core.images import decode_image
+
+    pipeline = FacePipeline(detector=detector)
+    out = []
+    for path in sorted(demo_photos.values()):
+        image = decode_image(path.read_bytes())
+        out += [pipeline.align(image, face.landmarks) for face in detector.detect([image])[0]]
+    return np.stack(out)

@@ -14,7 +14,6 @@ import pytest
 from facegate.harness.stack import ServiceProcess
 from services.contracts.v1 import embedder_pb2, embedder_pb2_grpc
 from services.core import ndarray
-from services.core.images import decode_image
 from services.embedder.models import load_embedder, prepare_model
 from services.embedder.tflite import TFLiteEmbedder, convert
 from tests.conftest import channel
@@ -28,27 +27,15 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 TOLERANCE = {"fp32": 1e-5, "fp16": 5e-3, "int8": 0.08}
 
 
-@pytest.fixture(scope="module")
-def crops(detector, demo_photos) -> np.ndarray:
-    from facegate.evaluation.pipeline import FacePipeline
-
-    pipeline = FacePipeline(detector=detector)
-    out = []
-    for path in sorted(demo_photos.values()):
-        image = decode_image(path.read_bytes())
-        out += [pipeline.align(image, face.landmarks) for face in detector.detect([image])[0]]
-    return np.stack(out)
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test__a_tflite_model_directory_gives_the_saved_models_embeddings_within_its_precisions_tolerance(
-    precision, tmp_path, embedder, crops
+    precision, tmp_path, embedder, demo_crops
 ):
-    card = convert(prepare_model(), tmp_path / precision, precision, representative=crops)
+    card = convert(prepare_model(), tmp_path / precision, precision, representative=demo_crops)
     lite = load_embedder(str(tmp_path / precision))
 
-    expected, got = embedder.embed(crops), lite.embed(crops)
-    one_by_one = np.concatenate([lite.embed(crops[i:i + 1]) for i in range(len(crops))])
+    expected, got = embedder.embed(demo_crops), lite.embed(demo_crops)
+    one_by_one = np.concatenate([lite.embed(demo_crops[i:i + 1]) for i in range(len(demo_crops))])
 
     assert isinstance(lite, TFLiteEmbedder) and lite.card == card
     assert np.isfinite(got).all() and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
@@ -63,7 +50,7 @@ def test__int8_without_representative_crops_is_refused_saying_what_it_needs(tmp_
         convert(prepare_model(), tmp_path / "int8", "int8")
 
 
-def test__the_cli_converts_and_the_embedder_service_serves_the_tflite_directory(tmp_path, embedder, crops):
+def test__the_cli_converts_and_the_embedder_service_serves_the_tflite_directory(tmp_path, embedder, demo_crops):
     converted = facegate("tflite", "--out", str(tmp_path / "lite"))
     refused = facegate("tflite", "--precision", "int8", "--out", str(tmp_path / "int8"))
     service = ServiceProcess("embedder", tmp_path, ["--model", str(tmp_path / "lite")], ENV)
@@ -72,7 +59,7 @@ def test__the_cli_converts_and_the_embedder_service_serves_the_tflite_directory(
         service.wait_serving(time.monotonic() + 120)
         stub = embedder_pb2_grpc.EmbedderStub(channel(service.address))
         info = stub.GetModel(embedder_pb2.GetModelRequest(), timeout=30)
-        reply = stub.Embed(embedder_pb2.EmbedRequest(each_crop=[ndarray.encode(c, "png") for c in crops[:2]]),
+        reply = stub.Embed(embedder_pb2.EmbedRequest(each_crop=[ndarray.encode(c, "png") for c in demo_crops[:2]]),
                            timeout=60)
     finally:
         service.stop()
@@ -82,4 +69,4 @@ def test__the_cli_converts_and_the_embedder_service_serves_the_tflite_directory(
     assert refused.returncode == 2 and "int8 needs --representative" in refused.stderr
     served = np.array([list(e.vector) for e in reply.embeddings], np.float32)
     assert (info.model_id, info.model_version) == ("dlib-resnet-v1", "1.0")
-    assert np.linalg.norm(served - embedder.embed(crops[:2]), axis=1).max() < TOLERANCE["fp32"]
+    assert np.linalg.norm(served - embedder.embed(demo_crops[:2]), axis=1).max() < TOLERANCE["fp32"]

@@ -6,31 +6,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from facegate.evaluation.calibration import calibrate
 from facegate.training.head import HeadTraining, build_head
 from facegate.training.model_dir import trained_card, write_trained_model
-from services.core.images import decode_image
 from services.core.model_card import bundled_card
 from services.embedder.models import SavedModelEmbedder, load_embedder, prepare_model
 from tests.conftest import shared_path
 
 
-@pytest.fixture(scope="module")
-def crops(detector, demo_photos) -> np.ndarray:
-    from facegate.evaluation.pipeline import FacePipeline
-
-    pipeline = FacePipeline(detector=detector)
-    out = []
-    for path in sorted(demo_photos.values()):
-        image = decode_image(path.read_bytes())
-        out += [pipeline.align(image, face.landmarks) for face in detector.detect([image])[0]]
-    return np.stack(out)
-
-
 def test__a_trained_model_directory_loads_in_the_embedder_and_serves_the_head_on_the_flip_averaged_backbone(
-    tmp_path, embedder, crops
+    tmp_path, embedder, demo_crops
 ):
     head = build_head(128, HeadTraining(head="linear"))
     rotation, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((128, 128)))
@@ -43,13 +29,13 @@ def test__a_trained_model_directory_loads_in_the_embedder_and_serves_the_head_on
     write_trained_model(prepare_model(), head, card, tmp_path / "trained")
     served = load_embedder(str(tmp_path / "trained"))
 
-    expected = head.predict(embedder.embed(crops), verbose=0)
+    expected = head.predict(embedder.embed(demo_crops), verbose=0)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     assert isinstance(served, SavedModelEmbedder) and served.card == card
     assert served.card.model_key == "dlib-resnet-v1-head@1.0" and not served.card.flip_average
     assert served.card.source == {"base_model": "dlib-resnet-v1@1.0", "loss": "semi_hard", "trained_on": "a test"}
     assert served.card.distance_threshold == served.card.far_thresholds["0.001"]
-    assert np.abs(served.embed(crops) - expected).max() < 1e-5
+    assert np.abs(served.embed(demo_crops) - expected).max() < 1e-5
 
 
 def test__facegate_train_writes_a_model_directory_with_calibrated_thresholds_and_checkpoints(tmp_path):
