@@ -248,11 +248,19 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"people's images (--pairs {args.pairs}, e.g. pairsDevTrain.txt; never the evaluation's)",
               file=sys.stderr)
         return 2
+    base = Path(args.model) if Path(args.model).is_dir() else None
+    problems = []
+    if f"{args.default_far:g}" not in {f"{far:g}" for far in args.far}:
+        problems.append(f"--default-far {args.default_far:g} is not among the FARs to calibrate ({args.far})")
+    if base is not None and not (base / "saved_model").is_dir():
+        problems.append(f"--model {base} is not a SavedModel model directory (a head is trained on one)")
     try:
         settings = HeadTraining(head=args.head, loss=args.loss, margin=args.margin, people=args.people,
                                 epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     except ValueError as exc:
-        print(f"facegate train: {exc}", file=sys.stderr)
+        problems.append(str(exc))
+    if problems:  # before minutes of embedding and training, not after
+        print(f"facegate train: {'; '.join(problems)}", file=sys.stderr)
         return 2
     people = sorted({name.split("/")[0] for pair in read_pairs(args.pairs) for name in (pair.first, pair.second)})
     random.Random(args.seed).shuffle(people)
@@ -274,12 +282,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     y = np.tile(labels[train], 1 + args.copies)
     checkpoints = args.checkpoints or args.out.with_name(args.out.name + ".checkpoints")
     started = time.monotonic()
-    head, _ = train_head(x, y, settings, lambda epoch, loss: print(
-        f"epoch {epoch}/{settings.epochs}: loss {loss:.4f} ({time.monotonic() - started:.0f} s)", file=sys.stderr),
-        checkpoints=checkpoints)
-    genuine, impostor = pair_distances(head.predict(clean[~train], verbose=0), labels[~train])
-    before = calibrate(*pair_distances(clean[~train], labels[~train]), tuple(args.far))
     try:
+        head, _ = train_head(x, y, settings, lambda epoch, loss: print(
+            f"epoch {epoch}/{settings.epochs}: loss {loss:.4f} ({time.monotonic() - started:.0f} s)",
+            file=sys.stderr), checkpoints=checkpoints)
+        genuine, impostor = pair_distances(head.predict(clean[~train], verbose=0), labels[~train])
+        before = calibrate(*pair_distances(clean[~train], labels[~train]), tuple(args.far))
         report = calibrate(genuine, impostor, tuple(args.far))
         card = trained_card(pipeline.embedder.card, args.model_id or f"{pipeline.embedder.card.model_id}-"
                             f"{settings.loss}-{settings.head}", report, args.default_far, {
@@ -290,16 +298,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"facegate train: {exc}", file=sys.stderr)
         return 2
-    write_trained_model(prepare_model(args.model) if not Path(args.model).is_dir() else Path(args.model), head,
-                        card, args.out)
+    write_trained_model(base or prepare_model(args.model), head, card, args.out)
     print(f"{card.model_key} written to {args.out}; checkpoints in {checkpoints}")
     print(f"on {len(held_out)} held-out people ({report.genuine_pairs} genuine, {report.impostor_pairs} impostor "
           f"pairs): AUC {report.auc:.5f} (the base embedding: {before.auc:.5f}), EER {100 * report.eer:.2f}% "
           f"({100 * before.eer:.2f}%)")
     print("| target FAR | threshold | FRR | the base embedding's FRR |")
     print("|---|---|---|---|")
-    for point, base in zip(report.points, before.points, strict=True):
-        print(f"| {point.far_target:g} | {point.threshold:.4f} | {100 * point.frr:.2f}% | {100 * base.frr:.2f}% |")
+    for point, pretrained in zip(report.points, before.points, strict=True):
+        print(f"| {point.far_target:g} | {point.threshold:.4f} | {100 * point.frr:.2f}% | "
+              f"{100 * pretrained.frr:.2f}% |")
     return 0
 
 
@@ -344,7 +352,11 @@ def cmd_tflite(args: argparse.Namespace) -> int:
             print(f"facegate tflite: only {len(representative)} faces found under {args.representative}; "
                   f"int8 needs at least {min(args.count, 50)}", file=sys.stderr)
             return 2
-    card = convert(source, args.out, args.precision, representative)
+    from services.core.model_card import bundled_card
+    from services.embedder.models import PREPARERS
+
+    known = bundled_card(args.model) if args.model in PREPARERS else None  # the shipped card, as the embedder uses
+    card = convert(source, args.out, args.precision, representative, known)
     embedder = load_embedder(str(args.out))
     print(f"{card.model_key} ({args.precision}) written to {args.out} ({(args.out / 'model.tflite').stat().st_size:,} "
           f"bytes; loads in {embedder.load_seconds:.2f} s); serve it with --model {args.out}")

@@ -26,7 +26,8 @@ def embeddings_of(pipeline: Any, crops: np.ndarray, seed: int, condition: str, c
     in `cache` by the crops, the seed and the condition."""
     from facegate.training.augment import Augmentation, augment
 
-    key = hashlib.sha256(crops.tobytes()[:1 << 20] + f"{len(crops)}-{seed}-{condition}".encode()).hexdigest()[:16]
+    # every crop in the key (the first few alone would let two crop sets of one size collide)
+    key = hashlib.sha256(crops.tobytes() + f"{len(crops)}-{seed}-{condition}".encode()).hexdigest()[:16]
     path = cache / f"head-bench-{pipeline.embedder.card.model_key}-{condition}-{key}.npy"
     if path.is_file():
         return np.load(path)

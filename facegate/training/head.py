@@ -11,8 +11,10 @@ matcher's distances and thresholds keep their meaning (a head's own card recalib
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
@@ -23,6 +25,7 @@ from facegate.training.losses import LOSSES
 from facegate.training.sampler import PKSampler
 
 HEADS = ("linear", "mlp")
+RUN_FILE = "run.json"  # in a checkpoint directory: the settings and data its checkpoints belong to
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,9 @@ def train_head(embeddings: np.ndarray, labels: np.ndarray, settings: HeadTrainin
     `checkpoints`: a directory where the head, the optimiser's state and the epoch are saved
     after every epoch (the last 3 kept); if it holds a checkpoint, training resumes after it
     (the batches of the epochs done are drawn again and skipped, so a resumed run trains on
-    the same batches as an uninterrupted one). The log then holds the resumed epochs only."""
+    the same batches as an uninterrupted one). The log then holds the resumed epochs only. A
+    checkpoint of another run (other settings, other data: `RUN_FILE` says which) is refused
+    (ValueError), never resumed from."""
     embeddings = np.asarray(embeddings, np.float32)
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
         raise ValueError(f"embeddings must be N x D with one label each; got {embeddings.shape} and {len(labels)}")
@@ -101,6 +106,14 @@ def train_head(embeddings: np.ndarray, labels: np.ndarray, settings: HeadTrainin
     done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
     manager = None
     if checkpoints is not None:
+        run = json.dumps({**asdict(settings), "epochs": None, "data": hashlib.sha256(
+            embeddings.tobytes() + np.asarray(owner).tobytes()).hexdigest()}, sort_keys=True)
+        recorded = checkpoints / RUN_FILE
+        if recorded.is_file() and recorded.read_text() != run:
+            raise ValueError(f"{checkpoints} holds the checkpoints of another run (other settings or data: see "
+                             f"{recorded}); remove it or name another checkpoint directory")
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(run)
         state = tf.train.Checkpoint(head=model, optimizer=optimizer, epochs_done=done)
         manager = tf.train.CheckpointManager(state, str(checkpoints), max_to_keep=3)
         if manager.latest_checkpoint:

@@ -22,16 +22,22 @@ def trained_card(base: ModelCard, model_id: str, calibration: CalibrationReport,
                  provenance: dict[str, str]) -> ModelCard:
     """The trained model's card: the base's crop contract, thresholds from `calibration` (on
     people the head never saw), no 1:K bands and no capture tightening (both were measured for
-    the base network: run the benchmarks with this model before relying on them), and where
-    everything came from."""
+    the base network: run the benchmarks with this model before relying on them), the base's
+    ambiguity gap and duplicate distance scaled by the ratio of the two default thresholds (a
+    first-order guess, not measured: the head's distances are on a scale close to the base's),
+    and where everything came from."""
     thresholds = {f"{p.far_target:g}": round(p.threshold, 4) for p in calibration.points}
     if f"{default_far:g}" not in thresholds:
         raise ValueError(f"the default FAR {default_far:g} was not calibrated (calibrated: {', '.join(thresholds)})")
+    scale = thresholds[f"{default_far:g}"] / base.distance_threshold
     return replace(
         base, model_id=model_id, version="1.0", flip_average=False,
         distance_threshold=thresholds[f"{default_far:g}"], far_thresholds=thresholds, default_far=default_far,
+        ambiguity_gap=round(base.ambiguity_gap * scale, 4),
+        duplicate_distance=round(base.duplicate_distance * scale, 4),
         threshold_source=(f"facegate train: calibrated on held-out people ({calibration.genuine_pairs} genuine, "
-                          f"{calibration.impostor_pairs} impostor pairs; AUC {calibration.auc:.5f})"),
+                          f"{calibration.impostor_pairs} impostor pairs; AUC {calibration.auc:.5f}); ambiguity gap "
+                          f"and duplicate distance: the base's x {scale:.3f}, not measured"),
         gallery_bands=(), capture_tightening={},
         source={"base_model": base.model_key, **provenance})
 

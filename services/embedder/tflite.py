@@ -73,10 +73,13 @@ class TFLiteEmbedder:
         return flip_averaged(self.card, crops, self._run)
 
 
-def convert(source: Path, target: Path, precision: str, representative: np.ndarray | None = None) -> ModelCard:
+def convert(source: Path, target: Path, precision: str, representative: np.ndarray | None = None,
+            card: ModelCard | None = None) -> ModelCard:
     """Write a TFLite model directory at `target` from the SavedModel model directory `source`
     (`precision`: one of PRECISIONS; int8 needs `representative` aligned crops, N x S x S x 3
-    uint8, a few hundred of them). Returns the new card."""
+    uint8, a few hundred of them). `card`: the source's card if not the one in `source` (a
+    known model's shipped card, which may be newer than the prepared directory's). Returns the
+    new card."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -84,7 +87,7 @@ def convert(source: Path, target: Path, precision: str, representative: np.ndarr
         raise ValueError(f"precision {precision!r}; one of {', '.join(PRECISIONS)}")
     if precision == "int8" and (representative is None or len(representative) == 0):
         raise ValueError("int8 needs representative aligned crops to calibrate its activations")
-    card = ModelCard.from_json((source / "model_card.json").read_text())
+    card = card or ModelCard.from_json((source / "model_card.json").read_text())
     size = card.input_size
     module = tf.saved_model.load(str(source / "saved_model"))
 

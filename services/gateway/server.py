@@ -423,6 +423,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                      self._door_keeper):
             if task:
                 task.cancel()
+        await asyncio.sleep(0)  # streams the shutdown cancelled start deciding what they left
+        if self._leftovers:  # ...which needs the backends and the audit log: closed only after
+            await asyncio.wait(set(self._leftovers), timeout=2 * self._settings.deadline_seconds)
         if self._running:
             for batcher in (self._running.detect, self._running.embed):
                 await batcher.stop()
@@ -670,11 +673,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             seen = observation(result, tuple(face.face.capture_flags))
             if recorded_now:
                 track.identified(seen, self._same_face())
-            # a held track's frame is fused too: a frame matching someone else sends it to review
-            was_held = track.held
+            if track.held and not track.shows_someone_else(seen):
+                continue  # the held match stands (the frame counts for liveness or not): `_held` decides
+            # fused: a frame of the held track accepted as someone else sends it to review
             verdict = track.observe(seen, face.face.quality, door.frames_needed, self._settings.max_embeddings)
-            if was_held and verdict is not None and verdict.kind == "match":
-                continue  # still the person matched: `_held` below decides once the frames are live
             if verdict is not None:
                 track.model_key = model_key
                 decision = await self._decision(frame, door, track, verdict, model_key, now)
@@ -724,7 +726,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         the track's frames (this one's included) show a live face, once its budget is spent (the
         track older than the door's `liveness_seconds`, whether or not it was seen in this
         frame), or at once if the door no longer requires liveness (its file changed). The
-        assessment is of the frames kept, so a held track costs no backend call until then."""
+        assessment is of the frames kept that were shown to be the person (each recorded frame
+        of a held track is embedded and identified for that)."""
         decisions = []
         for track in tracks:
             if not track.held or track.verdict is None:

@@ -101,7 +101,7 @@ class Track:
     changes: int = 0  # frames recorded or identified so far (the last assessment is reused until it grows)
     held: bool = False  # a match the policy allows, waiting for the track to show a live face
     model_key: str = ""  # the model its verdict was reached with (for a held decision made later)
-    liveness: LivenessResult | None = None  # the last assessment (of `assessed_frames` recorded frames)
+    liveness: LivenessResult | None = None  # the last assessment, made when `changes` was `assessed_frames`
     assessed_frames: int = 0
 
     @property
@@ -128,14 +128,22 @@ class Track:
 
     def identified(self, seen: Observation, same_face: float) -> None:
         """The embedding of the frame just recorded (`saw` returned True) was `seen`. For the
-        liveness check a frame is the matched person's when that person is within `same_face` of
-        it (a looser distance than the decision's, e.g. the model's FAR 1e-2 point: the frames
-        that show parallax are the turned ones, often beyond the decision threshold) and nobody
-        else matched it."""
+        liveness check a frame is the matched person's when that person is its nearest and within
+        `same_face` of it (a looser distance than the decision's, e.g. the model's FAR 1e-2 point:
+        the frames that show parallax are the turned ones, often beyond the decision threshold)
+        and nobody else matched it."""
         if self.shown:
-            near = frozenset(i for i, _, distance in seen.candidates if distance <= max(same_face, seen.threshold))
+            nearest = seen.candidates[0] if seen.candidates else None
+            near = frozenset({nearest[0]}) if nearest and nearest[2] <= max(same_face, seen.threshold) else frozenset()
             self.shown[-1] = (near, seen.matched)
             self.changes += 1
+
+    def shows_someone_else(self, seen: Observation) -> bool:
+        """Whether a frame of this track was accepted as another person than its verdict's (a
+        held track is then fused again, and goes to review). An ambiguous or unknown frame does
+        not undo a held match: it just does not count for liveness."""
+        who = self.verdict.observation.identity_id if self.verdict is not None else ""
+        return seen.accepted and seen.identity_id != who
 
     def assess_liveness(self, settings: LivenessSettings = LIVENESS) -> LivenessResult:
         """The liveness verdict of the recorded frames shown to be the person the track matched

@@ -239,7 +239,7 @@ class Gallery:
         self._unflushed = 0  # rows written since the last flush
         # site -> (identities a search there covers, counted at, the write generation it was counted in)
         self._sizes: dict[str, tuple[int, float, int]] = {}
-        self._generation = 0  # this matcher's writes so far: a size counted before the last one is stale
+        self._generation = 0  # this matcher's writes begun so far (under the lock): a size counted before is stale
         self._lite_socket: LiteOnUnixSocket | None = None
         try:
             if self._lite:  # not on the TCP port pymilvus would open for it (README: Security model)
@@ -553,6 +553,9 @@ class Gallery:
                 f"identity {identity_id!r} would have {total} templates; at most "
                 f"{MAX_TEMPLATES_PER_IDENTITY} per person (more add little and crowd searches): delete the "
                 "identity and re-enrol it from its best photos")
+        # before the first write (the lock is held throughout): a size counted before is stale even
+        # if a write below fails half-way; a count started meanwhile waits for the lock
+        self._generation += 1
         self._client.upsert(self._identities, [self._identity_record(merged)])  # identity before its templates
         if records:
             self._client.upsert(self._templates, list(records.values()))
@@ -567,7 +570,6 @@ class Gallery:
         for pk in records:  # a key deleted before (same person, photo, site) is live again
             self._deleted.discard(pk)
         self._unflushed += len(records)
-        self._generation += 1
         if settle or stale:
             self._settle(identity_id)
         added = len(asked - {t.pk for t in stored})
@@ -624,6 +626,7 @@ class Gallery:
             template_rows = [self._template_record(identity, pk, v)
                              for (identity, vectors), keys in zip(checked, pks, strict=True)
                              for pk, v in zip(keys, vectors, strict=True)]
+            self._generation += 1  # before the first write, as in `_write`
             for start in range(0, len(identity_rows), chunk):  # identities before their templates
                 self._client.insert(self._identities, identity_rows[start:start + chunk])
             for start in range(0, len(template_rows), chunk):
@@ -632,7 +635,6 @@ class Gallery:
                 for (identity, vectors), keys in zip(checked, pks, strict=True):
                     self._exact.add(keys, vectors, identity.identity_id, identity.display_name, identity.site)
             self._unflushed += len(template_rows)
-            self._generation += 1
         return len(template_rows)
 
     def delete(self, identity_id: str) -> int:
@@ -644,6 +646,7 @@ class Gallery:
             pks = [t.pk for t in stored]
             if row is None and not pks:
                 raise NotFound(f"identity {identity_id!r} is not enrolled")
+            self._generation += 1  # before the first write, as in `_write`
             self._remove_templates(pks)
             self._client.delete(self._identities, ids=[identity_id])
             self._deleted.add([identity_id])
@@ -658,7 +661,6 @@ class Gallery:
                 raise Unavailable(f"{identity_id!r}: deleted, but another matcher kept enrolling faces for them "
                                   f"meanwhile ({SWEEPS} times); delete again once that stops")
             self._unflushed += len(pks) + 1
-            self._generation += 1
         return len(pks)
 
     def _remove_templates(self, pks: list[int]) -> None:

@@ -164,8 +164,7 @@ def test__a_moving_print_of_an_enrolled_person_opens_a_plain_door_and_is_denied_
     assert plain[0].frame_sequence == 1  # two agreeing frames: no added wait where liveness is not required
     assert [(d.outcome, d.identity_id) for d in refused] == [(Outcome.OUTCOME_DENIED_LIVENESS, "obama")]
     denied = refused[0]
-    # every frame of the held track was embedded too, and each showed him
-    assert "'obama' in 16 of 16 frames" in denied.reason and "the door waits up to 3 s" in denied.reason
+    assert "'obama' in 2 of 2 frames" in denied.reason and "the door waits up to 3 s" in denied.reason
     assert re.search(r"liveness (not_enough_motion|not_live), parallax 0\.0\d\d in \d+ usable frames", denied.reason)
     assert denied.frame_sequence == 3 * FPS  # held until the track was 3 s old (its budget), then refused
     assert [d.decision_id for d in logged] == [denied.decision_id] and logged[0].outcome == denied.outcome

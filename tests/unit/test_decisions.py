@@ -274,10 +274,12 @@ def test__a_frame_that_matched_someone_else_does_not_count_for_the_person_even_i
         twins.identified(near("alice", 0.30), SAME_FACE)
         twins.observe(near("alice", 0.30), 0.9, 2, 20)
     twins.saw(face(x=3), now=0.6)
-    twins.identified(Observation("bob", "Bob", 0.25, True, False, 0.37, frozenset({"bob"}),
-                                 (("bob", "Bob", 0.25), ("alice", "Alice", 0.33))), SAME_FACE)
+    twins_frame = Observation("bob", "Bob", 0.25, True, False, 0.37, frozenset({"bob"}),
+                              (("bob", "Bob", 0.25), ("alice", "Alice", 0.33)))
+    twins.identified(twins_frame, SAME_FACE)
 
-    assert [sorted(near) for near, _ in twins.shown] == [["alice"]] * 3 + [["alice", "bob"]]
+    assert [sorted(near) for near, _ in twins.shown] == [["alice"]] * 3 + [["bob"]]
+    assert twins.shows_someone_else(twins_frame) and not twins.shows_someone_else(near("alice", 0.40))
     assert "1 of 4 recorded frames not counted" in twins.assess_liveness().reason  # bob's frame
 
 

@@ -75,3 +75,13 @@ def test__training_stopped_half_way_resumes_from_its_checkpoint_to_the_same_head
     assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*.index")) == ["ckpt-4.index", "ckpt-5.index",
                                                                              "ckpt-6.index"]
     assert np.allclose(resumed.predict(x, verbose=0), whole.predict(x, verbose=0), atol=1e-5)
+
+
+def test__a_checkpoint_directory_of_another_run_is_refused_not_resumed_from(tmp_path):
+    x, y = people()
+    train_head(x, y, replace(SMALL, epochs=2), checkpoints=tmp_path / "run")
+
+    with pytest.raises(ValueError, match="holds the checkpoints of another run"):
+        train_head(x, y, replace(SMALL, epochs=2, loss="contrastive"), checkpoints=tmp_path / "run")
+    with pytest.raises(ValueError, match="holds the checkpoints of another run"):
+        train_head(x[::-1].copy(), y, replace(SMALL, epochs=2), checkpoints=tmp_path / "run")
