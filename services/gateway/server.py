@@ -596,12 +596,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             failure = exc.message
             if stream is not None and last is not None and not finished:  # recorded before the camera hears
                 finished = True
-                await self._decide_left(last[1], last[0], stream.tracks.tracks)
+                # the last update's ended tracks too, in case their own `_finish` was cut short
+                await self._decide_left(last[1], last[0], stream.tracks.ended + stream.tracks.tracks)
             raise
         finally:
             receiver.cancel()
             if stream is not None and last is not None and not finished:  # cut off (the camera went away)
-                leftover_task = asyncio.ensure_future(self._decide_left(last[1], last[0], stream.tracks.tracks))
+                left = stream.tracks.ended + stream.tracks.tracks
+                leftover_task = asyncio.ensure_future(self._decide_left(last[1], last[0], left))
                 self._leftovers.add(leftover_task)
                 leftover_task.add_done_callback(self._leftovers.discard)
             if stream is not None:
