@@ -300,8 +300,13 @@ def test_a_door_whose_camera_url_does_not_parse_keeps_its_agent_and_the_others_c
                          what="a Warning event for the bad URL")
     assert "lab-bench" in warning[0][2] and "pw" not in warning[0][2]
     assert "rtsp://10.0.1.9/stream" in args_of(agents(admin, namespace)["lab-bench"])  # kept as it was
-    lines = {line["door"]: line for line in json.loads(status(admin, namespace)["agents.json"])}
-    assert lines["lab-bench"]["state"] == "failed" and "not a valid URL" in lines["lab-bench"]["message"]
+    # The pass writes its status after its events, so the status is waited for too.
+    def lab_bench_failed() -> dict[str, str] | None:
+        lines = {line["door"]: line for line in json.loads(status(admin, namespace).get("agents.json", "[]"))}
+        return lines["lab-bench"] if lines.get("lab-bench", {}).get("state") == "failed" else None
+
+    line = eventually(lab_bench_failed, what="the status saying lab-bench's agent failed")
+    assert "not a valid URL" in line["message"]
 
 
 def test_deleting_the_doors_configmap_deletes_every_agent(
