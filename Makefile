@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-site-adapter bench-tflite bench-doors bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-site-adapter bench-tflite bench-doors bench-detector-profile bench-vs-face-recognition bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -173,6 +173,27 @@ bench-gallery-size: setup
 ## bench-doors: how many doors at 5 fps this machine serves (decision latency, drops, CPU split)
 bench-doors: setup
 	$(PY) bench/doors_bench.py
+
+## bench-detector-profile: where the detector's time goes per 640x480 camera frame (decode, PNet pyramid,
+## RNet, ONet, aligned crops)
+bench-detector-profile: setup
+	$(PY) bench/detector_profile.py
+
+## bench-vs-face-recognition: FaceGate's pipeline against face_recognition 1.3.0 (dlib HOG + dlib ResNet) on the
+## same 640x480 frames, alternating frame by frame: ms/frame, frames/s, faces found (~1 minute). face_recognition,
+## its models and setuptools 80 (its models import pkg_resources) go into a directory of their own outside .venv
+## with pip --target --no-deps: its metadata would build dlib from source; .venv's dlib-bin is the same module
+FR_VERSION := 1.3.0
+FR_DIR := $(or $(FACEGATE_HOME),$(HOME)/.cache/facegate)/bench-face-recognition
+FR_STAMP := $(FR_DIR)/.installed-$(FR_VERSION)
+
+$(FR_STAMP): | $(STAMP)
+	$(PY) -m pip install --quiet --upgrade --no-deps --target $(FR_DIR) \
+		setuptools==80.10.2 face_recognition==$(FR_VERSION) face_recognition_models==0.3.0
+	touch $(FR_STAMP)
+
+bench-vs-face-recognition: setup $(FR_STAMP)
+	$(PY) bench/vs_face_recognition.py --face-recognition-dir $(FR_DIR)
 
 ## bench-liveness: passive liveness from planarity (services/gateway/liveness.py): APCER per attack type
 ## (stills rendered as moving prints and screens) and BPCER on the real clip, per 1 s window and as the

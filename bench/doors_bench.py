@@ -5,11 +5,18 @@
 
 All four services and the cameras run on this machine, on loopback. Each door streams 640x480
 JPEG frames: a visit of 1 s (a person's photo: enrolled Obama or stranger Biden, alternating),
-then 2 s of an empty corridor, again and again; doors start out of phase. Per door count, for
-`--seconds` (bounded):
+then 2 s of an empty corridor (a textured scene), again and again; doors start out of phase.
+Every frame carries sensor noise (one of 10 seeded noisy encodings per scene, cycled), so no two
+consecutive frames are the same bytes, as from a real camera.
+
+Two gateways run side by side on the same backends, one with the motion gate
+(`services/gateway/motion.py`, the default) and one with every frame searched
+(`--motion-face-fraction 0`, as before it); each door count is measured on both, back to back. Per
+door count and gateway, for `--seconds` (bounded):
 - decision latency: a decision's arrival minus the send time of the frame it was made on
   (p50/p95), and decisions per visit;
 - frames dropped by the gateway's per-door queue (it keeps the newest 2; nothing grows);
+- the share of frames the detector searched;
 - CPU seconds used by each process (the per-stage split), from /proc.
 """
 
@@ -25,6 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,12 +40,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from pipeline_bench import letterbox  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from facegate.harness.stack import LocalStack  # noqa: E402
+from facegate.harness.stack import LocalStack, ServiceProcess  # noqa: E402
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
 from services.core import (
     assets,  # noqa: E402
     ndarray,  # noqa: E402
 )
+from services.core.channels import blocking_channel  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
 
 VISIT_S, EMPTY_S = 1.0, 2.0
@@ -48,13 +57,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def metric(stack: LocalStack, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.services['gateway'].metrics_port}/metrics").read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
-
-
 class DoorCamera(threading.Thread):
-    def __init__(self, gateway, door: str, frames: dict[str, gateway_pb2.CameraFrame], fps: float,
+    def __init__(self, gateway, door: str, frames: dict[str, list[gateway_pb2.CameraFrame]], fps: float,
                  seconds: float, phase: float) -> None:
         super().__init__(daemon=True)
         self._gateway, self._door, self._frames = gateway, door, frames
@@ -78,7 +82,7 @@ class DoorCamera(threading.Thread):
             self.visits += in_visit and not self._in_visit
             self._in_visit = in_visit
             frame = gateway_pb2.CameraFrame()
-            frame.CopyFrom(self._frames[name])
+            frame.CopyFrom(self._frames[name][sequence % len(self._frames[name])])
             frame.door_id, frame.sequence = self._door, sequence
             frame.captured_at.FromNanoseconds(time.time_ns())
             self.sent[sequence] = time.perf_counter()
@@ -96,14 +100,36 @@ class DoorCamera(threading.Thread):
             self.error = str(exc)
 
 
-def run_doors(stack: LocalStack, gateway, frames, doors: int, fps: float, seconds: float) -> str:
-    pids = {name: s.process.pid for name, s in stack.services.items() if s.process}
+def gateway_metric(process: ServiceProcess, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics").read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+def ungated_gateway(stack: LocalStack, workdir: Path) -> ServiceProcess:
+    """A second gateway on the same backends that searches every frame (as before the gate)."""
+    process = ServiceProcess("gateway", workdir, [
+        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
+        "--matcher-address", stack.address("matcher"), "--audit-db", str(workdir / "ungated-audit.db"),
+        "--review-db", str(workdir / "ungated-reviews.db"), "--motion-face-fraction", "0"], dict(os.environ))
+    process.log_path = workdir / "ungated-gateway.log"
+    process.start()
+    process.wait_serving(time.monotonic() + 120)
+    return process
+
+
+def run_doors(stack: LocalStack, gateway: ServiceProcess, label: str, frames: dict[str, list[gateway_pb2.CameraFrame]],
+              doors: int, fps: float, seconds: float) -> str:
+    processes = {**{n: s for n, s in stack.services.items() if n != "gateway"}, "gateway": gateway}
+    pids = {name: s.process.pid for name, s in processes.items() if s.process}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    sent_before, dropped_before = metric(stack, "facegate_gateway_frames_total"), \
-        metric(stack, "facegate_gateway_frames_dropped_total")
-    names = [f"door-{doors}-{i:02d}" for i in range(doors)]  # each streams as its own door's camera
-    cameras = [DoorCamera(gateway_pb2_grpc.GatewayStub(stack.camera_channel(name)), name, frames, fps, seconds,
-                          phase=(VISIT_S + EMPTY_S) * i / doors) for i, name in enumerate(names)]
+    counters = ("facegate_gateway_frames_total", "facegate_gateway_frames_dropped_total",
+                "facegate_gateway_detections_total")
+    before = {name: gateway_metric(gateway, name) for name in counters}
+    names = [f"{label}-{doors}-{i:02d}" for i in range(doors)]  # each streams as its own door's camera
+    stubs = [gateway_pb2_grpc.GatewayStub(blocking_channel(gateway.address, stack.pki.camera("default", name)))
+             for name in names]
+    cameras = [DoorCamera(stub, name, frames, fps, seconds, phase=(VISIT_S + EMPTY_S) * i / doors)
+               for i, (stub, name) in enumerate(zip(stubs, names, strict=True))]
     started = time.perf_counter()
     for camera in cameras:
         camera.start()
@@ -111,8 +137,7 @@ def run_doors(stack: LocalStack, gateway, frames, doors: int, fps: float, second
         camera.join()
     wall = time.perf_counter() - started
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    frames_in = metric(stack, "facegate_gateway_frames_total") - sent_before
-    dropped = metric(stack, "facegate_gateway_frames_dropped_total") - dropped_before
+    frames_in, dropped, searched = (gateway_metric(gateway, name) - before[name] for name in counters)
     latencies = sorted(x for c in cameras for x in c.latencies)
     errors = [c.error for c in cameras if c.error]
     p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
@@ -120,23 +145,36 @@ def run_doors(stack: LocalStack, gateway, frames, doors: int, fps: float, second
     visits = sum(c.visits for c in cameras)
     total_cpu = sum(cpu.values())
     split = ", ".join(f"{name} {100 * value / total_cpu:.0f}%" for name, value in cpu.items())
-    return (f"| {doors} | {frames_in / wall:.0f} | {100 * dropped / max(frames_in, 1):.1f}% | "
-            f"{sum(c.decisions for c in cameras)} / {visits} | {p50:.0f} | {p95:.0f} | "
-            f"{total_cpu / wall:.2f} | {split} |" + (f" errors: {errors[0][:80]}" if errors else ""))
+    return (f"| {doors} | {label} | {frames_in / wall:.0f} | {100 * dropped / max(frames_in, 1):.1f}% | "
+            f"{100 * searched / max(frames_in - dropped, 1):.0f}% | {sum(c.decisions for c in cameras)} / {visits} | "
+            f"{p50:.0f} | {p95:.0f} | {total_cpu / wall:.2f} | {split} |"
+            + (f" errors: {errors[0][:80]}" if errors else ""))
 
 
-def door_frames() -> dict[str, gateway_pb2.CameraFrame]:
-    """The frames a door camera plays: an enrolled person, a stranger, the empty corridor."""
+def corridor() -> np.ndarray:
+    """An empty corridor with structure at every scale (walls, a door frame, texture)."""
+    rng = np.random.default_rng(7)
+    scene = cv2.resize(rng.integers(40, 200, (12, 16, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+    cv2.rectangle(scene, (250, 60), (390, 470), (90, 60, 30), 12)
+    return scene
+
+
+def door_frames(variants: int = 10, noise: float = 3.0) -> dict[str, list[gateway_pb2.CameraFrame]]:
+    """The frames a door camera plays: an enrolled person, a stranger, the empty corridor; each
+    as `variants` encodings with seeded sensor noise (sigma `noise` grey levels)."""
     photos = assets.demo_photos()
     images = {"obama": letterbox(decode_image(photos["obama2.jpg"].read_bytes())),
               "biden": letterbox(decode_image(photos["biden.jpg"].read_bytes())),
-              "empty": np.full((480, 640, 3), 70, np.uint8)}
-    return {name: gateway_pb2.CameraFrame(frame=ndarray.encode(image, "jpeg")) for name, image in images.items()}
+              "empty": corridor()}
+    rng = np.random.default_rng(0)
+    return {name: [gateway_pb2.CameraFrame(frame=ndarray.encode(
+        np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8), "jpeg"))
+        for _ in range(variants)] for name, image in images.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--doors", type=int, nargs="+", default=[4, 8, 16, 24])
+    parser.add_argument("--doors", type=int, nargs="+", default=[4, 16, 20, 24, 32, 40, 48])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--fps", type=float, default=5.0)
     args = parser.parse_args()
@@ -144,16 +182,21 @@ def main() -> None:
     frames = door_frames()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs; {args.fps:g} fps per door, {args.seconds:g} s per row; "
           f"visits of {VISIT_S:g} s every {VISIT_S + EMPTY_S:g} s")
-    print("| doors | frames/s in | dropped | decisions / visits | latency p50 ms | p95 ms | CPU cores used | "
-          "CPU split |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| doors | gateway | frames/s in | dropped | searched | decisions / visits | latency p50 ms | p95 ms | "
+          "CPU cores used | CPU split |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="facegate-doors-") as workdir, LocalStack(Path(workdir)) as stack:
         gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
         gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]),
             timeout=60)
-        for doors in args.doors:
-            print(run_doors(stack, gateway, frames, doors, args.fps, args.seconds), flush=True)
+        ungated = ungated_gateway(stack, Path(workdir))
+        try:
+            for doors in args.doors:
+                for label, process in (("ungated", ungated), ("gated", stack.services["gateway"])):
+                    print(run_doors(stack, process, label, frames, doors, args.fps, args.seconds), flush=True)
+        finally:
+            ungated.stop()
 
 
 if __name__ == "__main__":

@@ -134,6 +134,19 @@ def camera(address: str, door: str, site: str = "default"):
     return gateway_pb2_grpc.GatewayStub(blocking_channel(address, default_pki().camera(site, door)))
 
 
+def video_frames(door: str, site: str, images: list, fps: float, start_s: float) -> list:
+    """CameraFrames of `images` (uint8 RGB) as JPEG, captured `1 / fps` s apart from `start_s`."""
+    from services.contracts.v1 import gateway_pb2
+    from services.core import ndarray
+
+    frames = []
+    for i, image in enumerate(images):
+        frame = gateway_pb2.CameraFrame(door_id=door, site=site, sequence=i, frame=ndarray.encode(image, "jpeg"))
+        frame.captured_at.FromNanoseconds(int((start_s + i / fps) * 1e9))
+        frames.append(frame)
+    return frames
+
+
 def stream(address: str, frames: list, site: str = "", timeout: float = 60):
     """StreamCamera of `frames` as their door's camera (door and site from the first frame, or
     `site` where a door file gives the door another site); the call, not yet consumed."""

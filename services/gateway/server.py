@@ -41,6 +41,7 @@ from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.liveness import Liveness
+from services.gateway.motion import MotionGate, Why, thumbnail
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.review_queue import (
@@ -70,6 +71,12 @@ EMBED_CALLS = Counter("facegate_gateway_embed_calls_total", "Frames that needed 
 DETECTIONS_SKIPPED = Counter("facegate_gateway_detections_skipped_total",
                              "Frames not run through the detector (every track in view already decided)",
                              ["door", "site"])
+FRAMES_GATED = Counter("facegate_gateway_frames_gated_total",
+                       "Frames not run through the detector: nobody tracked and nothing moved (still), or the "
+                       "tracked faces gone and the door's empty scene in view (scene)", ["door", "site", "reason"])
+DETECTIONS = Counter("facegate_gateway_detections_total",
+                     "Frames run through the detector, by why (motion, tracking, periodic, unreadable; "
+                     "ungated with --motion-face-fraction 0)", ["door", "site", "reason"])
 QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
 REVIEWS_QUEUED = Counter("facegate_gateway_reviews_queued_total", "Decisions queued for a person's review")
 CONFIG_RELOADS = Counter("facegate_gateway_config_reloads_total", "Door configuration reloads", ["result"])
@@ -106,6 +113,13 @@ class GatewayServiceSettings(ServerSettings):
     max_embeddings: int = setting(4, "frames of one track embedded at most before it goes to review",
                                   in_range(1, 20))
     track_timeout: float = setting(1.5, "a face track ends after this many seconds unseen", in_range(0.1, 60))
+    motion_face_fraction: float = setting(0.25, "motion gating (services/gateway/motion.py): a frame differs from "
+                                                "its door's empty scene when the pixels that changed add up to this "
+                                                "fraction of the smallest face (--min-face-size); a door with nobody "
+                                                "tracked is searched only then, a tracked one not once it shows its "
+                                                "empty scene again; 0 searches every frame", in_range(0, 1))
+    full_detect_every: int = setting(10, "with nobody tracked and nothing moving at a door, the detector still "
+                                         "searches every n-th frame (10: every 2 s at 5 fps)", in_range(1, 1000))
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
                                            "n-th frame only", in_range(1, 30))
     deadline_seconds: float = setting(2.0, "deadline of each backend call, s", positive)
@@ -186,8 +200,10 @@ class Running:
 class DoorStream:
     """The camera stream of one door (one at a time per door): its tracks and frame count."""
 
-    def __init__(self, door: Door, labels: tuple[str, str], timeout: float) -> None:
+    def __init__(self, door: Door, labels: tuple[str, str], timeout: float,
+                 motion: MotionGate | None = None) -> None:
         self.tracks = DoorTracks(door.door_id, timeout=timeout)
+        self.motion = motion  # None: every frame is searched
         self.site = door.site
         self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
@@ -575,7 +591,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 frame, door, arrived = item
                 if stream is None:
                     await self._claim(door.door_id, context.peer())
-                    stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout)
+                    stream = DoorStream(door, self._labels.of(door), self._settings.track_timeout,
+                                        self._motion_gate())
                     self._statuses.streaming(door.door_id, door.site, True)
                 last = frame, door
                 # Here, not on arrival: a camera that every gateway refuses (its door held
@@ -632,22 +649,36 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracks = stream.tracks
         stream.since_detection += 1
+        thumb = thumbnail(frame.frame) if stream.motion else None
+        why = stream.motion.check(thumb, bool(tracks.tracks)) if stream.motion else None
         if (tracks.tracks and tracks.all_decided and stream.since_detection < self._settings.decided_detect_every
                 and now - stream.detected_at < self._settings.track_timeout / 3):
             DETECTIONS_SKIPPED.labels(door_label, site_label).inc()
             return []
-        stream.since_detection, stream.detected_at = 0, now
-        try:
-            detected = (await run.detect.submit([frame.frame]))[0]  # as sent: JPEG is smaller
-        except BackendError as exc:
-            return await self._failed(frame, door, exc)
-        if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."
-            raise InvalidArgument(detected.error)
-        faces = list(detected.faces)
+        faces: list[detector_pb2.DetectedFace] = []
+        if why is not None and not why.searched:
+            assert stream.motion is not None
+            stream.motion.learn(thumb)  # the door's empty scene
+            FRAMES_GATED.labels(door_label, site_label, why.value).inc()
+            if why is Why.STILL:  # nobody tracked: no track to update
+                return []
+            # Why.SCENE: the tracked faces are gone; their tracks are updated with no face below
+        else:
+            DETECTIONS.labels(door_label, site_label, why.value if why else "ungated").inc()
+            stream.since_detection, stream.detected_at = 0, now
+            try:
+                detected = (await run.detect.submit([frame.frame]))[0]  # as sent: JPEG is smaller
+            except BackendError as exc:
+                return await self._failed(frame, door, exc)
+            if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."
+                raise InvalidArgument(detected.error)
+            faces = list(detected.faces)
         FACES.labels(door_label, site_label).inc(len(faces))
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
+        if stream.motion and why is not Why.SCENE and not tracks.tracks:  # nobody in view: the scene as it is
+            stream.motion.learn(thumb)
         recorded = [track.saw(face.face, now) for face, track in zip(faces, assigned, strict=True)]
         wanted = [(f, t, r) for f, t, r in zip(faces, assigned, recorded, strict=True)
                   if t.wants_embedding(f.face.quality, self._settings.max_embeddings, r)]
@@ -695,6 +726,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             await self._finish(door, frame, tracks)
         except Exception as exc:  # noqa: BLE001 - logged: nothing else is left to tell
             log.error("door %s: the tracks in view when its stream ended were not decided: %s", door.door_id, exc)
+
+    def _motion_gate(self) -> MotionGate | None:
+        s = self._settings
+        if s.motion_face_fraction == 0:
+            return None
+        return MotionGate(s.motion_face_fraction, s.min_face_size, s.full_detect_every)
 
     def _same_face(self) -> float:
         """The distance within which a held track's frame still shows the person it matched (for

@@ -19,7 +19,7 @@ from facegate.evaluation.presentation_attacks import ROTATED, picture_of, render
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from services.core.images import decode_image
-from tests.conftest import channel, shared_path, stream
+from tests.conftest import channel, shared_path, stream, video_frames
 from tests.system.test_gateway_faults import start_gateway, start_matcher
 from tests.system.test_gateway_rules import metric
 
@@ -135,13 +135,7 @@ def live_head_where(detector, box: tuple[float, ...], background: np.ndarray, fr
 
 
 def door_frames(door: str, images: list[np.ndarray]) -> list[gateway_pb2.CameraFrame]:
-    start = time.time()
-    frames = []
-    for i, image in enumerate(images):
-        frame = gateway_pb2.CameraFrame(door_id=door, site=SITE, sequence=i, frame=ndarray.encode(image, "jpeg"))
-        frame.captured_at.FromNanoseconds(int((start + i / FPS) * 1e9))
-        frames.append(frame)
-    return frames
+    return video_frames(door, SITE, images, FPS, time.time())
 
 
 def test__a_moving_print_of_an_enrolled_person_opens_a_plain_door_and_is_denied_liveness_where_it_is_required(

@@ -1,0 +1,166 @@
+"""The motion gate: which frames of a door with nobody tracked may skip the detector."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from services.contracts.v1 import common_pb2
+from services.core import ndarray
+from services.gateway.motion import MotionGate, Why, thumbnail
+
+FULL_EVERY = 10
+
+
+def corridor(seed: int = 0) -> np.ndarray:
+    """A 640x480 RGB scene with structure at every scale (walls, a door frame, texture)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(40, 200, (12, 16, 3), dtype=np.uint8)
+    scene = cv2.resize(coarse, (640, 480), interpolation=cv2.INTER_CUBIC)
+    cv2.rectangle(scene, (250, 60), (390, 470), (90, 60, 30), 12)
+    return scene
+
+
+def with_face(scene: np.ndarray, x: int = 300, y: int = 200, side: int = 60) -> np.ndarray:
+    """The scene with a face-sized skin-toned oval and dark eyes in it."""
+    out = scene.copy()
+    cv2.ellipse(out, (x + side // 2, y + side // 2), (side // 2, side * 2 // 3), 0, 0, 360, (205, 160, 130), -1)
+    for dx in (side // 3, 2 * side // 3):
+        cv2.circle(out, (x + dx, y + side // 2), max(2, side // 12), (30, 20, 20), -1)
+    return out
+
+
+def jpeg(image: np.ndarray) -> common_pb2.NDArray:
+    return ndarray.encode(image, "jpeg", jpeg_quality=85)
+
+
+def noisy(image: np.ndarray, rng: np.random.Generator, sigma: float = 4.0) -> np.ndarray:
+    return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
+def run(gate: MotionGate, frames: list[common_pb2.NDArray], tracking: bool = False,
+        nobody: bool = True) -> list[Why]:
+    """Each frame checked, then learnt if it showed `nobody` (as the gateway does once the
+    detector, or the gate, has said so)."""
+    whys = []
+    for frame in frames:
+        whys.append(gate.check(thumbnail(frame), tracking))
+        if nobody:
+            gate.learn(thumbnail(frame))
+    return whys
+
+
+def test__given_an_unchanging_scene__then_only_the_first_frame_and_every_nth_after_are_searched() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=FULL_EVERY)
+    whys = run(gate, [jpeg(corridor())] * 31)
+    assert whys[0] is Why.MOTION  # nothing to compare with yet
+    searched = [i for i, why in enumerate(whys) if why is not Why.STILL]
+    assert searched == [0, 10, 20, 30]
+    assert all(whys[i] is Why.PERIODIC for i in searched[1:])
+
+
+def test__given_sensor_noise_on_a_still_scene__then_its_frames_are_still_gated() -> None:
+    rng = np.random.default_rng(1)
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    whys = run(gate, [jpeg(noisy(corridor(), rng)) for _ in range(40)])
+    assert whys[5:].count(Why.STILL) >= 34, whys
+
+
+@pytest.mark.parametrize("side", [60, 120])
+def test__given_a_still_scene__when_a_face_appears__then_that_frame_is_searched(side: int) -> None:
+    rng = np.random.default_rng(2)
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(noisy(corridor(), rng)) for _ in range(20)])
+    assert gate.check(thumbnail(jpeg(noisy(with_face(corridor(), side=side), rng))), tracking=False) is Why.MOTION
+
+
+def test__given_a_face_that_moves_a_little_each_frame__then_every_frame_is_searched() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(corridor())] * 20)
+    whys = run(gate, [jpeg(with_face(corridor(), x=200 + 16 * i)) for i in range(10)])
+    assert whys == [Why.MOTION] * 10
+
+
+@pytest.mark.parametrize("gain", [0.6, 1.25])  # 1.25: the brightest wall just short of saturating
+def test__given_the_whole_scene_getting_darker_or_brighter__then_that_is_not_motion(gain: float) -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(corridor())] * 20)
+    dimmed = np.clip(corridor().astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    assert run(gate, [jpeg(dimmed)] * 3) == [Why.STILL] * 3
+
+
+def test__given_a_tracked_face__then_every_frame_is_searched_even_with_nothing_moving() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(corridor())] * 5)
+    scene = jpeg(with_face(corridor()))
+    assert run(gate, [scene], nobody=False) == [Why.MOTION]
+    assert run(gate, [scene] * 5, tracking=True, nobody=False) == [Why.TRACKING] * 5
+
+
+def test__given_a_tracked_face_that_left__when_the_empty_scene_is_back__then_it_is_not_searched() -> None:
+    rng = np.random.default_rng(4)
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=FULL_EVERY)
+    run(gate, [jpeg(noisy(corridor(), rng)) for _ in range(8)])
+    run(gate, [jpeg(noisy(with_face(corridor()), rng)) for _ in range(3)], tracking=True, nobody=False)
+    whys = run(gate, [jpeg(noisy(corridor(), rng)) for _ in range(12)], tracking=True)
+    assert whys[:9] == [Why.SCENE] * 9 and whys[9] is Why.PERIODIC  # still looked at every 10th frame
+
+
+def test__given_a_60px_face_in_a_1280x720_frame__then_it_differs_from_the_scene() -> None:
+    rng = np.random.default_rng(5)
+    wide = cv2.resize(corridor(), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(noisy(wide, rng)) for _ in range(10)])
+    assert run(gate, [jpeg(noisy(with_face(wide, x=700, y=300), rng))], tracking=True, nobody=False) == \
+        [Why.TRACKING]
+
+
+def test__given_a_person_who_was_tracked_and_left__when_they_come_back_to_the_same_spot__then_it_is_motion() -> None:
+    rng = np.random.default_rng(3)
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    empty = [jpeg(noisy(corridor(), rng)) for _ in range(5)]
+    visit = [jpeg(noisy(with_face(corridor()), rng)) for _ in range(5)]
+    run(gate, empty * 4)
+    assert run(gate, visit[:1], nobody=False) == [Why.MOTION]
+    run(gate, visit * 3, tracking=True, nobody=False)  # frames that showed someone are not learnt
+    run(gate, empty * 2)
+    assert run(gate, visit[1:2], nobody=False) == [Why.MOTION]
+
+
+def test__given_a_stream_that_starts_with_someone_in_view__then_they_are_not_taken_for_the_scene() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    visit = jpeg(with_face(corridor()))
+    assert run(gate, [visit] * 3, nobody=False) == [Why.MOTION] * 3  # no scene learnt yet
+    run(gate, [jpeg(corridor())] * 10)
+    assert run(gate, [visit], nobody=False) == [Why.MOTION]
+
+
+def test__given_a_frame_that_cannot_be_read__then_it_goes_to_the_detector_to_say_why() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(corridor())] * 5)
+    broken = common_pb2.NDArray(encoding=common_pb2.NDArray.ENCODING_JPEG, data=jpeg(corridor()).data[:300])
+    whys = run(gate, [broken])
+    assert whys == [Why.UNREADABLE] or (thumbnail(broken) is not None and whys == [Why.MOTION])
+
+
+def test__given_raw_frames__then_they_are_gated_like_jpeg_ones() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    still = ndarray.encode(corridor())
+    assert run(gate, [still] * 6) == [Why.MOTION] + [Why.STILL] * 5
+    assert gate.check(thumbnail(ndarray.encode(with_face(corridor()))), tracking=False) is Why.MOTION
+
+
+def test__given_the_camera_changing_resolution__then_the_first_new_frame_is_searched() -> None:
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    run(gate, [jpeg(corridor())] * 5)
+    smaller = cv2.resize(corridor(), (320, 240), interpolation=cv2.INTER_AREA)
+    assert run(gate, [jpeg(smaller)] * 3) == [Why.MOTION, Why.STILL, Why.STILL]
+
+
+@pytest.mark.parametrize("face_fraction, min_face_size, full_every",
+                         [(0.0, 60, 10), (1.5, 60, 10), (0.25, 8, 10), (0.25, 60, 0)])
+def test__given_settings_out_of_range__then_the_gate_refuses_them(face_fraction: float, min_face_size: int,
+                                                                  full_every: int) -> None:
+    with pytest.raises(ValueError, match="face_fraction|min_face_size|full_every"):
+        MotionGate(face_fraction=face_fraction, min_face_size=min_face_size, full_every=full_every)
