@@ -1,19 +1,21 @@
 """Where the detector's time goes per camera frame; prints a Markdown table.
 
-    python bench/detector_profile.py [--frames 100] [--min-face-size 60 40]
+    python bench/detector_profile.py [--frames 100] [--min-face-size 60 40] [--runtime litert tensorflow]
     (or `make bench-detector-profile`)
 
 Frames are 640x480 JPEG (quality 90), as door cameras send them: the clip in ../shared/data
 letterboxed when present, else the face_recognition demo photos. Each frame goes through what
 the detector service does with it, one frame per call (a door's frame as the gateway sends it
-when doors are not busy), each stage timed: decode, PNet over the pyramid (the network calls
-alone, and the rest: resizing, NMS), RNet, ONet, and the aligned crops.
+when doors are not busy), each stage timed: decode, PNet over the pyramid, RNet, ONet (each the
+network calls alone, and the rest: resizing, crops, NMS), and the aligned crops; with the
+networks on each runtime (services/detector/networks.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import platform
 import statistics
@@ -23,45 +25,43 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np  # noqa: E402
 from pipeline_bench import bench_frames  # noqa: E402
 
 from services.core import ndarray  # noqa: E402
 from services.core.model_card import DEFAULT_MODEL, load_card  # noqa: E402
 from services.detector.alignment import align_face  # noqa: E402
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
+from services.detector.networks import RUNTIMES, Networks  # noqa: E402
 
 
-class Timed:
-    """A network call that adds its wall time to `spent[name]`."""
+class TimedNetworks:
+    """The detector's networks, each call's wall time added to `spent[network]`."""
 
-    def __init__(self, call: Any, name: str, spent: dict[str, float]) -> None:
-        self._call, self._name, self._spent = call, name, spent
+    def __init__(self, nets: Networks, spent: dict[str, float]) -> None:
+        self._nets, self._spent = nets, spent
 
-    def __call__(self, *args: Any) -> Any:
+    def _timed(self, name: str, batch: np.ndarray) -> Any:
         started = time.perf_counter()
-        out = self._call(*args)
-        out = tuple(t.numpy() for t in out)  # the result is ready when this returns
-        self._spent[self._name] += time.perf_counter() - started
+        out = getattr(self._nets, name)(batch)
+        self._spent[name] += time.perf_counter() - started
         return out
 
+    def pnet(self, images: np.ndarray) -> Any:
+        return self._timed("pnet", images)
 
-class Ready:
-    """Wraps NumPy results back so the cascade's `.numpy()` calls work unchanged."""
+    def rnet(self, crops: np.ndarray) -> Any:
+        return self._timed("rnet", crops)
 
-    def __init__(self, array: Any) -> None:
-        self._array = array
-
-    def numpy(self) -> Any:
-        return self._array
+    def onet(self, crops: np.ndarray) -> Any:
+        return self._timed("onet", crops)
 
 
 def profile(detector: MtcnnDetector, jpegs: list, settings: DetectorSettings, crop_size: int,
             template: Any) -> tuple[dict[str, list[float]], int]:
     spent: dict[str, float] = defaultdict(float)
-    for name in ("_pnet", "_rnet", "_onet"):
-        call = getattr(detector, name)
-        timed = Timed(call, name[1:], spent)
-        setattr(detector, name, lambda x, t=timed: tuple(Ready(a) for a in t(x)))
+    nets = detector._nets
+    detector._nets = TimedNetworks(nets, spent)
     per_frame: dict[str, list[float]] = defaultdict(list)
     faces_found = 0
     for message in jpegs:
@@ -82,10 +82,13 @@ def profile(detector: MtcnnDetector, jpegs: list, settings: DetectorSettings, cr
         per_frame["decode (JPEG -> RGB)"].append(t1 - t0)
         per_frame["PNet network, all pyramid levels"].append(spent["pnet"])
         per_frame["PNet rest: pyramid resizes, NMS, boxes"].append(t2 - t1 - spent["pnet"])
-        per_frame["RNet (crops + network + NMS)"].append(t3 - t2)
-        per_frame["ONet (crops + network + NMS)"].append(t4 - t3)
+        per_frame["RNet network"].append(spent["rnet"])
+        per_frame["RNet rest: 24 px crops, NMS"].append(t3 - t2 - spent["rnet"])
+        per_frame["ONet network"].append(spent["onet"])
+        per_frame["ONet rest: 48 px crops, NMS, landmarks"].append(t4 - t3 - spent["onet"])
         per_frame["aligned crops"].append(t5 - t4)
         per_frame["total"].append(t5 - t0)
+    detector._nets = nets
     return per_frame, faces_found
 
 
@@ -93,19 +96,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--min-face-size", type=int, nargs="+", default=[60, 40])
+    parser.add_argument("--runtime", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     args = parser.parse_args()
     frames, source = bench_frames(args.frames)
     jpegs = [ndarray.encode(f, "jpeg", jpeg_quality=90) for f in frames]
     card = load_card(DEFAULT_MODEL)
-    detector = MtcnnDetector()
-    detector.warm_up()
     print(f"{dt.date.today()}, {platform.machine()}, {os.cpu_count()} CPUs; {len(frames)} frames: {source}")
-    for min_face in args.min_face_size:
+    for runtime, min_face in itertools.product(args.runtime, args.min_face_size):
+        detector = MtcnnDetector(runtime=runtime)
+        detector.warm_up()
         settings = DetectorSettings(min_face_size=min_face)
         profile(detector, jpegs[:5], settings, card.input_size, card.landmark_template)  # warm every shape
         per_frame, faces = profile(detector, jpegs, settings, card.input_size, card.landmark_template)
         total = statistics.mean(per_frame["total"])
-        print(f"\nmin face {min_face} px: {faces} faces found")
+        print(f"\nnetworks on {runtime}, min face {min_face} px: {faces} faces found")
         print("| stage | ms / frame (mean) | p95 | share |")
         print("|---|---|---|---|")
         for stage, values in per_frame.items():

@@ -1,6 +1,6 @@
 """How many doors one 2-core machine serves: N simulated door cameras at 5 fps each.
 
-    python bench/doors_bench.py [--doors 4 8 16 24] [--seconds 30] [--fps 5]
+    python bench/doors_bench.py [--doors 4 16 20 24 32 40 48] [--before-up-to 32] [--seconds 30] [--fps 5]
     (or `make bench-doors`)
 
 All four services and the cameras run on this machine, on loopback. Each door streams 640x480
@@ -9,10 +9,11 @@ then 2 s of an empty corridor (a textured scene), again and again; doors start o
 Every frame carries sensor noise (one of 10 seeded noisy encodings per scene, cycled), so no two
 consecutive frames are the same bytes, as from a real camera.
 
-Two gateways run side by side on the same backends, one with the motion gate
-(`services/gateway/motion.py`, the default) and one with every frame searched
-(`--motion-face-fraction 0`, as before it); each door count is measured on both, back to back. Per
-door count and gateway, for `--seconds` (bounded):
+Three set-ups run side by side on the same embedder and matcher, each door count measured on
+each back to back: "before" (every frame searched, the detector's networks on TensorFlow: as
+before issue 16), "gated" (the motion gate, services/gateway/motion.py, on the same TensorFlow
+detector) and "after" (the defaults: the gate, and the networks on LiteRT). Per door count and
+set-up, for `--seconds` (bounded):
 - decision latency: a decision's arrival minus the send time of the frame it was made on
   (p50/p95), and decisions per visit;
 - frames dropped by the gateway's per-door queue (it keeps the newest 2; nothing grows);
@@ -105,21 +106,36 @@ def gateway_metric(process: ServiceProcess, name: str) -> float:
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
-def ungated_gateway(stack: LocalStack, workdir: Path) -> ServiceProcess:
-    """A second gateway on the same backends that searches every frame (as before the gate)."""
-    process = ServiceProcess("gateway", workdir, [
-        "--detector-address", stack.address("detector"), "--embedder-address", stack.address("embedder"),
-        "--matcher-address", stack.address("matcher"), "--audit-db", str(workdir / "ungated-audit.db"),
-        "--review-db", str(workdir / "ungated-reviews.db"), "--motion-face-fraction", "0"], dict(os.environ))
-    process.log_path = workdir / "ungated-gateway.log"
+def started(process: ServiceProcess) -> ServiceProcess:
     process.start()
-    process.wait_serving(time.monotonic() + 120)
+    process.wait_serving(time.monotonic() + 180)
     return process
 
 
-def run_doors(stack: LocalStack, gateway: ServiceProcess, label: str, frames: dict[str, list[gateway_pb2.CameraFrame]],
-              doors: int, fps: float, seconds: float) -> str:
-    processes = {**{n: s for n, s in stack.services.items() if n != "gateway"}, "gateway": gateway}
+def configurations(stack: LocalStack, workdir: Path) -> tuple[list[ServiceProcess], dict[str, tuple[ServiceProcess,
+                                                                                                      ServiceProcess]]]:
+    """(extra processes, {label: (gateway, detector)}): "before" searches every frame with the
+    networks on TensorFlow, as before issue 16; "gated" adds the motion gate; "after" (the
+    stack's own gateway and detector: the defaults) runs the networks on LiteRT too."""
+    tf_detector = ServiceProcess("detector", workdir, ["--runtime", "tensorflow"], dict(os.environ))
+    tf_detector.log_path = workdir / "detector-tensorflow.log"
+    started(tf_detector)
+    gateways = {}
+    for label, flags in (("before", ["--motion-face-fraction", "0"]), ("gated", [])):
+        process = ServiceProcess("gateway", workdir, [
+            "--detector-address", tf_detector.address, "--embedder-address", stack.address("embedder"),
+            "--matcher-address", stack.address("matcher"), "--audit-db", str(workdir / f"{label}-audit.db"),
+            "--review-db", str(workdir / f"{label}-reviews.db"), *flags], dict(os.environ))
+        process.log_path = workdir / f"gateway-{label}.log"
+        gateways[label] = (started(process), tf_detector)
+    gateways["after"] = (stack.services["gateway"], stack.services["detector"])
+    return [tf_detector, *(g for g, _ in gateways.values() if g is not stack.services["gateway"])], gateways
+
+
+def run_doors(stack: LocalStack, gateway: ServiceProcess, detector: ServiceProcess, label: str,
+              frames: dict[str, list[gateway_pb2.CameraFrame]], doors: int, fps: float, seconds: float) -> str:
+    processes = {**{n: s for n, s in stack.services.items() if n not in ("gateway", "detector")},
+                 "gateway": gateway, "detector": detector}
     pids = {name: s.process.pid for name, s in processes.items() if s.process}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     counters = ("facegate_gateway_frames_total", "facegate_gateway_frames_dropped_total",
@@ -177,6 +193,8 @@ def main() -> None:
     parser.add_argument("--doors", type=int, nargs="+", default=[4, 16, 20, 24, 32, 40, 48])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--fps", type=float, default=5.0)
+    parser.add_argument("--before-up-to", type=int, default=32,
+                        help="measure the before and gated set-ups up to this many doors (past it they only drop)")
     args = parser.parse_args()
     photos = assets.demo_photos()
     frames = door_frames()
@@ -190,13 +208,16 @@ def main() -> None:
         gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]),
             timeout=60)
-        ungated = ungated_gateway(stack, Path(workdir))
+        extra, setups = configurations(stack, Path(workdir))
         try:
             for doors in args.doors:
-                for label, process in (("ungated", ungated), ("gated", stack.services["gateway"])):
-                    print(run_doors(stack, process, label, frames, doors, args.fps, args.seconds), flush=True)
+                for label, (process, detector) in setups.items():
+                    if doors <= args.before_up_to or label == "after":
+                        print(run_doors(stack, process, detector, label, frames, doors, args.fps, args.seconds),
+                              flush=True)
         finally:
-            ungated.stop()
+            for process in extra:
+                process.stop()
 
 
 if __name__ == "__main__":

@@ -3,21 +3,21 @@
 We use the package's P/R/O-Net definitions and weights but drive the cascade ourselves: its
 own driver calls the Keras models eagerly (~10x slower than a compiled graph) and sizes the
 image pyramid from the image rather than from the minimum face size, which wastes time on
-scales that can only find faces smaller than asked for. Here every network runs inside a
-`tf.function` with a fixed input signature (no retracing), the pyramid starts at the scale
-where `min_face_size` maps to PNet's 12 px window, all frames of a batch go through each
-network together, and crops/NMS use OpenCV.
+scales that can only find faces smaller than asked for. Here the networks run in LiteRT with
+XNNPACK (or compiled TensorFlow graphs: `networks.py`), the pyramid starts at the scale where
+`min_face_size` maps to PNet's 12 px window, all frames of a batch go through R/ONet together,
+and crops/NMS use OpenCV.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
 from services.detector.faces import DetectedFace
+from services.detector.networks import load_networks
 
 _PNET_WINDOW = 12
 _PNET_STRIDE = 2
@@ -95,10 +95,13 @@ def _crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     for i, (x1, y1, x2, y2) in enumerate(np.round(boxes[:, :4]).astype(int)):
         if x2 <= x1 or y2 <= y1:
             continue
-        patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
-        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-        if sx2 > sx1 and sy2 > sy1:
-            patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = frame[sy1:sy2, sx1:sx2]
+        if x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height:  # most boxes: a view, no copy
+            patch = frame[y1:y2, x1:x2]
+        else:
+            patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
+            sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+            if sx2 > sx1 and sy2 > sy1:
+                patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = frame[sy1:sy2, sx1:sx2]
         interpolation = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
         out[i] = cv2.resize(patch, (size, size), interpolation=interpolation)
     return out
@@ -119,37 +122,11 @@ class MtcnnDetector:
 
     name = "mtcnn"
 
-    def __init__(self, settings: DetectorSettings | None = None) -> None:
-        import tensorflow as tf
-        from mtcnn.network.onet import ONet
-        from mtcnn.network.pnet import PNet
-        from mtcnn.network.rnet import RNet
-        from mtcnn.utils.tensorflow import load_weights
-
+    def __init__(self, settings: DetectorSettings | None = None, runtime: str = "litert") -> None:
+        """`runtime`: what runs the three networks, "litert" or "tensorflow" (networks.py)."""
         self.settings = settings or DetectorSettings()
-        self._tf = tf
-        nets: dict[str, Any] = {}
-        for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
-            net = cls()
-            net.build()
-            net.set_weights(load_weights(f"{name}.lz4"))
-            nets[name] = net
-
-        def normalized(images: Any) -> Any:
-            return (tf.cast(images, tf.float32) - 127.5) / 128.0
-
-        self._pnet = tf.function(
-            lambda x: nets["pnet"](normalized(x), training=False),
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
-        )
-        self._rnet = tf.function(
-            lambda x: nets["rnet"](normalized(x), training=False),
-            input_signature=[tf.TensorSpec([None, 24, 24, 3], tf.uint8)],
-        )
-        self._onet = tf.function(
-            lambda x: nets["onet"](normalized(x), training=False),
-            input_signature=[tf.TensorSpec([None, 48, 48, 3], tf.uint8)],
-        )
+        self.runtime = runtime
+        self._nets = load_networks(runtime)
 
     def warm_up(self) -> None:
         """Trace the graphs once so the first real frame is not slow."""
@@ -188,8 +165,8 @@ class MtcnnDetector:
 
         per_frame: list[list[np.ndarray]] = [[] for _ in frames]
         for members in groups.values():
-            offsets, probs = self._pnet(np.stack([m[2] for m in members]))
-            offsets, probs = offsets.numpy(), probs.numpy()[..., 1]
+            offsets, probs = self._nets.pnet(np.stack([m[2] for m in members]))
+            probs = probs[..., 1]
             for (index, scale, _), offset, prob in zip(members, offsets, probs, strict=True):
                 ys, xs = np.nonzero(prob > s.pnet_threshold)
                 if len(ys) == 0:
@@ -213,7 +190,7 @@ class MtcnnDetector:
         if sum(counts) == 0:
             return candidates
         crops = np.concatenate([_crops(f, c, 24) for f, c in zip(frames, candidates, strict=True)])
-        offsets, probs = (t.numpy() for t in self._rnet(crops))
+        offsets, probs = self._nets.rnet(crops)
         out, start = [], 0
         for boxes, count in zip(candidates, counts, strict=True):
             offset, prob = offsets[start : start + count], probs[start : start + count, 1]
@@ -233,7 +210,7 @@ class MtcnnDetector:
         if sum(counts) == 0:
             return [[] for _ in frames]
         crops = np.concatenate([_crops(f, c, 48) for f, c in zip(frames, candidates, strict=True)])
-        offsets, points, probs = (t.numpy() for t in self._onet(crops))
+        offsets, points, probs = self._nets.onet(crops)
         results: list[list[DetectedFace]] = []
         start = 0
         for frame, boxes, count in zip(frames, candidates, counts, strict=True):
