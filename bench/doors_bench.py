@@ -9,8 +9,8 @@ then 2 s of an empty corridor (a textured scene), again and again; doors start o
 Every frame carries sensor noise (one of 10 seeded noisy encodings per scene, cycled), so no two
 consecutive frames are the same bytes, as from a real camera.
 
-Three set-ups run side by side on the same embedder and matcher, each door count measured on
-each back to back: "before" (every frame searched, the detector's networks on TensorFlow: as
+Three set-ups run side by side on the same embedder and matcher, one after the other (every
+door count on one, then the next): "before" (every frame searched, the detector's networks on TensorFlow: as
 before issue 16), "gated" (the motion gate, services/gateway/motion.py, on the same TensorFlow
 detector) and "after" (the defaults: the gate, and the networks on LiteRT). Per door count and
 set-up, for `--seconds` (bounded):
@@ -18,7 +18,8 @@ set-up, for `--seconds` (bounded):
   (p50/p95), and decisions per visit;
 - frames dropped by the gateway's per-door queue (it keeps the newest 2; nothing grows);
 - the share of frames the detector searched;
-- CPU seconds used by each process (the per-stage split), from /proc.
+- CPU seconds used by each service process (the per-stage split), from /proc, and by the
+  simulated cameras (this process), which share the machine.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ from services.core.channels import blocking_channel  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
 
 VISIT_S, EMPTY_S = 1.0, 2.0
+# between rows: the last row's queues drain, and TensorFlow's and XNNPACK's worker threads stop
+# spinning (measured right after a saturated row, the next one's latency doubled)
+PAUSE_S = 5.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -146,12 +150,13 @@ def run_doors(stack: LocalStack, gateway: ServiceProcess, detector: ServiceProce
              for name in names]
     cameras = [DoorCamera(stub, name, frames, fps, seconds, phase=(VISIT_S + EMPTY_S) * i / doors)
                for i, (stub, name) in enumerate(zip(stubs, names, strict=True))]
-    started = time.perf_counter()
+    started, own_cpu = time.perf_counter(), time.process_time()
     for camera in cameras:
         camera.start()
     for camera in cameras:
         camera.join()
     wall = time.perf_counter() - started
+    cameras_cpu = (time.process_time() - own_cpu) / wall  # the simulated cameras share the machine
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     frames_in, dropped, searched = (gateway_metric(gateway, name) - before[name] for name in counters)
     latencies = sorted(x for c in cameras for x in c.latencies)
@@ -163,7 +168,7 @@ def run_doors(stack: LocalStack, gateway: ServiceProcess, detector: ServiceProce
     split = ", ".join(f"{name} {100 * value / total_cpu:.0f}%" for name, value in cpu.items())
     return (f"| {doors} | {label} | {frames_in / wall:.0f} | {100 * dropped / max(frames_in, 1):.1f}% | "
             f"{100 * searched / max(frames_in - dropped, 1):.0f}% | {sum(c.decisions for c in cameras)} / {visits} | "
-            f"{p50:.0f} | {p95:.0f} | {total_cpu / wall:.2f} | {split} |"
+            f"{p50:.0f} | {p95:.0f} | {total_cpu / wall:.2f} | {split} | {cameras_cpu:.2f} |"
             + (f" errors: {errors[0][:80]}" if errors else ""))
 
 
@@ -200,9 +205,9 @@ def main() -> None:
     frames = door_frames()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs; {args.fps:g} fps per door, {args.seconds:g} s per row; "
           f"visits of {VISIT_S:g} s every {VISIT_S + EMPTY_S:g} s")
-    print("| doors | gateway | frames/s in | dropped | searched | decisions / visits | latency p50 ms | p95 ms | "
-          "CPU cores used | CPU split |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| doors | set-up | frames/s in | dropped | searched | decisions / visits | latency p50 ms | p95 ms | "
+          "service CPU (cores) | CPU split | cameras' CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="facegate-doors-") as workdir, LocalStack(Path(workdir)) as stack:
         gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
         gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
@@ -210,9 +215,10 @@ def main() -> None:
             timeout=60)
         extra, setups = configurations(stack, Path(workdir))
         try:
-            for doors in args.doors:
-                for label, (process, detector) in setups.items():
+            for label, (process, detector) in setups.items():
+                for doors in args.doors:
                     if doors <= args.before_up_to or label == "after":
+                        time.sleep(PAUSE_S)
                         print(run_doors(stack, process, detector, label, frames, doors, args.fps, args.seconds),
                               flush=True)
         finally:

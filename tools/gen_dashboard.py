@@ -123,11 +123,12 @@ def cameras_row() -> list[dashboard.Row | timeseries.Panel | table.Panel]:
         graph("Frames searched and gated", "Frames per second by what the gateway did with them: searched by "
               "the detector because something moved (motion), a face is tracked (tracking), the periodic full "
               "search (periodic), or unreadable; not searched because nobody is tracked and nothing moved "
-              "(still), or the tracked faces are gone and the empty scene is back (scene). 'ungated' doors "
-              "run with --motion-face-fraction 0.", "short",
-              query(f"sum by (reason) (rate(facegate_gateway_detections_total{{{DOOR}}}[$__rate_interval])) or "
-                    f"sum by (reason) (rate(facegate_gateway_frames_gated_total{{{DOOR}}}[$__rate_interval]))",
-                    "{{reason}}")),
+              "(still), or the tracked faces are gone and the empty scene is back (scene). Searches are of the "
+              "whole frame or of a region around the tracked faces. 'ungated' doors run with "
+              "--motion-face-fraction 0.", "short",
+              query(f"sum by (reason, area) (rate(facegate_gateway_detections_total{{{DOOR}}}[$__rate_interval])) "
+                    f"or sum by (reason) (rate(facegate_gateway_frames_gated_total{{{DOOR}}}[$__rate_interval]))",
+                    "{{reason}} {{area}}")),
         graph("Queue depth", "Frames waiting at the gateway, per door.", "short",
               query('max by (door) (facegate_gateway_queue_depth{door=~"$door"})', "{{door}}")),
         graph("Time since the last frame", "Seconds since each door's camera last sent a frame (while a gateway "

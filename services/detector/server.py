@@ -22,6 +22,7 @@ from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 from services.detector.networks import RUNTIMES
 from services.detector.padding import MAX_SIDE, padded, unpadded
 from services.detector.quality import face_quality
+from services.detector.regions import in_frame, region_bounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +102,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             raise InvalidArgument(f"frames: they decode to {total:.0f} MP in all; at most "
                                   f"{self._settings.max_request_megapixels:.0f} MP per call (send fewer or smaller "
                                   "frames)")
+        if request.regions and len(request.regions) != len(request.frames):
+            raise InvalidArgument(f"regions: {len(request.regions)} for {len(request.frames)} frames; one per frame "
+                                  "(a zero box: the whole frame), or none")
         response = detector_pb2.DetectResponse(model_key=card.model_key if crops else "")
         frames: dict[int, np.ndarray] = {}
         for i, message in enumerate(request.frames):
@@ -111,7 +115,13 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 if not request.per_frame_errors:
                     raise
                 response.frames[i].error = exc.message
-        found = dict(zip(frames, self._detector.detect(list(frames.values()), options), strict=True))
+        bounds = {i: region_bounds(request.regions[i], frame.shape[1], frame.shape[0], f"regions[{i}]")
+                  for i, frame in frames.items()} if request.regions else {}
+        views = [frames[i][b[1]:b[3], b[0]:b[2]] if (b := bounds.get(i)) else frames[i] for i in frames]
+        searchable = [j for j, view in enumerate(views) if min(view.shape[:2]) >= options.min_face_size]
+        faces_of = dict(zip(searchable, self._detector.detect([views[j] for j in searchable], options), strict=True))
+        found = {i: [in_frame(face, b[0], b[1]) if (b := bounds.get(i)) else face for face in faces_of.get(j, [])]
+                 for j, i in enumerate(frames)}
         searched = {i: frames[i] for i in frames}  # where each frame's faces were found (and are cut from)
         if request.pad_if_no_face and (empty := [i for i, faces in found.items()
                                                   if not faces and max(frames[i].shape[:2]) <= MAX_SIDE]):

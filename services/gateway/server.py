@@ -41,7 +41,7 @@ from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.liveness import Liveness
-from services.gateway.motion import MotionGate, Why, thumbnail
+from services.gateway.motion import MotionGate, Why, around_tracks, thumbnail
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.review_queue import (
@@ -76,7 +76,8 @@ FRAMES_GATED = Counter("facegate_gateway_frames_gated_total",
                        "tracked faces gone and the door's empty scene in view (scene)", ["door", "site", "reason"])
 DETECTIONS = Counter("facegate_gateway_detections_total",
                      "Frames run through the detector, by why (motion, tracking, periodic, unreadable; "
-                     "ungated with --motion-face-fraction 0)", ["door", "site", "reason"])
+                     "ungated with --motion-face-fraction 0), and where: a region around the tracked faces or "
+                     "the whole frame", ["door", "site", "reason", "area"])
 QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
 REVIEWS_QUEUED = Counter("facegate_gateway_reviews_queued_total", "Decisions queued for a person's review")
 CONFIG_RELOADS = Counter("facegate_gateway_config_reloads_total", "Door configuration reloads", ["result"])
@@ -120,6 +121,10 @@ class GatewayServiceSettings(ServerSettings):
                                                 "empty scene again; 0 searches every frame", in_range(0, 1))
     full_detect_every: int = setting(10, "with nobody tracked and nothing moving at a door, the detector still "
                                          "searches every n-th frame (10: every 2 s at 5 fps)", in_range(1, 1000))
+    tracked_full_every: int = setting(5, "with the motion gate on, while faces are tracked at a door the detector "
+                                         "searches a region around them (three times each face's side), and the "
+                                         "whole frame every n-th frame (a newcomer elsewhere in view is found "
+                                         "within n frames); 1 = the whole frame always", in_range(1, 100))
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
                                            "n-th frame only", in_range(1, 30))
     deadline_seconds: float = setting(2.0, "deadline of each backend call, s", positive)
@@ -187,7 +192,7 @@ class Running:
 
     backends: Backends
     audit: AuditLog
-    detect: MicroBatcher[common_pb2.NDArray, detector_pb2.FrameFaces]
+    detect: MicroBatcher[tuple[common_pb2.NDArray, common_pb2.Box | None], detector_pb2.FrameFaces]
     embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding]
     model: common_pb2.ModelInfo  # the embedder's card: the crops the detector cuts are for this model
     reviews: ReviewQueue
@@ -204,6 +209,7 @@ class DoorStream:
                  motion: MotionGate | None = None) -> None:
         self.tracks = DoorTracks(door.door_id, timeout=timeout)
         self.motion = motion  # None: every frame is searched
+        self.in_regions = 0  # detections in a row that searched a region around the tracks
         self.site = door.site
         self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
@@ -360,8 +366,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._reloader = asyncio.create_task(self._watch_doors())
 
         # Work from every door shares calls: 32 doors cost much less than 32 times one door.
-        async def detect(frames: list[common_pb2.NDArray]) -> list[detector_pb2.FrameFaces]:
-            return await backends.detect(frames, self._run.model_key, s.min_face_size)
+        async def detect(frames: list[tuple[common_pb2.NDArray, common_pb2.Box | None]]
+                         ) -> list[detector_pb2.FrameFaces]:
+            return await backends.detect([f for f, _ in frames], self._run.model_key, s.min_face_size,
+                                         regions=[r for _, r in frames])
 
         async def embed(crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
             return await backends.embed(crops, self._run.model_key)
@@ -664,10 +672,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 return []
             # Why.SCENE: the tracked faces are gone; their tracks are updated with no face below
         else:
-            DETECTIONS.labels(door_label, site_label, why.value if why else "ungated").inc()
+            # around the tracked faces, and the whole frame every `tracked_full_every`-th frame
+            region = around_tracks([t.box for t in tracks.tracks], width, height) \
+                if why is Why.TRACKING and stream.in_regions + 1 < self._settings.tracked_full_every else None
+            stream.in_regions = stream.in_regions + 1 if region else 0
+            DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
+                              "region" if region else "frame").inc()
             stream.since_detection, stream.detected_at = 0, now
             try:
-                detected = (await run.detect.submit([frame.frame]))[0]  # as sent: JPEG is smaller
+                detected = (await run.detect.submit([(frame.frame, region)]))[0]  # as sent: JPEG is smaller
             except BackendError as exc:
                 return await self._failed(frame, door, exc)
             if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."

@@ -1,5 +1,6 @@
 """The cascade's networks on LiteRT (the default) and on TensorFlow: the same faces, whatever
-the batch, and the converted networks cached once (services/detector/networks.py)."""
+the batch, and the converted networks cached once (services/detector/networks.py); and Detect
+searching a region of a frame (services/detector/regions.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import logging
 from pathlib import Path
 
 import cv2
+import grpc
 import numpy as np
 import pytest
 
+from services.contracts.v1 import common_pb2, detector_pb2
+from services.core import ndarray
 from services.core.images import decode_image
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 from services.detector.networks import CHUNK, LiteRTNetworks, TensorFlowNetworks, _bucket, flatbuffers
+from tests.system.test_services import assert_status, stubs
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +95,38 @@ def test__given_a_cache_it_cannot_write__then_the_networks_still_load_and_the_lo
 
     assert offsets.shape[-1] == 4 and probs.shape[-1] == 2
     assert "could not cache" in caplog.text and "facegate prepare" in caplog.text
+
+
+def test__given_a_region_around_a_face__when_detect_is_called__then_the_face_is_the_one_the_whole_frame_gives(
+        stack, demo_photos):
+    detector = stubs(stack)[0]
+    frame = frames(demo_photos)[1]  # the first demo photo letterboxed into 640x480
+    message = ndarray.encode(frame, "jpeg")
+    whole = detector.Detect(detector_pb2.DetectRequest(frames=[message], return_crops=True), timeout=30)
+    face = whole.frames[0].faces[0].face
+    around = common_pb2.Box(x=face.box.x - face.box.width, y=face.box.y - face.box.height,
+                            width=3 * face.box.width, height=3 * face.box.height)
+    elsewhere = common_pb2.Box(x=0, y=0, width=face.box.x - 5, height=480) if face.box.x > 100 else \
+        common_pb2.Box(x=face.box.x + face.box.width + 5, y=0, width=200, height=480)
+    regional = detector.Detect(detector_pb2.DetectRequest(
+        frames=[message, message, message], regions=[around, elsewhere, common_pb2.Box()], return_crops=True),
+        timeout=30)
+
+    found, nothing, whole_again = regional.frames
+    assert len(found.faces) == len(whole.frames[0].faces) and not nothing.faces
+    assert whole_again == whole.frames[0]
+    box = found.faces[0].face.box
+    assert np.allclose([box.x, box.y, box.width, box.height],
+                       [face.box.x, face.box.y, face.box.width, face.box.height], atol=3)
+    assert found.faces[0].crop.shape == whole.frames[0].faces[0].crop.shape  # cut from the whole frame
+
+
+def test__given_regions_that_do_not_fit_the_frames__then_detect_says_which(stack, demo_photos):
+    detector = stubs(stack)[0]
+    message = ndarray.encode(frames(demo_photos)[1], "jpeg")
+    assert_status(lambda: detector.Detect(detector_pb2.DetectRequest(
+        frames=[message, message], regions=[common_pb2.Box()]), timeout=30),
+        grpc.StatusCode.INVALID_ARGUMENT, "regions: 1 for 2 frames")
+    assert_status(lambda: detector.Detect(detector_pb2.DetectRequest(
+        frames=[message], regions=[common_pb2.Box(x=0, y=0, width=-4, height=10)]), timeout=30),
+        grpc.StatusCode.INVALID_ARGUMENT, "regions[0]")

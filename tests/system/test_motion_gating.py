@@ -59,6 +59,7 @@ def test__given_a_still_scene__when_an_enrolled_person_steps_in_and_leaves__then
                  for reason in ("still", "scene")}
         searched = {reason: metric(gateway, "facegate_gateway_detections_total", door=door, reason=reason)
                     for reason in ("motion", "tracking", "periodic")}
+        in_regions = metric(gateway, "facegate_gateway_detections_total", door=door, area="region")
     finally:
         gateway.stop()
         matcher.stop()
@@ -67,6 +68,7 @@ def test__given_a_still_scene__when_an_enrolled_person_steps_in_and_leaves__then
         [("OUTCOME_GRANTED", "gating-scene-obama")]
     assert 20 <= decisions[0].frame_sequence < 30
     assert searched["motion"] >= 1 and searched["tracking"] >= 1  # the visitor was searched for
+    assert in_regions >= 1  # around the tracked face
     # before and after the visit: the corridor is mostly not searched (the periodic search aside)
     assert gated["still"] >= 35 and gated["scene"] >= 1, (gated, searched)
     assert sum(gated.values()) + sum(searched.values()) <= len(images)

@@ -332,7 +332,7 @@ class FakeBackends:
         self.detected_by_frame: list[int] = []  # frames run through the detector so far, after each frame
 
     async def submit(self, items: list) -> list:  # the detect and embed batchers
-        if items and items[0].shape == [1]:  # crops (below) go to the embedder
+        if items and not isinstance(items[0], tuple):  # crops (below) go to the embedder; frames come with a region
             return [common_pb2.Embedding(vector=[1.0], model_id="m", model_version="1") for _ in items]
         points = self.landmarks[self.detected]
         self.detected += 1

@@ -8,7 +8,7 @@ import pytest
 
 from services.contracts.v1 import common_pb2
 from services.core import ndarray
-from services.gateway.motion import MotionGate, Why, thumbnail
+from services.gateway.motion import MotionGate, Why, around_tracks, thumbnail
 
 FULL_EVERY = 10
 
@@ -164,3 +164,24 @@ def test__given_settings_out_of_range__then_the_gate_refuses_them(face_fraction:
                                                                   full_every: int) -> None:
     with pytest.raises(ValueError, match="face_fraction|min_face_size|full_every"):
         MotionGate(face_fraction=face_fraction, min_face_size=min_face_size, full_every=full_every)
+
+
+def box(x: float, y: float, w: float, h: float) -> common_pb2.Box:
+    return common_pb2.Box(x=x, y=y, width=w, height=h)
+
+
+def test__given_a_tracked_face__then_the_search_region_reaches_a_face_side_beyond_it_every_way() -> None:
+    region = around_tracks([box(300, 200, 60, 80)], 640, 480)
+    assert region is not None
+    assert (region.x, region.y, region.width, region.height) == (220, 120, 220, 240)  # 80 px (its longer side)
+
+
+def test__given_faces_near_the_edges__then_the_region_joins_them_and_stays_in_the_frame() -> None:
+    region = around_tracks([box(10, 10, 40, 40), box(100, 60, 40, 40)], 640, 480)
+    assert region is not None
+    assert (region.x, region.y, region.width, region.height) == (0, 0, 180, 140)
+
+
+def test__given_no_tracks_or_a_region_that_is_most_of_the_frame__then_the_whole_frame_is_searched() -> None:
+    assert around_tracks([], 640, 480) is None
+    assert around_tracks([box(200, 120, 200, 200)], 640, 480) is None  # 600x440 of 640x480
