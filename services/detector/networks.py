@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("litert", "tensorflow")
 CROP_SIDES = {"rnet": 24, "onet": 48}
 CHUNK = 64  # the largest R/ONet batch run at once
-KEPT_INTERPRETERS = 64  # per thread: a few frame sizes' pyramids and the batch buckets
+KEPT_INTERPRETERS = 128  # per thread: a few frame sizes' and the gateway's region sizes' pyramids, the buckets
 # each output of a network is known by its last dimension (TFLite may order them otherwise)
 OUTPUTS = {"pnet": (4, 2), "rnet": (4, 2), "onet": (4, 10, 2)}
 

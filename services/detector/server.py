@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -60,6 +62,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         self._settings = settings
         self._defaults = DetectorSettings(min_face_size=settings.min_face_size, min_score=settings.min_score)
         self._detector: MtcnnDetector | None = None
+        self._workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="detect")
         self._card: ModelCard | None = None
 
     def is_ready(self) -> bool:
@@ -91,8 +94,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             )
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        # Decoding is CPU work: off the event loop, with the detection.
-        return await asyncio.to_thread(self._detect, request, options)
+        # Decoding is CPU work: off the event loop, with the detection; on the detector's own few
+        # threads, each of which keeps its networks planned for the shapes it has seen.
+        return await asyncio.get_running_loop().run_in_executor(self._workers, self._detect, request, options)
 
     def _detect(self, request: detector_pb2.DetectRequest, options: DetectorSettings) -> detector_pb2.DetectResponse:
         assert self._detector is not None and self._card is not None

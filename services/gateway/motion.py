@@ -12,7 +12,8 @@ person for part of it). A frame differs from the scene when the pixels that diff
 - nobody tracked, nothing differs: not searched (`still`), except every `full_every`-th such
   frame (`periodic`: whatever the model missed is looked for at least that often);
 - a face tracked, and the frame differs: searched (`tracking`), in a region around the tracked
-  faces (`around_tracks`: three times each face's side), the whole frame every few frames;
+  faces (`around_tracks`: a square of a few fixed sizes, three times each face's side), the
+  whole frame every few frames;
 - a face tracked, and the frame is the empty scene again: the person has gone; not searched,
   the tracks are updated with no face (`scene`), as the detector would have (they end after
   the track timeout and are decided as always);
@@ -35,6 +36,7 @@ from services.core.errors import InvalidArgument
 
 MARGIN = 1.0  # a search region reaches this many face sides beyond each tracked face, every way
 WHOLE_FRAME_SHARE = 0.6  # a region larger than this share of the frame: search the frame
+REGION_SIDES = (96, 128, 160, 192, 256, 320, 384)  # px: the square regions searched
 SCALE = 8  # thumbnail: 1/8 a side (640x480 -> 80x60; a 60 px face is ~7x7 px)
 MEAN = 128.0  # the brightness every thumbnail is scaled to
 HISTORY = 50  # frames the background model remembers (10 s at 5 fps)
@@ -132,14 +134,19 @@ class MotionGate:
 def around_tracks(boxes: list[common_pb2.Box], width: int, height: int) -> common_pb2.Box | None:
     """The region to search for the faces of these tracks in a `width` x `height` frame: their
     boxes grown by `MARGIN` face sides every way (a person walking moves well under a face
-    side in 0.2 s) and joined; None when that is most of the frame anyway."""
+    side in 0.2 s) and joined, as a square of one of a few `REGION_SIDES` moved inside the
+    frame (the detector keeps its networks planned per image shape: free-sized regions would
+    plan new ones on every frame); None when that is most of the frame anyway."""
     if not boxes:
         return None
     x1 = min(b.x - MARGIN * max(b.width, b.height) for b in boxes)
     y1 = min(b.y - MARGIN * max(b.width, b.height) for b in boxes)
     x2 = max(b.x + b.width + MARGIN * max(b.width, b.height) for b in boxes)
     y2 = max(b.y + b.height + MARGIN * max(b.width, b.height) for b in boxes)
-    x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
-    if (x2 - x1) * (y2 - y1) > WHOLE_FRAME_SHARE * width * height:
+    needed = max(x2 - x1, y2 - y1)
+    side = next((s for s in REGION_SIDES if s >= needed), None)
+    if side is None or side > min(width, height) or side * side > WHOLE_FRAME_SHARE * width * height:
         return None
-    return common_pb2.Box(x=x1, y=y1, width=x2 - x1, height=y2 - y1)
+    left = min(max(0, round((x1 + x2 - side) / 2)), width - side)
+    top = min(max(0, round((y1 + y2 - side) / 2)), height - side)
+    return common_pb2.Box(x=left, y=top, width=side, height=side)

@@ -170,18 +170,34 @@ def box(x: float, y: float, w: float, h: float) -> common_pb2.Box:
     return common_pb2.Box(x=x, y=y, width=w, height=h)
 
 
-def test__given_a_tracked_face__then_the_search_region_reaches_a_face_side_beyond_it_every_way() -> None:
+def test__given_a_tracked_face__then_the_search_region_is_the_smallest_square_reaching_a_face_side_beyond_it() -> None:
     region = around_tracks([box(300, 200, 60, 80)], 640, 480)
     assert region is not None
-    assert (region.x, region.y, region.width, region.height) == (220, 120, 220, 240)  # 80 px (its longer side)
+    # needed: 220 x 240 (80 px, its longer side, every way) -> a 256 px square on its centre
+    assert (region.x, region.y, region.width, region.height) == (202, 112, 256, 256)
 
 
-def test__given_faces_near_the_edges__then_the_region_joins_them_and_stays_in_the_frame() -> None:
+def test__given_faces_near_the_edges__then_the_region_joins_them_and_is_moved_inside_the_frame() -> None:
     region = around_tracks([box(10, 10, 40, 40), box(100, 60, 40, 40)], 640, 480)
     assert region is not None
-    assert (region.x, region.y, region.width, region.height) == (0, 0, 180, 140)
+    assert (region.x, region.y, region.width, region.height) == (0, 0, 256, 256)  # needs 210 x 170
+    corner = around_tracks([box(600, 440, 30, 30)], 640, 480)
+    assert corner is not None and (corner.x + corner.width, corner.y + corner.height) == (640, 480)
+
+
+def test__given_any_faces__then_regions_come_in_a_few_sizes_only() -> None:
+    rng = np.random.default_rng(6)
+    sides = set()
+    for _ in range(200):
+        x, y, side = rng.uniform(0, 560), rng.uniform(0, 400), rng.uniform(30, 110)
+        if (region := around_tracks([box(x, y, side, side)], 640, 480)) is not None:
+            assert region.width == region.height and 0 <= region.x <= 640 - region.width
+            assert 0 <= region.y <= 480 - region.height
+            sides.add(region.width)
+    assert sides <= {96, 128, 160, 192, 256, 320, 384} and len(sides) >= 3
 
 
 def test__given_no_tracks_or_a_region_that_is_most_of_the_frame__then_the_whole_frame_is_searched() -> None:
     assert around_tracks([], 640, 480) is None
-    assert around_tracks([box(200, 120, 200, 200)], 640, 480) is None  # 600x440 of 640x480
+    assert around_tracks([box(200, 120, 200, 200)], 640, 480) is None  # needs 600 px
+    assert around_tracks([box(40, 40, 40, 40)], 160, 120) is None  # a 128 px square is most of it
