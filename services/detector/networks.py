@@ -154,14 +154,16 @@ def _bucket(count: int) -> int:
 class LiteRTNetworks(_Runtime):
     """The networks in LiteRT's interpreter with XNNPACK, one interpreter per thread and shape."""
 
-    def __init__(self, cache: Path | None = None, threads: int | None = None) -> None:
-        """`threads`: XNNPACK's per call (default one per core: ~15-25% faster than one here,
-        even with two calls in flight)."""
+    def __init__(self, cache: Path | None = None, threads: int = 1) -> None:
+        """`threads`: XNNPACK's per interpreter. One: every interpreter (one per thread and
+        shape, up to `KEPT_INTERPRETERS` per thread) would otherwise keep a thread pool of its
+        own; the detector runs calls in parallel on one worker per core instead (two threads
+        made a single call ~20% faster here)."""
         from ai_edge_litert.interpreter import Interpreter  # deferred: only this runtime needs it
 
         self._interpreter_class = Interpreter
         self._models = flatbuffers(cache)
-        self._threads = threads or os.cpu_count() or 1
+        self._threads = threads
         self._local = threading.local()
 
     def _interpreter(self, name: str, shape: tuple[int, ...]) -> tuple[Any, int, list[int]]:

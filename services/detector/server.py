@@ -62,7 +62,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         self._settings = settings
         self._defaults = DetectorSettings(min_face_size=settings.min_face_size, min_score=settings.min_score)
         self._detector: MtcnnDetector | None = None
-        self._workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="detect")
+        self._workers = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)), thread_name_prefix="detect")
         self._card: ModelCard | None = None
 
     def is_ready(self) -> bool:
@@ -119,8 +119,16 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 if not request.per_frame_errors:
                     raise
                 response.frames[i].error = exc.message
-        bounds = {i: region_bounds(request.regions[i], frame.shape[1], frame.shape[0], f"regions[{i}]")
-                  for i, frame in frames.items()} if request.regions else {}
+        bounds: dict[int, tuple[int, int, int, int] | None] = {}
+        for i in list(frames) if request.regions else []:
+            try:  # a region that is not a box is its frame's error, as a corrupt frame is
+                bounds[i] = region_bounds(request.regions[i], frames[i].shape[1], frames[i].shape[0],
+                                          "region" if request.per_frame_errors else f"regions[{i}]")
+            except InvalidArgument as exc:
+                if not request.per_frame_errors:
+                    raise
+                response.frames[i].error = exc.message
+                del frames[i]
         views = [frames[i][b[1]:b[3], b[0]:b[2]] if (b := bounds.get(i)) else frames[i] for i in frames]
         searchable = [j for j, view in enumerate(views) if min(view.shape[:2]) >= options.min_face_size]
         faces_of = dict(zip(searchable, self._detector.detect([views[j] for j in searchable], options), strict=True))

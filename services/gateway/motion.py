@@ -1,26 +1,29 @@
 """Motion gating: which of a door's frames may skip the detector.
 
-Most of a door camera's day is an empty corridor, and the detector costs ~40 ms of CPU per
-640x480 frame whether or not anyone is there. Each frame is read again as a grey thumbnail
-(1/8 a side: libjpeg decodes a JPEG at that scale from its DCT coefficients, ~0.5 ms) and
-compared with a model of the door's empty scene (OpenCV's MOG2 background model, learning only
-from frames that showed nobody, so it follows slow changes of the scene but never takes a
-person for part of it). A frame differs from the scene when the pixels that differ add up to
-`face_fraction` of the smallest face the door looks for. Then:
+Most of a door camera's day is an empty corridor, and the detector costs ~30 ms of CPU per
+640x480 frame whether or not anyone is there. Each JPEG frame is read again as a grey
+thumbnail (1/8 a side: libjpeg decodes a JPEG at that scale from its DCT coefficients, ~1 ms)
+and compared with a model of the door's empty scene (OpenCV's MOG2 background model). A frame
+differs from the scene when the pixels that differ add up to `face_fraction` of the smallest
+face the door looks for. Then:
 
 - nobody tracked, and the frame differs: searched (`motion`);
 - nobody tracked, nothing differs: not searched (`still`), except every `full_every`-th such
   frame (`periodic`: whatever the model missed is looked for at least that often);
 - a face tracked, and the frame differs: searched (`tracking`), in a region around the tracked
-  faces (`around_tracks`: a square of a few fixed sizes, three times each face's side), the
-  whole frame every few frames;
-- a face tracked, and the frame is the empty scene again: the person has gone; not searched,
-  the tracks are updated with no face (`scene`), as the detector would have (they end after
-  the track timeout and are decided as always);
-- a thumbnail that cannot be read: searched (`unreadable`: the detector says what is wrong).
+  faces (`around_tracks`: a square of a few fixed sizes, three times each face's side or more
+  for a face unseen for a while), the whole frame every few frames;
+- a face tracked, and the frame is the empty scene again: the person looks gone; not searched,
+  the tracks are updated with no face (`scene`), except that the gateway searches the whole
+  frame before such an update would end a track (the gate never ends one by itself);
+- a thumbnail that cannot be read, or a PNG frame (decoded whole, it would cost the gateway's
+  event loop as much as the detector's decode): searched (`unreadable`).
 
-Each thumbnail is scaled to a fixed mean brightness first, so a global change (auto-exposure,
-lights dimming) is not motion; a local change is.
+What the model learns (`learn`): frames judged `still` at once, and frames searched whole in
+which no face was found with nobody tracked, slowly if they differed (a person turned away, a
+chair moved: scene after ~10 s, and the periodic search still looks at them); never a frame
+with someone tracked. Each thumbnail is scaled to a fixed mean brightness first, so a global
+change (auto-exposure, lights dimming) is not motion; a local change is.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ REGION_SIDES = (96, 128, 160, 192, 256, 320, 384)  # px: the square regions sear
 SCALE = 8  # thumbnail: 1/8 a side (640x480 -> 80x60; a 60 px face is ~7x7 px)
 MEAN = 128.0  # the brightness every thumbnail is scaled to
 HISTORY = 50  # frames the background model remembers (10 s at 5 fps)
+SLOW_RATE = 1 / 500  # learning a frame that differed: ~50 frames (10 s at 5 fps) to become scene
+FRAME_GAP = 0.2  # s between a door's frames (5 fps): a region's margin grows with the time unseen
+MAX_MARGIN = 4.0  # face sides
 VAR_THRESHOLD = 16.0  # MOG2's squared Mahalanobis distance for a pixel to be foreground (its default)
 
 
@@ -67,18 +73,17 @@ def thumbnail(frame: common_pb2.NDArray) -> np.ndarray | None:
             pixels = ndarray.decode_frame(frame, "frame")
         except InvalidArgument:
             return None
-        return cv2.cvtColor(np.ascontiguousarray(pixels[::SCALE, ::SCALE]), cv2.COLOR_RGB2GRAY)
-    # JPEG: decoded at 1/8 scale from the DCT (the cheap path); PNG: decoded whole, then shrunk.
+        height, width = pixels.shape[:2]
+        small = cv2.resize(pixels, (max(1, width // SCALE), max(1, height // SCALE)), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    if frame.encoding != common_pb2.NDArray.ENCODING_JPEG:
+        return None  # PNG has no cheap reduced decode
     return cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
 
 
 class MotionGate:
-    """One door's background model and the count of frames since the last full detection.
-
-    `check` each frame; `learn` the frames that showed nobody (gated ones, and searched ones
-    with no face found and no track alive). The background is the scene without the people who
-    pass: learnt, the next person who stands where one stood (or a camera whose stream starts
-    with someone in view) would not count as motion."""
+    """One door's background model and the count of frames since the last detection: `check`
+    each frame, `learn` the frames that showed nobody (the module docstring says which)."""
 
     def __init__(self, face_fraction: float, min_face_size: int, full_every: int) -> None:
         if not 0 < face_fraction <= 1:
@@ -108,16 +113,18 @@ class MotionGate:
         self._since_detection = 0 if why.searched else self._since_detection + 1
         return why
 
-    def learn(self, thumb: np.ndarray | None) -> None:
-        """Take a frame that showed nobody into the background: fast at first (the first
-        frames of a stream), then with a memory of `HISTORY` frames."""
+    def learn(self, thumb: np.ndarray | None, slowly: bool = False) -> None:
+        """Take a frame that showed nobody into the scene: fast at first (the first frames of a
+        stream), then with a memory of `HISTORY` frames; `slowly` for one that differed."""
         if thumb is None:
             return
         if self._model is None or thumb.shape != self._shape:  # a new stream or a new resolution
             self._model = cv2.createBackgroundSubtractorMOG2(HISTORY, VAR_THRESHOLD, detectShadows=False)
             self._shape, self._learnt = thumb.shape, 0
+            slowly = False  # the first frame is the scene there is
         self._learnt += 1
-        self._model.apply(self._normalised(thumb), learningRate=1 / min(2 * self._learnt, HISTORY))
+        rate = SLOW_RATE if slowly else 1 / min(2 * self._learnt, HISTORY)
+        self._model.apply(self._normalised(thumb), learningRate=rate)
 
     def _differs(self, thumb: np.ndarray) -> bool:
         if self._model is None or thumb.shape != self._shape:
@@ -131,18 +138,21 @@ class MotionGate:
         return cv2.convertScaleAbs(thumb, alpha=gain)
 
 
-def around_tracks(boxes: list[common_pb2.Box], width: int, height: int) -> common_pb2.Box | None:
-    """The region to search for the faces of these tracks in a `width` x `height` frame: their
-    boxes grown by `MARGIN` face sides every way (a person walking moves well under a face
-    side in 0.2 s) and joined, as a square of one of a few `REGION_SIDES` moved inside the
-    frame (the detector keeps its networks planned per image shape: free-sized regions would
-    plan new ones on every frame); None when that is most of the frame anyway."""
-    if not boxes:
+def around_tracks(tracks: list[tuple[common_pb2.Box, float]], width: int, height: int) -> common_pb2.Box | None:
+    """The region to search for tracked faces, given as (last box, seconds since it was seen), in
+    a `width` x `height` frame: each box grown by `MARGIN` face sides every way (a person walking
+    moves well under a face side between frames 0.2 s apart), more the longer it went unseen, the
+    boxes joined, as a square of one of a few `REGION_SIDES` moved inside the frame (the detector
+    keeps its networks planned per image shape: free-sized regions would plan new ones on every
+    frame); None when that is most of the frame anyway."""
+    if not tracks:
         return None
-    x1 = min(b.x - MARGIN * max(b.width, b.height) for b in boxes)
-    y1 = min(b.y - MARGIN * max(b.width, b.height) for b in boxes)
-    x2 = max(b.x + b.width + MARGIN * max(b.width, b.height) for b in boxes)
-    y2 = max(b.y + b.height + MARGIN * max(b.width, b.height) for b in boxes)
+    grown = []
+    for b, unseen in tracks:
+        margin = min(MAX_MARGIN, MARGIN * max(1.0, unseen / FRAME_GAP)) * max(b.width, b.height)
+        grown.append((b.x - margin, b.y - margin, b.x + b.width + margin, b.y + b.height + margin))
+    x1, y1 = min(g[0] for g in grown), min(g[1] for g in grown)
+    x2, y2 = max(g[2] for g in grown), max(g[3] for g in grown)
     needed = max(x2 - x1, y2 - y1)
     side = next((s for s in REGION_SIDES if s >= needed), None)
     if side is None or side > min(width, height) or side * side > WHOLE_FRAME_SHARE * width * height:

@@ -209,7 +209,7 @@ class DoorStream:
                  motion: MotionGate | None = None) -> None:
         self.tracks = DoorTracks(door.door_id, timeout=timeout)
         self.motion = motion  # None: every frame is searched
-        self.in_regions = 0  # detections in a row that searched a region around the tracks
+        self.since_full = 0  # frames since the detector last searched the whole frame
         self.site = door.site
         self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
@@ -657,25 +657,33 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracks = stream.tracks
         stream.since_detection += 1
-        thumb = thumbnail(frame.frame) if stream.motion else None
-        why = stream.motion.check(thumb, bool(tracks.tracks)) if stream.motion else None
+        stream.since_full += 1
         if (tracks.tracks and tracks.all_decided and stream.since_detection < self._settings.decided_detect_every
                 and now - stream.detected_at < self._settings.track_timeout / 3):
             DETECTIONS_SKIPPED.labels(door_label, site_label).inc()
             return []
+        thumb = thumbnail(frame.frame) if stream.motion else None
+        why = stream.motion.check(thumb, bool(tracks.tracks)) if stream.motion else None
+        if why is Why.SCENE and any(now - t.last_seen > self._settings.track_timeout / 2 for t in tracks.tracks):
+            # the gate is never what ends a track: the whole frame is searched, while the track
+            # can still be found, once it went unseen for half its timeout
+            why = Why.PERIODIC
         faces: list[detector_pb2.DetectedFace] = []
+        region: common_pb2.Box | None = None
         if why is not None and not why.searched:
             assert stream.motion is not None
-            stream.motion.learn(thumb)  # the door's empty scene
             FRAMES_GATED.labels(door_label, site_label, why.value).inc()
-            if why is Why.STILL:  # nobody tracked: no track to update
+            if why is Why.STILL:  # nobody tracked (no track to update), nothing differs from the scene
+                stream.motion.learn(thumb)
                 return []
-            # Why.SCENE: the tracked faces are gone; their tracks are updated with no face below
+            # Why.SCENE: the tracked faces look gone; their tracks are updated with no face below
         else:
-            # around the tracked faces, and the whole frame every `tracked_full_every`-th frame
-            region = around_tracks([t.box for t in tracks.tracks], width, height) \
-                if why is Why.TRACKING and stream.in_regions + 1 < self._settings.tracked_full_every else None
-            stream.in_regions = stream.in_regions + 1 if region else 0
+            # around the tracked faces (wider the longer they went unseen), and the whole frame
+            # at least every `tracked_full_every` frames
+            if why is Why.TRACKING and stream.since_full < self._settings.tracked_full_every:
+                region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
+            if region is None:
+                stream.since_full = 0
             DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
                               "region" if region else "frame").inc()
             stream.since_detection, stream.detected_at = 0, now
@@ -690,8 +698,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
-        if stream.motion and why is not Why.SCENE and not tracks.tracks:  # nobody in view: the scene as it is
-            stream.motion.learn(thumb)
+        if stream.motion and why is not None and why.searched and region is None and not tracks.tracks:
+            # searched whole, no face, nobody tracked: the scene, unless it differed (a person
+            # turned away, a moved chair), which is learnt only slowly (~10 s to become scene)
+            stream.motion.learn(thumb, slowly=why is not Why.PERIODIC)
         recorded = [track.saw(face.face, now) for face, track in zip(faces, assigned, strict=True)]
         wanted = [(f, t, r) for f, t, r in zip(faces, assigned, recorded, strict=True)
                   if t.wants_embedding(f.face.quality, self._settings.max_embeddings, r)]

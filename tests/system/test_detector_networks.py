@@ -130,3 +130,14 @@ def test__given_regions_that_do_not_fit_the_frames__then_detect_says_which(stack
     assert_status(lambda: detector.Detect(detector_pb2.DetectRequest(
         frames=[message], regions=[common_pb2.Box(x=0, y=0, width=-4, height=10)]), timeout=30),
         grpc.StatusCode.INVALID_ARGUMENT, "regions[0]")
+
+
+def test__given_a_bad_region_among_other_cameras_frames__then_only_its_frame_gets_the_error(stack, demo_photos):
+    detector = stubs(stack)[0]
+    message = ndarray.encode(frames(demo_photos)[1], "jpeg")
+    reply = detector.Detect(detector_pb2.DetectRequest(
+        frames=[message, message], regions=[common_pb2.Box(x=0, y=0, width=float("nan"), height=10),
+                                            common_pb2.Box()], per_frame_errors=True), timeout=30)
+    bad, good = reply.frames
+    assert bad.error.startswith("region:") and not bad.faces
+    assert not good.error and good.faces

@@ -13,6 +13,7 @@ from services.core import ndarray
 from services.gateway.decisions import decide, error_decision
 from services.gateway.doors import Door, TimeWindow
 from services.gateway.liveness import Liveness, LivenessResult
+from services.gateway.motion import MotionGate, thumbnail
 from services.gateway.policy import may_pass
 from services.gateway.tracking import (
     FRAMES_KEPT,
@@ -351,8 +352,10 @@ class FakeBackends:
         return matcher_pb2.Identity(identity_id=identity_id, groups=["staff"])
 
 
-def stream_through_gateway(door: Door, landmarks: np.ndarray, fps: float = 5.0) -> tuple[list, FakeBackends]:
-    """Each frame's decisions (frame by frame, 1/fps apart) from a gateway on fake backends."""
+def stream_through_gateway(door: Door, landmarks: np.ndarray, fps: float = 5.0,
+                           motion: MotionGate | None = None) -> tuple[list, FakeBackends]:
+    """Each frame's decisions (frame by frame, 1/fps apart) from a gateway on fake backends
+    (with `motion`, that motion gate at the door; every frame is the same black image)."""
     from services.gateway import audit
     from services.gateway.server import DoorStream, GatewayServicer, GatewayServiceSettings, Running
 
@@ -361,7 +364,7 @@ def stream_through_gateway(door: Door, landmarks: np.ndarray, fps: float = 5.0) 
     servicer._running = Running(backends=backends, audit=audit.SqliteAuditLog(":memory:"), detect=backends,
                                 embed=backends, reviews=None, model=common_pb2.ModelInfo(model_id="m",
                                                                                          model_version="1"))
-    stream = DoorStream(door, (door.door_id, door.site), timeout=1.5)
+    stream = DoorStream(door, (door.door_id, door.site), timeout=1.5, motion=motion)
     image = ndarray.encode(np.zeros((360, 640, 3), np.uint8), "jpeg")
     decided = []
     for i in range(len(landmarks)):
@@ -408,6 +411,23 @@ def test__a_flat_face_is_held_until_the_budget_is_spent_and_a_door_without_liven
     assert outcomes(held) == [(15, "OUTCOME_DENIED_LIVENESS")]  # 3.0 s after the first frame, at 5 fps
     assert outcomes(plain) == [(1, "OUTCOME_GRANTED")] and "liveness" not in plain[1][0].reason
     assert backends.lookups == 1 and backends.detected < len(flat)  # decided: the detector skips frames again
+
+
+def test__a_gate_that_takes_a_present_face_for_the_empty_scene_never_ends_its_track_unsearched():
+    from tests.unit.test_liveness import HEAD
+
+    # the scene the gate learnt looks exactly like every frame, yet the detector finds a face in
+    # each: the gate's `scene` frames skip it, but the whole frame is searched once the track went
+    # unseen for half its 1.5 s timeout, so the person is granted, not sent to review as gone
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=10)
+    scene = thumbnail(ndarray.encode(np.zeros((360, 640, 3), np.uint8), "jpeg"))
+    for _ in range(10):
+        gate.learn(scene)
+    decided, backends = stream_through_gateway(Door("lab", "hq"), head_frames(HEAD, still=12, turning=0),
+                                               motion=gate)
+
+    assert outcomes(decided) == [(4, "OUTCOME_GRANTED")]  # frame 4: 0.8 s after the first
+    assert backends.detected_by_frame[:5] == [1, 1, 1, 1, 2]
 
 
 def test__a_verdicts_reason_says_which_capture_flags_lowered_its_threshold():
