@@ -210,6 +210,7 @@ class DoorStream:
         self.tracks = DoorTracks(door.door_id, timeout=timeout)
         self.motion = motion  # None: every frame is searched
         self.since_full = 0  # frames since the detector last searched the whole frame
+        self.gone_confirmed = False  # the last whole-frame search found no face
         self.site = door.site
         self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
@@ -664,9 +665,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             return []
         thumb = thumbnail(frame.frame) if stream.motion else None
         why = stream.motion.check(thumb, bool(tracks.tracks)) if stream.motion else None
-        if why is Why.SCENE and any(now - t.last_seen > self._settings.track_timeout / 2 for t in tracks.tracks):
-            # the gate is never what ends a track: the whole frame is searched, while the track
-            # can still be found, once it went unseen for half its timeout
+        if (why is Why.SCENE and not stream.gone_confirmed
+                and any(now - t.last_seen > self._settings.track_timeout / 2 for t in tracks.tracks)):
+            # the gate is never what ends a track: once one went unseen for half its timeout, the
+            # whole frame is searched (while the track can still be found); if that finds no face,
+            # the scene frames after it need not be searched again
             why = Why.PERIODIC
         faces: list[detector_pb2.DetectedFace] = []
         region: common_pb2.Box | None = None
@@ -694,6 +697,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."
                 raise InvalidArgument(detected.error)
             faces = list(detected.faces)
+            stream.gone_confirmed = region is None and not faces
         FACES.labels(door_label, site_label).inc(len(faces))
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)

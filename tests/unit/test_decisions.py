@@ -352,14 +352,14 @@ class FakeBackends:
         return matcher_pb2.Identity(identity_id=identity_id, groups=["staff"])
 
 
-def stream_through_gateway(door: Door, landmarks: np.ndarray, fps: float = 5.0,
-                           motion: MotionGate | None = None) -> tuple[list, FakeBackends]:
+def stream_through_gateway(door: Door, landmarks: np.ndarray, fps: float = 5.0, motion: MotionGate | None = None,
+                           backends: FakeBackends | None = None) -> tuple[list, FakeBackends]:
     """Each frame's decisions (frame by frame, 1/fps apart) from a gateway on fake backends
     (with `motion`, that motion gate at the door; every frame is the same black image)."""
     from services.gateway import audit
     from services.gateway.server import DoorStream, GatewayServicer, GatewayServiceSettings, Running
 
-    backends = FakeBackends(landmarks)
+    backends = backends or FakeBackends(landmarks)
     servicer = GatewayServicer(GatewayServiceSettings(insecure=True))
     servicer._running = Running(backends=backends, audit=audit.SqliteAuditLog(":memory:"), detect=backends,
                                 embed=backends, reviews=None, model=common_pb2.ModelInfo(model_id="m",
@@ -438,3 +438,26 @@ def test__a_verdicts_reason_says_which_capture_flags_lowered_its_threshold():
 
     assert "no identity within threshold 0.270 (dark, blurry capture) in 2 frames" in fuse(dark, 2, 4).reason
     assert "no identity within threshold 0.320 in 2 frames" in fuse(clean, 2, 4).reason
+
+
+def test__once_a_whole_frame_search_finds_the_tracked_face_gone__the_scene_frames_after_it_are_not_searched():
+    from tests.unit.test_liveness import HEAD
+
+    class GoneAfterFirst(FakeBackends):
+        async def submit(self, items: list) -> list:
+            found = await super().submit(items)
+            if items and isinstance(items[0], tuple) and self.detected > 1:  # the person has left
+                return [detector_pb2.FrameFaces()]
+            return found
+
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=100)
+    scene = thumbnail(ndarray.encode(np.zeros((360, 640, 3), np.uint8), "jpeg"))
+    for _ in range(10):
+        gate.learn(scene)
+    backends = GoneAfterFirst(head_frames(HEAD, still=12, turning=0))
+    decided, _ = stream_through_gateway(Door("lab", "hq"), head_frames(HEAD, still=12, turning=0), motion=gate,
+                                        backends=backends)
+    # frame 0 searched (a face), frames 1-3 scene, frame 4 (0.8 s unseen) searched whole: no face;
+    # frames 5-7 not searched; frame 8 (1.6 s) ends the track, decided as gone before 2 frames agreed
+    assert backends.detected_by_frame[:8] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert [o for _, o in outcomes(decided)] == ["OUTCOME_REVIEW"]
