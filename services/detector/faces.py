@@ -22,6 +22,13 @@ class DetectedFace:
         """The face's side in pixels (the smaller side of its box)."""
         return min(self.box[2], self.box[3])
 
+    def moved(self, dx: float, dy: float) -> DetectedFace:
+        """The same face with its box and landmarks `dx`, `dy` pixels further right and down (a
+        face found in part of a frame, put where it is in the whole)."""
+        x, y, w, h = self.box
+        return DetectedFace(box=(x + dx, y + dy, w, h), score=self.score,
+                            landmarks=tuple((px + dx, py + dy) for px, py in self.landmarks))
+
     def contains(self, x: float, y: float) -> bool:
         bx, by, bw, bh = self.box
         return bx <= x <= bx + bw and by <= y <= by + bh

@@ -2,9 +2,9 @@
 ships), run by LiteRT with XNNPACK (the default) or by TensorFlow.
 
 They are tiny (PNet 7k parameters): in TensorFlow each call is mostly per-op overhead. On this
-2-core machine (`make bench-detector-profile`, 640x480 frames, smallest face 60 px) LiteRT
-runs PNet over the whole pyramid in ~1.5 ms instead of ~17, RNet on 64 crops in ~3 ms instead
-of ~8, ONet on 16 in ~4.5 instead of ~10, with the same weights in float32 (the faces found
+2-core machine (`make bench-detector-profile`, 640x480 frames, smallest face 60 px, 2026-12-03)
+LiteRT runs PNet over the whole pyramid in 2.2 ms per frame instead of 28.1, RNet in 3.6
+instead of 13.1, ONet in 4.7 instead of 14.5, with the same weights in float32 (the faces found
 agree to a fraction of a pixel: tests/system/test_detector_networks.py).
 
 The LiteRT flatbuffers are converted from the Keras networks once per `mtcnn` and TensorFlow
@@ -15,8 +15,8 @@ level (per frame size), R/ONet one per batch bucket (a power of two up to 64; la
 go in chunks of 64, the padding rows are discarded). Interpreters are not thread-safe; the
 detector runs concurrent calls on worker threads, so each thread has its own.
 
-Cost of the whole detector per 640x480 frame (decode to crops), TensorFlow -> LiteRT:
-70 -> 34 ms at one frame a call; the faces are the same (boxes within 0.001 px).
+Cost of the whole detector per 640x480 frame (decode to crops), TensorFlow -> LiteRT, same
+run: 85.7 -> 33.1 ms at one frame a call; the faces are the same (boxes within 0.001 px).
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ def padded(frame: np.ndarray) -> tuple[np.ndarray, int, int]:
 def unpadded(face: DetectedFace, dx: int, dy: int, width: int, height: int) -> DetectedFace:
     """A face found in the padded frame, in the original frame's coordinates (its box clipped to
     the frame, as every box the detector reports is)."""
-    x, y, w, h = face.box
-    left, top = max(0.0, x - dx), max(0.0, y - dy)
-    right, bottom = min(float(width), x - dx + w), min(float(height), y - dy + h)
+    moved = face.moved(-dx, -dy)
+    x, y, w, h = moved.box
+    left, top = max(0.0, x), max(0.0, y)
+    right, bottom = min(float(width), x + w), min(float(height), y + h)
     return DetectedFace(box=(left, top, max(0.0, right - left), max(0.0, bottom - top)), score=face.score,
-                        landmarks=tuple((px - dx, py - dy) for px, py in face.landmarks))
+                        landmarks=moved.landmarks)

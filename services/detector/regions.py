@@ -1,5 +1,5 @@
-"""Searching part of a frame: a caller's region of interest, clipped to the frame, and the faces
-found inside it moved back into the frame's coordinates."""
+"""Searching part of a frame: a caller's region of interest, clipped to the frame (the faces
+found inside it are put back with `DetectedFace.moved`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 
 from services.contracts.v1 import common_pb2
 from services.core.errors import InvalidArgument
-from services.detector.faces import DetectedFace
 
 
 def region_bounds(box: common_pb2.Box, width: int, height: int, field: str) -> tuple[int, int, int, int] | None:
@@ -24,9 +23,3 @@ def region_bounds(box: common_pb2.Box, width: int, height: int, field: str) -> t
     x2, y2 = min(width, math.ceil(box.x + box.width)), min(height, math.ceil(box.y + box.height))
     return x1, y1, max(x1, x2), max(y1, y2)
 
-
-def in_frame(face: DetectedFace, left: int, top: int) -> DetectedFace:
-    """A face found in a region whose top-left corner is at (left, top) of the frame."""
-    x, y, w, h = face.box
-    return DetectedFace(box=(x + left, y + top, w, h), score=face.score,
-                        landmarks=tuple((px + left, py + top) for px, py in face.landmarks))

@@ -24,7 +24,7 @@ from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 from services.detector.networks import RUNTIMES
 from services.detector.padding import MAX_SIDE, padded, unpadded
 from services.detector.quality import face_quality
-from services.detector.regions import in_frame, region_bounds
+from services.detector.regions import region_bounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +132,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         views = [frames[i][b[1]:b[3], b[0]:b[2]] if (b := bounds.get(i)) else frames[i] for i in frames]
         searchable = [j for j, view in enumerate(views) if min(view.shape[:2]) >= options.min_face_size]
         faces_of = dict(zip(searchable, self._detector.detect([views[j] for j in searchable], options), strict=True))
-        found = {i: [in_frame(face, b[0], b[1]) if (b := bounds.get(i)) else face for face in faces_of.get(j, [])]
+        found = {i: [face.moved(b[0], b[1]) if (b := bounds.get(i)) else face for face in faces_of.get(j, [])]
                  for j, i in enumerate(frames)}
         searched = {i: frames[i] for i in frames}  # where each frame's faces were found (and are cut from)
         if request.pad_if_no_face and (empty := [i for i, faces in found.items()

@@ -14,16 +14,10 @@ from services.core.images import decode_image
 from tests.conftest import channel, shared_path, stream, video_frames
 from tests.system.test_gateway_faults import start_gateway, start_matcher
 from tests.system.test_gateway_rules import metric
+from tests.unit.test_motion_gate import corridor
 
 Outcome = gateway_pb2.Decision.Outcome
 START_S = 2e9  # frame times of these tests, far from other tests'
-
-
-def corridor() -> np.ndarray:
-    rng = np.random.default_rng(11)
-    scene = cv2.resize(rng.integers(40, 200, (12, 16, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
-    cv2.rectangle(scene, (250, 60), (390, 470), (90, 60, 30), 12)
-    return scene
 
 
 def frames_of(door: str, site: str, images: list[np.ndarray]) -> list[gateway_pb2.CameraFrame]:
@@ -41,7 +35,7 @@ def test__given_a_still_scene__when_an_enrolled_person_steps_in_and_leaves__then
         stub.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="gating-scene-obama", site=site, images=[ndarray.encode(portrait, "jpeg")]), timeout=60)
         rng = np.random.default_rng(0)
-        scene = corridor()
+        scene = corridor(seed=11)
         visitor = scene.copy()
         # the portrait 300 px wide (its face ~80 px) standing in front of the door frame
         small = cv2.resize(portrait, (300, round(300 * portrait.shape[0] / portrait.shape[1])),

@@ -10,7 +10,7 @@ import pytest
 from services.contracts.v1 import common_pb2
 from services.core.errors import InvalidArgument
 from services.detector.faces import DetectedFace
-from services.detector.regions import in_frame, region_bounds
+from services.detector.regions import region_bounds
 
 
 def box(x: float, y: float, w: float, h: float) -> common_pb2.Box:
@@ -36,5 +36,5 @@ def test__a_region_that_is_not_a_box_is_the_callers_error_naming_the_field(bad: 
 
 def test__a_face_found_in_a_region_is_reported_where_it_is_in_the_frame() -> None:
     face = DetectedFace(box=(5, 6, 50, 60), score=0.99, landmarks=((10, 20),) * 5)
-    moved = in_frame(face, 100, 200)
+    moved = face.moved(100, 200)
     assert moved.box == (105, 206, 50, 60) and moved.landmarks == ((110, 220),) * 5 and moved.score == 0.99
