@@ -11,8 +11,8 @@ The LiteRT flatbuffers are converted from the Keras networks once per `mtcnn` an
 version (variables frozen first: converted as they are, READ_VARIABLE ops make them ~100x
 slower) and cached in `$FACEGATE_HOME/mtcnn-litert/`. An interpreter has fixed tensor shapes
 and re-plans when they change, so each thread keeps one per input shape: PNet one per pyramid
-level (per frame size), R/ONet one per batch bucket (a power of two up to 64; larger batches
-go in chunks of 64, the padding rows are discarded). Interpreters are not thread-safe; the
+level (per frame size), R/ONet one per batch bucket (1, 2, 4, 8, then multiples of 8 up to 64;
+larger batches go in chunks of 64, the padding rows are discarded). Interpreters are not thread-safe; the
 detector runs concurrent calls on worker threads, so each thread has its own.
 
 Cost of the whole detector per 640x480 frame (decode to crops), TensorFlow -> LiteRT, same
@@ -147,8 +147,12 @@ def flatbuffers(cache: Path | None = None) -> dict[str, bytes]:
 
 
 def _bucket(count: int) -> int:
-    """The batch an R/ONet call of `count` crops runs at (a power of two, at most CHUNK)."""
-    return min(CHUNK, 1 << max(0, count - 1).bit_length())
+    """The batch an R/ONet call of `count` crops runs at: a power of two up to 8, then the next
+    multiple of 8, at most CHUNK. (Powers of two all the way ran 40 RNet crops, a typical frame
+    with a face, at 64: 5.5 ms instead of ~3.5.)"""
+    if count <= 8:
+        return 1 << max(0, count - 1).bit_length()
+    return min(CHUNK, -(-count // 8) * 8)
 
 
 class LiteRTNetworks(_Runtime):

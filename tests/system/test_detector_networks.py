@@ -70,8 +70,8 @@ def test__given_any_number_of_crops__then_rnet_and_onet_give_tensorflows_outputs
             assert np.allclose(a, b, atol=1e-4)
 
 
-def test__batches_run_at_power_of_two_buckets_up_to_the_chunk():
-    assert [_bucket(n) for n in (1, 2, 3, 5, 16, 17, 64)] == [1, 2, 4, 8, 16, 32, 64]
+def test__batches_run_at_powers_of_two_up_to_8_then_multiples_of_8_up_to_the_chunk():
+    assert [_bucket(n) for n in (1, 2, 3, 5, 8, 9, 16, 17, 40, 64)] == [1, 2, 4, 8, 8, 16, 16, 24, 40, 64]
     assert _bucket(1000) == CHUNK
 
 
