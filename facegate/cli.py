@@ -223,11 +223,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from services.detector.networks import flatbuffers
-    from services.embedder.models import load_embedder, prepare_model
+    from services.embedder.models import load_embedder, prepare_litert, prepare_model
 
     path = prepare_model(args.model)
     embedder = load_embedder(str(path))
     print(f"model {embedder.card.model_key} ready in {path} (loads in {embedder.load_seconds:.2f} s)")
+    lite = prepare_litert(args.model)  # what the embedder service runs by default
+    print(f"model {embedder.card.model_key} for LiteRT ready in {lite}")
     flatbuffers()  # the detector's networks for LiteRT, converted once
     print("detector networks (LiteRT) ready")
     return 0

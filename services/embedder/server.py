@@ -12,11 +12,11 @@ import numpy as np
 from services.contracts.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from services.core import ndarray
 from services.core.batching import MicroBatcher
-from services.core.config import ServerSettings, in_range, load_settings, setting, valid_port
+from services.core.config import ServerSettings, in_range, load_settings, one_of, setting, valid_port
 from services.core.errors import InvalidArgument
 from services.core.model_card import DEFAULT_MODEL, ModelCard
 from services.core.server import ready, run_service
-from services.embedder.models import FaceEmbedder, load_embedder
+from services.embedder.models import RUNTIMES, FaceEmbedder, load_embedder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +25,10 @@ class EmbedderServiceSettings(ServerSettings):
 
     port: int = setting(50052, "gRPC port", valid_port)
     model: str = setting(DEFAULT_MODEL, "model name (prepared on first use) or model directory")
+    runtime: str = setting("litert", "what runs a known model: litert (its TFLite fp32 conversion, made on first "
+                                     "use: half the time for one face) or tensorflow (its SavedModel); the same "
+                                     "embeddings either way. A model directory runs as what it holds",
+                           one_of(*RUNTIMES))
     max_batch: int = setting(32, "most crops per model call", in_range(1, 512))
     max_wait_ms: float = setting(4.0, "how long a batch waits for more requests, ms", in_range(0.0, 100.0))
     max_crops: int = setting(256, "most crops in one Embed call", in_range(1, 4096))
@@ -52,7 +56,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self._batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
 
     async def start(self) -> None:
-        model = await asyncio.to_thread(load_embedder, self._settings.model)
+        model = await asyncio.to_thread(load_embedder, self._settings.model, self._settings.runtime)
         size = model.card.input_size
         await asyncio.to_thread(model.embed, np.zeros((1, size, size, 3), np.uint8))  # trace once
         async def embed(crops: list[np.ndarray]) -> list[np.ndarray]:

@@ -22,12 +22,12 @@ keep the source's thresholds until `facegate calibrate` is run with them (the be
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,14 +36,21 @@ from services.embedder.models import flip_averaged
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILE = "model.tflite"
+CHUNK = 8  # the largest batch of network inputs run at once (4 crops and their mirrors)
 
 
 class TFLiteEmbedder:
-    """Runs a model directory's `model.tflite` (one interpreter on `threads` threads, by default
-    one per core as TensorFlow does; calls serialised: an interpreter is not thread-safe, and
-    the embedder batches requests anyway)."""
+    """Runs a model directory's `model.tflite` in LiteRT with XNNPACK.
 
-    def __init__(self, model_dir: Path, card: ModelCard | None = None, threads: int | None = None) -> None:
+    An interpreter has fixed tensor shapes and re-plans (re-packs its weights) when they change,
+    so there is one per batch bucket (1, 2, 4 or `CHUNK` network inputs: the card's flip
+    averaging makes two per crop); a larger batch runs in chunks of `CHUNK`, the padding rows
+    discarded. Per face, batches past a few crops gain nothing on this CPU (`make bench-tflite`).
+    `threads`: XNNPACK's threads per interpreter; one by default (the service shares the machine
+    with the others; two made one face ~2x faster alone but cost more CPU per face). Calls are
+    serialised: an interpreter is not thread-safe, and the embedder batches requests anyway."""
+
+    def __init__(self, model_dir: Path, card: ModelCard | None = None, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter  # deferred like TensorFlow
 
         card_path = model_dir / "model_card.json"
@@ -51,23 +58,35 @@ class TFLiteEmbedder:
             raise ModelError(f"{model_dir} is not a TFLite model directory (needs {FILE} and model_card.json)")
         self.card = card or ModelCard.from_json(card_path.read_text())
         started = time.perf_counter()
-        threads = threads or os.cpu_count() or 1
-        self._interpreter = Interpreter(model_path=str(model_dir / FILE), num_threads=threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
-        self._batch = 0
+        self._model = (model_dir / FILE).read_bytes()
+        self._new = lambda: Interpreter(model_content=self._model, num_threads=threads)
+        self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
+        self._interpreter(1)  # a broken file fails here, at load, not on the first face
         self.load_seconds = time.perf_counter() - started
 
+    def _interpreter(self, batch: int) -> tuple[Any, int, int]:
+        if batch not in self._interpreters:
+            interpreter = self._new()
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index, [batch, self.card.input_size, self.card.input_size, 3])
+            interpreter.allocate_tensors()
+            self._interpreters[batch] = (interpreter, index, interpreter.get_output_details()[0]["index"])
+        return self._interpreters[batch]
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = []
         with self._lock:
-            if len(batch) != self._batch:  # resizing re-plans the graph: only when the batch size changes
-                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
-                self._interpreter.allocate_tensors()
-                self._batch = len(batch)
-            self._interpreter.set_tensor(self._input, batch)
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output).copy()
+            for start in range(0, len(batch), CHUNK):
+                chunk = batch[start:start + CHUNK]
+                bucket = min(CHUNK, 1 << (len(chunk) - 1).bit_length())
+                interpreter, index, output = self._interpreter(bucket)
+                padded = np.zeros((bucket, *chunk.shape[1:]), np.uint8)
+                padded[:len(chunk)] = chunk
+                interpreter.set_tensor(index, padded)
+                interpreter.invoke()
+                out.append(interpreter.get_tensor(output)[:len(chunk)].copy())
+        return np.concatenate(out)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return flip_averaged(self.card, crops, self._run)

@@ -70,3 +70,19 @@ def test__the_cli_converts_and_the_embedder_service_serves_the_tflite_directory(
     served = np.array([list(e.vector) for e in reply.embeddings], np.float32)
     assert (info.model_id, info.model_version) == ("dlib-resnet-v1", "1.0")
     assert np.linalg.norm(served - embedder.embed(demo_crops[:2]), axis=1).max() < TOLERANCE["fp32"]
+
+
+def test__a_known_model_on_litert_runs_its_fp32_conversion_with_the_same_card_and_embeddings(embedder, demo_crops):
+    lite = load_embedder(runtime="litert")
+    many = np.concatenate([demo_crops] * 3)  # more crops than one interpreter call takes
+
+    got = lite.embed(many)
+
+    assert isinstance(lite, TFLiteEmbedder) and lite.card == embedder.card  # same key: galleries stay valid
+    assert np.linalg.norm(got - embedder.embed(many), axis=1).max() < TOLERANCE["fp32"]
+    assert np.allclose(np.concatenate([lite.embed(many[i:i + 1]) for i in range(len(many))]), got, atol=1e-5)
+
+
+def test__an_unknown_runtime_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="one of tensorflow, litert"):
+        load_embedder(runtime="onnx")
