@@ -1,6 +1,7 @@
 """How many doors one 2-core machine serves: N simulated door cameras at 5 fps each.
 
-    python bench/doors_bench.py [--doors 4 16 20 24 32 40 48] [--before-up-to 32] [--seconds 30] [--fps 5]
+    python bench/doors_bench.py [--doors 4 16 20 24 32 40 48] [--before-rev 24e2b68] [--before-up-to 32]
+                                [--seconds 30] [--fps 5]
     (or `make bench-doors`)
 
 All four services and the cameras run on this machine, on loopback. Each door streams 640x480
@@ -9,13 +10,16 @@ then 2 s of an empty corridor (a textured scene), again and again; doors start o
 Every frame carries sensor noise (one of 10 seeded noisy encodings per scene, cycled), so no two
 consecutive frames are the same bytes, as from a real camera.
 
-Three set-ups run side by side on the same embedder and matcher, one after the other (every
-door count on one, then the next): "before" (every frame searched, the detector's networks on TensorFlow: as
-before issue 16), "gated" (the motion gate, services/gateway/motion.py, on the same TensorFlow
-detector) and "after" (the defaults: the gate, and the networks on LiteRT). Per door count and
+Three set-ups run on the same matcher, one after the other (every door count on one, then the
+next): "before" (the detector, embedder and gateway of `--before-rev`, the last revision before
+issue 16, run from a temporary `git worktree`: every frame searched, everything on TensorFlow),
+"gated" (this tree's gateway with its motion gate, services/gateway/motion.py, on this tree's
+detector and embedder run on TensorFlow) and "after" (this tree's defaults: the gate, and the
+detector's networks and the embedder on LiteRT). Per door count and
 set-up, for `--seconds` (bounded):
 - decision latency: a decision's arrival minus the send time of the frame it was made on
-  (p50/p95), and decisions per visit;
+  (p50/p95), and decisions per visit (and how many went to review: a visit cut off by the end
+  of the row has been seen in one frame, and one frame never opens a door);
 - frames dropped by the gateway's per-door queue (it keeps the newest 2; nothing grows);
 - the share of frames the detector searched;
 - CPU seconds used by each service process (the per-stage split), from /proc, and by the
@@ -39,6 +43,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from frame_path_bench import describe, worktree  # noqa: E402
 from pipeline_bench import letterbox  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -52,6 +57,8 @@ from services.core.channels import blocking_channel  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
 
 VISIT_S, EMPTY_S = 1.0, 2.0
+BEFORE_REV = "24e2b68"  # the last commit before issue 16 (motion gating came next)
+REPO = Path(__file__).resolve().parent.parent
 # between rows: the last row's queues drain, and TensorFlow's and XNNPACK's worker threads stop
 # spinning (measured right after a saturated row, the next one's latency doubled)
 PAUSE_S = 5.0
@@ -73,6 +80,7 @@ class DoorCamera(threading.Thread):
         self.visits = 0
         self._in_visit = False
         self.decisions = 0
+        self.reviews = 0  # visits sent to a person: under overload, tracks that lost frames
         self.error: str = ""
 
     def _source(self):
@@ -98,6 +106,7 @@ class DoorCamera(threading.Thread):
         try:
             for decision in self._gateway.StreamCamera(self._source(), timeout=self._seconds + 120):
                 self.decisions += 1
+                self.reviews += decision.outcome == gateway_pb2.Decision.OUTCOME_REVIEW
                 sent = self.sent.get(decision.frame_sequence)
                 if sent is not None:
                     self.latencies.append(time.perf_counter() - sent)
@@ -116,34 +125,44 @@ def started(process: ServiceProcess) -> ServiceProcess:
     return process
 
 
-def configurations(stack: LocalStack, workdir: Path) -> tuple[list[ServiceProcess], dict[str, tuple[ServiceProcess,
-                                                                                                      ServiceProcess]]]:
-    """(extra processes, {label: (gateway, detector)}): "before" searches every frame with the
-    networks on TensorFlow, as before issue 16; "gated" adds the motion gate; "after" (the
-    stack's own gateway and detector: the defaults) runs the networks on LiteRT too."""
-    tf_detector = ServiceProcess("detector", workdir, ["--runtime", "tensorflow"], dict(os.environ))
-    tf_detector.log_path = workdir / "detector-tensorflow.log"
-    started(tf_detector)
-    gateways = {}
-    for label, flags in (("before", ["--motion-face-fraction", "0"]), ("gated", [])):
-        process = ServiceProcess("gateway", workdir, [
-            "--detector-address", tf_detector.address, "--embedder-address", stack.address("embedder"),
+Setup = tuple[ServiceProcess, ServiceProcess, ServiceProcess]  # gateway, detector, embedder
+
+
+def configurations(stack: LocalStack, workdir: Path, before: Path) -> tuple[list[ServiceProcess], dict[str, Setup]]:
+    """(extra processes, {label: (gateway, detector, embedder)}), all on the stack's matcher:
+    "before" is the detector, embedder and gateway of the source tree `before` (a worktree of
+    the revision before issue 16: every frame searched, everything on TensorFlow); "gated" is
+    this tree's gateway, with its motion gate, on this tree's detector and embedder run on
+    TensorFlow; "after" is the stack's own services (the defaults: the gate, and the detector's
+    networks and the embedder on LiteRT)."""
+    env = dict(os.environ)
+    processes: dict[str, dict[str, ServiceProcess]] = {
+        "before": {"detector": ServiceProcess("detector", workdir, [], env, tree=before),
+                   "embedder": ServiceProcess("embedder", workdir, [], env, tree=before)},
+        "gated": {name: ServiceProcess(name, workdir, ["--runtime", "tensorflow"], env)
+                  for name in ("detector", "embedder")}}
+    for label, services in processes.items():
+        services["gateway"] = ServiceProcess("gateway", workdir, [
+            "--detector-address", services["detector"].address, "--embedder-address", services["embedder"].address,
             "--matcher-address", stack.address("matcher"), "--audit-db", str(workdir / f"{label}-audit.db"),
-            "--review-db", str(workdir / f"{label}-reviews.db"), *flags], dict(os.environ))
-        process.log_path = workdir / f"gateway-{label}.log"
-        gateways[label] = (started(process), tf_detector)
-    gateways["after"] = (stack.services["gateway"], stack.services["detector"])
-    return [tf_detector, *(g for g, _ in gateways.values() if g is not stack.services["gateway"])], gateways
+            "--review-db", str(workdir / f"{label}-reviews.db")], env, tree=before if label == "before" else None)
+        for name, process in services.items():
+            process.log_path = workdir / f"{name}-{label}.log"
+            started(process)
+    setups: dict[str, Setup] = {label: (s["gateway"], s["detector"], s["embedder"]) for label, s in processes.items()}
+    setups["after"] = (stack.services["gateway"], stack.services["detector"], stack.services["embedder"])
+    return [p for services in processes.values() for p in services.values()], setups
 
 
-def run_doors(stack: LocalStack, gateway: ServiceProcess, detector: ServiceProcess, label: str,
+def run_doors(stack: LocalStack, setup: Setup, label: str,
               frames: dict[str, list[gateway_pb2.CameraFrame]], doors: int, fps: float, seconds: float) -> str:
-    processes = {**{n: s for n, s in stack.services.items() if n not in ("gateway", "detector")},
-                 "gateway": gateway, "detector": detector}
+    gateway, detector, embedder = setup
+    processes = {**{n: s for n, s in stack.services.items() if n not in ("gateway", "detector", "embedder")},
+                 "gateway": gateway, "detector": detector, "embedder": embedder}
     pids = {name: s.process.pid for name, s in processes.items() if s.process}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     counters = ("facegate_gateway_frames_total", "facegate_gateway_frames_dropped_total",
-                "facegate_gateway_detections_total")
+                "facegate_gateway_detections_skipped_total", "facegate_gateway_detections_total")
     before = {name: gateway_metric(gateway, name) for name in counters}
     names = [f"{label}-{doors}-{i:02d}" for i in range(doors)]  # each streams as its own door's camera
     stubs = [gateway_pb2_grpc.GatewayStub(blocking_channel(gateway.address, stack.pki.camera("default", name)))
@@ -158,16 +177,19 @@ def run_doors(stack: LocalStack, gateway: ServiceProcess, detector: ServiceProce
     wall = time.perf_counter() - started
     cameras_cpu = (time.process_time() - own_cpu) / wall  # the simulated cameras share the machine
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    frames_in, dropped, searched = (gateway_metric(gateway, name) - before[name] for name in counters)
+    frames_in, dropped, skipped, searched = (gateway_metric(gateway, name) - before[name] for name in counters)
+    if label == "before":  # no detections counter before issue 16: it searched every frame it did not skip
+        searched = frames_in - dropped - skipped
     latencies = sorted(x for c in cameras for x in c.latencies)
     errors = [c.error for c in cameras if c.error]
     p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
     p95 = latencies[int(0.95 * (len(latencies) - 1))] * 1000 if latencies else float("nan")
     visits = sum(c.visits for c in cameras)
+    decisions, reviews = sum(c.decisions for c in cameras), sum(c.reviews for c in cameras)
     total_cpu = sum(cpu.values())
     split = ", ".join(f"{name} {100 * value / total_cpu:.0f}%" for name, value in cpu.items())
     return (f"| {doors} | {label} | {frames_in / wall:.0f} | {100 * dropped / max(frames_in, 1):.1f}% | "
-            f"{100 * searched / max(frames_in - dropped, 1):.0f}% | {sum(c.decisions for c in cameras)} / {visits} | "
+            f"{100 * searched / max(frames_in - dropped, 1):.0f}% | {decisions} / {visits} ({reviews}) | "
             f"{p50:.0f} | {p95:.0f} | {total_cpu / wall:.2f} | {split} | {cameras_cpu:.2f} |"
             + (f" errors: {errors[0][:80]}" if errors else ""))
 
@@ -198,6 +220,7 @@ def main() -> None:
     parser.add_argument("--doors", type=int, nargs="+", default=[4, 16, 20, 24, 32, 40, 48])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--fps", type=float, default=5.0)
+    parser.add_argument("--before-rev", default=BEFORE_REV, help="git revision whose services are the 'before' set-up")
     parser.add_argument("--before-up-to", type=int, default=32,
                         help="measure the before and gated set-ups up to this many doors (past it they only drop)")
     args = parser.parse_args()
@@ -205,21 +228,23 @@ def main() -> None:
     frames = door_frames()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs; {args.fps:g} fps per door, {args.seconds:g} s per row; "
           f"visits of {VISIT_S:g} s every {VISIT_S + EMPTY_S:g} s")
-    print("| doors | set-up | frames/s in | dropped | searched | decisions / visits | latency p50 ms | p95 ms | "
-          "service CPU (cores) | CPU split | cameras' CPU (cores) |")
+    print("| doors | set-up | frames/s in | dropped | searched | decisions / visits (to review) | latency p50 ms | "
+          "p95 ms | service CPU (cores) | CPU split | cameras' CPU (cores) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="facegate-doors-") as workdir, LocalStack(Path(workdir)) as stack:
+    print(f"before: {describe(REPO, args.before_rev)}; after: {describe(REPO, None)}")
+    with (tempfile.TemporaryDirectory(prefix="facegate-doors-") as workdir,
+          worktree(REPO, args.before_rev) as before_tree, LocalStack(Path(workdir)) as stack):
         gateway = gateway_pb2_grpc.GatewayStub(stack.channel("gateway"))
         gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
             identity_id="obama", images=[ndarray.encode(decode_image(photos["obama.jpg"].read_bytes()), "jpeg")]),
             timeout=60)
-        extra, setups = configurations(stack, Path(workdir))
+        extra, setups = configurations(stack, Path(workdir), before_tree)
         try:
-            for label, (process, detector) in setups.items():
+            for label, setup in setups.items():
                 for doors in args.doors:
                     if doors <= args.before_up_to or label == "after":
                         time.sleep(PAUSE_S)
-                        print(run_doors(stack, process, detector, label, frames, doors, args.fps, args.seconds),
+                        print(run_doors(stack, setup, label, frames, doors, args.fps, args.seconds),
                               flush=True)
         finally:
             for process in extra:

@@ -67,9 +67,12 @@ class ServiceProcess:
     """One service subprocess with its ports and log."""
 
     def __init__(self, name: str, workdir: Path, args: list[str], env: dict[str, str],
-                 pki: LocalPKI | None = None, tls_dir: Path | None = None, insecure: bool = False) -> None:
+                 pki: LocalPKI | None = None, tls_dir: Path | None = None, insecure: bool = False,
+                 tree: Path | None = None) -> None:
         """The service runs with a certificate from `pki` (default: this process's `default_pki()`),
-        the one all its processes of that name share, or its own in `tls_dir`."""
+        the one all its processes of that name share, or its own in `tls_dir`; from the source
+        tree `tree` (e.g. a worktree of an earlier revision, for a benchmark's "before") instead of
+        this one."""
         self.name = name
         self.port, self.metrics_port, self.health_port = free_port(), free_port(), free_port()
         self.token_port = free_port()  # TLS without client certificates, for bearer-token callers
@@ -80,7 +83,8 @@ class ServiceProcess:
         self.tls_dir = tls_dir or (None if insecure else self.pki.service(name))
         self.log_path = workdir / f"{name}.log"
         self._args = args
-        self._env = env
+        self._env = env if tree is None else {**env, "PYTHONPATH": str(tree)}
+        self._tree = tree  # `python -m` looks in its working directory first
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -90,7 +94,8 @@ class ServiceProcess:
                      ["--tls-dir", str(self.tls_dir), "--access-policy", str(self.pki.policy),
                       "--token-port", str(self.token_port)]), *self._args]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env,
+                                            cwd=self._tree)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
