@@ -63,22 +63,25 @@ def _pyramid(height: int, width: int, min_face_size: float, scale_factor: float)
 
 def _pyramid_levels(frame: np.ndarray, scales: list[float]) -> list[np.ndarray]:
     """`frame` at each of `scales` (descending), area-averaged, each level made from the
-    frame's smallest exact halving still at least twice its size.
+    frame's smallest exact halving still at least 4x its size.
 
     OpenCV's INTER_AREA is fast only for whole-number ratios: resizing a 640x480 frame straight
-    to each of 8 levels took 12-16 ms, 40% of the detector's time at the doors. Exact halvings
-    (whole ratio: fast) are area averages of aligned 2x2 blocks, so a level made from one is
-    what the direct resize gives up to rounding (a mean grey level or two; ~3 at the smallest
-    levels of a busy scene), at a fifth of the cost. (Making each level from the one before it
-    instead was cheaper still, but blurred the smallest levels, where PNet finds the largest
-    faces, by ~13 grey levels.)"""
+    to each of 8 levels took 12-16 ms, 40% of the detector's time at the doors. An exact halving
+    (a whole ratio: fast) is the mean of aligned 2x2 blocks, so a level made from one is nearly
+    what the direct resize gives (the boundary weights of its last step are spread over a 2x2
+    block, and the halving is rounded). Measured on the clip (bench-vs-face-recognition's
+    frames): the same faces but for a few large side-on ones whose ONet score is within ~0.01
+    of the threshold, which any perturbation flips both ways (JPEG-encoding the frames flips
+    more); made from halvings only 2x the level's size the bias was one way: 5 of 34 faces lost.
+    Making each level from the one before was cheaper still, but blurred the smallest levels
+    and cost more CPU at the doors overall (more candidates)."""
     height, width = frame.shape[:2]
     levels: list[np.ndarray] = []
     source = frame
     for scale in scales:
         shape = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
         while (source.shape[0] % 2 == 0 and source.shape[1] % 2 == 0
-               and source.shape[0] // 2 >= 2 * shape[0] and source.shape[1] // 2 >= 2 * shape[1]):
+               and source.shape[0] // 2 >= 4 * shape[0] and source.shape[1] // 2 >= 4 * shape[1]):
             source = cv2.resize(source, (source.shape[1] // 2, source.shape[0] // 2), interpolation=cv2.INTER_AREA)
         levels.append(cv2.resize(source, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
     return levels
@@ -131,10 +134,10 @@ def _crops(frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 
 def _shrunk(patch: np.ndarray, size: int) -> np.ndarray:
     """`patch` resized to size x size: area-averaged when it is larger, first by exact halvings
-    while it stays at least twice as large (INTER_AREA is fast only for whole ratios: a 200 px
-    box straight to 24 px took 230 us, halved first 50). An odd side loses its last row or
-    column to a halving: under half a pixel of a box over 4 x `size` px."""
-    while min(patch.shape[:2]) >= 4 * size:
+    while it stays at least 4x as large (INTER_AREA is fast only for whole ratios: a 200 px box
+    straight to 24 px took 230 us, halved first ~60; the 4x margin as for the pyramid). An odd
+    side loses its last row or column to a halving: under half a pixel of a box over 8 x `size`."""
+    while min(patch.shape[:2]) >= 8 * size:
         height, width = patch.shape[0] // 2, patch.shape[1] // 2
         patch = cv2.resize(patch[: 2 * height, : 2 * width], (width, height), interpolation=cv2.INTER_AREA)
     interpolation = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR

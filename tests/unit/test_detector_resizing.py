@@ -1,7 +1,7 @@
 """The cascade's resizing shortcuts (services/detector/mtcnn_cascade.py): pyramid levels and
 crops made from exact halvings give what resizing straight from the frame gives, at the same
-shapes, to within a few grey levels (a blurrier pyramid, each level made from the one before,
-was ~13 off at its smallest levels: PNet finds the largest faces there)."""
+shapes, to within a grey level or two (a blurrier pyramid, each level made from the one before,
+was ~13 off at its smallest levels, where PNet finds the largest faces)."""
 
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ def test__each_pyramid_level_has_its_scales_shape_and_the_pixels_of_a_direct_res
         shape = (int(np.ceil(width * scale)), int(np.ceil(height * scale)))
         direct = cv2.resize(frame, shape, interpolation=cv2.INTER_AREA)
         assert level.shape == direct.shape
-        assert mean_difference(level, direct) < 4.0
+        assert mean_difference(level, direct) < 2.0
 
 
 def test__no_scales_give_no_levels():
     assert _pyramid_levels(scene(480, 640), []) == []
 
 
-@pytest.mark.parametrize(("side", "size"), [(200, 24), (201, 24), (97, 24), (300, 48), (193, 48)])
+@pytest.mark.parametrize(("side", "size"), [(200, 24), (201, 24), (193, 24), (400, 48), (385, 48)])
 def test__a_crop_much_larger_than_its_network_input_is_shrunk_like_a_direct_area_resize(side, size):
     patch = scene(side, side)
 
@@ -55,8 +55,8 @@ def test__a_crop_much_larger_than_its_network_input_is_shrunk_like_a_direct_area
     assert mean_difference(shrunk, cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)) < 2.0
 
 
-@pytest.mark.parametrize(("side", "size"), [(30, 24), (60, 24), (20, 24), (48, 48)])
-def test__a_crop_under_four_times_its_input_is_resized_directly_exactly_as_before(side, size):
+@pytest.mark.parametrize(("side", "size"), [(30, 24), (60, 24), (191, 24), (20, 24), (48, 48), (383, 48)])
+def test__a_crop_under_eight_times_its_input_is_resized_directly_exactly_as_before(side, size):
     patch = scene(side, side)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
 
