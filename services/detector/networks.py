@@ -17,6 +17,7 @@ detector runs concurrent calls on worker threads, so each thread has its own.
 
 Cost of the whole detector per 640x480 frame (decode to crops), TensorFlow -> LiteRT, same
 run: 85.7 -> 33.1 ms at one frame a call; the faces are the same (boxes within 0.001 px).
+Resizing from exact halvings (mtcnn_cascade._pyramid_levels, _shrunk) then took it to ~26.
 """
 
 from __future__ import annotations

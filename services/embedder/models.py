@@ -168,8 +168,9 @@ def load_embedder(name_or_dir: str = DEFAULT_MODEL, runtime: str = "tensorflow")
 
     A known model runs on `runtime` (one of RUNTIMES): its SavedModel on TensorFlow, or its
     TFLite fp32 conversion on LiteRT. Both give the same embeddings (to ~1e-6: the model key is
-    the same, galleries stay valid); LiteRT costs half the time for one face and about as much
-    CPU per face in batches. A directory runs as what it holds (`facegate tflite` converts one).
+    the same, galleries stay valid); LiteRT on one thread used no more CPU per face than
+    TensorFlow on both cores at the doors' small batches, and leaves the other core to the
+    detector. A directory runs as what it holds (`facegate tflite` converts one).
 
     For a known model the card is the one this repository ships, so a recalibrated threshold
     takes effect without re-converting the weights.

@@ -25,9 +25,9 @@ class EmbedderServiceSettings(ServerSettings):
 
     port: int = setting(50052, "gRPC port", valid_port)
     model: str = setting(DEFAULT_MODEL, "model name (prepared on first use) or model directory")
-    runtime: str = setting("litert", "what runs a known model: litert (its TFLite fp32 conversion, made on first "
-                                     "use: half the time for one face) or tensorflow (its SavedModel); the same "
-                                     "embeddings either way. A model directory runs as what it holds",
+    runtime: str = setting("litert", "what runs a known model: litert (its TFLite fp32 conversion on one thread, "
+                                     "made by `facegate prepare` or on first use) or tensorflow (its SavedModel); "
+                                     "the same embeddings either way. A model directory runs as what it holds",
                            one_of(*RUNTIMES))
     max_batch: int = setting(32, "most crops per model call", in_range(1, 512))
     max_wait_ms: float = setting(4.0, "how long a batch waits for more requests, ms", in_range(0.0, 100.0))

@@ -79,13 +79,14 @@ class TFLiteEmbedder:
         with self._lock:
             for start in range(0, len(batch), CHUNK):
                 chunk = batch[start:start + CHUNK]
-                bucket = min(CHUNK, 1 << (len(chunk) - 1).bit_length())
+                rows = len(chunk)
+                bucket = min(CHUNK, 1 << (rows - 1).bit_length())
                 interpreter, index, output = self._interpreter(bucket)
-                padded = np.zeros((bucket, *chunk.shape[1:]), np.uint8)
-                padded[:len(chunk)] = chunk
-                interpreter.set_tensor(index, padded)
+                if rows < bucket:  # else the chunk goes in as it is, no copy
+                    chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), np.uint8)])
+                interpreter.set_tensor(index, chunk)
                 interpreter.invoke()
-                out.append(interpreter.get_tensor(output)[:len(chunk)].copy())
+                out.append(interpreter.get_tensor(output)[:rows].copy())
         return np.concatenate(out)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
