@@ -121,7 +121,8 @@ def model_dir(name: str) -> Path:
 def litert_dir(name: str) -> Path:
     """Where a known model's LiteRT conversion (TFLite fp32) lives: per model version and per
     TensorFlow version, which converts it."""
-    return model_dir(name).with_name(f"{model_dir(name).name}-litert-tf-{importlib.metadata.version('tensorflow')}")
+    saved_model = model_dir(name)
+    return saved_model.with_name(f"{saved_model.name}-litert-tf-{importlib.metadata.version('tensorflow')}")
 
 
 def prepare_model(name: str = DEFAULT_MODEL) -> Path:

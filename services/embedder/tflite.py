@@ -62,7 +62,9 @@ class TFLiteEmbedder:
         self._new = lambda: Interpreter(model_content=self._model, num_threads=threads)
         self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
-        self._interpreter(1)  # a broken file fails here, at load, not on the first face
+        # a broken file fails here, at load, not on the first face; with the bucket one face uses
+        # (a flip-averaged card never runs a single input)
+        self._interpreter(2 if self.card.flip_average else 1)
         self.load_seconds = time.perf_counter() - started
 
     def _interpreter(self, batch: int) -> tuple[Any, int, int]:
