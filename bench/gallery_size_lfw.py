@@ -29,7 +29,7 @@ from openset_lfw import embed_lfw
 
 from facegate.evaluation.lfw import person_labels
 from facegate.evaluation.openset import accept_scores, card_bands, gallery_trials, identity_distances
-from services.core.model_card import load_card
+from services.core.model_card import DEFAULT_MODEL, load_card
 from services.gateway.tracking import Observation, fuse
 
 SIZES = (10, 30, 100, 300, 1000, 2000)
@@ -88,16 +88,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--card-json", type=Path, default=None, help="write the calibrated bands here")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a known model")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"need the LFW image folder (--data {args.data})")
     started = time.monotonic()
-    embeddings, _ = embed_lfw(args.data)
+    embeddings, _ = embed_lfw(args.data, args.model)
     labels, usable = person_labels(sorted(str(p.relative_to(args.data)) for p in args.data.glob("*/*.jpg")))
     embeddings, labels = embeddings[usable], labels[usable]
     people = np.unique(labels)
     calibration, report = np.array_split(np.random.default_rng(args.seed).permutation(people), 2)
-    card = load_card()
+    card = load_card(args.model)
     gap = card.ambiguity_gap
 
     def half(names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,9 +115,9 @@ def main() -> None:
               f"galleries -> {band['far_thresholds']}", file=sys.stderr)
 
     sim, lab = half(report)
-    print(f"LFW 1:K, seed {args.seed}: thresholds chosen on {len(calibration)} people, measured on the other "
-          f"{len(report)} ({len(lab)} images); matcher rule: nearest identity within the threshold and the "
-          f"second at least {gap} farther; up to 3 templates per person, <= 5 stranger photos per person")
+    print(f"{card.model_key}, LFW 1:K, seed {args.seed}: thresholds chosen on {len(calibration)} people, measured "
+          f"on the other {len(report)} ({len(lab)} images); matcher rule: nearest identity within the threshold and "
+          f"the second at least {gap} farther; up to 3 templates per person, <= 5 stranger photos per person")
     print("| K enrolled | target FAR | card threshold (1:1) | FAR per probe | DIR | per-K threshold | "
           "FAR per probe | DIR | FAR per stranger track (2 of <= 4 frames) | stranger probes |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -1,7 +1,7 @@
 """Open-set identification on LFW: plain threshold vs ambiguity margin vs cohort normalisation,
 and nearest neighbour vs the other classifiers a user can pick (k-NN vote, per-gallery SVM).
 
-    python bench/openset_lfw.py --data ../shared/data/lfw-deepfunneled [--seed 0]
+    python bench/openset_lfw.py --data ../shared/data/lfw-deepfunneled [--seed 0] [--model mobilefacenet-v1]
 
 Protocol (seeded): people with >= 2 images are split in half; one half is enrolled with up to
 3 templates each (their first images), their remaining images are genuine probes; every image
@@ -30,18 +30,28 @@ from pathlib import Path
 
 import numpy as np
 
+from services.core.model_card import DEFAULT_MODEL, ModelCard, load_card
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 FARS = (1e-3, 1e-2)
+DLIB_FAR_1E3 = 0.3746  # the dlib network's FAR 1e-3 threshold, which the distance grids here were set for
 
 
-def embed_lfw(root: Path) -> tuple[np.ndarray, np.ndarray]:
+def in_model_units(card: ModelCard, distances: tuple[float, ...]) -> tuple[float, ...]:
+    """Distances set for the dlib network, scaled to another model's by the ratio of their FAR
+    1e-3 thresholds (a 192-d MobileFaceNet's distances are ~2.8x dlib's); the dlib network's unchanged."""
+    scale = card.far_thresholds["0.001"] / DLIB_FAR_1E3
+    return tuple(round(d * scale, 4) for d in distances)
+
+
+def embed_lfw(root: Path, model: str = DEFAULT_MODEL) -> tuple[np.ndarray, np.ndarray]:
     from facegate.evaluation.lfw import embed_images
     from facegate.evaluation.pipeline import FacePipeline
     from services.core import assets
     from services.detector.mtcnn_cascade import DetectorSettings
 
-    pipeline = FacePipeline(detector_settings=DetectorSettings(min_face_size=40))
+    pipeline = FacePipeline(model=model, detector_settings=DetectorSettings(min_face_size=40))
     cache = assets.home() / "cache" / f"lfw-{pipeline.embedder.card.model_key}.npz"
     names = sorted(str(p.relative_to(root)) for p in root.glob("*/*.jpg"))
     if cache.is_file():
@@ -171,10 +181,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a known model")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"need the LFW image folder (--data {args.data})")
-    embeddings, labels = embed_lfw(args.data)
+    card = load_card(args.model)
+    embeddings, labels = embed_lfw(args.data, args.model)
     people = np.unique(labels)
     halves = np.array_split(np.random.default_rng(args.seed).permutation(people), 2)
 
@@ -184,7 +196,7 @@ def main() -> None:
                         tune if use_cohort else None, gap)
 
     weights = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-    gaps = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
+    gaps = in_model_units(card, (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15))
 
     def tuned(kind: str, templates: int, use_cohort: bool, fold: int) -> float:
         """The margin parameter with the best DIR@FAR=1e-3 on the *other* half of the people."""
@@ -225,9 +237,6 @@ def main() -> None:
         mean = {k: np.mean([f[0][k] for f in folds]) for k in ("rank1", *FARS)}
         rows.append(f"| {label} | {100 * mean[1e-3]:.1f}% | {100 * mean[1e-2]:.1f}% | {100 * mean['rank1']:.1f}% |"
                     f" {kind} per fold {'/'.join(f'{f[1]:g}' for f in folds)}")
-    from services.core.model_card import load_card
-
-    card = load_card()
     for far in ("0.001", "0.0001"):
         threshold = card.far_thresholds[far]
         fixed = []
@@ -244,7 +253,7 @@ def main() -> None:
         dir_fixed, far_fixed = np.mean(fixed, axis=0)
         rows.append(f"| matcher as shipped, target_far={far}: distance <= {threshold} and gap >= {card.ambiguity_gap} "
                     f"| DIR {100 * dir_fixed:.1f}% at open-set FAR {far_fixed:.1e} (measured) | | |")
-    print(f"LFW open set, seed {args.seed}: per half {sizes['gallery']} enrolled people, "
+    print(f"{card.model_key}, LFW open set, seed {args.seed}: per half {sizes['gallery']} enrolled people, "
           f"{sizes['genuine']} genuine and {sizes['impostor']} impostor probes (2-fold over people, averaged)")
     print("| method | DIR@FAR=1e-3 | DIR@FAR=1e-2 | rank-1 |")
     print("|---|---|---|---|")

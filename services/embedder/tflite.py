@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from services.core.model_card import ModelCard, ModelError
+from services.embedder.models import TFLITE_FILE as FILE
 from services.embedder.models import flip_averaged
 
 PRECISIONS = ("fp32", "fp16", "int8")
-FILE = "model.tflite"
 CHUNK = 8  # the largest batch of network inputs run at once (4 crops and their mirrors)
 
 
@@ -46,6 +46,9 @@ class TFLiteEmbedder:
     so there is one per batch bucket (1, 2, 4 or `CHUNK` network inputs: the card's flip
     averaging makes two per crop); a larger batch runs in chunks of `CHUNK`, the padding rows
     discarded. Per face, batches past a few crops gain nothing on this CPU (`make bench-tflite`).
+    A network whose batch size is fixed in the file (MobileFaceNet's is 2: XNNPACK cannot
+    re-plan it) runs in chunks of that size, padded. A float network gets the crops scaled as
+    its card's `input_scaling` says.
     `threads`: XNNPACK's threads per interpreter; one by default (the service shares the machine
     with the others; two made one face ~2x faster alone but cost more CPU per face). Calls are
     serialised: an interpreter is not thread-safe, and the embedder batches requests anyway."""
@@ -60,33 +63,56 @@ class TFLiteEmbedder:
         started = time.perf_counter()
         self._model = (model_dir / FILE).read_bytes()
         self._new = lambda: Interpreter(model_content=self._model, num_threads=threads)
+        probe = self._new()
+        given = probe.get_input_details()[0]
+        self._fixed_batch = int(given["shape_signature"][0]) if given["shape_signature"][0] > 0 else None
+        self._float = given["dtype"] == np.float32
+        size = self.card.input_size
+        if tuple(given["shape"][1:]) != (size, size, 3):
+            raise ModelError(f"{model_dir / FILE} takes {tuple(given['shape'])}; its card says {size} x {size} x 3 "
+                             "crops")
+        if self._float != (self.card.input_scaling is not None):
+            raise ModelError(f"{model_dir / FILE} takes {np.dtype(given['dtype']).name} input but its card "
+                             f"{'has no' if self._float else 'has an'} input_scaling: a float network's card says "
+                             "how pixels are scaled, a uint8 one's does not")
         self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
         # a broken file fails here, at load, not on the first face; with the bucket one face uses
         # (a flip-averaged card never runs a single input)
-        self._interpreter(2 if self.card.flip_average else 1)
+        self._interpreter(self._bucket(2 if self.card.flip_average else 1))
         self.load_seconds = time.perf_counter() - started
+
+    def _bucket(self, rows: int) -> int:
+        return self._fixed_batch or min(CHUNK, 1 << (rows - 1).bit_length())
 
     def _interpreter(self, batch: int) -> tuple[Any, int, int]:
         if batch not in self._interpreters:
             interpreter = self._new()
             index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(index, [batch, self.card.input_size, self.card.input_size, 3])
+            if batch != self._fixed_batch:
+                interpreter.resize_tensor_input(index, [batch, self.card.input_size, self.card.input_size, 3])
             interpreter.allocate_tensors()
             self._interpreters[batch] = (interpreter, index, interpreter.get_output_details()[0]["index"])
         return self._interpreters[batch]
 
+    def _input(self, chunk: np.ndarray) -> np.ndarray:
+        if self.card.input_scaling is None:
+            return chunk
+        mean, divisor = self.card.input_scaling
+        return (chunk.astype(np.float32) - np.float32(mean)) / np.float32(divisor)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         out = []
+        step = self._fixed_batch or CHUNK
         with self._lock:
-            for start in range(0, len(batch), CHUNK):
-                chunk = batch[start:start + CHUNK]
+            for start in range(0, len(batch), step):
+                chunk = batch[start:start + step]
                 rows = len(chunk)
-                bucket = min(CHUNK, 1 << (rows - 1).bit_length())
+                bucket = self._bucket(rows)
                 interpreter, index, output = self._interpreter(bucket)
                 if rows < bucket:  # else the chunk goes in as it is, no copy
                     chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), np.uint8)])
-                interpreter.set_tensor(index, chunk)
+                interpreter.set_tensor(index, self._input(chunk))
                 interpreter.invoke()
                 out.append(interpreter.get_tensor(output)[:rows].copy())
         return np.concatenate(out)

@@ -270,10 +270,31 @@ class Gallery:
             self._create_templates(self._templates)
         for name in (self._identities, self._templates):
             self._client.load_collection(name)
+        try:
+            self._refuse_another_models_collection(collection)
+        except FailedPrecondition:
+            self.close()
+            raise
         if search not in SEARCH_MODES:
             raise ValueError(f"search={search!r}: must be one of {SEARCH_MODES}")
         in_memory = search == "memory" or (search == "auto" and self._lite)
         self._exact = self._load_exact_index() if in_memory else None
+
+    def _refuse_another_models_collection(self, collection: str) -> None:
+        """FailedPrecondition if the collection was made for, or holds templates of, another
+        model: a search would compare vectors that are not comparable and find no one, so every
+        enrolled person would be refused at the door. A model gets a collection of its own."""
+        fields = self._client.describe_collection(self._templates)["fields"]
+        dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == "vector")
+        other = self._client.query(self._templates, filter=f'model_key != "{self.model_key}"',
+                                   output_fields=["model_key"], limit=1, **STRONG)
+        if dim != self.dim or other:
+            held = f"templates of {other[0]['model_key']}" if other else f"{dim}-d vectors"
+            raise FailedPrecondition(
+                f"the gallery collection {collection!r} holds {held}; this matcher's model {self.model_key} makes "
+                f"{self.dim}-d embeddings that cannot be compared with them. Give the model its own collection "
+                "(--collection, or another Milvus Lite file) and move the people into it with `facegate gallery "
+                "reembed` (from photos a site kept), or run the matcher with the gallery's model")
 
     @property
     def search_mode(self) -> str:
