@@ -215,7 +215,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if len(vectors) > MAX_FACES:
         print(f"facegate cluster: {len(vectors)} faces; at most {MAX_FACES}", file=sys.stderr)
         return 2
-    labels = cluster_faces(np.asarray(vectors, np.float32).reshape(-1, 128), args.max_distance, args.min_size)
+    labels = cluster_faces(np.asarray(vectors, np.float32).reshape(len(vectors), -1), args.max_distance, args.min_size)
     for cluster in sorted(set(labels.tolist()), key=lambda c: (c < 0, c)):
         members = [f for f, label in zip(faces, labels, strict=False) if label == cluster]
         print(json.dumps({"cluster": cluster, "size": len(members), "faces": members}))
@@ -984,7 +984,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="group faces from `facegate embed` output into likely-same people")
     p.add_argument("faces", type=Path, help="JSON lines written by `facegate embed`")
-    p.add_argument("--max-distance", type=float, default=0.35, help="cut distance (mean pairwise, average linkage)")
+    p.add_argument("--max-distance", type=float, default=0.35,
+                   help="cut distance (mean pairwise, average linkage); the default suits dlib-resnet-v1 (for "
+                        "mobilefacenet-v1, whose distances are ~2.8x larger, try 1.0)")
     p.add_argument("--min-size", type=int, default=1, help="smaller clusters are reported as cluster -1")
     p.set_defaults(func=cmd_cluster)
 
