@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -134,8 +135,8 @@ def model_dir(name: str) -> Path:
 
 
 def litert_dir(name: str) -> Path:
-    """Where a known model's LiteRT conversion (TFLite fp32) lives: per model version and per
-    TensorFlow version, which converts it."""
+    """Where a known model's LiteRT file (a TFLite fp32 conversion, or a published file rewritten)
+    lives: per model version and per TensorFlow version, whose tools make it."""
     saved_model = model_dir(name)
     return saved_model.with_name(f"{saved_model.name}-litert-tf-{importlib.metadata.version('tensorflow')}")
 
@@ -148,16 +149,23 @@ def prepare_model(name: str = DEFAULT_MODEL) -> Path:
 
 
 def prepare_litert(name: str = DEFAULT_MODEL) -> Path:
-    """A known model's LiteRT conversion, made from its SavedModel if it is not cached yet (a
-    model published as TFLite is its own)."""
+    """A known model's LiteRT file, made if it is not cached yet: the fp32 conversion of its
+    SavedModel, or its published TFLite file rewritten for XNNPACK with the same outputs."""
     from services.embedder.tflite import convert
+    from services.embedder.tflite_graph import rewrite
 
     source = prepare_model(name)
-    if (source / TFLITE_FILE).is_file():
-        return source
 
     def converted(target: Path) -> None:
-        convert(source, target, "fp32", card=bundled_card(name))
+        card = bundled_card(name)
+        if (source / TFLITE_FILE).is_file():
+            done = rewrite(source / TFLITE_FILE, target / TFLITE_FILE)
+            card = replace(card, source={**card.source, "backend": "tflite", "litert_rewrite": (
+                f"{done['prelu_fused']} PReLU patterns fused and the batch freed ({done['ops_before']} -> "
+                f"{done['ops_after']} ops; outputs checked equal to the published file's)")})
+            (target / "model_card.json").write_text(card.to_json())
+        else:
+            convert(source, target, "fp32", card=card)
 
     return _published(litert_dir(name), TFLITE_FILE, converted)
 
@@ -185,11 +193,14 @@ def load_embedder(name_or_dir: str = DEFAULT_MODEL, runtime: str = "tensorflow")
     """Load a known model by name (preparing it on first use) or a model directory by path: a
     SavedModel directory, or a TFLite one (`model.tflite`, services/embedder/tflite.py).
 
-    A known model runs on `runtime` (one of RUNTIMES): its SavedModel on TensorFlow, or its
-    TFLite fp32 conversion on LiteRT; one published only as TFLite runs on LiteRT either way.
-    Both runtimes give the same embeddings (to ~1e-6: the model key is the same, galleries stay
-    valid); LiteRT on one thread used no more CPU per face than TensorFlow on both cores at the
-    doors' small batches, and leaves the other core to the detector. A directory runs as what it holds (`facegate tflite` converts one).
+    A known model runs on `runtime` (one of RUNTIMES). "litert": its LiteRT file, a TFLite fp32
+    conversion of its SavedModel or, for one published as TFLite, the published file rewritten
+    for XNNPACK (services/embedder/tflite_graph.py). "tensorflow": its SavedModel, or a file
+    published as TFLite exactly as published (there is no other way to run it). Either way the
+    embeddings are the same (to ~1e-6: the model key is the same, galleries stay valid); LiteRT
+    on one thread used no more CPU per face than TensorFlow on both cores at the doors' small
+    batches, and leaves the other core to the detector. A directory runs as what it holds
+    (`facegate tflite` converts one).
 
     For a known model the card is the one this repository ships, so a recalibrated threshold
     takes effect without re-converting the weights.
@@ -208,7 +219,7 @@ def load_embedder(name_or_dir: str = DEFAULT_MODEL, runtime: str = "tensorflow")
     if card is not None and (runtime == "litert" or (prepared / TFLITE_FILE).is_file()):
         from services.embedder.tflite import TFLiteEmbedder
 
-        return TFLiteEmbedder(prepare_litert(name_or_dir), card=card)
+        return TFLiteEmbedder(prepare_litert(name_or_dir) if runtime == "litert" else prepared, card=card)
     return SavedModelEmbedder(prepared, card=card)
 
 

@@ -14,7 +14,7 @@ import pytest
 from facegate.harness.stack import LocalStack
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc, matcher_pb2, matcher_pb2_grpc
 from services.core.images import decode_image
-from services.core.model_card import bundled_card
+from services.core.model_card import ModelError, bundled_card
 from services.detector.alignment import align_face
 from services.embedder.models import TFLITE_FILE, load_embedder, prepare_model
 from services.embedder.tflite import TFLiteEmbedder
@@ -56,17 +56,51 @@ def interpreters_own(crops: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-def test__the_tflite_backend_gives_the_interpreters_own_embeddings_on_fixed_crops(crops):
-    embedder = load_embedder(MODEL)  # runtime "tensorflow": a TFLite-only model runs on LiteRT anyway
+@pytest.mark.parametrize("runtime", ["litert", "tensorflow"])
+def test__the_tflite_backend_gives_the_interpreters_own_embeddings_on_fixed_crops(crops, runtime):
+    """litert (the service's default): the file rewritten for XNNPACK; tensorflow: the published
+    file as it is (a model published as TFLite has no SavedModel)."""
+    embedder = load_embedder(MODEL, runtime=runtime)
     expected = interpreters_own(crops)
 
-    together = embedder.embed(crops)  # an odd count: the last chunk is padded to the fixed batch
+    together = embedder.embed(crops)  # an odd count: a chunk of a fixed-batch file is padded
     one_by_one = np.concatenate([embedder.embed(crops[i:i + 1]) for i in range(len(crops))])
 
     assert isinstance(embedder, TFLiteEmbedder) and embedder.card.model_key == "mobilefacenet-v1@1.0"
     assert together.shape == (len(crops), 192) and len(crops) % 2 == 1
     assert np.abs(together - expected).max() < 1e-5
     assert np.abs(one_by_one - expected).max() < 1e-5
+
+
+def test__the_rewritten_file_runs_one_face_alone_with_a_fifth_of_the_ops(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from services.embedder.tflite_graph import rewrite
+
+    done = rewrite(prepare_model(MODEL) / TFLITE_FILE, tmp_path / TFLITE_FILE)  # checks its outputs itself
+    alone = Interpreter(model_path=str(tmp_path / TFLITE_FILE))
+    alone.resize_tensor_input(alone.get_input_details()[0]["index"], [1, 112, 112, 3])
+    alone.allocate_tensors()
+
+    assert done == {"prelu_fused": 33, "ops_before": 230, "ops_after": 98}
+    assert tuple(alone.get_output_details()[0]["shape"]) == (1, 192)
+
+
+def test__a_file_whose_rewrite_would_change_its_outputs_is_refused(tmp_path, monkeypatch):
+    from services.embedder import tflite_graph
+
+    real = tflite_graph._fuse_prelu
+
+    def off_by_a_bit(model, graph, schema):  # a rewrite that gets one slope wrong
+        fused = real(model, graph, schema)
+        slope = next(t for t in graph.tensors if t.name.endswith(b"/prelu_slope"))
+        data = np.frombuffer(bytes(model.buffers[slope.buffer].data), np.float32) * 1.5
+        model.buffers[slope.buffer].data = np.frombuffer(data.tobytes(), np.uint8)
+        return fused
+
+    monkeypatch.setattr(tflite_graph, "_fuse_prelu", off_by_a_bit)
+    with pytest.raises(ModelError, match="changed its outputs .* refusing the rewrite"):
+        tflite_graph.rewrite(prepare_model(MODEL) / TFLITE_FILE, tmp_path / TFLITE_FILE)
 
 
 def test__crops_of_the_wrong_size_are_refused_saying_what_the_model_takes(crops):
