@@ -113,8 +113,10 @@ def test__crops_of_the_wrong_size_are_refused_saying_what_the_model_takes(crops)
 @pytest.fixture(scope="module")
 def mobilefacenet_stack(tmp_path_factory):
     """The four services with MobileFaceNet selected: detector, embedder and matcher read the same
-    setting (the gateway keeps a photo burst's frames, as the shared stack's does)."""
-    env = {**os.environ, "FACEGATE_MODEL": MODEL, "FACEGATE_FRAME_QUEUE": "16"}
+    setting. As on the shared stack, the gateway keeps a photo burst's frames, and tests keep
+    apart by site while enrolling the same demo photos as different people, so the duplicate
+    check is off (it is tested in test_matcher.py and test_gateway_rules.py)."""
+    env = {**os.environ, "FACEGATE_MODEL": MODEL, "FACEGATE_FRAME_QUEUE": "16", "FACEGATE_DUPLICATE_DISTANCE": "0"}
     with LocalStack(tmp_path_factory.mktemp("mobilefacenet"), env=env) as local:
         yield local
 
