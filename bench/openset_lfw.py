@@ -2,6 +2,7 @@
 and nearest neighbour vs the other classifiers a user can pick (k-NN vote, per-gallery SVM).
 
     python bench/openset_lfw.py --data ../shared/data/lfw-deepfunneled [--seed 0] [--model mobilefacenet-v1]
+    (--model dlib-resnet-v1+mobilefacenet-v1: their embedding-level fusion)
 
 Protocol (seeded): people with >= 2 images are split in half; one half is enrolled with up to
 3 templates each (their first images), their remaining images are genuine probes; every image
@@ -38,11 +39,21 @@ FARS = (1e-3, 1e-2)
 DLIB_FAR_1E3 = 0.3746  # the dlib network's FAR 1e-3 threshold, which the distance grids here were set for
 
 
-def in_model_units(card: ModelCard, distances: tuple[float, ...]) -> tuple[float, ...]:
+def in_model_units(card: ModelCard | list[ModelCard], distances: tuple[float, ...]) -> tuple[float, ...]:
     """Distances set for the dlib network, scaled to another model's by the ratio of their FAR
-    1e-3 thresholds (a 192-d MobileFaceNet's distances are ~2.8x dlib's); the dlib network's unchanged."""
-    scale = card.far_thresholds["0.001"] / DLIB_FAR_1E3
-    return tuple(round(d * scale, 4) for d in distances)
+    1e-3 thresholds (a 192-d MobileFaceNet's distances are ~2.8x dlib's); the dlib network's
+    unchanged. For a fusion of models (their unit embeddings concatenated, / sqrt(n): squared
+    distances average), the root mean square of their thresholds."""
+    cards = card if isinstance(card, list) else [card]
+    threshold = float(np.sqrt(np.mean([c.far_thresholds["0.001"] ** 2 for c in cards])))
+    return tuple(round(d * threshold / DLIB_FAR_1E3, 4) for d in distances)
+
+
+def embed_fused(root: Path, models: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The models' embeddings concatenated and divided by sqrt(n): unit vectors whose squared
+    distance is the mean of the models' squared distances (embedding-level fusion)."""
+    parts = [embed_lfw(root, model) for model in models]
+    return np.concatenate([e for e, _ in parts], axis=1) / np.sqrt(len(parts)), parts[0][1]
 
 
 def embed_lfw(root: Path, model: str = DEFAULT_MODEL) -> tuple[np.ndarray, np.ndarray]:
@@ -181,12 +192,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="a known model")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="a known model, or known models joined by + for their embedding-level fusion")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"need the LFW image folder (--data {args.data})")
-    card = load_card(args.model)
-    embeddings, labels = embed_lfw(args.data, args.model)
+    models = args.model.split("+")
+    cards = [load_card(m) for m in models]
+    card = cards[0] if len(cards) == 1 else None  # a fusion has no card: no "as shipped" rows
+    embeddings, labels = embed_lfw(args.data, models[0]) if card else embed_fused(args.data, models)
     people = np.unique(labels)
     halves = np.array_split(np.random.default_rng(args.seed).permutation(people), 2)
 
@@ -196,7 +210,7 @@ def main() -> None:
                         tune if use_cohort else None, gap)
 
     weights = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-    gaps = in_model_units(card, (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15))
+    gaps = in_model_units(cards, (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15))
 
     def tuned(kind: str, templates: int, use_cohort: bool, fold: int) -> float:
         """The margin parameter with the best DIR@FAR=1e-3 on the *other* half of the people."""
@@ -237,7 +251,7 @@ def main() -> None:
         mean = {k: np.mean([f[0][k] for f in folds]) for k in ("rank1", *FARS)}
         rows.append(f"| {label} | {100 * mean[1e-3]:.1f}% | {100 * mean[1e-2]:.1f}% | {100 * mean['rank1']:.1f}% |"
                     f" {kind} per fold {'/'.join(f'{f[1]:g}' for f in folds)}")
-    for far in ("0.001", "0.0001"):
+    for far in ("0.001", "0.0001") if card else ():
         threshold = card.far_thresholds[far]
         fixed = []
         for fold in (0, 1):
@@ -253,8 +267,9 @@ def main() -> None:
         dir_fixed, far_fixed = np.mean(fixed, axis=0)
         rows.append(f"| matcher as shipped, target_far={far}: distance <= {threshold} and gap >= {card.ambiguity_gap} "
                     f"| DIR {100 * dir_fixed:.1f}% at open-set FAR {far_fixed:.1e} (measured) | | |")
-    print(f"{card.model_key}, LFW open set, seed {args.seed}: per half {sizes['gallery']} enrolled people, "
-          f"{sizes['genuine']} genuine and {sizes['impostor']} impostor probes (2-fold over people, averaged)")
+    print(f"{' + '.join(c.model_key for c in cards)}, LFW open set, seed {args.seed}: per half {sizes['gallery']} "
+          f"enrolled people, {sizes['genuine']} genuine and {sizes['impostor']} impostor probes (2-fold over people, "
+          "averaged)")
     print("| method | DIR@FAR=1e-3 | DIR@FAR=1e-2 | rank-1 |")
     print("|---|---|---|---|")
     print("\n".join(rows))

@@ -46,8 +46,9 @@ class TFLiteEmbedder:
     so there is one per batch bucket (1, 2, 4 or `CHUNK` network inputs: the card's flip
     averaging makes two per crop); a larger batch runs in chunks of `CHUNK`, the padding rows
     discarded. Per face, batches past a few crops gain nothing on this CPU (`make bench-tflite`).
-    A network whose batch size is fixed in the file (MobileFaceNet's is 2: XNNPACK cannot
-    re-plan it) runs in chunks of that size, padded. A float network gets the crops scaled as
+    A network whose batch size is fixed in the file (MobileFaceNet's as published is 2, and
+    XNNPACK cannot re-plan it; services/embedder/tflite_graph.py frees it) runs in chunks of that
+    size, padded. A float network gets the crops scaled as
     its card's `input_scaling` says.
     `threads`: XNNPACK's threads per interpreter; one by default (the service shares the machine
     with the others; two made one face ~2x faster alone but cost more CPU per face). Calls are
@@ -77,9 +78,10 @@ class TFLiteEmbedder:
                              "how pixels are scaled, a uint8 one's does not")
         self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
-        # a broken file fails here, at load, not on the first face; with the bucket one face uses
-        # (a flip-averaged card never runs a single input)
-        self._interpreter(self._bucket(2 if self.card.flip_average else 1))
+        # a broken file fails here, at load, not on the first face; planned for the bucket one face
+        # uses (a flip-averaged card never runs a single input)
+        first = self._bucket(2 if self.card.flip_average else 1)
+        self._interpreters[first] = self._planned(probe, first)
         self.load_seconds = time.perf_counter() - started
 
     def _bucket(self, rows: int) -> int:
@@ -87,13 +89,17 @@ class TFLiteEmbedder:
 
     def _interpreter(self, batch: int) -> tuple[Any, int, int]:
         if batch not in self._interpreters:
-            interpreter = self._new()
-            index = interpreter.get_input_details()[0]["index"]
-            if batch != self._fixed_batch:
-                interpreter.resize_tensor_input(index, [batch, self.card.input_size, self.card.input_size, 3])
-            interpreter.allocate_tensors()
-            self._interpreters[batch] = (interpreter, index, interpreter.get_output_details()[0]["index"])
+            self._interpreters[batch] = self._planned(self._new(), batch)
         return self._interpreters[batch]
+
+    def _planned(self, interpreter: Any, batch: int) -> tuple[Any, int, int]:
+        """The interpreter with its tensors allocated for `batch` network inputs, its input and
+        output indices."""
+        index = interpreter.get_input_details()[0]["index"]
+        if batch != self._fixed_batch:
+            interpreter.resize_tensor_input(index, [batch, self.card.input_size, self.card.input_size, 3])
+        interpreter.allocate_tensors()
+        return interpreter, index, interpreter.get_output_details()[0]["index"]
 
     def _input(self, chunk: np.ndarray) -> np.ndarray:
         if self.card.input_scaling is None:
