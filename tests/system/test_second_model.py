@@ -1,6 +1,7 @@
 """A second embedding model behind the same seam: MobileFaceNet, a TFLite network published in an
-npm package, prepared with its hash checked, run by the LiteRT backend with the scaling and fixed
-batch its file asks for, and selected for a whole stack by one setting (FACEGATE_MODEL)."""
+npm package, prepared with its hash checked, run by the LiteRT backend with the pixel scaling and
+fixed batch its file asks for (or rewritten for XNNPACK, with the same outputs), selected for a
+whole stack by one setting (FACEGATE_MODEL), and moved to from a dlib gallery by re-enrolment."""
 
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def crops(detector, demo_photos) -> np.ndarray:
 
 
 def interpreters_own(crops: np.ndarray) -> np.ndarray:
-    """The embeddings as the package's own code makes them: the LiteRT interpreter on the file,
-    a face and its mirror in the network's batch of two, pixels (x - 127.5) / 128, the two
-    outputs summed and L2-normalised."""
+    """The embeddings computed by hand: the LiteRT interpreter on the published file, fed as the
+    package's own code feeds it (a batch of two, pixels (x - 127.5) / 128), the two being a face
+    and its mirror; their raw outputs summed and L2-normalised, as the card's flip averaging asks."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(prepare_model(MODEL) / TFLITE_FILE))
