@@ -769,13 +769,28 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _caller_metadata(metadata: Any) -> dict[str, str]:
+    """An exported identity's metadata without the keys the matcher keeps itself (look-alikes,
+    capture), which an Enroll may not set: they travel as allow_duplicate_of and on the templates."""
+    from services.matcher.gallery import CAPTURE, LOOKALIKES
+
+    return {k: v for k, v in metadata.items() if k not in (LOOKALIKES, CAPTURE)}
+
+
+def _lookalikes(metadata: Any) -> list[str]:
+    """The identities an exported identity was acknowledged to resemble at enrolment (twins)."""
+    from services.matcher.gallery import LOOKALIKES
+
+    return [other for other in metadata.get(LOOKALIKES, "").split(",") if other]
+
+
 def cmd_gallery_import(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import ParseDict, ParseError
 
     from facegate import gallery_file
     from services.contracts.v1 import common_pb2, matcher_pb2
-    from services.matcher.gallery import CAPTURE, LOOKALIKES  # metadata the matcher keeps (look-alikes, capture)
+    from services.matcher.gallery import CAPTURE  # how the person's photos were captured (matcher metadata)
 
     try:
         data = args.file.read_bytes()
@@ -802,7 +817,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     # first, so each may resemble the people it names and the people who name it.
     lookalikes: dict[str, set[str]] = {}
     for _, item in items:
-        for other in filter(None, item.identity.metadata.get(LOOKALIKES, "").split(",")):
+        for other in _lookalikes(item.identity.metadata):
             lookalikes.setdefault(item.identity.identity_id, set()).add(other)
             lookalikes.setdefault(other, set()).add(item.identity.identity_id)
     stub = _matcher(args)
@@ -810,7 +825,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     for number, item in items:
         who = item.identity
         allowed = sorted(lookalikes.get(who.identity_id, set()) | set(args.allow_duplicate_of))
-        metadata = {k: v for k, v in who.metadata.items() if k not in (LOOKALIKES, CAPTURE)}  # the matcher's keys
+        metadata = _caller_metadata(who.metadata)
         # how the person's photos were captured travels on the templates (not measured: not known)
         for template in item.templates:
             template.capture_flags[:] = [flag for flag in who.metadata.get(CAPTURE, "").split(",") if flag]
@@ -842,7 +857,6 @@ def cmd_gallery_reembed(args: argparse.Namespace) -> int:
 
     from services.contracts.v1 import common_pb2, gateway_pb2, matcher_pb2
     from services.core.images import ImageError
-    from services.matcher.gallery import CAPTURE, LOOKALIKES
 
     if not args.photos.is_dir():
         print(f"facegate gallery reembed: --photos {args.photos} is not a directory (one folder of photos per "
@@ -868,12 +882,11 @@ def cmd_gallery_reembed(args: argparse.Namespace) -> int:
         if not images:
             need_photos.append((who.identity_id, "; ".join(unreadable) or f"no photo in {folder}"))
             continue
-        allowed = [i for i in who.metadata.get(LOOKALIKES, "").split(",") if i]
-        metadata = {k: v for k, v in who.metadata.items() if k not in (LOOKALIKES, CAPTURE)}  # the matcher's keys
         try:
             reply = gateway.EnrollFromImages(gateway_pb2.EnrollFromImagesRequest(
                 identity_id=who.identity_id, display_name=who.display_name, site=who.site, groups=who.groups,
-                metadata=metadata, images=images, mode=common_pb2.ENROLL_MODE_CREATE, allow_duplicate_of=allowed),
+                metadata=_caller_metadata(who.metadata), images=images, mode=common_pb2.ENROLL_MODE_CREATE,
+                allow_duplicate_of=_lookalikes(who.metadata)),
                 timeout=args.timeout)
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
