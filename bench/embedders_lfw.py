@@ -45,10 +45,11 @@ sys.path.insert(0, str(REPO))
 
 from tflite_lfw import speed  # noqa: E402
 
-from facegate.evaluation.calibration import threshold_at_far  # noqa: E402
+from facegate.evaluation.calibration import pair_distances, threshold_at_far  # noqa: E402
 from facegate.evaluation.lfw import Landmarks, centred_faces, mean_landmarks, read_pairs  # noqa: E402
 from facegate.evaluation.verification import evaluate  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
+from services.core.model_card import ModelCard  # noqa: E402
 from services.detector.alignment import align_face  # noqa: E402
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
 from services.embedder.models import FaceEmbedder, load_embedder  # noqa: E402
@@ -69,20 +70,15 @@ def landmarks_of(detector: MtcnnDetector, root: Path, names: list[str]) -> dict[
     return {n: f if f is not None else fallback for n, f in found.items()}
 
 
+def aligned(card: ModelCard, root: Path, names: list[str], landmarks: dict[str, Landmarks]) -> np.ndarray:
+    """The images' faces aligned to the card's template."""
+    return np.stack([align_face(decode_image((root / n).read_bytes()), landmarks[n], card.landmark_template,
+                                card.input_size) for n in names])
+
+
 def embed_all(embedder: FaceEmbedder, root: Path, names: list[str], landmarks: dict[str, Landmarks]) -> np.ndarray:
-    card, out = embedder.card, []
-    for start in range(0, len(names), 32):
-        chunk = names[start:start + 32]
-        crops = np.stack([align_face(decode_image((root / n).read_bytes()), landmarks[n], card.landmark_template,
-                                     card.input_size) for n in chunk])
-        out.append(embedder.embed(crops))
-    return np.concatenate(out)
-
-
-def all_pair_distances(vectors: np.ndarray) -> np.ndarray:
-    """Distances of every pair (upper triangle, row-major) among unit vectors."""
-    upper = np.triu_indices(len(vectors), 1)
-    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)[upper])).astype(np.float32)
+    return np.concatenate([embedder.embed(aligned(embedder.card, root, names[start:start + 32], landmarks))
+                           for start in range(0, len(names), 32)])
 
 
 def main() -> int:
@@ -109,7 +105,8 @@ def main() -> int:
     single.card = replace(single.card, flip_average=False)
     vectors = {name: embed_all(e, args.data, names, landmarks) for name, e in embedders.items()}
     vectors["MobileFaceNet single pass"] = embed_all(single, args.data, names, landmarks)
-    vectors["fusion: embedding"] = np.concatenate([vectors[m] for m in MODELS], axis=1) / np.sqrt(2)
+    fused = np.concatenate([vectors[m] for m in MODELS], axis=1) / np.sqrt(2)
+    vectors["fusion: embedding"] = fused.astype(np.float32)  # as a matcher would store it
     print(f"embedded; {time.monotonic() - started:.0f} s", file=sys.stderr)
 
     index = {n: i for i, n in enumerate(names)}
@@ -118,34 +115,28 @@ def main() -> int:
     first = np.array([index[p.first] for p in pairs])
     second = np.array([index[p.second] for p in pairs])
 
-    def subset(keep: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.array([index[n] for n in keep])
-        people = np.array([n.split("/")[0] for n in keep])
-        upper = np.triu_indices(len(keep), 1)
-        return rows, people[upper[0]] == people[upper[1]]
+    def all_pairs(vectors: np.ndarray, keep: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(genuine, impostor) distances of every pair among `keep`, in the same order for every model."""
+        return pair_distances(vectors[[index[n] for n in keep]], np.array([n.split("/")[0] for n in keep]))
 
-    dev_rows, dev_same = subset(dev_names)
-    test_rows, test_same = subset(disjoint)
-    # every measure below works on distances: per model, over the three sets of pairs
-    distances = {name: (np.linalg.norm(v[first] - v[second], axis=1), all_pair_distances(v[dev_rows]),
-                        all_pair_distances(v[test_rows])) for name, v in vectors.items()}
-    scale = {m: threshold_at_far(distances[m][1][~dev_same], FAR) for m in MODELS}  # each model's FAR 1e-3 point
+    # every measure below works on distances: per model, pairs.txt's pairs, then all pairs of the
+    # DevTrain images and of the people-disjoint ones, each as (genuine, impostor)
+    distances = {name: (np.linalg.norm(v[first] - v[second], axis=1), *all_pairs(v, dev_names),
+                        *all_pairs(v, disjoint)) for name, v in vectors.items()}
+    scale = {m: threshold_at_far(distances[m][2], FAR) for m in MODELS}  # each model's DevTrain FAR 1e-3 point
     distances["fusion: score"] = tuple(
         (distances[MODELS[0]][k] / scale[MODELS[0]] + distances[MODELS[1]][k] / scale[MODELS[1]]) / 2
-        for k in range(3))
+        for k in range(5))
 
     rows = {}
-    for name, (pair_d, dev_d, test_d) in distances.items():
+    for name, (pair_d, _, dev_impostor, genuine, impostor) in distances.items():
         report = evaluate(pair_d, same, folds)
-        genuine, impostor = test_d[test_same], test_d[~test_same]
         roc = {far: float(np.mean(genuine <= threshold_at_far(impostor, far))) for far in (1e-3, 1e-4)}
-        card_threshold = threshold_at_far(dev_d[~dev_same], FAR)
+        card_threshold = threshold_at_far(dev_impostor, FAR)
         rows[name] = (report, roc, card_threshold, float(np.mean(impostor <= card_threshold)),
                       float(np.mean(genuine > card_threshold)))
 
-    crops = {name: np.stack([align_face(decode_image((args.data / n).read_bytes()), landmarks[n],
-                                        e.card.landmark_template, e.card.input_size) for n in test_names[:200]])
-             for name, e in embedders.items()}
+    crops = {name: aligned(e.card, args.data, test_names[:200], landmarks) for name, e in embedders.items()}
     crops["MobileFaceNet single pass"] = crops[MODELS[1]]
     timing = {}
     for batch in (1, 16):  # a fusion runs both networks, one after the other
@@ -153,7 +144,7 @@ def main() -> int:
         per_model = speed(timed, crops, batch, args.rounds)
         timing[batch] = {**per_model, "fusion": per_model[MODELS[0]] + per_model[MODELS[1]]}
 
-    genuine_count, impostor_count = int(test_same.sum()), int((~test_same).sum())
+    genuine_count, impostor_count = (len(d) for d in distances[MODELS[0]][3:])
     print(f"{platform.machine()}, {os.cpu_count()} CPUs; pairs.txt 6,000 pairs (10 folds); all pairs among "
           f"{len(disjoint):,} images of {len({n.split('/')[0] for n in disjoint}):,} people not in pairsDevTrain.txt "
           f"({genuine_count:,} genuine, {impostor_count:,} impostor); {time.monotonic() - started:.0f} s in all")
