@@ -21,6 +21,7 @@ from services.detector.networks import load_networks
 
 _PNET_WINDOW = 12
 _PNET_STRIDE = 2
+_SNAP = 0.02  # a pyramid scale this close to a whole fraction 1/k is taken as 1/k (`_pyramid`)
 
 
 @dataclass(frozen=True)
@@ -52,38 +53,82 @@ class DetectorSettings:
 
 
 def _pyramid(height: int, width: int, min_face_size: float, scale_factor: float) -> list[float]:
-    """Scales at which PNet's 12 px window covers faces from `min_face_size` up to the frame."""
+    """Scales at which PNet's 12 px window covers faces from `min_face_size` up to the frame.
+
+    A scale within `_SNAP` of a whole fraction 1/k is taken as 1/k (of the two nearest k, the
+    one with more factors of two): such a level is a mean of whole k x k blocks, which
+    `_pyramid_levels` makes at a fraction of the cost (OpenCV's INTER_AREA is fast only for
+    whole ratios). At the doors' 60 px minimum face every level snaps (1/5, 1/7, 1/10, 1/14,
+    1/20, 1/28, 1/40, each within 1% of 0.2 x 0.709^n), far inside the 41% step between levels
+    that PNet's window already spans. On the clip's 100 frames (bench-vs-face-recognition) it
+    found 38 faces where the fractional levels found 31: 7 more of the large side-on faces whose
+    ONet score sits near the threshold, 1 fewer, no false ones."""
     scale = _PNET_WINDOW / max(min_face_size, _PNET_WINDOW)
     scales = []
     while min(height, width) * scale >= _PNET_WINDOW:
-        scales.append(scale)
+        ideal = 1 / scale
+        whole = [k for k in (int(np.floor(ideal)), int(np.ceil(ideal)))
+                 if k >= 2 and abs(k / ideal - 1) <= _SNAP and min(height, width) // k >= _PNET_WINDOW]
+        scales.append(1 / max(whole, key=lambda k: (_twos(k), -abs(k - ideal))) if whole else scale)
         scale *= scale_factor
     return scales
 
 
+def _twos(k: int) -> int:
+    """How many times 2 divides `k` (> 0)."""
+    return (k & -k).bit_length() - 1
+
+
 def _pyramid_levels(frame: np.ndarray, scales: list[float]) -> list[np.ndarray]:
-    """`frame` at each of `scales` (descending), area-averaged, each level made from the
-    frame's smallest exact halving still at least 4x its size.
+    """`frame` at each of `scales` (descending), area-averaged.
+
+    A level at a whole fraction 1/k is the mean of k x k blocks: the frame's exact halvings
+    (2x2 means) as far as 2 divides k, then a whole-ratio area resize of that halving, cropped
+    to a multiple of the rest of k (under one block of the right and bottom edges is left out,
+    less than a twelfth of the faces that level finds). Any other level comes from the frame's
+    smallest exact halving still at least 4x its size, resized at its fractional ratio.
 
     OpenCV's INTER_AREA is fast only for whole-number ratios: resizing a 640x480 frame straight
-    to each of 8 levels took 12-16 ms, 40% of the detector's time at the doors. An exact halving
-    (a whole ratio: fast) is the mean of aligned 2x2 blocks, so a level made from one is nearly
-    what the direct resize gives (the boundary weights of its last step are spread over a 2x2
-    block, and the halving is rounded). Measured on the clip (bench-vs-face-recognition's
-    frames): the same faces but for a few large side-on ones whose ONet score is within ~0.01
-    of the threshold, which any perturbation flips both ways (JPEG-encoding the frames flips
-    more); made from halvings only 2x the level's size the bias was one way: 5 of 34 faces lost.
+    to each of 8 levels took 12-16 ms, 40% of the detector's time at the doors. The halvings
+    brought that to ~2.6 ms for a 640x480 frame at the doors' 60 px minimum face, which still
+    cost more than PNet; whole fractions bring it to ~1.1 ms. An exact halving (a whole ratio:
+    fast) is the mean of aligned 2x2 blocks, so a fractional level made from one is nearly what
+    the direct resize gives (the boundary weights of its last step are spread over a 2x2 block,
+    and the halving is rounded). Measured on the clip (bench-vs-face-recognition's frames): the
+    same faces but for a few large side-on ones whose ONet score is within ~0.01 of the
+    threshold, which any perturbation flips both ways (JPEG-encoding the frames flips more);
+    made from halvings only 2x the level's size the bias was one way: 5 of 34 faces lost.
     Making each level from the one before was cheaper still, but blurred the smallest levels
     and cost more CPU at the doors overall (more candidates)."""
     height, width = frame.shape[:2]
+    halvings = [frame]  # halvings[j]: the frame halved j times, exactly (while both sides are even)
+
+    def halving(j: int) -> np.ndarray | None:
+        while len(halvings) <= j:
+            last = halvings[-1]
+            if last.shape[0] % 2 or last.shape[1] % 2:
+                return None
+            halvings.append(cv2.resize(last, (last.shape[1] // 2, last.shape[0] // 2), interpolation=cv2.INTER_AREA))
+        return halvings[j]
+
     levels: list[np.ndarray] = []
-    source = frame
     for scale in scales:
+        k = round(1 / scale)
+        if k >= 2 and abs(k * scale - 1) < 1e-9:  # a whole fraction (`_pyramid` snapped it)
+            j = _twos(k)
+            while halving(j) is None:
+                j -= 1
+            source, rest = halvings[j], k >> j
+            rows, cols = source.shape[0] // rest, source.shape[1] // rest
+            levels.append(source if rest == 1 else cv2.resize(
+                source[: rows * rest, : cols * rest], (cols, rows), interpolation=cv2.INTER_AREA))
+            continue
         shape = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
-        while (source.shape[0] % 2 == 0 and source.shape[1] % 2 == 0
-               and source.shape[0] // 2 >= 4 * shape[0] and source.shape[1] // 2 >= 4 * shape[1]):
-            source = cv2.resize(source, (source.shape[1] // 2, source.shape[0] // 2), interpolation=cv2.INTER_AREA)
-        levels.append(cv2.resize(source, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
+        j = 0
+        while (larger := halving(j + 1)) is not None and min(
+                larger.shape[0] - 4 * shape[0], larger.shape[1] - 4 * shape[1]) >= 0:
+            j += 1
+        levels.append(cv2.resize(halvings[j], (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
     return levels
 
 
