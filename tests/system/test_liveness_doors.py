@@ -246,6 +246,9 @@ def test__the_real_clips_person_is_granted_at_a_door_requiring_liveness(gateway)
     print("\nstage door:", [(Outcome.Name(d.outcome), d.identity_id, d.frame_sequence, d.reason)
                              for d in decisions])
     granted = [d for d in decisions if d.outcome == Outcome.OUTCOME_GRANTED]
-    assert [d.identity_id for d in granted] == ["lin-manuel-miranda"]
-    assert "liveness live, parallax" in granted[0].reason
+    # He may be granted twice: at 5 fps he moves ~65 px up and ~40 across in the 0.6 s a decided
+    # track goes unsearched, which puts his boxes at the tracker's least overlap (IoU ~0.10 against
+    # 0.1); a new track is identified and proven live from scratch, never handed the old decision.
+    assert granted and {d.identity_id for d in granted} == {"lin-manuel-miranda"}
+    assert all("liveness live, parallax" in d.reason for d in granted)
     assert not any(d.outcome == Outcome.OUTCOME_ERROR for d in decisions)
