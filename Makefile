@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 LFW ?= ../shared/data/lfw-deepfunneled
 PAIRS ?= ../shared/data/lfw-pairs/pairs.txt
 
-.PHONY: manifests-check setup npm browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-site-adapter bench-tflite bench-embedders bench-doors bench-detector-profile bench-vs-face-recognition bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
+.PHONY: manifests-check setup npm browser postgres kube prometheus bench-console bench-audit bench-gateways test test-unit test-system lint test-milvus-server fuzz run bench bench-services bench-index bench-matchers bench-tight-crops bench-conditions bench-gallery-size bench-train-head bench-site-adapter bench-tflite bench-embedders bench-draft-margin bench-doors bench-detector-profile bench-vs-face-recognition bench-liveness bench-frame-path bench-trust eval-lfw proto proto-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -178,6 +178,11 @@ bench-tflite: setup
 ## threshold's FAR and FRR there, ms/face at batch 1 and 16 (~15 minutes)
 bench-embedders: setup
 	$(PY) bench/embedders_lfw.py --data $(LFW) --pairs $(PAIRS)
+
+## bench-draft-margin: how far a one-pass (draft) probe lies from the full embedding against full
+## templates, per model, on LFW people kept out of calibration: the cards' draft_margin (~5 minutes)
+bench-draft-margin: setup
+	$(PY) bench/draft_margin_lfw.py
 
 ## bench-gallery-size: 1:K on LFW: thresholds per gallery size chosen on one half of the people
 ## (the card's gallery_bands), FAR per probe and per track measured on the other (~3 minutes

@@ -59,6 +59,8 @@ class ModelCard:
     default_far: float | None = None  # the FAR `distance_threshold` was calibrated for, if any
     ambiguity_gap: float = 0.0  # 1:K: a match is ambiguous if the 2nd identity is within this distance of it
     duplicate_distance: float = 0.0  # enrolment: a face this close to another identity is a duplicate (0 = no check)
+    # how far a draft's distances (one pass, no mirror) may lie from the full embedding's; 0: no drafts
+    draft_margin: float = 0.0
     gallery_bands: tuple[GalleryBand, ...] = ()  # 1:K thresholds by gallery size, smallest band first
     # how much lower a probe's threshold is per capture flag (services/core/capture.py): against a
     # template captured cleanly, and against one that carries the flag too (or whose capture is unknown)
@@ -124,6 +126,7 @@ class ModelCard:
                 default_far=float(raw["default_far"]) if raw.get("default_far") is not None else None,
                 ambiguity_gap=float(raw.get("ambiguity_gap", 0.0)),
                 duplicate_distance=float(raw.get("duplicate_distance", 0.0)),
+                draft_margin=float(raw.get("draft_margin", 0.0)),
                 gallery_bands=tuple(
                     GalleryBand(int(b["max_identities"]),
                                 {f"{float(k):g}": float(v) for k, v in b["far_thresholds"].items()})
@@ -135,6 +138,9 @@ class ModelCard:
             raise ModelError(f"model card is missing or has a bad field: {exc}") from exc
         check_bands(card)
         check_capture(card)
+        if card.draft_margin < 0 or (card.draft_margin and not card.flip_average):
+            raise ModelError(f"model card draft_margin {card.draft_margin}: >= 0, and 0 unless flip_average (a "
+                             "draft is the embedding without its mirror pass)")
         return card
 
     def to_json(self) -> str:
@@ -155,6 +161,7 @@ class ModelCard:
                 "default_far": self.default_far,
                 "ambiguity_gap": self.ambiguity_gap,
                 "duplicate_distance": self.duplicate_distance,
+                "draft_margin": self.draft_margin,
                 "gallery_bands": [{"max_identities": b.max_identities, "far_thresholds": b.far_thresholds}
                                   for b in self.gallery_bands],
                 "capture_tightening": {flag: asdict(t) for flag, t in self.capture_tightening.items()},

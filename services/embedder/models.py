@@ -43,8 +43,9 @@ class FaceEmbedder(Protocol):
     card: ModelCard
     load_seconds: float
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 unit vectors."""
+    def embed(self, crops: np.ndarray, draft: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 unit vectors; `draft`: one pass, without
+        the mirror images the card averages with (`flip_averaged`)."""
         ...
 
 
@@ -63,21 +64,26 @@ class SavedModelEmbedder:
         self.load_seconds = time.perf_counter() - started
         self._tf = tf
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        return flip_averaged(self.card, crops, lambda batch: self._module.embed(self._tf.constant(batch))["embedding"])
+    def embed(self, crops: np.ndarray, draft: bool = False) -> np.ndarray:
+        return flip_averaged(self.card, crops, lambda batch: self._module.embed(self._tf.constant(batch))["embedding"],
+                             draft)
 
 
-def flip_averaged(card: ModelCard, crops: np.ndarray, run: Callable[[np.ndarray], object]) -> np.ndarray:
+def flip_averaged(card: ModelCard, crops: np.ndarray, run: Callable[[np.ndarray], object],
+                  draft: bool = False) -> np.ndarray:
     """`run` (a batch of uint8 crops -> its raw vectors) on the crops, averaged with their
-    mirrors when the card says so, L2-normalised: what every backend returns."""
+    mirrors when the card says so (and this is not a `draft`: one pass, half the work, whose
+    distances lie within the card's `draft_margin` of the full embedding's), L2-normalised:
+    what every backend returns."""
     size = card.input_size
     if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
         raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3); got {crops.dtype} {crops.shape}")
     if len(crops) == 0:
         return np.zeros((0, card.embedding_dim), np.float32)
-    batch = np.concatenate([crops, crops[:, :, ::-1]]) if card.flip_average else crops
+    mirrored = card.flip_average and not draft
+    batch = np.concatenate([crops, crops[:, :, ::-1]]) if mirrored else crops
     vectors = np.asarray(run(np.ascontiguousarray(batch)), np.float32)
-    if card.flip_average:
+    if mirrored:
         vectors = vectors[: len(crops)] + vectors[len(crops) :]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

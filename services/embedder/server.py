@@ -46,6 +46,7 @@ def model_info(card: ModelCard) -> common_pb2.ModelInfo:
         far_thresholds=card.far_thresholds,
         default_far=card.default_far or 0.0,
         ambiguity_gap=card.ambiguity_gap,
+        draft_margin=card.draft_margin,
     )
 
 
@@ -54,6 +55,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self._settings = settings
         self._model: FaceEmbedder | None = None
         self._batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
+        self._drafts: MicroBatcher[np.ndarray, np.ndarray] | None = None  # one pass: batched apart
 
     async def start(self) -> None:
         model = await asyncio.to_thread(load_embedder, self._settings.model, self._settings.runtime)
@@ -62,31 +64,38 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         async def embed(crops: list[np.ndarray]) -> list[np.ndarray]:
             return list(await asyncio.to_thread(model.embed, np.stack(crops)))
 
-        self._batcher = MicroBatcher("embedder_model", embed, self._settings.max_batch,
-                                     self._settings.max_wait_ms / 1000)
+        async def draft(crops: list[np.ndarray]) -> list[np.ndarray]:
+            return list(await asyncio.to_thread(model.embed, np.stack(crops), True))
+
+        wait = self._settings.max_wait_ms / 1000
+        self._batcher = MicroBatcher("embedder_model", embed, self._settings.max_batch, wait)
+        self._drafts = MicroBatcher("embedder_drafts", draft, self._settings.max_batch, wait)
         self._batcher.start()
+        self._drafts.start()
         self._model = model
 
     async def stop(self) -> None:
-        if self._batcher:
-            await self._batcher.stop()
+        for batcher in (self._batcher, self._drafts):
+            if batcher:
+                await batcher.stop()
 
     def is_ready(self) -> bool:
-        return self._model is not None and self._batcher is not None
+        return self._model is not None and self._batcher is not None and self._drafts is not None
 
     @ready("embedder is still loading its model")
     async def Embed(self, request: embedder_pb2.EmbedRequest,
                     context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
-        assert self._model is not None and self._batcher is not None
+        assert self._model is not None and self._batcher is not None and self._drafts is not None
         card = self._model.card
         crops = self._crops(request, card)
         if len(crops) == 0:
             raise InvalidArgument("crops: empty batch (N = 0); send at least one crop")
         if len(crops) > self._settings.max_crops:
             raise InvalidArgument(f"crops: {len(crops)} crops; at most {self._settings.max_crops} per call")
-        vectors = await self._batcher.submit(crops)
+        draft = request.draft and card.draft_margin > 0  # else a draft is the full embedding
+        vectors = await (self._drafts if draft else self._batcher).submit(crops)
         return embedder_pb2.EmbedResponse(embeddings=[
-            common_pb2.Embedding(vector=v.tolist(), model_id=card.model_id, model_version=card.version)
+            common_pb2.Embedding(vector=v.tolist(), model_id=card.model_id, model_version=card.version, draft=draft)
             for v in vectors
         ])
 

@@ -123,8 +123,8 @@ class TFLiteEmbedder:
                 out.append(interpreter.get_tensor(output)[:rows].copy())
         return np.concatenate(out)
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        return flip_averaged(self.card, crops, self._run)
+    def embed(self, crops: np.ndarray, draft: bool = False) -> np.ndarray:
+        return flip_averaged(self.card, crops, self._run, draft)
 
 
 def convert(source: Path, target: Path, precision: str, representative: np.ndarray | None = None,

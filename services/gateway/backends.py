@@ -55,6 +55,9 @@ def calls(service: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awa
 
 
 
+TOP_K = 3  # candidates asked for per probe
+
+
 def with_capture(embedding: common_pb2.Embedding, face: common_pb2.Face) -> common_pb2.Embedding:
     """The embedding of a face the detector found, carrying how that face was captured (its
     capture flags, measured: the matcher holds a dark or grey face to a stricter threshold, and
@@ -159,11 +162,13 @@ class Backends:
                                f"{len(response.frames)} results for {len(frames)} frames")
         return list(response.frames)
 
-    async def embed(self, crops: list[common_pb2.NDArray], model_key: str) -> list[common_pb2.Embedding]:
-        """Embeddings of the detector's crops, forwarded as they came (no unpacking). An embedder
-        serving another model than the crops were cut for is refused: its vectors would be
-        meaningless (FAILED_PRECONDITION, the door stays locked)."""
-        embeddings = await self._embed(crops)
+    async def embed(self, crops: list[common_pb2.NDArray], model_key: str,
+                    draft: bool = False) -> list[common_pb2.Embedding]:
+        """Embeddings of the detector's crops, forwarded as they came (no unpacking); `draft`: one
+        pass (services/gateway/drafts.py). An embedder serving another model than the crops were
+        cut for is refused: its vectors would be meaningless (FAILED_PRECONDITION, the door stays
+        locked)."""
+        embeddings = await self._embed(crops, draft)
         served = f"{embeddings[0].model_id}@{embeddings[0].model_version}" if embeddings else model_key
         if served != model_key:
             raise BackendError("embedder", grpc.StatusCode.FAILED_PRECONDITION,
@@ -172,8 +177,9 @@ class Backends:
         return embeddings
 
     @calls("embedder")
-    async def _embed(self, crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
-        response = await self.embedder.Embed(embedder_pb2.EmbedRequest(each_crop=crops), timeout=self.deadline)
+    async def _embed(self, crops: list[common_pb2.NDArray], draft: bool) -> list[common_pb2.Embedding]:
+        response = await self.embedder.Embed(embedder_pb2.EmbedRequest(each_crop=crops, draft=draft),
+                                             timeout=self.deadline)
         if len(response.embeddings) != len(crops):
             raise BackendError("embedder", grpc.StatusCode.INTERNAL,
                                f"{len(response.embeddings)} embeddings for {len(crops)} crops")
@@ -183,7 +189,7 @@ class Backends:
     async def identify(self, embeddings: list[common_pb2.Embedding], site: str,
                        target_far: float = 0.0) -> list[matcher_pb2.IdentifyResult]:
         response = await self.matcher.Identify(
-            matcher_pb2.IdentifyRequest(probes=embeddings, top_k=3, site=site, target_far=target_far),
+            matcher_pb2.IdentifyRequest(probes=embeddings, top_k=TOP_K, site=site, target_far=target_far),
             timeout=self.deadline)
         if len(response.results) != len(embeddings):  # never pair a face with another face's result
             raise BackendError("matcher", grpc.StatusCode.INTERNAL,

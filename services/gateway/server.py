@@ -36,10 +36,11 @@ from services.core.errors import (
 from services.core.redaction import without_password
 from services.core.server import ready, run_service
 from services.gateway.audit import AuditLog, EventQuery, open_audit_log
-from services.gateway.backends import BackendError, Backends, with_capture
+from services.gateway.backends import TOP_K, BackendError, Backends, with_capture
 from services.gateway.decisions import DecisionHub, decide, error_decision
 from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
+from services.gateway.drafts import settled
 from services.gateway.liveness import Liveness
 from services.gateway.motion import MotionGate, Why, around_tracks, thumbnail
 from services.gateway.photo_checks import check_shot
@@ -68,6 +69,9 @@ DECISION_SECONDS = Histogram("facegate_gateway_decision_seconds", "Frame arrival
 TRACKS = Counter("facegate_gateway_tracks_total", "Face tracks started", ["door", "site"])
 EMBEDDED = Counter("facegate_gateway_embedded_faces_total", "Faces sent to the embedder", ["door", "site"])
 EMBED_CALLS = Counter("facegate_gateway_embed_calls_total", "Frames that needed an embedder call", ["door", "site"])
+REEMBEDDED = Counter("facegate_gateway_reembedded_faces_total",
+                     "Faces whose draft (one-pass) search lay within the model's draft margin of a threshold, "
+                     "embedded again in full and searched again", ["door", "site"])
 DETECTIONS_SKIPPED = Counter("facegate_gateway_detections_skipped_total",
                              "Frames not run through the detector (every track in view already decided)",
                              ["door", "site"])
@@ -132,6 +136,10 @@ class GatewayServiceSettings(ServerSettings):
                                      "smaller costs detector time on every frame)", in_range(12, 1000))
     detect_batch: int = setting(16, "frames from all doors sent in one Detect call at most", in_range(1, 64))
     embed_batch: int = setting(32, "face crops from all doors sent in one Embed call at most", in_range(1, 256))
+    drafts: bool = setting(True, "embed door faces as drafts first (one network pass instead of the card's two) "
+                                 "and again in full only those whose search lies within the card's draft_margin "
+                                 "of a threshold: the same decisions for about half the embedder's work "
+                                 "(services/gateway/drafts.py); no effect for a model whose card has no margin")
     batch_wait_ms: float = setting(5.0, "how long a call waits for other doors' work to join it, ms", in_range(0, 100))
     detect_concurrency: int = setting(2, "Detect and Embed calls in flight at once (2 overlaps one batch's "
                                          "transfer with another's compute; raise with replicas)", in_range(1, 64))
@@ -372,8 +380,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             return await backends.detect([f for f, _ in frames], self._run.model_key, s.min_face_size,
                                          regions=[r for _, r in frames])
 
-        async def embed(crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:
-            return await backends.embed(crops, self._run.model_key)
+        drafting = s.drafts and model.draft_margin > 0
+
+        async def embed(crops: list[common_pb2.NDArray]) -> list[common_pb2.Embedding]:  # a door's faces
+            return await backends.embed(crops, self._run.model_key, draft=drafting)
 
         wait = s.batch_wait_ms / 1000
         self._running = Running(
@@ -721,6 +731,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             EMBEDDED.labels(door_label, site_label).inc(len(wanted))
             EMBED_CALLS.labels(door_label, site_label).inc()
             results = await run.backends.identify(embeddings, door.site, door.target_far or 0.0)
+            await self._settle_drafts(door, stream.labels, [f for f, _, _ in wanted], embeddings, results)
         except BackendError as exc:  # no frame of a held track is identified: only spent budgets decide
             return decisions + await self._failed(frame, door, exc) + await self._held(door, frame, tracks.tracks,
                                                                                        now)
@@ -743,6 +754,37 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 if decision is not None:  # else held: a grant waiting for a live face
                     fresh.append(decision)
         return decisions + await self._publish(fresh) + await self._held(door, frame, tracks.tracks, now)
+
+    async def _settle_drafts(self, door: Door, labels: tuple[str, str], faces: list[detector_pb2.DetectedFace],
+                             embeddings: list[common_pb2.Embedding],
+                             results: list[matcher_pb2.IdentifyResult]) -> None:
+        """Drafts whose search would not surely decide as the full embedding's (drafts.py) are
+        embedded in full and searched again; their embeddings and results are replaced in place."""
+        model, run = self._run.model, self._run
+        redo = [i for i, (face, embedding, result) in enumerate(zip(faces, embeddings, results, strict=True))
+                if embedding.draft and not settled(result, model.draft_margin, self._same_face(), model.ambiguity_gap,
+                                                   TOP_K, flagged=bool(face.face.capture_flags))]
+        if not redo:
+            return
+        full = await run.backends.embed([faces[i].crop for i in redo], run.model_key)
+        for i, embedding in zip(redo, full, strict=True):
+            embeddings[i] = with_capture(embedding, faces[i].face)
+        REEMBEDDED.labels(*labels).inc(len(redo))
+        for i, result in zip(redo, await run.backends.identify(full, door.site, door.target_far or 0.0), strict=True):
+            results[i] = result
+
+    async def _full(self, embedding: common_pb2.Embedding, crop: common_pb2.NDArray,
+                    face: common_pb2.Face) -> common_pb2.Embedding:
+        """`embedding` if it is a full one, else the crop embedded in full: what a reviewer's
+        template step enrols (the matcher refuses drafts). If the embedder fails, the draft (the
+        template step then says why it cannot enrol it; the crop is kept)."""
+        if not embedding.draft:
+            return embedding
+        try:
+            return with_capture((await self._run.backends.embed([crop], self._run.model_key))[0], face)
+        except BackendError as exc:
+            log.warning("a review's face kept its draft embedding: the embedder failed (%s)", exc)
+            return embedding
 
     async def _decide_left(self, door: Door, frame: gateway_pb2.CameraFrame, tracks: list[Track]) -> None:
         """A stream that failed or was cut off: its held grants (denied_liveness) and undecided
@@ -820,7 +862,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             door.review_unknown and decision.outcome == gateway_pb2.Decision.OUTCOME_DENIED_UNKNOWN)
         if wanted and track.best_frame is not None:
             crop, face, embedding = track.best_frame
-            self._evidence[decision.decision_id] = (door.door_id, Evidence(crop, face, embedding, track.nearest()))
+            self._evidence[decision.decision_id] = (door.door_id, Evidence(crop, face, await self._full(
+                embedding, crop, face), track.nearest()))
         return decision
 
     async def _decide(self, frame: gateway_pb2.CameraFrame, door: Door, track: Track, verdict: Verdict,

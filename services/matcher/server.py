@@ -262,6 +262,9 @@ class MatcherServicer(matcher_pb2_grpc.MatcherServicer):
             vectors, model_key = np.zeros((0, gallery.dim), np.float32), gallery.model_key
         else:
             vectors, model_key = await stacked(list(request.embeddings), "embeddings")
+        if drafts := [i for i, e in enumerate(request.embeddings) if e.draft]:
+            raise InvalidArgument(f"embeddings[{drafts[0]}]: a draft (Embed with draft set: one pass, no mirror) "
+                                  "searches, it is not a template; embed the face without draft to enrol it")
         identity = Identity(request.identity_id, request.display_name, request.site, tuple(request.groups),
                             dict(request.metadata))
         flags = self._capture(list(request.embeddings), "embeddings")

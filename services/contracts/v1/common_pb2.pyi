@@ -73,21 +73,23 @@ class Face(_message.Message):
     def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., score: _Optional[float] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., quality: _Optional[float] = ..., capture_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Embedding(_message.Message):
-    __slots__ = ("vector", "model_id", "model_version", "capture_flags", "capture_measured")
+    __slots__ = ("vector", "model_id", "model_version", "capture_flags", "capture_measured", "draft")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_FLAGS_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_MEASURED_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     model_id: str
     model_version: str
     capture_flags: _containers.RepeatedScalarFieldContainer[str]
     capture_measured: bool
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., capture_flags: _Optional[_Iterable[str]] = ..., capture_measured: _Optional[bool] = ...) -> None: ...
+    draft: bool
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., capture_flags: _Optional[_Iterable[str]] = ..., capture_measured: _Optional[bool] = ..., draft: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far", "ambiguity_gap")
+    __slots__ = ("model_id", "model_version", "input_size", "embedding_dim", "distance_threshold", "threshold_source", "landmark_template", "far_thresholds", "default_far", "ambiguity_gap", "draft_margin")
     class FarThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +107,7 @@ class ModelInfo(_message.Message):
     FAR_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_FAR_FIELD_NUMBER: _ClassVar[int]
     AMBIGUITY_GAP_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_MARGIN_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: str
     input_size: int
@@ -115,4 +118,5 @@ class ModelInfo(_message.Message):
     far_thresholds: _containers.ScalarMap[str, float]
     default_far: float
     ambiguity_gap: float
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., input_size: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., distance_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_template: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., far_thresholds: _Optional[_Mapping[str, float]] = ..., default_far: _Optional[float] = ..., ambiguity_gap: _Optional[float] = ...) -> None: ...
+    draft_margin: float
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., input_size: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., distance_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_template: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., far_thresholds: _Optional[_Mapping[str, float]] = ..., default_far: _Optional[float] = ..., ambiguity_gap: _Optional[float] = ..., draft_margin: _Optional[float] = ...) -> None: ...

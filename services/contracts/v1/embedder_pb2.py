@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as facegate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65gate/v1/embedder.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\"\\\n\x0c\x45mbedRequest\x12#\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x14.facegate.v1.NDArray\x12\'\n\teach_crop\x18\x02 \x03(\x0b\x32\x14.facegate.v1.NDArray\";\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\"\x11\n\x0fGetModelRequest2\x8c\x01\n\x08\x45mbedder\x12>\n\x05\x45mbed\x12\x19.facegate.v1.EmbedRequest\x1a\x1a.facegate.v1.EmbedResponse\x12@\n\x08GetModel\x12\x1c.facegate.v1.GetModelRequest\x1a\x16.facegate.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65gate/v1/embedder.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\"k\n\x0c\x45mbedRequest\x12#\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x14.facegate.v1.NDArray\x12\'\n\teach_crop\x18\x02 \x03(\x0b\x32\x14.facegate.v1.NDArray\x12\r\n\x05\x64raft\x18\x03 \x01(\x08\";\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.facegate.v1.Embedding\"\x11\n\x0fGetModelRequest2\x8c\x01\n\x08\x45mbedder\x12>\n\x05\x45mbed\x12\x19.facegate.v1.EmbedRequest\x1a\x1a.facegate.v1.EmbedResponse\x12@\n\x08GetModel\x12\x1c.facegate.v1.GetModelRequest\x1a\x16.facegate.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facegate.v1.embedder_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDREQUEST']._serialized_start=69
-  _globals['_EMBEDREQUEST']._serialized_end=161
-  _globals['_EMBEDRESPONSE']._serialized_start=163
-  _globals['_EMBEDRESPONSE']._serialized_end=222
-  _globals['_GETMODELREQUEST']._serialized_start=224
-  _globals['_GETMODELREQUEST']._serialized_end=241
-  _globals['_EMBEDDER']._serialized_start=244
-  _globals['_EMBEDDER']._serialized_end=384
+  _globals['_EMBEDREQUEST']._serialized_end=176
+  _globals['_EMBEDRESPONSE']._serialized_start=178
+  _globals['_EMBEDRESPONSE']._serialized_end=237
+  _globals['_GETMODELREQUEST']._serialized_start=239
+  _globals['_GETMODELREQUEST']._serialized_end=256
+  _globals['_EMBEDDER']._serialized_start=259
+  _globals['_EMBEDDER']._serialized_end=399
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("crops", "each_crop")
+    __slots__ = ("crops", "each_crop", "draft")
     CROPS_FIELD_NUMBER: _ClassVar[int]
     EACH_CROP_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
     crops: _common_pb2.NDArray
     each_crop: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
-    def __init__(self, crops: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., each_crop: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ...) -> None: ...
+    draft: bool
+    def __init__(self, crops: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., each_crop: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., draft: _Optional[bool] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("embeddings",)
