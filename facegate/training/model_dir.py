@@ -32,6 +32,7 @@ def trained_card(base: ModelCard, model_id: str, calibration: CalibrationReport,
     scale = thresholds[f"{default_far:g}"] / base.distance_threshold
     return replace(
         base, model_id=model_id, version="1.0", flip_average=False,
+        draft_margin=0.0,  # the mirror pass is inside the model: there is no cheaper first pass to draft with
         distance_threshold=thresholds[f"{default_far:g}"], far_thresholds=thresholds, default_far=default_far,
         ambiguity_gap=round(base.ambiguity_gap * scale, 4),
         duplicate_distance=round(base.duplicate_distance * scale, 4),

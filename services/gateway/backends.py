@@ -54,7 +54,6 @@ def calls(service: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awa
     return wrap
 
 
-
 TOP_K = 3  # candidates asked for per probe
 
 
