@@ -30,16 +30,12 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from capture_conditions_lfw import distances  # noqa: E402
 from embedders_lfw import DATA, MODELS, embed_all, landmarks_of  # noqa: E402
 
 from facegate.evaluation.lfw import read_pairs  # noqa: E402
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
 from services.embedder.models import load_embedder  # noqa: E402
-
-
-def distances(probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
-    """Every probe's Euclidean distance to every template (unit vectors)."""
-    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * probes @ templates.T))
 
 
 def main() -> int:
