@@ -4,6 +4,12 @@ The format is recognised from the bytes, never from a file name: real photo dump
 GIF and extension-less files. Pillow does the decoding; this module normalises what comes out
 (EXIF rotation, greyscale, alpha, palettes, 16-bit samples) and refuses what cannot be a photo
 of a face with a message that says why.
+
+Camera frames are JPEG, and the detector decodes every frame it searches: a plain one (baseline,
+RGB or grey, upright, its one scan whole) is decoded by OpenCV's libjpeg-turbo instead: the same
+pixels in two thirds of the time (2.1 -> 1.4 ms for a 640x480 door frame, header checks included).
+Pillow refuses some JPEGs that libjpeg only warns about (a marker inside the scan: "broken data
+stream"), so those, and anything else, take Pillow's path and its errors.
 """
 
 from __future__ import annotations
@@ -13,12 +19,16 @@ import io
 import warnings
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 80_000_000  # ~80 MP: larger is a decompression bomb, not a camera photo
 MIN_SIDE = 12  # the smallest face MTCNN can see
 ORIENTATION_TAG = 0x0112  # EXIF orientation
+PROGRESSIVE_SOFS = (0xC2, 0xC6, 0xCA, 0xCE)  # JPEG start-of-frame markers of progressive files
+_IN_SCAN = np.zeros(256, bool)  # what may follow 0xFF inside a scan: a stuffed 0 or a restart marker
+_IN_SCAN[0x00] = _IN_SCAN[0xD0:0xD8] = True
 
 
 class ImageError(ValueError):
@@ -28,10 +38,47 @@ class ImageError(ValueError):
 def decode_image(data: bytes) -> np.ndarray:
     """Decode image bytes to an H x W x 3 uint8 RGB array (first frame of animations)."""
     with _opened(data) as image, _refusing_bad_bytes(data):
-        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
-        array = _to_rgb(image)
+        array = _plain_jpeg(data, image)
+        if array is None:
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
+            array = _to_rgb(image)
     _refuse_tiny(array.shape[1], array.shape[0])
     return array
+
+
+def _plain_jpeg(data: bytes, image: Image.Image) -> np.ndarray | None:
+    """A plain JPEG's pixels from OpenCV (the module docstring says which and why), else None."""
+    if (image.format != "JPEG" or image.mode not in ("RGB", "L")
+            or image.getexif().get(ORIENTATION_TAG, 1) != 1 or not _one_whole_scan(data)):
+        return None
+    # None for what libjpeg cannot decode at all: Pillow's path then says why
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+def _one_whole_scan(data: bytes) -> bool:
+    """A baseline JPEG whose one scan runs to the end-of-image marker with no marker inside it
+    but restarts (~30 us for a 640x480 frame): what libjpeg and Pillow decode alike."""
+    if not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):
+        return False  # truncated: Pillow says so
+    position = 2
+    while True:  # the segments before the scan
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in PROGRESSIVE_SOFS or marker == 0xD9:
+            return False
+        length = data[position + 2] << 8 | data[position + 3]
+        position += 2 + length
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows its header
+            break
+    if position > len(data) - 2:
+        return False
+    scan = np.frombuffer(data, np.uint8, count=len(data) - 2 - position, offset=position)
+    after_ff = scan[np.flatnonzero(scan[:-1] == 0xFF) + 1]
+    return bool(_IN_SCAN[after_ff].all()) and (len(scan) == 0 or scan[-1] != 0xFF)
 
 
 def image_size(data: bytes) -> tuple[int, int]:

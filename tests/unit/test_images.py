@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from services.core.images import MAX_PIXELS, ImageError, decode_image, image_size
 
@@ -85,3 +86,39 @@ def test__a_photo_rotated_by_its_exif_tag_is_decoded_upright_and_its_header_size
     assert upright.shape == (40, 20, 3)
     assert image_size(buffer.getvalue()) == (20, 40)  # (width, height), as decoded
     assert upright[:20].mean() > 200 and upright[20:].mean() < 50  # the white half is now on top
+
+
+# A camera-like picture (smooth, so JPEG keeps most of it) for the JPEG decoding paths.
+SCENE = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8), (5, 5), 2)
+
+
+def _pillow_pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+@pytest.mark.parametrize("picture, options", [
+    (SCENE, {}), (SCENE, {"subsampling": 0}), (SCENE, {"quality": 30}), (SCENE, {"optimize": True}),
+    (SCENE, {"restart_marker_blocks": 1}), (SCENE, {"progressive": True}), (SCENE[..., 0], {})])
+def test__given_a_jpeg__then_it_decodes_to_the_same_pixels_as_pillow_decodes_it(picture, options):
+    data = _encode(Image.fromarray(picture), "JPEG", **options)
+
+    assert np.array_equal(decode_image(data), _pillow_pixels(data))
+
+
+def test__given_a_jpeg_with_its_exif_rotation__then_it_is_decoded_upright_as_pillow_does():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(Image.fromarray(SCENE), "JPEG", exif=exif)
+
+    assert np.array_equal(decode_image(data), _pillow_pixels(data))
+
+
+def test__given_a_jpeg_with_a_marker_inside_its_scan__then_it_is_refused_though_libjpeg_alone_would_decode_it():
+    data = _encode(Image.fromarray(SCENE), "JPEG")
+    middle = len(data) * 2 // 3
+    broken = data[:middle] + b"\xff\xc4" + data[middle + 2:]  # a table marker amid the coded pixels
+    assert cv2.imdecode(np.frombuffer(broken, np.uint8), cv2.IMREAD_COLOR_RGB) is not None  # what OpenCV says
+
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        decode_image(broken)
