@@ -130,7 +130,9 @@ class GatewayServiceSettings(ServerSettings):
                                          "whole frame every n-th frame (a newcomer elsewhere in view is found "
                                          "within n frames); 1 = the whole frame always", in_range(1, 100))
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
-                                           "n-th frame only", in_range(1, 30))
+                                           "n-th frame only, and at least every third of --track-timeout (a "
+                                           "decided face must be seen before its track ends: at 5 fps and "
+                                           "1.5 s, every 3rd frame either way)", in_range(1, 30))
     deadline_seconds: float = setting(2.0, "deadline of each backend call, s", positive)
     min_face_size: int = setting(60, "smallest face side looked for at doors, px (a person at a door is close; "
                                      "smaller costs detector time on every frame)", in_range(12, 1000))
