@@ -8,7 +8,8 @@ All four services and the cameras run on this machine, on loopback. Each door st
 JPEG frames: a visit of 1 s (a person's photo: enrolled Obama or stranger Biden, alternating),
 then 2 s of an empty corridor (a textured scene), again and again; doors start out of phase.
 Every frame carries sensor noise (one of 10 seeded noisy encodings per scene, cycled), so no two
-consecutive frames are the same bytes, as from a real camera.
+consecutive frames are the same bytes, as from a real camera, and the grey thumbnail the edge
+agent sends with it (made in advance, as the JPEG is; the "before" gateways ignore it).
 
 Three set-ups run on the same matcher, one after the other (every door count on one, then the
 next): "before" (the detector, embedder and gateway of `--before-rev`, the last revision before
@@ -55,6 +56,7 @@ from services.core import (
 )
 from services.core.channels import blocking_channel  # noqa: E402
 from services.core.images import decode_image  # noqa: E402
+from services.core.thumbnails import grey_thumbnail  # noqa: E402
 
 VISIT_S, EMPTY_S = 1.0, 2.0
 BEFORE_REV = "24e2b68"  # the last commit before issue 16 (motion gating came next)
@@ -210,9 +212,13 @@ def door_frames(variants: int = 10, noise: float = 3.0) -> dict[str, list[gatewa
               "biden": letterbox(decode_image(photos["biden.jpg"].read_bytes())),
               "empty": corridor()}
     rng = np.random.default_rng(0)
-    return {name: [gateway_pb2.CameraFrame(frame=ndarray.encode(
-        np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8), "jpeg"))
-        for _ in range(variants)] for name, image in images.items()}
+
+    def frame(noisy: np.ndarray) -> gateway_pb2.CameraFrame:  # as the edge agent sends it (facegate/camera.py)
+        return gateway_pb2.CameraFrame(frame=ndarray.encode(noisy, "jpeg"),
+                                       motion_thumbnail=ndarray.encode(grey_thumbnail(noisy)))
+
+    return {name: [frame(np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8))
+                   for _ in range(variants)] for name, image in images.items()}
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """Motion gating: which of a door's frames may skip the detector.
 
 Most of a door camera's day is an empty corridor, and the detector costs ~30 ms of CPU per
-640x480 frame whether or not anyone is there. Each JPEG frame is read again as a grey
-thumbnail (1/8 a side: libjpeg decodes a JPEG at that scale from its DCT coefficients, ~1 ms)
-and compared with a model of the door's empty scene (OpenCV's MOG2 background model). A frame
-differs from the scene when the pixels that differ add up to `face_fraction` of the smallest
-face the door looks for. Then:
+640x480 frame whether or not anyone is there. Each frame is seen as a grey thumbnail, 1/8 a
+side: the one the camera's agent sent with it (services/core/thumbnails.py), else the JPEG read
+again at that scale (libjpeg decodes it from its DCT coefficients, ~0.5 ms). It is compared with
+a model of the door's empty scene (OpenCV's MOG2 background model). A frame differs from the
+scene when the pixels that differ add up to `face_fraction` of the smallest face the door looks
+for. Then:
 
 - nobody tracked, and the frame differs: searched (`motion`);
 - nobody tracked, nothing differs: not searched (`still`), except every `full_every`-th such
@@ -36,11 +37,11 @@ import numpy as np
 from services.contracts.v1 import common_pb2
 from services.core import ndarray
 from services.core.errors import InvalidArgument
+from services.core.thumbnails import SCALE, grey_thumbnail, thumbnail_shape
 
 MARGIN = 1.0  # a search region reaches this many face sides beyond each tracked face, every way
 WHOLE_FRAME_SHARE = 0.6  # a region larger than this share of the frame: search the frame
 REGION_SIDES = (96, 128, 160, 192, 256, 320, 384)  # px: the square regions searched
-SCALE = 8  # thumbnail: 1/8 a side (640x480 -> 80x60; a 60 px face is ~7x7 px)
 MEAN = 128.0  # the brightness every thumbnail is scaled to
 HISTORY = 50  # frames the background model remembers (10 s at 5 fps)
 SLOW_RATE = 1 / 500  # learning a frame that differed: ~50 frames (10 s at 5 fps) to become scene
@@ -70,15 +71,23 @@ def thumbnail(frame: common_pb2.NDArray) -> np.ndarray | None:
     Only for a frame whose header `ndarray.check_frame` has accepted (so its size is bounded)."""
     if frame.encoding == common_pb2.NDArray.ENCODING_RAW:
         try:
-            pixels = ndarray.decode_frame(frame, "frame")
+            return grey_thumbnail(ndarray.decode_frame(frame, "frame"))
         except InvalidArgument:
             return None
-        height, width = pixels.shape[:2]
-        small = cv2.resize(pixels, (max(1, width // SCALE), max(1, height // SCALE)), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     if frame.encoding != common_pb2.NDArray.ENCODING_JPEG:
         return None  # PNG has no cheap reduced decode
     return cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+
+
+def sent_thumbnail(sent: common_pb2.NDArray, width: int, height: int) -> np.ndarray:
+    """The thumbnail a camera sent with its `width` x `height` frame (`CameraFrame.motion_thumbnail`),
+    checked: a raw uint8 grey image of `thumbnail_shape`, else InvalidArgument saying what to send."""
+    expected = thumbnail_shape(width, height)
+    pixels = ndarray.decode(sent, "motion_thumbnail")
+    if pixels.dtype != np.uint8 or pixels.shape != expected:
+        raise InvalidArgument(f"motion_thumbnail: {pixels.dtype} {list(pixels.shape)} for a {width}x{height} frame; "
+                              f"send uint8 {list(expected)} (the frame grey, 1/8 a side, rounded down) or none")
+    return pixels
 
 
 class MotionGate:

@@ -42,7 +42,7 @@ from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.drafts import settled
 from services.gateway.liveness import Liveness
-from services.gateway.motion import MotionGate, Why, around_tracks, thumbnail
+from services.gateway.motion import MotionGate, Why, around_tracks, sent_thumbnail, thumbnail
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.review_queue import (
@@ -675,7 +675,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 and now - stream.detected_at < self._settings.track_timeout / 3):
             DETECTIONS_SKIPPED.labels(door_label, site_label).inc()
             return []
-        thumb = thumbnail(frame.frame) if stream.motion else None
+        thumb = None
+        if stream.motion:  # the camera's own thumbnail if it sent one: no decode here
+            thumb = (sent_thumbnail(frame.motion_thumbnail, width, height) if frame.HasField("motion_thumbnail")
+                     else thumbnail(frame.frame))
         why = stream.motion.check(thumb, bool(tracks.tracks)) if stream.motion else None
         if (why is Why.SCENE and not stream.gone_confirmed
                 and any(now - t.last_seen > self._settings.track_timeout / 2 for t in tracks.tracks)):

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections import Counter
 
 import cv2
+import grpc
 import numpy as np
+import pytest
 
 from services.contracts.v1 import gateway_pb2, gateway_pb2_grpc
 from services.core import ndarray
 from services.core.images import decode_image
+from services.core.thumbnails import grey_thumbnail
 from tests.conftest import channel, shared_path, stream, video_frames
 from tests.system.test_gateway_faults import start_gateway, start_matcher
 from tests.system.test_gateway_rules import metric
@@ -112,3 +115,17 @@ def test__given_the_real_clip__when_streamed_with_and_without_the_gate__then_the
     assert ("OUTCOME_GRANTED", "lin-manuel-miranda") in outcomes(decided["ungated"])
     assert outcomes(decided["gated"]) == outcomes(decided["ungated"])
     assert searched["gated"] <= searched["ungated"]
+
+
+def test__given_a_camera_thumbnail_that_is_not_its_frames_grey_eighth__then_the_stream_fails_saying_what_to_send(
+        stack):
+    frames = frames_of("gating-thumbnail-door", "", [corridor(seed=12)] * 3)
+    for frame in frames[:2]:  # as the edge agent sends them
+        frame.motion_thumbnail.CopyFrom(ndarray.encode(grey_thumbnail(corridor(seed=12))))
+    frames[2].motion_thumbnail.CopyFrom(ndarray.encode(np.zeros((60, 80, 3), np.uint8)))  # colour
+
+    with pytest.raises(grpc.RpcError) as failed:
+        list(stream(stack.address("gateway"), frames))
+
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "motion_thumbnail: uint8 [60, 80, 3] for a 640x480 frame; send uint8 [60, 80]" in failed.value.details()

@@ -8,7 +8,9 @@ import pytest
 
 from services.contracts.v1 import common_pb2
 from services.core import ndarray
-from services.gateway.motion import MotionGate, Why, around_tracks, thumbnail
+from services.core.errors import InvalidArgument
+from services.core.thumbnails import grey_thumbnail
+from services.gateway.motion import MotionGate, Why, around_tracks, sent_thumbnail, thumbnail
 
 FULL_EVERY = 10
 
@@ -227,3 +229,41 @@ def test__given_no_tracks_or_a_region_that_is_most_of_the_frame__then_the_whole_
     assert around_tracks([], 640, 480) is None
     assert around_tracks([(box(200, 120, 200, 200), 0.2)], 640, 480) is None  # needs 600 px
     assert around_tracks([(box(40, 40, 40, 40), 0.2)], 160, 120) is None  # a 128 px square is most of it
+
+
+def test__given_the_agents_own_thumbnails__then_a_noisy_still_scene_is_gated_and_a_face_stepping_in_is_searched(
+        ) -> None:
+    """What `facegate camera` sends with each frame (the pixels before JPEG) gates as the decoded JPEG does."""
+    rng = np.random.default_rng(3)
+    gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
+    whys = []
+    for _ in range(40):
+        sent = sent_thumbnail(ndarray.encode(grey_thumbnail(noisy(corridor(), rng))), 640, 480)
+        whys.append(gate.check(sent, tracking=False))
+        gate.learn(sent)
+    face = sent_thumbnail(ndarray.encode(grey_thumbnail(noisy(with_face(corridor()), rng))), 640, 480)
+
+    assert whys[5:].count(Why.STILL) >= 34, whys
+    assert gate.check(face, tracking=False) is Why.MOTION
+
+
+def test__the_agents_thumbnail_of_a_frame_is_within_a_few_grey_levels_of_the_one_decoded_from_its_jpeg() -> None:
+    frame = noisy(with_face(corridor()), np.random.default_rng(4))
+    decoded = thumbnail(jpeg(frame))
+    sent = grey_thumbnail(frame)
+    assert decoded is not None and sent.shape == decoded.shape == (60, 80)
+
+    assert np.abs(sent.astype(int) - decoded).mean() < 2.0
+
+
+@pytest.mark.parametrize("sent, says", [
+    (ndarray.encode(np.zeros((30, 40), np.uint8)), r"uint8 \[30, 40\] for a 640x480 frame; send uint8 \[60, 80\]"),
+    (ndarray.encode(np.zeros((60, 80), np.float32)), "send uint8"),
+    (ndarray.encode(np.zeros((60, 80, 3), np.uint8)), "send uint8"),
+    (jpeg(np.zeros((60, 80, 3), np.uint8)), "send uint8"),
+    (common_pb2.NDArray(dtype="uint8", shape=[60, 80], data=b"\0" * 10), "motion_thumbnail"),
+])
+def test__given_a_sent_thumbnail_that_is_not_the_frames_grey_eighth__then_invalid_argument_says_what_to_send(
+        sent: common_pb2.NDArray, says: str) -> None:
+    with pytest.raises(InvalidArgument, match=says):
+        sent_thumbnail(sent, 640, 480)

@@ -23,18 +23,20 @@ REVIEW_VERDICT_IS_NOT: ReviewVerdict
 REVIEW_VERDICT_UNKNOWN: ReviewVerdict
 
 class CameraFrame(_message.Message):
-    __slots__ = ("door_id", "frame", "captured_at", "sequence", "site")
+    __slots__ = ("door_id", "frame", "captured_at", "sequence", "site", "motion_thumbnail")
     DOOR_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
+    MOTION_THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     door_id: str
     frame: _common_pb2.NDArray
     captured_at: _timestamp_pb2.Timestamp
     sequence: int
     site: str
-    def __init__(self, door_id: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., site: _Optional[str] = ...) -> None: ...
+    motion_thumbnail: _common_pb2.NDArray
+    def __init__(self, door_id: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., site: _Optional[str] = ..., motion_thumbnail: _Optional[_Union[_common_pb2.NDArray, _Mapping]] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("decision_id", "door_id", "site", "outcome", "identity_id", "display_name", "distance", "face", "frame_sequence", "captured_at", "decided_at", "reason", "model_key", "frames", "track_id")
