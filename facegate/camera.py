@@ -4,8 +4,9 @@ A source is anything `cv2.VideoCapture` opens: an RTSP/HTTP URL, a video file, o
 number. Frames are sent at most `fps` per second (a door needs a few frames a second, not 30),
 JPEG-encoded, with the grey thumbnail the gateway's motion gate looks at (so the gateway need not
 decode the JPEG for it), stamped with their capture time (for a file: its own timeline, played in
-real time unless `realtime=False`). When the gateway or the source goes away the agent reconnects with
-exponential backoff (capped), so a restart anywhere heals by itself; a file ends the run.
+real time unless `realtime=False`). When the gateway or the source goes away the agent
+reconnects with exponential backoff (capped), so a restart anywhere heals by itself; a file ends
+the run.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def frames(settings: CameraSettings, capture: cv2.VideoCapture,
         scale = settings.max_side / max(bgr.shape[:2])
         if scale < 1:
             bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        # JPEG-encoded as OpenCV read it (BGR): the file decodes to RGB on the other side.
-        # with its grey thumbnail, which the gateway's motion gate would otherwise decode the JPEG for
+        # JPEG-encoded as OpenCV read it (BGR): the file decodes to RGB on the other side; with its
+        # grey thumbnail, which the gateway's motion gate would otherwise decode the JPEG for
         frame = gateway_pb2.CameraFrame(door_id=settings.door_id, site=settings.site, sequence=sequence,
                                         frame=ndarray.encode(bgr, "jpeg", bgr=True),
                                         motion_thumbnail=ndarray.encode(grey_thumbnail(bgr, bgr=True)))
