@@ -5,7 +5,7 @@ GIF and extension-less files. Pillow does the decoding; this module normalises w
 (EXIF rotation, greyscale, alpha, palettes, 16-bit samples) and refuses what cannot be a photo
 of a face with a message that says why.
 
-Camera frames are JPEG, and the detector decodes every frame it searches: a plain one (baseline,
+Camera frames are JPEG, and the detector decodes every frame it searches: a plain one (sequential,
 RGB or grey, upright, its one scan whole) is decoded by OpenCV's libjpeg-turbo instead: the same
 pixels in two thirds of the time (2.1 -> 1.4 ms for a 640x480 door frame, header checks included).
 Pillow refuses some JPEGs that libjpeg only warns about (a marker inside the scan: "broken data
@@ -26,7 +26,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 80_000_000  # ~80 MP: larger is a decompression bomb, not a camera photo
 MIN_SIDE = 12  # the smallest face MTCNN can see
 ORIENTATION_TAG = 0x0112  # EXIF orientation
-PROGRESSIVE_SOFS = (0xC2, 0xC6, 0xCA, 0xCE)  # JPEG start-of-frame markers of progressive files
+# JPEG start-of-frame markers: all of them (0xC4, 0xC8, 0xCC are tables), and the sequential
+# Huffman-coded ones the OpenCV path takes (progressive, lossless and arithmetic-coded go to Pillow)
+START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+SEQUENTIAL = frozenset({0xC0, 0xC1})
 _IN_SCAN = np.zeros(256, bool)  # what may follow 0xFF inside a scan: a stuffed 0 or a restart marker
 _IN_SCAN[0x00] = _IN_SCAN[0xD0:0xD8] = True
 
@@ -56,29 +59,33 @@ def _plain_jpeg(data: bytes, image: Image.Image) -> np.ndarray | None:
 
 
 def _one_whole_scan(data: bytes) -> bool:
-    """A baseline JPEG whose one scan runs to the end-of-image marker with no marker inside it
-    but restarts (~30 us for a 640x480 frame): what libjpeg and Pillow decode alike."""
+    """A sequential JPEG whose one scan runs to the end-of-image marker with no marker inside it
+    but restarts (~30 us for a 640x480 frame): what libjpeg and Pillow decode alike. Anything
+    unusual before the scan (a marker without a length, another frame type) is not."""
     if not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):
         return False  # truncated: Pillow says so
-    position = 2
-    while True:  # the segments before the scan
+    position, sequential = 2, False
+    while True:  # the segments before the scan, each a marker and its length
         if position + 4 > len(data) or data[position] != 0xFF:
             return False
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
             continue
-        if marker in PROGRESSIVE_SOFS or marker == 0xD9:
+        if marker in START_OF_FRAME:
+            if marker not in SEQUENTIAL:
+                return False
+            sequential = True
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD9:  # no length: TEM, restarts, SOI, EOI
             return False
-        length = data[position + 2] << 8 | data[position + 3]
-        position += 2 + length
+        position += 2 + (data[position + 2] << 8 | data[position + 3])
         if marker == 0xDA:  # start of scan: the entropy-coded data follows its header
             break
-    if position > len(data) - 2:
+    if not sequential or position > len(data) - 2:
         return False
     scan = np.frombuffer(data, np.uint8, count=len(data) - 2 - position, offset=position)
     after_ff = scan[np.flatnonzero(scan[:-1] == 0xFF) + 1]
-    return bool(_IN_SCAN[after_ff].all()) and (len(scan) == 0 or scan[-1] != 0xFF)
+    return bool(_IN_SCAN[after_ff].all() and (len(scan) == 0 or scan[-1] != 0xFF))
 
 
 def image_size(data: bytes) -> tuple[int, int]:

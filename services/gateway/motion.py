@@ -37,6 +37,7 @@ import numpy as np
 from services.contracts.v1 import common_pb2
 from services.core import ndarray
 from services.core.errors import InvalidArgument
+from services.core.ndarray import ArrayLimits
 from services.core.thumbnails import SCALE, grey_thumbnail, thumbnail_shape
 
 MARGIN = 1.0  # a search region reaches this many face sides beyond each tracked face, every way
@@ -47,6 +48,8 @@ HISTORY = 50  # frames the background model remembers (10 s at 5 fps)
 SLOW_RATE = 1 / 500  # learning a frame that differed: ~50 frames (10 s at 5 fps) to become scene
 FRAME_GAP = 0.2  # s between a door's frames (5 fps): a region's margin grows with the time unseen
 MAX_MARGIN = 4.0  # face sides
+ENCODINGS = {common_pb2.NDArray.ENCODING_RAW: "raw", common_pb2.NDArray.ENCODING_JPEG: "JPEG",
+             common_pb2.NDArray.ENCODING_PNG: "PNG"}  # as a refused thumbnail's message names them
 VAR_THRESHOLD = 16.0  # MOG2's squared Mahalanobis distance for a pixel to be foreground (its default)
 
 
@@ -81,13 +84,16 @@ def thumbnail(frame: common_pb2.NDArray) -> np.ndarray | None:
 
 def sent_thumbnail(sent: common_pb2.NDArray, width: int, height: int) -> np.ndarray:
     """The thumbnail a camera sent with its `width` x `height` frame (`CameraFrame.motion_thumbnail`),
-    checked: a raw uint8 grey image of `thumbnail_shape`, else InvalidArgument saying what to send."""
+    checked from its header before anything is read (a PNG or JPEG is never decoded: it could
+    claim 80 MP), then viewed without a copy; else InvalidArgument saying what to send."""
     expected = thumbnail_shape(width, height)
-    pixels = ndarray.decode(sent, "motion_thumbnail")
-    if pixels.dtype != np.uint8 or pixels.shape != expected:
-        raise InvalidArgument(f"motion_thumbnail: {pixels.dtype} {list(pixels.shape)} for a {width}x{height} frame; "
-                              f"send uint8 {list(expected)} (the frame grey, 1/8 a side, rounded down) or none")
-    return pixels
+    if (sent.encoding != common_pb2.NDArray.ENCODING_RAW or sent.dtype != "uint8"
+            or tuple(sent.shape) != expected):
+        kind = ENCODINGS.get(sent.encoding, f"encoding {sent.encoding}")
+        raise InvalidArgument(f"motion_thumbnail: {kind} {sent.dtype or '?'} {list(sent.shape)} for a "
+                              f"{width}x{height} frame; send raw uint8 {list(expected)} (the frame grey, 1/8 a "
+                              "side, rounded up) or none")
+    return ndarray.decode(sent, "motion_thumbnail", ArrayLimits(max_bytes=expected[0] * expected[1]))
 
 
 class MotionGate:

@@ -666,6 +666,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if (size := width * height / 1e6) > self._settings.max_frame_megapixels:
             raise InvalidArgument(f"frame: {size:.1f} MP; camera frames are at most "
                                   f"{self._settings.max_frame_megapixels:g} MP (scale them down at the camera)")
+        # the camera's thumbnail, checked on every frame (from its header: a view, no copy)
+        sent = sent_thumbnail(frame.motion_thumbnail, width, height) if frame.HasField("motion_thumbnail") else None
         door_label, site_label = stream.labels
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
         tracks = stream.tracks
@@ -677,8 +679,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             return []
         thumb = None
         if stream.motion:  # the camera's own thumbnail if it sent one: no decode here
-            thumb = (sent_thumbnail(frame.motion_thumbnail, width, height) if frame.HasField("motion_thumbnail")
-                     else thumbnail(frame.frame))
+            thumb = sent if sent is not None else thumbnail(frame.frame)
         why = stream.motion.check(thumb, bool(tracks.tracks)) if stream.motion else None
         if (why is Why.SCENE and not stream.gone_confirmed
                 and any(now - t.last_seen > self._settings.track_timeout / 2 for t in tracks.tracks)):

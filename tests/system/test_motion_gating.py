@@ -128,4 +128,5 @@ def test__given_a_camera_thumbnail_that_is_not_its_frames_grey_eighth__then_the_
         list(stream(stack.address("gateway"), frames))
 
     assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "motion_thumbnail: uint8 [60, 80, 3] for a 640x480 frame; send uint8 [60, 80]" in failed.value.details()
+    assert ("motion_thumbnail: raw uint8 [60, 80, 3] for a 640x480 frame; send raw uint8 [60, 80]"
+            in failed.value.details())

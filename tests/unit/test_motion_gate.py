@@ -9,7 +9,7 @@ import pytest
 from services.contracts.v1 import common_pb2
 from services.core import ndarray
 from services.core.errors import InvalidArgument
-from services.core.thumbnails import grey_thumbnail
+from services.core.thumbnails import grey_thumbnail, thumbnail_shape
 from services.gateway.motion import MotionGate, Why, around_tracks, sent_thumbnail, thumbnail
 
 FULL_EVERY = 10
@@ -257,13 +257,27 @@ def test__the_agents_thumbnail_of_a_frame_is_within_a_few_grey_levels_of_the_one
 
 
 @pytest.mark.parametrize("sent, says", [
-    (ndarray.encode(np.zeros((30, 40), np.uint8)), r"uint8 \[30, 40\] for a 640x480 frame; send uint8 \[60, 80\]"),
-    (ndarray.encode(np.zeros((60, 80), np.float32)), "send uint8"),
-    (ndarray.encode(np.zeros((60, 80, 3), np.uint8)), "send uint8"),
-    (jpeg(np.zeros((60, 80, 3), np.uint8)), "send uint8"),
-    (common_pb2.NDArray(dtype="uint8", shape=[60, 80], data=b"\0" * 10), "motion_thumbnail"),
+    (ndarray.encode(np.zeros((30, 40), np.uint8)),
+     r"motion_thumbnail: raw uint8 \[30, 40\] for a 640x480 frame; send raw uint8 \[60, 80\]"),
+    (ndarray.encode(np.zeros((60, 80), np.float32)), "float32"),
+    (ndarray.encode(np.zeros((60, 80, 3), np.uint8)), r"\[60, 80, 3\]"),
+    (jpeg(np.zeros((60, 80, 3), np.uint8)), "JPEG"),
+    # never decoded: a PNG could claim 80 MP (here it is not even a PNG)
+    (common_pb2.NDArray(dtype="uint8", shape=[60, 80], data=b"not a png", encoding=common_pb2.NDArray.ENCODING_PNG),
+     "motion_thumbnail: PNG uint8 \\[60, 80\\] for a 640x480 frame; send raw"),
+    (common_pb2.NDArray(dtype="uint8", shape=[60, 80], data=b"\0" * 10), "motion_thumbnail"),  # too short
 ])
 def test__given_a_sent_thumbnail_that_is_not_the_frames_grey_eighth__then_invalid_argument_says_what_to_send(
         sent: common_pb2.NDArray, says: str) -> None:
     with pytest.raises(InvalidArgument, match=says):
         sent_thumbnail(sent, 640, 480)
+
+
+@pytest.mark.parametrize("width, height", [(640, 480), (641, 481), (100, 100), (1280, 719)])
+def test__the_agents_thumbnail_has_the_shape_of_the_one_decoded_from_the_jpeg_whatever_the_frame_size(
+        width: int, height: int) -> None:
+    frame = cv2.resize(corridor(), (width, height), interpolation=cv2.INTER_AREA)
+    decoded = thumbnail(jpeg(frame))
+    assert decoded is not None
+
+    assert grey_thumbnail(frame).shape == thumbnail_shape(width, height) == decoded.shape
