@@ -85,7 +85,7 @@ def thumbnail(frame: common_pb2.NDArray) -> np.ndarray | None:
 def sent_thumbnail(sent: common_pb2.NDArray, width: int, height: int) -> np.ndarray:
     """The thumbnail a camera sent with its `width` x `height` frame (`CameraFrame.motion_thumbnail`),
     checked from its header before anything is read (a PNG or JPEG is never decoded: it could
-    claim 80 MP), then viewed without a copy; else InvalidArgument saying what to send."""
+    claim 80 MP), then taken as it is; else InvalidArgument saying what to send."""
     expected = thumbnail_shape(width, height)
     if (sent.encoding != common_pb2.NDArray.ENCODING_RAW or sent.dtype != "uint8"
             or tuple(sent.shape) != expected):

@@ -666,7 +666,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if (size := width * height / 1e6) > self._settings.max_frame_megapixels:
             raise InvalidArgument(f"frame: {size:.1f} MP; camera frames are at most "
                                   f"{self._settings.max_frame_megapixels:g} MP (scale them down at the camera)")
-        # the camera's thumbnail, checked on every frame (from its header: a view, no copy)
+        # the camera's thumbnail, checked on every frame (from its header first; never decoded)
         sent = sent_thumbnail(frame.motion_thumbnail, width, height) if frame.HasField("motion_thumbnail") else None
         door_label, site_label = stream.labels
         now = frame.captured_at.ToNanoseconds() / 1e9 if frame.HasField("captured_at") else time.time()
