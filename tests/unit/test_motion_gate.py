@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
@@ -42,14 +44,14 @@ def noisy(image: np.ndarray, rng: np.random.Generator, sigma: float = 4.0) -> np
 
 
 def run(gate: MotionGate, frames: list[common_pb2.NDArray], tracking: bool = False,
-        nobody: bool = True) -> list[Why]:
+        nobody: bool = True, read: Callable[[common_pb2.NDArray], np.ndarray | None] = thumbnail) -> list[Why]:
     """Each frame checked, then learnt if it showed `nobody` (as the gateway does once the
-    detector, or the gate, has said so)."""
+    detector, or the gate, has said so); `read` makes its thumbnail, as the gateway does."""
     whys = []
     for frame in frames:
-        whys.append(gate.check(thumbnail(frame), tracking))
+        whys.append(gate.check(read(frame), tracking))
         if nobody:
-            gate.learn(thumbnail(frame))
+            gate.learn(read(frame))
     return whys
 
 
@@ -236,11 +238,8 @@ def test__given_the_agents_own_thumbnails__then_a_noisy_still_scene_is_gated_and
     """What `facegate camera` sends with each frame (the pixels before JPEG) gates as the decoded JPEG does."""
     rng = np.random.default_rng(3)
     gate = MotionGate(face_fraction=0.25, min_face_size=60, full_every=1000)
-    whys = []
-    for _ in range(40):
-        sent = sent_thumbnail(ndarray.encode(grey_thumbnail(noisy(corridor(), rng))), 640, 480)
-        whys.append(gate.check(sent, tracking=False))
-        gate.learn(sent)
+    whys = run(gate, [ndarray.encode(grey_thumbnail(noisy(corridor(), rng))) for _ in range(40)],
+               read=lambda sent: sent_thumbnail(sent, 640, 480))
     face = sent_thumbnail(ndarray.encode(grey_thumbnail(noisy(with_face(corridor()), rng))), 640, 480)
 
     assert whys[5:].count(Why.STILL) >= 34, whys
