@@ -25,6 +25,26 @@ BATCH_REQUESTS = Histogram("facegate_batch_requests", "Requests merged into one 
                            buckets=(1, 2, 4, 8, 16, 32))
 
 
+def power_of_two_runs(count: int, largest: int) -> list[int]:
+    """`count` items as runs of whole powers of two, each at most `largest` (a power of two),
+    largest first: 7 -> [4, 2, 1], 20 with largest 8 -> [8, 8, 4].
+
+    For networks whose interpreters have fixed input shapes (LiteRT plans one per batch size):
+    padding a batch up to the next planned size computes rows that are thrown away, and a small
+    network's time is nearly proportional to its rows (ONet: 5 crops padded to 8 took 3.4 ms,
+    run as 4 + 1 2.6 ms; the embedder: 5 faces padded to 8 took 14-16 ms a face, as 4 + 1 8-10),
+    so only sizes that are powers of two are planned and a batch runs as several of them. The
+    rows come out the same: each is computed on its own either way."""
+    if count < 0 or largest < 1 or largest & (largest - 1):
+        raise ValueError(f"count {count}, largest {largest}; a count >= 0 and a largest run that is a power of two")
+    runs = [largest] * (count // largest)
+    rest = count % largest
+    while rest:
+        runs.append(1 << (rest.bit_length() - 1))
+        rest -= runs[-1]
+    return runs
+
+
 class MicroBatcher(Generic[T, R]):
     """`run(items) -> results` (one result per item, in order) over merged concurrent `submit`s."""
 

@@ -11,9 +11,10 @@ The LiteRT flatbuffers are converted from the Keras networks once per `mtcnn` an
 version (variables frozen first: converted as they are, READ_VARIABLE ops make them ~100x
 slower) and cached in `$FACEGATE_HOME/mtcnn-litert/`. An interpreter has fixed tensor shapes
 and re-plans when they change, so each thread keeps one per input shape: PNet one per pyramid
-level (per frame size), R/ONet one per batch bucket (1, 2, 4, 8, then multiples of 8 up to 64;
-larger batches go in chunks of 64, the padding rows are discarded). Interpreters are not thread-safe; the
-detector runs concurrent calls on worker threads, so each thread has its own.
+level (per frame size), R/ONet one per power of two up to 64: a batch runs as runs of those
+sizes (45 crops: 32 + 8 + 4 + 1), with no padding rows, which cost ONet as much as real ones.
+Interpreters are not thread-safe; the detector runs concurrent calls on worker threads, so each
+thread has its own.
 
 Cost of the whole detector per 640x480 frame (decode to crops), TensorFlow -> LiteRT, same
 run: 85.7 -> 33.1 ms at one frame a call; the faces are the same (boxes within 0.001 px).
@@ -33,13 +34,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from services.core import assets
+from services.core.batching import power_of_two_runs
 
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("litert", "tensorflow")
 CROP_SIDES = {"rnet": 24, "onet": 48}
 CHUNK = 64  # the largest R/ONet batch run at once
-KEPT_INTERPRETERS = 128  # per thread: a few frame sizes' and the gateway's region sizes' pyramids, the buckets
+KEPT_INTERPRETERS = 128  # per thread: a few frame sizes' and the gateway's region sizes' pyramids, R/ONet's runs
 # each output of a network is known by its last dimension (TFLite may order them otherwise)
 OUTPUTS = {"pnet": (4, 2), "rnet": (4, 2), "onet": (4, 10, 2)}
 
@@ -147,15 +149,6 @@ def flatbuffers(cache: Path | None = None) -> dict[str, bytes]:
     return out
 
 
-def _bucket(count: int) -> int:
-    """The batch an R/ONet call of `count` crops runs at: a power of two up to 8, then the next
-    multiple of 8, at most CHUNK. (Powers of two all the way ran 40 RNet crops, a typical frame
-    with a face, at 64: 5.5 ms instead of ~3.5.)"""
-    if count <= 8:
-        return 1 << max(0, count - 1).bit_length()
-    return min(CHUNK, -(-count // 8) * 8)
-
-
 class LiteRTNetworks(_Runtime):
     """The networks in LiteRT's interpreter with XNNPACK, one interpreter per thread and shape."""
 
@@ -198,13 +191,11 @@ class LiteRTNetworks(_Runtime):
         if name == "pnet":  # one image at a time: an interpreter per pyramid level's shape
             outs = [self._invoke(name, image[None]) for image in batch]
             return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
-        chunks: list[list[np.ndarray]] = []
-        for start in range(0, len(batch), CHUNK):
-            chunk = batch[start:start + CHUNK]
-            padded = np.zeros((_bucket(len(chunk)), *chunk.shape[1:]), np.uint8)
-            padded[:len(chunk)] = chunk
-            chunks.append([out[:len(chunk)] for out in self._invoke(name, padded)])
-        return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+        runs, start = [], 0
+        for size in power_of_two_runs(len(batch), CHUNK):  # no padding rows: see power_of_two_runs
+            runs.append(self._invoke(name, batch[start:start + size]))
+            start += size
+        return [np.concatenate(parts) for parts in zip(*runs, strict=True)]
 
 
 def load_networks(runtime: str = "litert", cache: Path | None = None) -> Networks:

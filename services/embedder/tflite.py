@@ -31,25 +31,26 @@ from typing import Any
 
 import numpy as np
 
+from services.core.batching import power_of_two_runs
 from services.core.model_card import ModelCard, ModelError
 from services.embedder.models import TFLITE_FILE as FILE
 from services.embedder.models import flip_averaged
 
 PRECISIONS = ("fp32", "fp16", "int8")
-CHUNK = 8  # the largest batch of network inputs run at once (4 crops and their mirrors)
+CHUNK = 8  # the largest run of network inputs (4 crops and their mirrors)
 
 
 class TFLiteEmbedder:
     """Runs a model directory's `model.tflite` in LiteRT with XNNPACK.
 
     An interpreter has fixed tensor shapes and re-plans (re-packs its weights) when they change,
-    so there is one per batch bucket (1, 2, 4 or `CHUNK` network inputs: the card's flip
-    averaging makes two per crop); a larger batch runs in chunks of `CHUNK`, the padding rows
-    discarded. Per face, batches past a few crops gain nothing on this CPU (`make bench-tflite`).
-    A network whose batch size is fixed in the file (MobileFaceNet's as published is 2, and
-    XNNPACK cannot re-plan it; services/embedder/tflite_graph.py frees it) runs in chunks of that
-    size, padded. A float network gets the crops scaled as
-    its card's `input_scaling` says.
+    so there is one per power of two up to `CHUNK` network inputs (the card's flip averaging
+    makes two per crop), and a batch runs as runs of those sizes (`power_of_two_runs`: 5 inputs
+    as 4 + 1), with no padding rows, which cost as much as real ones. Per face, batches past a
+    few crops gain nothing on this CPU (`make bench-tflite`). A network whose batch size is fixed
+    in the file (MobileFaceNet's as published is 2, and XNNPACK cannot re-plan it;
+    services/embedder/tflite_graph.py frees it) runs in chunks of that size, padded. A float
+    network gets the crops scaled as its card's `input_scaling` says.
     `threads`: XNNPACK's threads per interpreter; one by default (the service shares the machine
     with the others; two made one face ~2x faster alone but cost more CPU per face). Calls are
     serialised: an interpreter is not thread-safe, and the embedder batches requests anyway."""
@@ -80,12 +81,9 @@ class TFLiteEmbedder:
         self._lock = threading.Lock()
         # a broken file fails here, at load, not on the first face; planned for the bucket one face
         # uses (a flip-averaged card never runs a single input)
-        first = self._bucket(2 if self.card.flip_average else 1)
+        first = self._fixed_batch or (2 if self.card.flip_average else 1)
         self._interpreters[first] = self._planned(probe, first)
         self.load_seconds = time.perf_counter() - started
-
-    def _bucket(self, rows: int) -> int:
-        return self._fixed_batch or min(CHUNK, 1 << (rows - 1).bit_length())
 
     def _interpreter(self, batch: int) -> tuple[Any, int, int]:
         if batch not in self._interpreters:
@@ -109,15 +107,19 @@ class TFLiteEmbedder:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         out = []
-        step = self._fixed_batch or CHUNK
+        if self._fixed_batch:  # chunks of the file's batch size, the last one padded
+            runs = [self._fixed_batch] * -(-len(batch) // self._fixed_batch)
+        else:
+            runs = power_of_two_runs(len(batch), CHUNK)
         with self._lock:
-            for start in range(0, len(batch), step):
-                chunk = batch[start:start + step]
+            start = 0
+            for size in runs:
+                chunk = batch[start:start + size]
+                start += size
                 rows = len(chunk)
-                bucket = self._bucket(rows)
-                interpreter, index, output = self._interpreter(bucket)
-                if rows < bucket:  # else the chunk goes in as it is, no copy
-                    chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), np.uint8)])
+                interpreter, index, output = self._interpreter(size)
+                if rows < size:  # else the chunk goes in as it is, no copy
+                    chunk = np.concatenate([chunk, np.zeros((size - rows, *chunk.shape[1:]), np.uint8)])
                 interpreter.set_tensor(index, self._input(chunk))
                 interpreter.invoke()
                 out.append(interpreter.get_tensor(output)[:rows].copy())

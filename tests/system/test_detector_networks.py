@@ -16,7 +16,7 @@ from services.contracts.v1 import common_pb2, detector_pb2
 from services.core import ndarray
 from services.core.images import decode_image
 from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
-from services.detector.networks import CHUNK, LiteRTNetworks, TensorFlowNetworks, _bucket, flatbuffers
+from services.detector.networks import CHUNK, LiteRTNetworks, TensorFlowNetworks, flatbuffers
 from tests.system.test_services import assert_status, stubs
 
 
@@ -70,9 +70,12 @@ def test__given_any_number_of_crops__then_rnet_and_onet_give_tensorflows_outputs
             assert np.allclose(a, b, atol=1e-4)
 
 
-def test__batches_run_at_powers_of_two_up_to_8_then_multiples_of_8_up_to_the_chunk():
-    assert [_bucket(n) for n in (1, 2, 3, 5, 8, 9, 16, 17, 40, 64)] == [1, 2, 4, 8, 8, 16, 16, 24, 40, 64]
-    assert _bucket(1000) == CHUNK
+def test__given_a_batch_of_crops__then_the_networks_run_it_in_power_of_two_runs_with_no_padding():
+    networks, shapes = LiteRTNetworks(), []
+    invoke = networks._invoke
+    networks._invoke = lambda name, batch: (shapes.append(batch.shape[0]), invoke(name, batch))[1]  # type: ignore[method-assign]
+    networks.onet(np.zeros((CHUNK + 13, 48, 48, 3), np.uint8))
+    assert shapes == [CHUNK, 8, 4, 1]
 
 
 def test__given_a_cache__when_the_networks_are_loaded_again__then_the_converted_files_are_read_not_rebuilt(
