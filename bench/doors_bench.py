@@ -180,8 +180,8 @@ def run_doors(stack: LocalStack, setup: Setup, label: str,
     cameras_cpu = (time.process_time() - own_cpu) / wall  # the simulated cameras share the machine
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     frames_in, dropped, skipped, searched = (gateway_metric(gateway, name) - before[name] for name in counters)
-    if label == "before":  # no detections counter before issue 16: it searched every frame it did not skip
-        searched = frames_in - dropped - skipped
+    if label == "before" and searched == 0:  # no detections counter before issue 16: it searched every frame
+        searched = frames_in - dropped - skipped  # it did not skip (a later --before-rev has the counter)
     latencies = sorted(x for c in cameras for x in c.latencies)
     errors = [c.error for c in cameras if c.error]
     p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
