@@ -24,7 +24,7 @@ from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector
 from services.detector.networks import RUNTIMES
 from services.detector.padding import MAX_SIDE, padded, unpadded
 from services.detector.quality import face_quality
-from services.detector.regions import region_bounds
+from services.detector.regions import expected_boxes, region_bounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +109,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         if request.regions and len(request.regions) != len(request.frames):
             raise InvalidArgument(f"regions: {len(request.regions)} for {len(request.frames)} frames; one per frame "
                                   "(a zero box: the whole frame), or none")
+        if request.expected_faces and len(request.expected_faces) != len(request.frames):
+            raise InvalidArgument(f"expected_faces: {len(request.expected_faces)} for {len(request.frames)} frames; "
+                                  "one per frame (no boxes: search that frame), or none")
         response = detector_pb2.DetectResponse(model_key=card.model_key if crops else "")
         frames: dict[int, np.ndarray] = {}
         for i, message in enumerate(request.frames):
@@ -120,23 +123,34 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                     raise
                 response.frames[i].error = exc.message
         bounds: dict[int, tuple[int, int, int, int] | None] = {}
-        for i in list(frames) if request.regions else []:
-            try:  # a region that is not a box is its frame's error, as a corrupt frame is
+        expected: dict[int, list[tuple[float, float, float, float]]] = {}
+        for i in list(frames) if request.regions or request.expected_faces else []:
+            try:  # a region or an expected face that is not a box is its frame's error, as a corrupt frame is
                 bounds[i] = region_bounds(request.regions[i], frames[i].shape[1], frames[i].shape[0],
-                                          "region" if request.per_frame_errors else f"regions[{i}]")
+                                          "region" if request.per_frame_errors else f"regions[{i}]"
+                                          ) if request.regions else None
+                if request.expected_faces and request.expected_faces[i].boxes:
+                    field = "expected_faces" if request.per_frame_errors else f"expected_faces[{i}]"
+                    if bounds[i] is not None:
+                        raise InvalidArgument(f"{field}: given with a region; a frame has a region to search or "
+                                              "faces expected in it, not both")
+                    expected[i] = expected_boxes(request.expected_faces[i], frames[i].shape[1],
+                                                 frames[i].shape[0], field)
             except InvalidArgument as exc:
                 if not request.per_frame_errors:
                     raise
                 response.frames[i].error = exc.message
                 del frames[i]
         views = [frames[i][b[1]:b[3], b[0]:b[2]] if (b := bounds.get(i)) else frames[i] for i in frames]
+        looks = [expected.get(i) for i in frames]  # None: search the view
         searchable = [j for j, view in enumerate(views) if min(view.shape[:2]) >= options.min_face_size]
-        faces_of = dict(zip(searchable, self._detector.detect([views[j] for j in searchable], options), strict=True))
+        faces_of = dict(zip(searchable, self._detector.detect([views[j] for j in searchable], options,
+                                                              [looks[j] for j in searchable]), strict=True))
         found = {i: [face.moved(b[0], b[1]) if (b := bounds.get(i)) else face for face in faces_of.get(j, [])]
                  for j, i in enumerate(frames)}
         searched = {i: frames[i] for i in frames}  # where each frame's faces were found (and are cut from)
-        if request.pad_if_no_face and (empty := [i for i, faces in found.items()
-                                                  if not faces and max(frames[i].shape[:2]) <= MAX_SIDE]):
+        if request.pad_if_no_face and (empty := [i for i, faces in found.items() if not faces and i not in expected
+                                                  and max(frames[i].shape[:2]) <= MAX_SIDE]):
             borders = {i: padded(frames[i]) for i in empty}
             again = self._detector.detect([borders[i][0] for i in empty], options)
             for i, faces in zip(empty, again, strict=True):

@@ -144,17 +144,21 @@ class Backends:
     @calls("detector")
     async def detect(self, frames: list[common_pb2.NDArray], model_key: str,
                      min_face_size: int = 0, photos: bool = False,
-                     regions: list[common_pb2.Box | None] | None = None) -> list[detector_pb2.FrameFaces]:
+                     regions: list[common_pb2.Box | None] | None = None,
+                     expected: list[list[common_pb2.Box] | None] | None = None) -> list[detector_pb2.FrameFaces]:
         """Faces and aligned crops for `model_key`, per frame, frames as the camera sent them
         (the detector decodes them once; one it cannot decode comes back with `error` set, and
         fails only its own camera, not the other doors' frames in the batch). `photos`: enrolment
         photos, which may be tight face crops (searched again with a border when no face is found;
         never for camera frames, which would pay twice for every empty corridor). `regions`: where
-        to search each frame (None: the whole frame)."""
+        to search each frame (None: the whole frame); `expected`: the boxes of faces to look for
+        again in each frame instead of searching it (None: search it)."""
         request = detector_pb2.DetectRequest(frames=frames, return_crops=True, min_face_size=min_face_size,
                                              per_frame_errors=True, model_key=model_key, pad_if_no_face=photos)
         if regions and any(r is not None for r in regions):  # a zero box: that frame whole
             request.regions.extend(r or common_pb2.Box() for r in regions)
+        if expected and any(e for e in expected):  # no boxes: that frame searched
+            request.expected_faces.extend(detector_pb2.FaceBoxes(boxes=e or []) for e in expected)
         response = await self.detector.Detect(request, timeout=self.deadline)
         if len(response.frames) != len(frames):
             raise BackendError("detector", grpc.StatusCode.INTERNAL,

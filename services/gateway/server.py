@@ -80,8 +80,9 @@ FRAMES_GATED = Counter("facegate_gateway_frames_gated_total",
                        "tracked faces gone and the door's empty scene in view (scene)", ["door", "site", "reason"])
 DETECTIONS = Counter("facegate_gateway_detections_total",
                      "Frames run through the detector, by why (motion, tracking, periodic, unreadable; "
-                     "ungated with --motion-face-fraction 0), and where: a region around the tracked faces or "
-                     "the whole frame", ["door", "site", "reason", "area"])
+                     "ungated with --motion-face-fraction 0), and where: the whole frame, a region around the "
+                     "tracked faces, or only the tracked faces' boxes (faces: --follow-faces)",
+                     ["door", "site", "reason", "area"])
 QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
 REVIEWS_QUEUED = Counter("facegate_gateway_reviews_queued_total", "Decisions queued for a person's review")
 CONFIG_RELOADS = Counter("facegate_gateway_config_reloads_total", "Door configuration reloads", ["result"])
@@ -129,6 +130,11 @@ class GatewayServiceSettings(ServerSettings):
                                          "searches a region around them (three times each face's side), and the "
                                          "whole frame every n-th frame (a newcomer elsewhere in view is found "
                                          "within n frames); 1 = the whole frame always", in_range(1, 100))
+    follow_faces: bool = setting(True, "with the motion gate on, right after a detection that saw every tracked face "
+                                       "at a door, look for those faces again only where they were (the detector "
+                                       "scores each box and a few shifts of it: ~a quarter of a search) instead of "
+                                       "searching around them; one not found there is searched for in the next "
+                                       "frame; newcomers are found by the whole-frame search (--tracked-full-every)")
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
                                            "n-th frame only, and at least every third of --track-timeout (a "
                                            "decided face must be seen before its track ends: at 5 fps and "
@@ -196,13 +202,18 @@ class Labels:
         return self._bounded("door", door.door_id), self._bounded("site", door.site)
 
 
+# one frame for the detector: the frame, the region to search (None: whole), or instead the faces
+# expected in it (the tracked faces' boxes, looked at again without a search)
+Look = tuple[common_pb2.NDArray, common_pb2.Box | None, list[common_pb2.Box] | None]
+
+
 @dataclasses.dataclass
 class Running:
     """What the gateway works with once started."""
 
     backends: Backends
     audit: AuditLog
-    detect: MicroBatcher[tuple[common_pb2.NDArray, common_pb2.Box | None], detector_pb2.FrameFaces]
+    detect: MicroBatcher[Look, detector_pb2.FrameFaces]
     embed: MicroBatcher[common_pb2.NDArray, common_pb2.Embedding]
     model: common_pb2.ModelInfo  # the embedder's card: the crops the detector cuts are for this model
     reviews: ReviewQueue
@@ -225,6 +236,11 @@ class DoorStream:
         self.labels = labels  # (door, site) label values of its metrics
         self.since_detection = 0  # frames
         self.detected_at = 0.0  # frame time of the last detection
+
+    @property
+    def saw_every_track(self) -> bool:
+        """The last detection found every live track's face."""
+        return all(t.last_seen == self.detected_at for t in self.tracks.tracks)
 
 
 
@@ -377,10 +393,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._reloader = asyncio.create_task(self._watch_doors())
 
         # Work from every door shares calls: 32 doors cost much less than 32 times one door.
-        async def detect(frames: list[tuple[common_pb2.NDArray, common_pb2.Box | None]]
-                         ) -> list[detector_pb2.FrameFaces]:
-            return await backends.detect([f for f, _ in frames], self._run.model_key, s.min_face_size,
-                                         regions=[r for _, r in frames])
+        async def detect(frames: list[Look]) -> list[detector_pb2.FrameFaces]:
+            return await backends.detect([f for f, _, _ in frames], self._run.model_key, s.min_face_size,
+                                         regions=[r for _, r, _ in frames], expected=[e for _, _, e in frames])
 
         drafting = s.drafts and model.draft_margin > 0
 
@@ -689,6 +704,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             why = Why.PERIODIC
         faces: list[detector_pb2.DetectedFace] = []
         region: common_pb2.Box | None = None
+        expected: list[common_pb2.Box] | None = None  # the tracked faces' boxes, looked at instead of a search
+        whole = False  # the whole frame searched
         if why is not None and not why.searched:
             assert stream.motion is not None
             FRAMES_GATED.labels(door_label, site_label, why.value).inc()
@@ -697,28 +714,44 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 return []
             # Why.SCENE: the tracked faces look gone; their tracks are updated with no face below
         else:
-            # around the tracked faces (wider the longer they went unseen), and the whole frame
-            # at least every `tracked_full_every` frames
+            # around the tracked faces (wider the longer they went unseen), or, while one is
+            # undecided and the last detection saw every one, only where they were; the whole frame
+            # at least every `tracked_full_every` frames. A decided scene's look (every third frame)
+            # searches: it is also the look for newcomers (a second person behind the first).
             if why is Why.TRACKING and stream.since_full < self._settings.tracked_full_every:
-                region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
-            if region is None:
+                if self._settings.follow_faces and not tracks.all_decided and stream.saw_every_track:
+                    expected = [t.box for t in tracks.tracks]
+                else:
+                    region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
+            whole = region is None and expected is None
+            if whole:
                 stream.since_full = 0
             DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
-                              "region" if region else "frame").inc()
+                              "faces" if expected else "region" if region else "frame").inc()
             stream.since_detection, stream.detected_at = 0, now
             try:
-                detected = (await run.detect.submit([(frame.frame, region)]))[0]  # as sent: JPEG is smaller
+                detected = (await run.detect.submit([(frame.frame, region, expected)]))[0]  # as sent: JPEG is smaller
+                if expected is not None and not detected.error and len(detected.faces) < len(expected):
+                    # a tracked face was not where it was: this frame is searched around the tracks, as
+                    # without --follow-faces (in the next frame it may have moved too far to be known)
+                    region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
+                    expected, whole = None, region is None
+                    if whole:
+                        stream.since_full = 0
+                    DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
+                                      "region" if region else "frame").inc()
+                    detected = (await run.detect.submit([(frame.frame, region, None)]))[0]
             except BackendError as exc:
                 return await self._failed(frame, door, exc)
             if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."
                 raise InvalidArgument(detected.error)
             faces = list(detected.faces)
-            stream.gone_confirmed = region is None and not faces
+            stream.gone_confirmed = whole and not faces
         FACES.labels(door_label, site_label).inc(len(faces))
         before = {t.track_id for t in tracks.tracks}
         assigned = tracks.update([f.face.box for f in faces], now)
         TRACKS.labels(door_label, site_label).inc(len({t.track_id for t in assigned} - before))
-        if stream.motion and why is not None and why.searched and region is None and not tracks.tracks:
+        if stream.motion and why is not None and why.searched and whole and not tracks.tracks:
             # searched whole, no face, nobody tracked: the scene, unless it differed (a person
             # turned away, a moved chair), which is learnt only slowly (~10 s to become scene)
             stream.motion.learn(thumb, slowly=why is not Why.PERIODIC)

@@ -56,7 +56,7 @@ def test__given_a_still_scene__when_an_enrolled_person_steps_in_and_leaves__then
                  for reason in ("still", "scene")}
         searched = {reason: metric(gateway, "facegate_gateway_detections_total", door=door, reason=reason)
                     for reason in ("motion", "tracking", "periodic")}
-        in_regions = metric(gateway, "facegate_gateway_detections_total", door=door, area="region")
+        followed = metric(gateway, "facegate_gateway_detections_total", door=door, area="faces")
     finally:
         gateway.stop()
         matcher.stop()
@@ -65,13 +65,13 @@ def test__given_a_still_scene__when_an_enrolled_person_steps_in_and_leaves__then
         [("OUTCOME_GRANTED", "gating-scene-obama")]
     assert 20 <= decisions[0].frame_sequence < 30
     assert searched["motion"] >= 1 and searched["tracking"] >= 1  # the visitor was searched for
-    assert in_regions >= 1  # around the tracked face
+    assert followed >= 1  # the tracked face looked for where it was
     # before and after the visit: the corridor is mostly not searched (the periodic search aside)
     assert gated["still"] >= 35 and gated["scene"] >= 1, (gated, searched)
     assert sum(gated.values()) + sum(searched.values()) <= len(images)
 
 
-def test__given_the_real_clip__when_streamed_with_and_without_the_gate__then_the_same_people_are_decided_alike(
+def test__given_the_real_clip__when_streamed_with_and_without_the_gate_and_following_faces__then_the_same_people_are_decided_alike(  # noqa: E501
         stack, tmp_path):
     examples = shared_path("face_recognition-examples", "examples")
     site = "gating-clip"
@@ -85,9 +85,10 @@ def test__given_the_real_clip__when_streamed_with_and_without_the_gate__then_the
 
     (tmp_path / "matcher").mkdir()
     matcher = start_matcher(tmp_path / "matcher")  # a gallery of its own: other tests enrol the same people
-    decided, searched = {}, {}
+    decided, searched, areas = {}, {}, {}
     try:
-        for name, flags in (("ungated", ["--motion-face-fraction", "0"]), ("gated", [])):
+        for name, flags in (("ungated", ["--motion-face-fraction", "0"]), ("gated", []),
+                            ("regions", ["--follow-faces", "false"])):
             (tmp_path / name).mkdir()
             gateway = start_gateway(stack, tmp_path / name, "--frame-queue", "100", *flags, name=name,
                                     matcher_address=matcher.address)
@@ -102,6 +103,8 @@ def test__given_the_real_clip__when_streamed_with_and_without_the_gate__then_the
                 decided[name] = list(stream(gateway.address, frames_of(door, site, images), timeout=120))
                 searched[name] = sum(metric(gateway, "facegate_gateway_detections_total", door=door, reason=reason)
                                      for reason in ("ungated", "motion", "tracking", "periodic", "unreadable"))
+                areas[name] = {area: metric(gateway, "facegate_gateway_detections_total", door=door, area=area)
+                               for area in ("frame", "region", "faces")}
             finally:
                 gateway.stop()
     finally:
@@ -111,10 +114,12 @@ def test__given_the_real_clip__when_streamed_with_and_without_the_gate__then_the
         return Counter((Outcome.Name(d.outcome), d.identity_id) for d in decisions)
 
     print(f"\nframes {len(images)}; searched ungated {searched['ungated']:.0f}, gated {searched['gated']:.0f}; "
-          f"decisions {sorted(outcomes(decided['gated']).items())}")
+          f"areas {areas}; decisions {sorted(outcomes(decided['gated']).items())}")
     assert ("OUTCOME_GRANTED", "lin-manuel-miranda") in outcomes(decided["ungated"])
     assert outcomes(decided["gated"]) == outcomes(decided["ungated"])
-    assert searched["gated"] <= searched["ungated"]
+    assert outcomes(decided["regions"]) == outcomes(decided["ungated"])
+    assert searched["gated"] <= searched["ungated"] and searched["regions"] <= searched["ungated"]
+    assert areas["gated"]["faces"] >= 1 and areas["regions"]["faces"] == 0 and areas["regions"]["region"] >= 1
 
 
 def test__given_a_camera_thumbnail_that_is_not_its_frames_grey_eighth__then_the_stream_fails_saying_what_to_send(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as facegate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65gate/v1/detector.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\"\xdd\x01\n\rDetectRequest\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.facegate.v1.NDArray\x12\x15\n\rmin_face_size\x18\x02 \x01(\x05\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x14\n\x0creturn_crops\x18\x04 \x01(\x08\x12\x18\n\x10per_frame_errors\x18\x05 \x01(\x08\x12\x11\n\tmodel_key\x18\x06 \x01(\t\x12\x16\n\x0epad_if_no_face\x18\x07 \x01(\x08\x12!\n\x07regions\x18\x08 \x03(\x0b\x32\x10.facegate.v1.Box\"S\n\x0c\x44\x65tectedFace\x12\x1f\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x11.facegate.v1.Face\x12\"\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x14.facegate.v1.NDArray\"E\n\nFrameFaces\x12(\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x19.facegate.v1.DetectedFace\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"L\n\x0e\x44\x65tectResponse\x12\'\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x17.facegate.v1.FrameFaces\x12\x11\n\tmodel_key\x18\x02 \x01(\t2M\n\x08\x44\x65tector\x12\x41\n\x06\x44\x65tect\x12\x1a.facegate.v1.DetectRequest\x1a\x1b.facegate.v1.DetectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65gate/v1/detector.proto\x12\x0b\x66\x61\x63\x65gate.v1\x1a\x18\x66\x61\x63\x65gate/v1/common.proto\"\x8d\x02\n\rDetectRequest\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.facegate.v1.NDArray\x12\x15\n\rmin_face_size\x18\x02 \x01(\x05\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x14\n\x0creturn_crops\x18\x04 \x01(\x08\x12\x18\n\x10per_frame_errors\x18\x05 \x01(\x08\x12\x11\n\tmodel_key\x18\x06 \x01(\t\x12\x16\n\x0epad_if_no_face\x18\x07 \x01(\x08\x12!\n\x07regions\x18\x08 \x03(\x0b\x32\x10.facegate.v1.Box\x12.\n\x0e\x65xpected_faces\x18\t \x03(\x0b\x32\x16.facegate.v1.FaceBoxes\",\n\tFaceBoxes\x12\x1f\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x10.facegate.v1.Box\"S\n\x0c\x44\x65tectedFace\x12\x1f\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x11.facegate.v1.Face\x12\"\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x14.facegate.v1.NDArray\"E\n\nFrameFaces\x12(\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x19.facegate.v1.DetectedFace\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"L\n\x0e\x44\x65tectResponse\x12\'\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x17.facegate.v1.FrameFaces\x12\x11\n\tmodel_key\x18\x02 \x01(\t2M\n\x08\x44\x65tector\x12\x41\n\x06\x44\x65tect\x12\x1a.facegate.v1.DetectRequest\x1a\x1b.facegate.v1.DetectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facegate.v1.detector_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DETECTREQUEST']._serialized_start=70
-  _globals['_DETECTREQUEST']._serialized_end=291
-  _globals['_DETECTEDFACE']._serialized_start=293
-  _globals['_DETECTEDFACE']._serialized_end=376
-  _globals['_FRAMEFACES']._serialized_start=378
-  _globals['_FRAMEFACES']._serialized_end=447
-  _globals['_DETECTRESPONSE']._serialized_start=449
-  _globals['_DETECTRESPONSE']._serialized_end=525
-  _globals['_DETECTOR']._serialized_start=527
-  _globals['_DETECTOR']._serialized_end=604
+  _globals['_DETECTREQUEST']._serialized_end=339
+  _globals['_FACEBOXES']._serialized_start=341
+  _globals['_FACEBOXES']._serialized_end=385
+  _globals['_DETECTEDFACE']._serialized_start=387
+  _globals['_DETECTEDFACE']._serialized_end=470
+  _globals['_FRAMEFACES']._serialized_start=472
+  _globals['_FRAMEFACES']._serialized_end=541
+  _globals['_DETECTRESPONSE']._serialized_start=543
+  _globals['_DETECTRESPONSE']._serialized_end=619
+  _globals['_DETECTOR']._serialized_start=621
+  _globals['_DETECTOR']._serialized_end=698
 # @@protoc_insertion_point(module_scope)

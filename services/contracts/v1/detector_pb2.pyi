@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("frames", "min_face_size", "min_score", "return_crops", "per_frame_errors", "model_key", "pad_if_no_face", "regions")
+    __slots__ = ("frames", "min_face_size", "min_score", "return_crops", "per_frame_errors", "model_key", "pad_if_no_face", "regions", "expected_faces")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class DetectRequest(_message.Message):
     MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
     PAD_IF_NO_FACE_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FACES_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[_common_pb2.NDArray]
     min_face_size: int
     min_score: float
@@ -25,7 +26,14 @@ class DetectRequest(_message.Message):
     model_key: str
     pad_if_no_face: bool
     regions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Box]
-    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., min_face_size: _Optional[int] = ..., min_score: _Optional[float] = ..., return_crops: _Optional[bool] = ..., per_frame_errors: _Optional[bool] = ..., model_key: _Optional[str] = ..., pad_if_no_face: _Optional[bool] = ..., regions: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ...) -> None: ...
+    expected_faces: _containers.RepeatedCompositeFieldContainer[FaceBoxes]
+    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.NDArray, _Mapping]]] = ..., min_face_size: _Optional[int] = ..., min_score: _Optional[float] = ..., return_crops: _Optional[bool] = ..., per_frame_errors: _Optional[bool] = ..., model_key: _Optional[str] = ..., pad_if_no_face: _Optional[bool] = ..., regions: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ..., expected_faces: _Optional[_Iterable[_Union[FaceBoxes, _Mapping]]] = ...) -> None: ...
+
+class FaceBoxes(_message.Message):
+    __slots__ = ("boxes",)
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Box]
+    def __init__(self, boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ...) -> None: ...
 
 class DetectedFace(_message.Message):
     __slots__ = ("face", "crop")
