@@ -16,12 +16,15 @@ ResNet from PyPI (converted to a SavedModel, and to TFLite for LiteRT), MobileFa
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -63,28 +66,73 @@ class SavedModelEmbedder:
         self._module = tf.saved_model.load(str(model_dir / "saved_model"))
         self.load_seconds = time.perf_counter() - started
         self._tf = tf
+        self._first_passes = FirstPasses()
 
     def embed(self, crops: np.ndarray, draft: bool = False) -> np.ndarray:
         return flip_averaged(self.card, crops, lambda batch: self._module.embed(self._tf.constant(batch))["embedding"],
-                             draft)
+                             draft, self._first_passes)
+
+
+class FirstPasses:
+    """The network's vectors for recently drafted crops, by a digest of each crop's bytes.
+
+    A draft whose search lies within the card's margin of a threshold is embedded in full moments
+    later (services/gateway/drafts.py): the same crop and its mirror image. The crop's own pass
+    is the draft's, so only the mirror needs the network then: half the work, and the same
+    vector (each row of a batch is computed on its own). Thread-safe: the service runs drafts and
+    full embeddings on worker threads."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size  # ~30 s of drafts at 40 doors; a re-embed follows its draft within a second
+        self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(crop: np.ndarray) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest()
+
+    def keep(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        with self._lock:
+            for key, vector in zip(keys, vectors, strict=True):
+                self._vectors[key] = vector.copy()
+                self._vectors.move_to_end(key)
+            while len(self._vectors) > self._size:
+                self._vectors.popitem(last=False)
+
+    def known(self, keys: list[bytes]) -> list[np.ndarray | None]:
+        with self._lock:
+            return [self._vectors.get(key) for key in keys]
 
 
 def flip_averaged(card: ModelCard, crops: np.ndarray, run: Callable[[np.ndarray], object],
-                  draft: bool = False) -> np.ndarray:
+                  draft: bool = False, first_passes: FirstPasses | None = None) -> np.ndarray:
     """`run` (a batch of uint8 crops -> its raw vectors) on the crops, averaged with their
     mirrors when the card says so (and this is not a `draft`: one pass, half the work, whose
     distances lie within the card's `draft_margin` of the full embedding's), L2-normalised:
-    what every backend returns."""
+    what every backend returns. With `first_passes`, drafts are kept there and a full embedding
+    of a kept crop runs only its mirror."""
     size = card.input_size
     if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
         raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3); got {crops.dtype} {crops.shape}")
     if len(crops) == 0:
         return np.zeros((0, card.embedding_dim), np.float32)
     mirrored = card.flip_average and not draft
-    batch = np.concatenate([crops, crops[:, :, ::-1]]) if mirrored else crops
-    vectors = np.asarray(run(np.ascontiguousarray(batch)), np.float32)
-    if mirrored:
-        vectors = vectors[: len(crops)] + vectors[len(crops) :]
+    keys = [FirstPasses.key(crop) for crop in crops] if first_passes is not None and card.flip_average else []
+    if not mirrored:
+        vectors = np.asarray(run(np.ascontiguousarray(crops)), np.float32)
+        if keys and first_passes is not None:
+            first_passes.keep(keys, vectors)
+    else:
+        known = first_passes.known(keys) if keys and first_passes is not None else [None] * len(crops)
+        missing = [i for i, vector in enumerate(known) if vector is None]
+        batch = np.concatenate([crops[missing], crops[:, :, ::-1]])  # the crops not drafted, then every mirror
+        out = np.asarray(run(np.ascontiguousarray(batch)), np.float32)
+        firsts = np.empty((len(crops), out.shape[1]), np.float32)
+        firsts[missing] = out[: len(missing)]
+        for i, vector in enumerate(known):
+            if vector is not None:
+                firsts[i] = vector
+        vectors = firsts + out[len(missing):]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 

@@ -34,7 +34,7 @@ import numpy as np
 from services.core.batching import power_of_two_runs
 from services.core.model_card import ModelCard, ModelError
 from services.embedder.models import TFLITE_FILE as FILE
-from services.embedder.models import flip_averaged
+from services.embedder.models import FirstPasses, flip_averaged
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CHUNK = 8  # the largest run of network inputs (4 crops and their mirrors)
@@ -79,6 +79,7 @@ class TFLiteEmbedder:
                              "how pixels are scaled, a uint8 one's does not")
         self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
+        self._first_passes = FirstPasses()
         # a broken file fails here, at load, not on the first face; planned for the bucket one face
         # uses (a flip-averaged card never runs a single input)
         first = self._fixed_batch or (2 if self.card.flip_average else 1)
@@ -126,7 +127,7 @@ class TFLiteEmbedder:
         return np.concatenate(out)
 
     def embed(self, crops: np.ndarray, draft: bool = False) -> np.ndarray:
-        return flip_averaged(self.card, crops, self._run, draft)
+        return flip_averaged(self.card, crops, self._run, draft, self._first_passes)
 
 
 def convert(source: Path, target: Path, precision: str, representative: np.ndarray | None = None,

@@ -13,7 +13,9 @@ for. Then:
   frame (`periodic`: whatever the model missed is looked for at least that often);
 - a face tracked, and the frame differs: searched (`tracking`), in a region around the tracked
   faces (`around_tracks`: a square of a few fixed sizes, three times each face's side or more
-  for a face unseen for a while), the whole frame every few frames;
+  for a face unseen for a while), the whole frame every few frames; while a tracked face is
+  undecided, right after a detection that saw every one, the gateway looks only where they
+  were (`--follow-faces`, no search) and searches around them when one is not there;
 - a face tracked, and the frame is the empty scene again: the person looks gone; not searched,
   the tracks are updated with no face (`scene`), except that the gateway searches the whole
   frame before such an update would end a track (the gate never ends one by itself);

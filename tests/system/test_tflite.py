@@ -83,6 +83,26 @@ def test__a_known_model_on_litert_runs_its_fp32_conversion_with_the_same_card_an
     assert np.allclose(np.concatenate([lite.embed(many[i:i + 1]) for i in range(len(many))]), got, atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime", ["litert", "tensorflow"])
+def test__a_crop_drafted_moments_before__when_embedded_in_full__then_only_its_mirror_is_run_and_the_vector_is_the_same(  # noqa: E501
+        runtime, demo_crops, monkeypatch):
+    model, afresh = load_embedder(runtime=runtime), load_embedder(runtime=runtime)
+    expected = afresh.embed(demo_crops[:3])
+    model.embed(demo_crops[:2], draft=True)
+    rows: list[int] = []
+    run = model._module.embed if runtime == "tensorflow" else model._run
+    if runtime == "tensorflow":
+        monkeypatch.setattr(model, "_module", type("Counted", (), {
+            "embed": staticmethod(lambda batch: (rows.append(int(batch.shape[0])), run(batch))[1])}))
+    else:
+        monkeypatch.setattr(model, "_run", lambda batch: (rows.append(len(batch)), run(batch))[1])
+
+    got = model.embed(demo_crops[:3])
+
+    assert rows == [4]  # the third crop (never drafted) and the three mirrors
+    assert np.allclose(got, expected, atol=1e-6)
+
+
 def test__an_unknown_runtime_is_refused_naming_the_choices():
     with pytest.raises(ValueError, match="one of tensorflow, litert"):
         load_embedder(runtime="onnx")
