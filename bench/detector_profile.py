@@ -8,7 +8,10 @@ letterboxed when present, else the face_recognition demo photos. Each frame goes
 the detector service does with it, one frame per call (a door's frame as the gateway sends it
 when doors are not busy), each stage timed: decode, PNet over the pyramid, RNet, ONet (each the
 network calls alone, and the rest: resizing, crops, NMS), and the aligned crops; with the
-networks on each runtime (services/detector/networks.py).
+networks on each runtime (services/detector/networks.py). Then, on the clip at a door camera's
+rate, each frame after one with faces searched, and looked at again only where the previous
+frame's faces were (the gateway's --follow-faces): the cost of each, and how many faces the
+look finds of those the search found again.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from pipeline_bench import bench_frames  # noqa: E402
+from pipeline_bench import CLIP, bench_frames  # noqa: E402
 
 from services.core import ndarray  # noqa: E402
 from services.core.model_card import DEFAULT_MODEL, load_card  # noqa: E402
 from services.detector.alignment import align_face  # noqa: E402
-from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
+from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector, iou  # noqa: E402
 from services.detector.networks import RUNTIMES, Networks  # noqa: E402
 
 
@@ -92,11 +96,39 @@ def profile(detector: MtcnnDetector, jpegs: list, settings: DetectorSettings, cr
     return per_frame, faces_found
 
 
+def follow_profile(detector: MtcnnDetector, jpegs: list, settings: DetectorSettings) -> dict[str, Any]:
+    """Each frame after one with faces, two ways (`MtcnnDetector.detect`, decode included): a
+    search, and a look again where the previous frame's search found faces (`expected`: what
+    the gateway does for undecided tracked faces, --follow-faces). Counts the previous frame's
+    faces the search found again, and how many of those the look found."""
+    times: dict[str, list[float]] = {"search": [], "look again": []}
+    kept = found = 0
+    previous: list = []
+    for message in jpegs:
+        started = time.perf_counter()
+        frame = ndarray.decode_frame(message)
+        decoded = time.perf_counter()
+        searched = detector.detect([frame], settings)[0]
+        done = time.perf_counter()
+        if previous:
+            looked = detector.detect([frame], settings, [[face.box for face in previous]])[0]
+            times["search"].append(done - started)
+            times["look again"].append(time.perf_counter() - done + decoded - started)
+            for face in previous:
+                again = [s for s in searched if iou(s.box, face.box) > 0.3]
+                kept += bool(again)
+                found += bool(again) and any(iou(f.box, again[0].box) > 0.5 for f in looked)
+        previous = searched
+    return {"times": times, "kept": kept, "found": found}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--min-face-size", type=int, nargs="+", default=[60, 40])
     parser.add_argument("--runtime", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument("--follow-fps", type=float, default=5.0,
+                        help="looking again vs searching: the clip's frames at this rate (a door camera's)")
     args = parser.parse_args()
     frames, source = bench_frames(args.frames)
     jpegs = [ndarray.encode(f, "jpeg", jpeg_quality=90) for f in frames]
@@ -117,6 +149,22 @@ def main() -> None:
             mean = statistics.mean(values)
             print(f"| {stage} | {1000 * mean:.1f} | {1000 * ordered[int(0.95 * (len(ordered) - 1))]:.1f} | "
                   f"{100 * mean / total:.0f}% |")
+    clip, source = bench_frames(100_000)  # the whole clip, at a door camera's rate
+    clip_fps = cv2.VideoCapture(str(CLIP)).get(cv2.CAP_PROP_FPS) if source.startswith(CLIP.name) else 0
+    step = max(1, round(clip_fps / args.follow_fps)) if clip_fps else 1
+    door = [ndarray.encode(f, "jpeg", jpeg_quality=90) for f in clip[::step]]
+    detector, settings = MtcnnDetector(), DetectorSettings(min_face_size=min(args.min_face_size))
+    follow_profile(detector, door[:5], settings)  # warm every shape
+    result = follow_profile(detector, door, settings)
+    print(f"\nlooking again where the previous frame's faces were vs searching, {len(door)} frames of {source} "
+          f"at {args.follow_fps:g} fps, min face {settings.min_face_size} px, networks on litert; of "
+          f"{result['kept']} faces the search found again in the next frame, looking again found {result['found']}")
+    print("| per frame after one with faces | ms (mean) | p95 |")
+    print("|---|---|---|")
+    for look, values in result["times"].items():
+        ordered = sorted(values)
+        print(f"| {look} (decode included) | {1000 * statistics.mean(values):.1f} | "
+              f"{1000 * ordered[int(0.95 * (len(ordered) - 1))]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def cameras_row() -> list[dashboard.Row | timeseries.Panel | table.Panel]:
               "the detector because something moved (motion), a face is tracked (tracking), the periodic full "
               "search (periodic), or unreadable; not searched because nobody is tracked and nothing moved "
               "(still), or the tracked faces are gone and the empty scene is back (scene). Searches are of the "
-              "whole frame or of a region around the tracked faces. 'ungated' doors run with "
+              "whole frame or of a region around the tracked faces; 'faces' looks only where undecided "
+              "tracked faces were (no search). 'ungated' doors run with "
               "--motion-face-fraction 0.", "short",
               query(f"sum by (reason, area) (rate(facegate_gateway_detections_total{{{DOOR}}}[$__rate_interval])) "
                     f"or sum by (reason) (rate(facegate_gateway_frames_gated_total{{{DOOR}}}[$__rate_interval]))",

@@ -222,14 +222,14 @@ def _confirmed(faces: list[DetectedFace], boxes: list[tuple[float, float, float,
     kept: list[DetectedFace] = []
     for x, y, width, height in boxes:
         box = (x * factor, y * factor, width * factor, height * factor)
-        overlaps = [(_iou(face.box, box), face) for face in faces if face not in kept]
+        overlaps = [(iou(face.box, box), face) for face in faces if face not in kept]
         best = max(overlaps, key=lambda pair: pair[0], default=(0.0, None))
         if best[1] is not None and best[0] > 0.3:
             kept.append(best[1])
     return sorted(kept, key=lambda face: face.score, reverse=True)
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Intersection over union of two (x, y, width, height) boxes."""
     across = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     down = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
