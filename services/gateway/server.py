@@ -127,9 +127,10 @@ class GatewayServiceSettings(ServerSettings):
     full_detect_every: int = setting(10, "with nobody tracked and nothing moving at a door, the detector still "
                                          "searches every n-th frame (10: every 2 s at 5 fps)", in_range(1, 1000))
     tracked_full_every: int = setting(5, "with the motion gate on, while faces are tracked at a door the detector "
-                                         "searches a region around them (three times each face's side), and the "
-                                         "whole frame every n-th frame (a newcomer elsewhere in view is found "
-                                         "within n frames); 1 = the whole frame always", in_range(1, 100))
+                                         "searches a region around them (three times each face's side), or looks "
+                                         "where they were (--follow-faces), and searches the whole frame every "
+                                         "n-th frame (a newcomer elsewhere in view is found within n frames); "
+                                         "1 = the whole frame always", in_range(1, 100))
     follow_faces: bool = setting(True, "with the motion gate on, right after a detection that saw every tracked face "
                                        "at a door, look for those faces again only where they were (the detector "
                                        "scores each box and a few shifts of it: ~a quarter of a search) instead of "
