@@ -155,6 +155,18 @@ class MotionGate:
         return cv2.convertScaleAbs(thumb, alpha=gain)
 
 
+MAX_FOLLOWED = 16  # faces looked for again in one frame at most (DetectRequest.expected_faces takes 16)
+
+
+def followable(boxes: list[common_pb2.Box], width: int, height: int) -> bool:
+    """Whether the detector can be asked to look again at `boxes` in a `width` x `height` frame
+    (`DetectRequest.expected_faces` refuses more than 16, or a box not in the frame: a camera
+    that changed resolution mid-stream leaves boxes of its old frames); else the frame is searched."""
+    return 0 < len(boxes) <= MAX_FOLLOWED and all(
+        b.width > 0 and b.height > 0 and max(b.width, b.height) <= max(width, height)
+        and b.x < width and b.y < height and b.x + b.width > 0 and b.y + b.height > 0 for b in boxes)
+
+
 def around_tracks(tracks: list[tuple[common_pb2.Box, float]], width: int, height: int) -> common_pb2.Box | None:
     """The region to search for tracked faces, given as (last box, seconds since it was seen), in
     a `width` x `height` frame: each box grown by `MARGIN` face sides every way (a person walking

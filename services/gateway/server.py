@@ -42,7 +42,7 @@ from services.gateway.door_status import DoorStatuses
 from services.gateway.doors import ID_PATTERN, Door, DoorConfig, DoorConfigError, load_doors
 from services.gateway.drafts import settled
 from services.gateway.liveness import Liveness
-from services.gateway.motion import MotionGate, Why, around_tracks, sent_thumbnail, thumbnail
+from services.gateway.motion import MotionGate, Why, around_tracks, followable, sent_thumbnail, thumbnail
 from services.gateway.photo_checks import check_shot
 from services.gateway.policy import PolicyAnswer, may_pass
 from services.gateway.review_queue import (
@@ -720,8 +720,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # at least every `tracked_full_every` frames. A decided scene's look (every third frame)
             # searches: it is also the look for newcomers (a second person behind the first).
             if why is Why.TRACKING and stream.since_full < self._settings.tracked_full_every:
-                if self._settings.follow_faces and not tracks.all_decided and stream.saw_every_track:
-                    expected = [t.box for t in tracks.tracks]
+                boxes = [t.box for t in tracks.tracks]
+                if (self._settings.follow_faces and not tracks.all_decided and stream.saw_every_track
+                        and followable(boxes, width, height)):
+                    expected = boxes
                 else:
                     region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
             whole = region is None and expected is None

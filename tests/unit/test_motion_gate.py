@@ -12,7 +12,15 @@ from services.contracts.v1 import common_pb2
 from services.core import ndarray
 from services.core.errors import InvalidArgument
 from services.core.thumbnails import grey_thumbnail, thumbnail_shape
-from services.gateway.motion import MotionGate, Why, around_tracks, sent_thumbnail, thumbnail
+from services.gateway.motion import (
+    MAX_FOLLOWED,
+    MotionGate,
+    Why,
+    around_tracks,
+    followable,
+    sent_thumbnail,
+    thumbnail,
+)
 
 FULL_EVERY = 10
 
@@ -225,6 +233,16 @@ def test__given_any_faces__then_regions_come_in_a_few_sizes_only() -> None:
             assert 0 <= region.y <= 480 - region.height
             sides.add(region.width)
     assert sides <= {96, 128, 160, 192, 256, 320, 384} and len(sides) >= 3
+
+
+def test__given_tracked_faces_in_the_frame__then_they_can_be_looked_for_again_and_otherwise_the_frame_is_searched(
+        ) -> None:
+    assert followable([box(300, 200, 60, 80), box(0, 0, 40, 40)], 640, 480)
+    assert followable([box(-20, 460, 60, 80)], 640, 480)  # partly outside: the detector pads its crops
+    assert not followable([], 640, 480)
+    assert not followable([box(700, 200, 60, 80)], 640, 480)  # from a larger frame: the camera changed resolution
+    assert not followable([box(0, 0, 900, 900)], 640, 480)
+    assert not followable([box(10 * i, 10, 20, 20) for i in range(MAX_FOLLOWED + 1)], 640, 480)  # the detector's limit
 
 
 def test__given_no_tracks_or_a_region_that_is_most_of_the_frame__then_the_whole_frame_is_searched() -> None:
