@@ -149,9 +149,12 @@ def main() -> None:
             mean = statistics.mean(values)
             print(f"| {stage} | {1000 * mean:.1f} | {1000 * ordered[int(0.95 * (len(ordered) - 1))]:.1f} | "
                   f"{100 * mean / total:.0f}% |")
-    clip, source = bench_frames(100_000)  # the whole clip, at a door camera's rate
-    clip_fps = cv2.VideoCapture(str(CLIP)).get(cv2.CAP_PROP_FPS) if source.startswith(CLIP.name) else 0
-    step = max(1, round(clip_fps / args.follow_fps)) if clip_fps else 1
+    if not CLIP.is_file():  # consecutive frames of a moving scene: the demo photos are not
+        print(f"\nlooking again vs searching: skipped, it needs the clip ({CLIP})")
+        return
+    capture = cv2.VideoCapture(str(CLIP))
+    step = max(1, round(capture.get(cv2.CAP_PROP_FPS) / args.follow_fps))
+    clip, source = bench_frames(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))  # all of it, at a door camera's rate
     door = [ndarray.encode(f, "jpeg", jpeg_quality=90) for f in clip[::step]]
     detector, settings = MtcnnDetector(), DetectorSettings(min_face_size=min(args.min_face_size))
     follow_profile(detector, door[:5], settings)  # warm every shape

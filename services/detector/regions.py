@@ -31,18 +31,19 @@ def expected_boxes(boxes: detector_pb2.FaceBoxes, width: int, height: int,
                    field: str) -> list[tuple[float, float, float, float]]:
     """The (x, y, width, height) of each face expected in a `width` x `height` frame. The
     caller's error: more than `MAX_EXPECTED`, a box that is not finite, has a side <= 0 or
-    longer than the frame's longer side, or lies wholly outside the frame (its crops, each cut
-    at the box's size before it is shrunk, would otherwise be as large as the caller says)."""
+    longer than the frame's shorter side, or lies wholly outside the frame (each box's crops
+    are cut at up to 1.25 times its longer side before they are shrunk: bounded by the frame,
+    they cost what a search of it would)."""
     if len(boxes.boxes) > MAX_EXPECTED:
         raise InvalidArgument(f"{field}: {len(boxes.boxes)} boxes; at most {MAX_EXPECTED} expected faces a frame")
     out = []
     for i, box in enumerate(boxes.boxes):
         values = (box.x, box.y, box.width, box.height)
         if (not all(math.isfinite(v) for v in values) or box.width <= 0 or box.height <= 0
-                or max(box.width, box.height) > max(width, height)
+                or max(box.width, box.height) > min(width, height)
                 or box.x >= width or box.y >= height or box.x + box.width <= 0 or box.y + box.height <= 0):
             raise InvalidArgument(f"{field}.boxes[{i}]: {[round(v, 2) for v in values]}; an expected face is x, y "
-                                  f"and a width and height > 0, no longer than the frame's longer side, in the "
+                                  f"and a width and height > 0, no longer than the frame's shorter side, in the "
                                   f"{width}x{height} frame")
         out.append(values)
     return out

@@ -80,10 +80,12 @@ class TFLiteEmbedder:
         self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._lock = threading.Lock()
         self._first_passes = FirstPasses()
-        # a broken file fails here, at load, not on the first face; planned for the bucket one face
-        # uses (a flip-averaged card never runs a single input)
-        first = self._fixed_batch or (2 if self.card.flip_average else 1)
+        # a broken file fails here, at load, not on the first face; planned for the runs one face
+        # uses (a draft or a drafted crop's mirror: 1; a flip-averaged face: 2)
+        first = self._fixed_batch or 1
         self._interpreters[first] = self._planned(probe, first)
+        if not self._fixed_batch and self.card.flip_average:
+            self._interpreter(2)
         self.load_seconds = time.perf_counter() - started
 
     def _interpreter(self, batch: int) -> tuple[Any, int, int]:

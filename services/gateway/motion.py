@@ -14,8 +14,9 @@ for. Then:
 - a face tracked, and the frame differs: searched (`tracking`), in a region around the tracked
   faces (`around_tracks`: a square of a few fixed sizes, three times each face's side or more
   for a face unseen for a while), the whole frame every few frames; while a tracked face is
-  undecided, right after a detection that saw every one, the gateway looks only where they
-  were (`--follow-faces`, no search) and searches around them when one is not there;
+  undecided (at a door that does not require liveness), right after a detection that saw every
+  one, the gateway looks only where they were (`--follow-faces`, no search) and searches
+  around them when one is not there;
 - a face tracked, and the frame is the empty scene again: the person looks gone; not searched,
   the tracks are updated with no face (`scene`), except that the gateway searches the whole
   frame before such an update would end a track (the gate never ends one by itself);
@@ -160,10 +161,11 @@ MAX_FOLLOWED = 16  # faces looked for again in one frame at most (DetectRequest.
 
 def followable(boxes: list[common_pb2.Box], width: int, height: int) -> bool:
     """Whether the detector can be asked to look again at `boxes` in a `width` x `height` frame
-    (`DetectRequest.expected_faces` refuses more than 16, or a box not in the frame: a camera
-    that changed resolution mid-stream leaves boxes of its old frames); else the frame is searched."""
+    (`DetectRequest.expected_faces` refuses more than 16, a box longer than the frame's shorter
+    side, or one not in the frame: a camera that changed resolution mid-stream leaves boxes of
+    its old frames); else the frame is searched."""
     return 0 < len(boxes) <= MAX_FOLLOWED and all(
-        b.width > 0 and b.height > 0 and max(b.width, b.height) <= max(width, height)
+        b.width > 0 and b.height > 0 and max(b.width, b.height) <= min(width, height)
         and b.x < width and b.y < height and b.x + b.width > 0 and b.y + b.height > 0 for b in boxes)
 
 

@@ -80,8 +80,9 @@ FRAMES_GATED = Counter("facegate_gateway_frames_gated_total",
                        "tracked faces gone and the door's empty scene in view (scene)", ["door", "site", "reason"])
 DETECTIONS = Counter("facegate_gateway_detections_total",
                      "Frames run through the detector, by why (motion, tracking, periodic, unreadable; "
-                     "ungated with --motion-face-fraction 0), and where: the whole frame, a region around the "
-                     "tracked faces, or only the tracked faces' boxes (faces: --follow-faces)",
+                     "ungated with --motion-face-fraction 0), and where its faces were found: the whole frame, "
+                     "a region around the tracked faces, or only where they were (faces: --follow-faces; a "
+                     "frame where a face was not there is searched and counted as that search)",
                      ["door", "site", "reason", "area"])
 QUEUE_DEPTH = Gauge("facegate_gateway_queue_depth", "Frames waiting, per door", ["door"])
 REVIEWS_QUEUED = Counter("facegate_gateway_reviews_queued_total", "Decisions queued for a person's review")
@@ -131,11 +132,12 @@ class GatewayServiceSettings(ServerSettings):
                                          "where they were (--follow-faces), and searches the whole frame every "
                                          "n-th frame (a newcomer elsewhere in view is found within n frames); "
                                          "1 = the whole frame always", in_range(1, 100))
-    follow_faces: bool = setting(True, "with the motion gate on, right after a detection that saw every tracked face "
-                                       "at a door, look for those faces again only where they were (the detector "
-                                       "scores each box and a few shifts of it: ~a quarter of a search) instead of "
-                                       "searching around them; one not found there is searched for in the next "
-                                       "frame; newcomers are found by the whole-frame search (--tracked-full-every)")
+    follow_faces: bool = setting(True, "with the motion gate on, while a tracked face is undecided at a door that "
+                                       "does not require liveness, and right after a detection that saw every "
+                                       "tracked face, look for those faces again only where they were (the detector "
+                                       "scores each box and a few shifts of it: ~a third of a search) instead of "
+                                       "searching around them; if one is not there, this frame is searched around "
+                                       "them; newcomers are found by the whole-frame search (--tracked-full-every)")
     decided_detect_every: int = setting(3, "while every face in view is decided, run the detector on every "
                                            "n-th frame only, and at least every third of --track-timeout (a "
                                            "decided face must be seen before its track ends: at 5 fps and "
@@ -721,31 +723,32 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # searches: it is also the look for newcomers (a second person behind the first).
             if why is Why.TRACKING and stream.since_full < self._settings.tracked_full_every:
                 boxes = [t.box for t in tracks.tracks]
-                if (self._settings.follow_faces and not tracks.all_decided and stream.saw_every_track
-                        and followable(boxes, width, height)):
+                # not at a liveness door: its check was calibrated on the landmarks of searches
+                if (self._settings.follow_faces and not door.require_liveness and not tracks.all_decided
+                        and stream.saw_every_track and followable(boxes, width, height)):
                     expected = boxes
                 else:
                     region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
             whole = region is None and expected is None
             if whole:
                 stream.since_full = 0
-            DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
-                              "faces" if expected else "region" if region else "frame").inc()
             stream.since_detection, stream.detected_at = 0, now
             try:
                 detected = (await run.detect.submit([(frame.frame, region, expected)]))[0]  # as sent: JPEG is smaller
-                if expected is not None and not detected.error and len(detected.faces) < len(expected):
-                    # a tracked face was not where it was: this frame is searched around the tracks, as
-                    # without --follow-faces (in the next frame it may have moved too far to be known)
+                if expected is not None and (detected.error or len(detected.faces) < len(expected)):
+                    # a tracked face was not where it was (or the look failed): this frame is searched
+                    # around the tracks, as without --follow-faces (in the next frame the face may
+                    # have moved too far to be known); a frame that cannot be decoded says so again
                     region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
                     expected, whole = None, region is None
                     if whole:
                         stream.since_full = 0
-                    DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
-                                      "region" if region else "frame").inc()
                     detected = (await run.detect.submit([(frame.frame, region, None)]))[0]
             except BackendError as exc:
                 return await self._failed(frame, door, exc)
+            finally:  # once per frame, by where its faces were found (a look that missed is in its search)
+                DETECTIONS.labels(door_label, site_label, why.value if why else "ungated",
+                                  "faces" if expected else "region" if region else "frame").inc()
             if detected.error:  # e.g. "frame.data: corrupt or truncated image: ..."
                 raise InvalidArgument(detected.error)
             faces = list(detected.faces)

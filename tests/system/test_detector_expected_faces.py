@@ -87,7 +87,8 @@ def boxes(*values: tuple[float, float, float, float]) -> detector_pb2.FaceBoxes:
     ([boxes(*[(10, 10, 50, 50)] * (MAX_EXPECTED + 1))], [], f"at most {MAX_EXPECTED} expected faces"),
     ([boxes((float("nan"), 10, 50, 50))], [], "expected_faces[0].boxes[0]"),
     ([boxes((10, 10, 0, 50))], [], "expected_faces[0].boxes[0]"),
-    ([boxes((10, 10, 1e9, 1e9))], [], "no longer than the frame's longer side"),
+    ([boxes((10, 10, 1e9, 1e9))], [], "no longer than the frame's shorter side"),
+    ([boxes((10, 10, 500, 100))], [], "no longer than the frame's shorter side"),
     ([boxes((5000, 10, 50, 50))], [], "in the 640x480 frame"),
     ([boxes((10, 10, 50, 50))], [common_pb2.Box(x=0, y=0, width=100, height=100)], "not both"),
 ])

@@ -12,6 +12,7 @@ from services.contracts.v1 import common_pb2
 from services.core import ndarray
 from services.core.errors import InvalidArgument
 from services.core.thumbnails import grey_thumbnail, thumbnail_shape
+from services.detector.regions import MAX_EXPECTED
 from services.gateway.motion import (
     MAX_FOLLOWED,
     MotionGate,
@@ -242,7 +243,9 @@ def test__given_tracked_faces_in_the_frame__then_they_can_be_looked_for_again_an
     assert not followable([], 640, 480)
     assert not followable([box(700, 200, 60, 80)], 640, 480)  # from a larger frame: the camera changed resolution
     assert not followable([box(0, 0, 900, 900)], 640, 480)
+    assert not followable([box(0, 0, 500, 100)], 640, 480)  # longer than the frame's shorter side
     assert not followable([box(10 * i, 10, 20, 20) for i in range(MAX_FOLLOWED + 1)], 640, 480)  # the detector's limit
+    assert MAX_FOLLOWED == MAX_EXPECTED  # the gateway asks for what the detector takes
 
 
 def test__given_no_tracks_or_a_region_that_is_most_of_the_frame__then_the_whole_frame_is_searched() -> None:
