@@ -8,7 +8,7 @@ XNNPACK (or compiled TensorFlow graphs: `networks.py`), the pyramid starts at th
 `min_face_size` maps to PNet's 12 px window, all frames of a batch go through R/ONet together,
 and crops/NMS use OpenCV. A caller that follows faces from frame to frame can name where they
 were (`detect`'s `expected`): such a frame is not searched, RNet and ONet look at those places
-only (a quarter of a search's cost on a 640x480 door frame).
+only (a third of a search's cost on the clip's 640x480 frames, decode included).
 """
 
 from __future__ import annotations
