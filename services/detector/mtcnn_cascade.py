@@ -25,9 +25,9 @@ _PNET_WINDOW = 12
 _PNET_STRIDE = 2
 _SNAP = 0.02  # a pyramid scale this close to a whole fraction 1/k is taken as 1/k (`_pyramid`)
 # An expected face (`MtcnnDetector.detect`'s `expected`) is looked for at its box and at these
-# shifts (in box sides) and sizes of it. Measured on the clip at 5 fps (bench-vs-face-recognition's
-# frames), of the faces a whole-frame search found again 0.2 s later, these found 94% (0.6 s later:
-# 92%; the rest had moved 0.4-0.6 of their side); shifts of 0.15 or 0.3 found fewer.
+# shifts (in box sides) and sizes of it. Measured on the whole clip at 5 fps (bench/detector_profile.py's
+# last table), of the faces a whole-frame search found again 0.2 s later, these found 94% (0.6 s
+# later: 92%; the rest had moved 0.4-0.6 of their side); shifts of 0.15 or 0.3 found fewer.
 _EXPECTED_SHIFT = 0.2
 _EXPECTED_GROWTH = 1.25
 _EXPECTED_AROUND = ((0.0, 0.0, 1.0), (-_EXPECTED_SHIFT, 0.0, 1.0), (_EXPECTED_SHIFT, 0.0, 1.0),

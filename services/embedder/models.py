@@ -83,7 +83,7 @@ class FirstPasses:
     full embeddings on worker threads."""
 
     def __init__(self, size: int = 512) -> None:
-        self._size = size  # ~30 s of drafts at 40 doors; a re-embed follows its draft within a second
+        self._size = size  # ~20 s of drafts at 40 doors; a re-embed follows its draft within a second
         self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
