@@ -721,17 +721,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # undecided and the last detection saw every one, only where they were; the whole frame
             # at least every `tracked_full_every` frames. A decided scene's look (every third frame)
             # searches: it is also the look for newcomers (a second person behind the first).
-            if why is Why.TRACKING and stream.since_full < self._settings.tracked_full_every:
-                boxes = [t.box for t in tracks.tracks]
-                # not at a liveness door: its check was calibrated on the landmarks of searches
-                if (self._settings.follow_faces and not door.require_liveness and not tracks.all_decided
-                        and stream.saw_every_track and followable(boxes, width, height)):
-                    expected = boxes
-                else:
-                    region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
+            near = why is Why.TRACKING and stream.since_full < self._settings.tracked_full_every
+
+            def search_area() -> common_pb2.Box | None:
+                """Around the tracked faces, or None for the whole frame (which restarts the count)."""
+                area = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height) \
+                    if near else None
+                if area is None:
+                    stream.since_full = 0
+                return area
+
+            boxes = [t.box for t in tracks.tracks]
+            # not at a liveness door: its check was calibrated on the landmarks of searches
+            if (near and self._settings.follow_faces and not door.require_liveness and not tracks.all_decided
+                    and stream.saw_every_track and followable(boxes, width, height)):
+                expected = boxes
+            else:
+                region = search_area()
             whole = region is None and expected is None
-            if whole:
-                stream.since_full = 0
             stream.since_detection, stream.detected_at = 0, now
             try:
                 detected = (await run.detect.submit([(frame.frame, region, expected)]))[0]  # as sent: JPEG is smaller
@@ -739,10 +746,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     # a tracked face was not where it was (or the look failed): this frame is searched
                     # around the tracks, as without --follow-faces (in the next frame the face may
                     # have moved too far to be known); a frame that cannot be decoded says so again
-                    region = around_tracks([(t.box, now - t.last_seen) for t in tracks.tracks], width, height)
-                    expected, whole = None, region is None
-                    if whole:
-                        stream.since_full = 0
+                    expected, region = None, search_area()
+                    whole = region is None
                     detected = (await run.detect.submit([(frame.frame, region, None)]))[0]
             except BackendError as exc:
                 return await self._failed(frame, door, exc)
