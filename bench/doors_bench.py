@@ -14,9 +14,9 @@ agent sends with it (made in advance, as the JPEG is; the "before" gateways igno
 Three set-ups run on the same matcher, one after the other (every door count on one, then the
 next): "before" (the detector, embedder and gateway of `--before-rev`, the last revision before
 issue 16, run from a temporary `git worktree`: every frame searched, everything on TensorFlow),
-"gated" (this tree's gateway with its motion gate, services/gateway/motion.py, on this tree's
-detector and embedder run on TensorFlow) and "after" (this tree's defaults: the gate, and the
-detector's networks and the embedder on LiteRT). Per door count and
+"gated" (this tree's gateway with its defaults: the motion gate, services/gateway/motion.py,
+search regions, looks at undecided faces and draft embeddings; on this tree's detector and
+embedder run on TensorFlow) and "after" (the same on LiteRT: this tree's defaults). Per door count and
 set-up, for `--seconds` (bounded):
 - decision latency: a decision's arrival minus the send time of the frame it was made on
   (p50/p95), and decisions per visit (and how many went to review: a visit cut off by the end
@@ -134,9 +134,9 @@ def configurations(stack: LocalStack, workdir: Path, before: Path) -> tuple[list
     """(extra processes, {label: (gateway, detector, embedder)}), all on the stack's matcher:
     "before" is the detector, embedder and gateway of the source tree `before` (a worktree of
     the revision before issue 16: every frame searched, everything on TensorFlow); "gated" is
-    this tree's gateway, with its motion gate, on this tree's detector and embedder run on
-    TensorFlow; "after" is the stack's own services (the defaults: the gate, and the detector's
-    networks and the embedder on LiteRT)."""
+    this tree's gateway with its defaults (the gate, regions, looks, drafts) on this tree's
+    detector and embedder run on TensorFlow; "after" is the stack's own services (the same on
+    LiteRT: the defaults)."""
     env = dict(os.environ)
     processes: dict[str, dict[str, ServiceProcess]] = {
         "before": {"detector": ServiceProcess("detector", workdir, [], env, tree=before),
