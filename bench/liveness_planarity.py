@@ -93,7 +93,7 @@ from facegate.evaluation.presentation_attacks import (  # noqa: E402
 )
 from services.core.images import decode_image  # noqa: E402
 from services.detector.faces import DetectedFace  # noqa: E402
-from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector  # noqa: E402
+from services.detector.mtcnn_cascade import DetectorSettings, MtcnnDetector, iou  # noqa: E402
 from services.gateway.doors import Door  # noqa: E402
 from services.gateway.liveness import Liveness, LivenessSettings, assess, nose_steps  # noqa: E402
 from services.gateway.tracking import FRAMES_KEPT, LIVENESS  # noqa: E402
@@ -180,14 +180,6 @@ def shot_ids(frames: list[np.ndarray]) -> list[int]:
         ids.append(shot)
         previous = thumb
     return ids
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def distinct(found: list[DetectedFace]) -> list[DetectedFace]:
